@@ -1,0 +1,99 @@
+"""All configuration in one place: environment variables and `.env`, documented in `.env.example`.
+
+Use `get_settings()` (cached) rather than a module-level instance, so importing a module never
+needs a full environment. Tests that change the environment call `get_settings.cache_clear()`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PATTERN_DB = ROOT / "data" / "dataset" / "algospeak_patterns.json"
+DEFAULT_EMBEDDED_MODEL = ROOT / "models" / "embedded" / "model.npz"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+    # Raw text never reaches logs or the prediction log unless this is on.
+    log_text: bool = False
+
+    # --- Stage 1: the normalizer
+    pattern_db_path: Path = DEFAULT_PATTERN_DB
+    # Seconds between checks of the pattern database file for changes (0 disables hot reload).
+    pattern_db_reload_seconds: float = 2.0
+
+    # --- Stage 2: the classifier
+    # embedded: the shipped n-gram model (offline). sagemaker: the endpoint. transformers: in-process model.
+    # auto: sagemaker when an endpoint name is set, else embedded.
+    classifier_backend: Literal["auto", "embedded", "sagemaker", "transformers"] = "auto"
+    embedded_model_path: Path = DEFAULT_EMBEDDED_MODEL
+    sagemaker_endpoint_name: str | None = None
+    aws_region: str = "us-east-1"
+    sagemaker_timeout_seconds: float = 5.0
+    sagemaker_max_retries: int = 2
+    # What to do when the remote classifier fails: answer with the embedded model (and say so), or 503.
+    fallback_policy: Literal["embedded", "error"] = "embedded"
+    transformers_model_path: Path | None = None
+
+    # Per-label decision thresholds: the most severe label whose probability reaches its threshold wins.
+    threshold_potentially_harmful: float = Field(0.5, ge=0.0, le=1.0)
+    threshold_harmful: float = Field(0.5, ge=0.0, le=1.0)
+    threshold_extremely_harmful: float = Field(0.5, ge=0.0, le=1.0)
+
+    # --- API limits and auth
+    max_text_chars: int = Field(20_000, gt=0)
+    max_batch_size: int = Field(256, gt=0)
+    max_body_bytes: int = Field(2_000_000, gt=0)
+    api_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # --- Monitoring
+    prediction_log_url: str | None = "sqlite:///predictions.db"
+    prediction_log_queue_size: int = 10_000
+
+    # --- Data and AWS
+    s3_bucket: str | None = None
+    s3_prefix: str = "algospeak"
+    aws_endpoint_url: str | None = None  # set to a moto_server URL in tests
+    sagemaker_role_arn: str | None = None
+    base_model_id: str = "Qwen/Qwen2.5-3B-Instruct"
+
+    @field_validator("sagemaker_endpoint_name", "api_key", "s3_bucket", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _production_is_guarded(self) -> "Settings":
+        if self.environment == "production" and not self.api_key:
+            raise ValueError("API_KEY must be set when ENVIRONMENT=production")
+        return self
+
+    @property
+    def resolved_backend(self) -> str:
+        if self.classifier_backend == "auto":
+            return "sagemaker" if self.sagemaker_endpoint_name else "embedded"
+        return self.classifier_backend
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return {
+            "potentially_harmful": self.threshold_potentially_harmful,
+            "harmful": self.threshold_harmful,
+            "extremely_harmful": self.threshold_extremely_harmful,
+        }
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,11 @@
+"""Shared test set-up. Tests never reach a network: hubs are off, AWS is moto_server on loopback."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ENVIRONMENT", "test")
+os.environ["PREDICTION_LOG_URL"] = ""
+
+# Fixture plugins (one line each): e.g. "tests.plugins.aws" provides moto_server.
+pytest_plugins: list[str] = []
