@@ -1,0 +1,87 @@
+"""What monitoring keeps of one moderated text, computed the same way everywhere.
+
+The prediction log stores these fields per record (the text itself only as a hash unless `log_text`
+is on), and drift detection computes the same fields for reference data that never went through the
+log (training JSONL/Parquet, SageMaker capture files), so the two windows are always comparable.
+
+Character classes partition the text: alpha + digit + space + punct + other == length, where punct is
+ASCII punctuation and other is everything else (emoji, symbols, non-ASCII punctuation). `upper` and
+`non_ascii` overlap the partition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from typing import Any, Mapping
+
+from core.labels import LABELS, SEVERITY
+
+CHAR_CLASSES: tuple[str, ...] = ("alpha", "digit", "upper", "space", "punct", "other", "non_ascii")
+_PUNCT = frozenset(string.punctuation)
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def char_stats(text: str) -> dict[str, int]:
+    """Counts per character class (see the module docstring); `length` is in code points."""
+    n = len(text)
+    alpha = sum(map(str.isalpha, text))
+    digit = sum(map(str.isdigit, text))
+    space = sum(map(str.isspace, text))
+    punct = sum(1 for ch in text if ch in _PUNCT)
+    return {
+        "length": n,
+        "alpha": alpha,
+        "digit": digit,
+        "upper": sum(map(str.isupper, text)),
+        "space": space,
+        "punct": punct,
+        "other": max(0, n - alpha - digit - space - punct),
+        "non_ascii": n - len(text.encode("ascii", "ignore")),
+    }
+
+
+def normalize_label(value: Any) -> str | None:
+    """A label name from a name or an ordinal index; None when it is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and 0 <= value < len(LABELS):
+        return LABELS[value]
+    if isinstance(value, str):
+        name = value.strip().lower().replace("-", "_").replace(" ", "_")
+        if name in SEVERITY:
+            return name
+        if name.isdigit() and int(name) < len(LABELS):
+            return LABELS[int(name)]
+    return None
+
+
+def techniques_of(matches: Any) -> list[str]:
+    """Distinct techniques of a result's normalizer matches, in first-seen order."""
+    seen: dict[str, None] = {}
+    for m in matches or ():
+        if not isinstance(m, Mapping):
+            continue
+        techs = m.get("techniques")
+        if techs is None and m.get("technique"):
+            techs = [m["technique"]]
+        for t in techs or ():
+            if isinstance(t, str):
+                seen.setdefault(t, None)
+    return list(seen)
+
+
+def entry_ids_of(matches: Any) -> list[str]:
+    seen: dict[str, None] = {}
+    for m in matches or ():
+        if isinstance(m, Mapping) and isinstance(m.get("entry_id"), str):
+            seen.setdefault(m["entry_id"], None)
+    return list(seen)
+
+
+def disagrees(label: str | None, raw_label: str | None) -> bool:
+    """Whether the un-normalized text got a different label (only defined when the normalizer changed it)."""
+    return raw_label is not None and label is not None and raw_label != label

@@ -1,0 +1,121 @@
+"""Generic decoding: leetspeak, masking, repetition and spacing, without an entry per word.
+
+A token is rewritten only when a decoding of it is a known term (a database form or replacement word).
+That gate is what keeps IDs, prices, years, coordinates and "sooo good" untouched: "k1ll" becomes
+"kill" because "kill" is known; "b4", "2024", "a1b2c3" and "$100" decode to nothing known.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+# Each look-alike digit or symbol and the letters it can stand for. "*" masks a vowel ("f*ck").
+LEET: dict[str, str] = {
+    "0": "o", "1": "il", "3": "e", "4": "a", "5": "s", "6": "gb", "7": "t", "8": "b", "9": "g",
+    "@": "a", "$": "s", "!": "i", "|": "il", "+": "t", "€": "e", "¡": "i", "*": "aeiou",
+}  # fmt: skip
+_LEET_CHARS = re.escape("".join(LEET))
+_MAX_VARIANTS = 64
+_MAX_TOKEN = 40  # longer "words" are not words: never decoded
+
+# One scan finds every candidate: runs of single characters split by separators ("k.i.l.l", "s-u-i-c-i-d-e",
+# "k i l l"), and tokens holding a look-alike digit/symbol or a letter repeated three times.
+CANDIDATES = re.compile(
+    rf"""
+    (?P<spaced>(?<![\w{_LEET_CHARS}])(?:[\w{_LEET_CHARS}][ .\-_*·•,~/\\]{{1,3}}){{2,}}[\w{_LEET_CHARS}](?![\w{_LEET_CHARS}]))
+    |(?P<token>(?<![\w{_LEET_CHARS}])[\w{_LEET_CHARS}]*?(?:[{_LEET_CHARS}0-9]|([a-z])\3\3)[\w{_LEET_CHARS}]*)
+    """,
+    re.VERBOSE,
+)
+_RUN = re.compile(r"(.)\1{2,}")
+_SPACED_SEPARATORS = re.compile(r"[ .\-_*·•,~/\\]+")
+
+
+def _letters_outnumber_digits(token: str) -> bool:
+    letters = sum(c.isalpha() for c in token)
+    digits = sum(c.isdigit() for c in token)
+    return letters >= 1 and digits <= letters
+
+
+def _leet_variants(token: str) -> list[str]:
+    choices = [LEET.get(c, c) if c in LEET else c for c in token]
+    count = 1
+    for options in choices:
+        count *= len(options)
+    if count > _MAX_VARIANTS:  # too ambiguous: take the first reading of each character
+        return ["".join(options[0] for options in choices)]
+    return ["".join(p) for p in itertools.product(*choices)]
+
+
+def _collapse_variants(word: str) -> list[str]:
+    """"kiiiilll" -> {"kil", "kill", "kiil", "kiill"}: each run of 3+ becomes one or two letters."""
+    runs = list(_RUN.finditer(word))
+    if not runs:
+        return [word]
+    if len(runs) > 3:
+        return [_RUN.sub(r"\1", word), _RUN.sub(r"\1\1", word)]
+    variants = []
+    for lengths in itertools.product((1, 2), repeat=len(runs)):
+        out, last = [], 0
+        for run, n in zip(runs, lengths):
+            out.append(word[last : run.start()])
+            out.append(run.group(1) * n)
+            last = run.end()
+        out.append(word[last:])
+        variants.append("".join(out))
+    return variants
+
+
+def decode_token(token: str, known: dict[str, object]) -> tuple[str, list[str]] | None:
+    """The known term a token decodes to and the techniques used, or None."""
+    if len(token) > _MAX_TOKEN:
+        return None
+    stripped = token.rstrip("!.*")
+    for candidate in dict.fromkeys((token, stripped)):
+        if not candidate or not _letters_outnumber_digits(candidate):
+            continue
+        has_leet = any(c in LEET for c in candidate)
+        for variant in _leet_variants(candidate) if has_leet else [candidate]:
+            for word in _collapse_variants(variant):
+                if word in known and word != candidate:
+                    techniques = []
+                    if any(c in LEET and c != "*" for c in candidate):
+                        techniques.append("leetspeak")
+                    if "*" in candidate:
+                        techniques.append("masking")
+                    if word != variant:
+                        techniques.append("repetition")
+                    return word, techniques
+    return None
+
+
+def decode_spaced(run: str, known: dict[str, object]) -> list[tuple[int, int, str, list[str]]]:
+    """Spaced-out words inside a run of single characters: "a k i l l" -> [(2, 9, "kill", ["spacing"])].
+
+    Offsets are relative to the run. The longest known word wins; runs are short, so trying every
+    sub-run is cheap.
+    """
+    chars = [(m.start(), m.group()) for m in re.finditer(r"[^ .\-_*·•,~/\\]", run)]
+    if len(chars) > _MAX_TOKEN:
+        return []
+    found: list[tuple[int, int, str, list[str]]] = []
+    i = 0
+    while i <= len(chars) - 3:
+        hit = None
+        for j in range(len(chars), i + 2, -1):
+            joined = "".join(c for _, c in chars[i:j])
+            decoded = decode_token(joined, known) if any(c in LEET for c in joined) else None
+            if decoded:
+                hit = (j, decoded[0], ["spacing", *decoded[1]])
+            elif joined in known:
+                hit = (j, joined, ["spacing"])
+            if hit:
+                break
+        if hit:
+            j, word, techniques = hit
+            found.append((chars[i][0], chars[j - 1][0] + 1, word, techniques))
+            i = j
+        else:
+            i += 1
+    return found

@@ -1,0 +1,389 @@
+"""The normalizer: one compiled matcher over the whole pattern database.
+
+    normalizer = Normalizer(load_database())
+    result = normalizer.normalize("ppl who say unal1ve lol")
+    result.text           # "ppl who say kill lol"
+    result.matches[0]     # span in the original and in the normalized text, entry id, technique, category
+
+How a text is normalized:
+1. Unicode canonicalisation (normalizer.unicode) gives the searchable text and a map to the original.
+2. One regular-expression scan finds generic candidates (leetspeak, masking, repetition, spacing); each is
+   decoded only if the result is a known term (normalizer.decode).
+3. One Aho-Corasick automaton over every form and safe-context phrase finds the database's terms in the
+   decoded text; hits that are not at word boundaries, or whose context rule fails, are dropped. The
+   database's few regular expressions run as one combined pattern.
+4. Safe contexts claim their spans first; then leftmost-longest hits win, and decodings that no hit
+   explains and that are not known words themselves are dropped.
+5. The normalized text is the original with each rewrite applied; nothing changes without a match.
+
+Cost is linear in the text length and independent of the database size: the automaton walks the text once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+import ahocorasick
+
+from normalizer.database import Entry, PatternDatabase
+from normalizer.decode import CANDIDATES, decode_spaced, decode_token
+from normalizer.unicode import canonicalize, describe_change, fold_form
+
+_WORD_RE = re.compile(r"\w+")
+
+
+@dataclass(slots=True)
+class Match:
+    """One explained change (or annotation) of the input text."""
+
+    start: int  # span in the original text
+    end: int
+    norm_start: int  # span in the normalized text
+    norm_end: int
+    original: str
+    replacement: str  # what the normalized text holds at norm_start:norm_end
+    meaning: str  # the plain meaning (equals replacement for rewrites)
+    entry_id: str
+    rule: str  # "pattern", "decode", or "safe_context"
+    techniques: list[str]
+    category: str
+    severity: int
+    action: str  # rewrite, annotate or protect
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class NormalizationResult:
+    original: str
+    text: str
+    matches: list[Match] = field(default_factory=list)
+    db_version: str = ""
+
+    @property
+    def algospeak_detected(self) -> bool:
+        return any(m.action != "protect" for m in self.matches)
+
+    @property
+    def changed(self) -> bool:
+        return self.text != self.original
+
+    @property
+    def safe_contexts(self) -> list[Match]:
+        return [m for m in self.matches if m.action == "protect"]
+
+    def as_dict(self) -> dict:
+        return {
+            "original_text": self.original,
+            "normalized_text": self.text,
+            "algospeak_detected": self.algospeak_detected,
+            "matches": [m.as_dict() for m in self.matches],
+            "pattern_db_version": self.db_version,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Form:
+    entry: Entry
+    key: str  # the folded form
+    length: int
+    left_word: bool  # needs a word boundary on the left
+    right_word: bool
+
+
+@dataclass(slots=True)
+class _Hit:
+    start: int  # span in the decoded text
+    end: int
+    entry: Entry
+    key: str
+    rule: str
+    techniques: list[str]
+
+
+@dataclass(slots=True)
+class _Decoding:
+    start: int  # span in the canonical text
+    end: int
+    word: str
+    techniques: list[str]
+    kind: str  # "form", "replacement" or "part"
+    entry: Entry
+
+
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+class Normalizer:
+    """Compiled from one PatternDatabase; immutable and safe to share between threads."""
+
+    def __init__(self, db: PatternDatabase):
+        self.db = db
+        self.version = db.version
+        self._automaton = ahocorasick.Automaton()
+        # Known terms for generic decoding: single-word forms, replacement words, words of phrases.
+        self._known: dict[str, tuple[str, Entry]] = {}
+        pending: dict[str, list[_Form]] = {}
+        regex_parts: list[str] = []
+        self._regex_entries: dict[str, Entry] = {}
+
+        for entry in db.entries:
+            for form in entry.forms:
+                key = fold_form(form)
+                pending.setdefault(key, []).append(
+                    _Form(entry, key, len(key), _is_word_char(key[0]), _is_word_char(key[-1]))
+                )
+                if entry.action == "protect":
+                    continue
+                words = key.split(" ")
+                if len(words) == 1:
+                    self._known.setdefault(key, ("form", entry))
+                else:
+                    for word in words:
+                        self._known.setdefault(word, ("part", entry))
+            for i, pattern in enumerate(entry.patterns):
+                group = f"p{len(self._regex_entries)}"
+                self._regex_entries[group] = entry
+                regex_parts.append(f"(?P<{group}>{pattern})")
+        for entry in db.entries:
+            if entry.action == "rewrite" and entry.replacement:
+                for word in [entry.replacement, *entry.replacements.values()]:
+                    folded = fold_form(word)
+                    if " " not in folded and self._known.get(folded, ("part",))[0] == "part":
+                        self._known[folded] = ("replacement", entry)
+
+        for key, forms in pending.items():
+            self._automaton.add_word(key, tuple(forms))
+        if pending:
+            self._automaton.make_automaton()
+        self._has_automaton = bool(pending)
+        self._regex = re.compile("|".join(regex_parts), re.IGNORECASE) if regex_parts else None
+
+    # ------------------------------------------------------------------ public API
+    def normalize(self, text: str) -> NormalizationResult:
+        if not isinstance(text, str):
+            raise TypeError(f"normalize() takes a str, not {type(text).__name__}")
+        canon = canonicalize(text)
+        decodings = self._decode(canon.text)
+        if canon.starts is not None:
+            decodings = self._merge(decodings, self._unicode_decodings(text, canon))
+        decoded, spans = self._apply_decodings(canon.text, decodings)
+        hits = self._find(decoded)
+        chosen, kept = self._resolve(hits, decodings, spans)
+        return self._assemble(text, canon, spans, chosen, [decodings[i] for i in kept])
+
+    def normalize_many(self, texts: list[str]) -> list[NormalizationResult]:
+        return [self.normalize(t) for t in texts]
+
+    # ------------------------------------------------------------------ steps
+    def _decode(self, canon: str) -> list[_Decoding]:
+        known = self._known
+        found: list[_Decoding] = []
+        for m in CANDIDATES.finditer(canon):
+            if m.group("spaced") is not None:
+                for a, b, word, techniques in decode_spaced(m.group(), known):
+                    kind, entry = known[word]
+                    found.append(_Decoding(m.start() + a, m.start() + b, word, techniques, kind, entry))
+                continue
+            token = m.group()
+            decoded = decode_token(token, known)
+            if decoded:
+                word, techniques = decoded
+                kind, entry = known[word]
+                found.append(_Decoding(m.start(), m.start() + len(token), word, techniques, kind, entry))
+        return found
+
+    def _unicode_decodings(self, text: str, canon) -> list[_Decoding]:
+        """Known words that only Unicode folding revealed ("kіll" with a Cyrillic і, "k\u200bill", "ｋｉｌｌ")."""
+        found: list[_Decoding] = []
+        for m in _WORD_RE.finditer(canon.text):
+            word = m.group()
+            known = self._known.get(word)
+            if known is None or known[0] != "replacement":
+                continue
+            o_start, o_end = canon.original_span(m.start(), m.end())
+            if text[o_start:o_end].casefold() != word:
+                found.append(_Decoding(m.start(), m.end(), word, [], known[0], known[1]))
+        return found
+
+    @staticmethod
+    def _merge(first: list[_Decoding], second: list[_Decoding]) -> list[_Decoding]:
+        if not second:
+            return first
+        merged = sorted(first + second, key=lambda d: (d.start, -(d.end - d.start)))
+        out: list[_Decoding] = []
+        for d in merged:
+            if not out or d.start >= out[-1].end:
+                out.append(d)
+        return out
+
+    @staticmethod
+    def _apply_decodings(canon: str, decodings: list[_Decoding]) -> tuple[str, list[tuple[int, int, int, int]]]:
+        """The decoded text, and for each decoding (decoded start, decoded end, canon start, canon end)."""
+        if not decodings:
+            return canon, []
+        pieces: list[str] = []
+        spans: list[tuple[int, int, int, int]] = []
+        last = 0
+        length = 0
+        for d in decodings:
+            pieces.append(canon[last : d.start])
+            length += d.start - last
+            pieces.append(d.word)
+            spans.append((length, length + len(d.word), d.start, d.end))
+            length += len(d.word)
+            last = d.end
+        pieces.append(canon[last:])
+        return "".join(pieces), spans
+
+    def _find(self, text: str) -> list[_Hit]:
+        hits: list[_Hit] = []
+        n = len(text)
+        if self._has_automaton:
+            for end_index, forms in self._automaton.iter(text):
+                end = end_index + 1
+                for form in forms:
+                    start = end - form.length
+                    if form.left_word and start > 0 and _is_word_char(text[start - 1]):
+                        continue
+                    if form.right_word and end < n and _is_word_char(text[end]):
+                        continue
+                    if form.entry.context and not self._context_ok(text, start, end, form.entry):
+                        continue
+                    rule = "safe_context" if form.entry.action == "protect" else "pattern"
+                    hits.append(_Hit(start, end, form.entry, form.key, rule, [form.entry.technique]))
+        if self._regex is not None:
+            for m in self._regex.finditer(text):
+                if m.end() == m.start():
+                    continue
+                entry = self._regex_entries[m.lastgroup]  # type: ignore[index]
+                if entry.context and not self._context_ok(text, m.start(), m.end(), entry):
+                    continue
+                rule = "safe_context" if entry.action == "protect" else "pattern"
+                hits.append(_Hit(m.start(), m.end(), entry, m.group().lower(), rule, [entry.technique]))
+        return hits
+
+    @staticmethod
+    def _context_ok(text: str, start: int, end: int, entry: Entry) -> bool:
+        ctx = entry.context
+        assert ctx is not None
+        reach = ctx.window * 16
+        before = _WORD_RE.findall(text[max(0, start - reach) : start])[-ctx.window :]
+        after = _WORD_RE.findall(text[end : end + reach])[: ctx.window]
+        nearby = before + after
+        near_text = " " + " ".join(nearby) + " "
+        def present(term: str) -> bool:
+            return (" " + term + " ") in near_text if " " in term else term in nearby
+        if ctx.require_any and not any(present(t) for t in ctx.require_any):
+            return False
+        if ctx.forbid_any and any(present(t) for t in ctx.forbid_any):
+            return False
+        return True
+
+    @staticmethod
+    def _resolve(
+        hits: list[_Hit], decodings: list[_Decoding], spans: list[tuple[int, int, int, int]]
+    ) -> tuple[list[_Hit], list[int]]:
+        """Safe contexts first, then leftmost-longest; and which decodings stand on their own."""
+        protected = [h for h in hits if h.entry.action == "protect"]
+        protected.sort(key=lambda h: (h.start, -(h.end - h.start)))
+        chosen: list[_Hit] = []
+        last_end = -1
+        for h in protected:
+            if h.start >= last_end:
+                chosen.append(h)
+                last_end = h.end
+        safe_spans = [(h.start, h.end) for h in chosen]
+
+        def overlaps_safe(a: int, b: int) -> bool:
+            return any(a < e and s < b for s, e in safe_spans)
+
+        others = sorted(
+            (h for h in hits if h.entry.action != "protect" and not overlaps_safe(h.start, h.end)),
+            key=lambda h: (h.start, -(h.end - h.start)),
+        )
+        last_end = -1
+        for h in others:
+            if h.start >= last_end:
+                chosen.append(h)
+                last_end = h.end
+        chosen.sort(key=lambda h: h.start)
+
+        # A decoding inside a chosen hit lends it its techniques; one outside stands alone only when it
+        # decodes to a known word in its own right (not merely a word of a phrase).
+        kept: list[int] = []
+        for i, (ds, de, _cs, _ce) in enumerate(spans):
+            inside = [h for h in chosen if h.start <= ds and de <= h.end]
+            if inside:
+                if inside[0].rule != "safe_context":
+                    for t in decodings[i].techniques:
+                        if t not in inside[0].techniques:
+                            inside[0].techniques.insert(0, t)
+                continue
+            if decodings[i].kind == "replacement" and not overlaps_safe(ds, de):
+                if not any(h.start < de and ds < h.end for h in chosen):
+                    kept.append(i)
+        return chosen, kept
+
+    def _assemble(self, text, canon, spans, chosen, kept: list[_Decoding]) -> NormalizationResult:
+        # Map a span of the decoded text to the canonical text, then to the original text.
+        def to_canon(pos: int, is_end: bool) -> int:
+            shift = 0
+            for ds, de, cs, ce in spans:
+                if pos < ds or (is_end and pos == ds):
+                    break
+                if pos < de or (is_end and pos == de):
+                    return ce if is_end else cs
+                shift = ce - de
+            return pos + shift
+
+        def to_original(a: int, b: int) -> tuple[int, int]:
+            ca, cb = (to_canon(a, False), to_canon(b, True)) if spans else (a, b)
+            return canon.original_span(ca, cb)
+
+        edits: list[tuple[int, int, str, str, Entry, str, list[str]]] = []
+        for h in chosen:
+            o_start, o_end = to_original(h.start, h.end)
+            if h.entry.action == "rewrite":
+                meaning = h.entry.replacement_for(h.key)
+                out = meaning
+            else:
+                meaning = h.entry.replacement_for(h.key)
+                out = text[o_start:o_end]
+            edits.append((o_start, o_end, out, meaning, h.entry, h.rule, h.techniques))
+        for d in kept:
+            o_start, o_end = canon.original_span(d.start, d.end)
+            edits.append((o_start, o_end, d.word, d.word, d.entry, "decode", list(d.techniques)))
+        edits.sort(key=lambda e: e[0])
+
+        pieces: list[str] = []
+        matches: list[Match] = []
+        last = 0
+        length = 0
+        for o_start, o_end, out, meaning, entry, rule, techniques in edits:
+            if o_start < last:  # cannot happen for well-formed spans; never emit overlapping edits
+                continue
+            pieces.append(text[last:o_start])
+            length += o_start - last
+            original = text[o_start:o_end]
+            techniques = list(techniques)
+            if rule != "safe_context":
+                for t in describe_change(original) if not original.isascii() else ():
+                    if t not in techniques:
+                        techniques.insert(0, t)
+            pieces.append(out)
+            matches.append(
+                Match(
+                    start=o_start, end=o_end, norm_start=length, norm_end=length + len(out),
+                    original=original, replacement=out, meaning=meaning, entry_id=entry.id, rule=rule,
+                    techniques=techniques, category=entry.category, severity=entry.severity, action=entry.action
+                    if rule != "decode" else "rewrite",
+                )
+            )
+            length += len(out)
+            last = o_end
+        pieces.append(text[last:])
+        return NormalizationResult(text, "".join(pieces), matches, self.version)
