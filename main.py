@@ -1,0 +1,337 @@
+"""The moderation API (FastAPI).
+
+    uv run python main.py                      # http://127.0.0.1:8000, docs at /docs
+    curl -s localhost:8000/moderate -H 'content-type: application/json' -d '{"text": "time to unalive myself"}'
+
+Endpoints: POST /moderate, POST /moderate/batch, POST /normalize, GET /health, GET /ready, GET /metrics.
+With no SageMaker endpoint configured the server runs offline: Stage 2 is the embedded classifier shipped in
+models/, the start-up log says so, and every response carries "mock_mode": true.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import sys
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from core.labels import LABELS
+from core.settings import Settings, get_settings
+
+log = logging.getLogger("api")
+Label = Literal["safe", "potentially_harmful", "harmful", "extremely_harmful"]
+
+
+# ---------------------------------------------------------------------------------------------- schemas
+class ModerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "time to unalive myself"}]})
+    text: StrictStr = Field(description="The text to moderate (UTF-8, not empty).")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    texts: list[StrictStr] = Field(description="Texts to moderate; results come back in the same order.")
+
+
+class Scores(BaseModel):
+    safe: float
+    potentially_harmful: float
+    harmful: float
+    extremely_harmful: float
+
+
+class MatchOut(BaseModel):
+    start: int = Field(description="start of the span in original_text")
+    end: int
+    norm_start: int = Field(description="start of the span in normalized_text")
+    norm_end: int
+    original: str
+    replacement: str = Field(description="what normalized_text holds at the span")
+    meaning: str = Field(description="the plain meaning of the coded form")
+    entry_id: str
+    rule: str = Field(description="pattern, decode or safe_context")
+    techniques: list[str]
+    category: str
+    severity: int
+    action: str = Field(description="rewrite, annotate (reported, not rewritten) or protect (safe context)")
+
+
+class ModelInfo(BaseModel):
+    backend: str
+    version: str
+
+
+class ModerationResult(BaseModel):
+    request_id: str
+    original_text: str
+    normalized_text: str
+    algospeak_detected: bool
+    classification: Label
+    scores: Scores
+    confidence: float
+    normalized_classification: Label
+    raw_classification: Label | None = Field(description="label of the original text, when the normalizer changed it")
+    raw_scores: Scores | None
+    evasion_gap: int = Field(description="severity of the normalized reading minus that of the original")
+    matches: list[MatchOut]
+    stage1_status: str
+    stage2_status: str
+    mock_mode: bool
+    model: ModelInfo
+    pattern_db_version: str
+    latency_ms: float
+
+
+class BatchResult(BaseModel):
+    results: list[ModerationResult]
+
+
+class NormalizeResult(BaseModel):
+    request_id: str
+    original_text: str
+    normalized_text: str
+    algospeak_detected: bool
+    matches: list[MatchOut]
+    pattern_db_version: str
+
+
+class ErrorOut(BaseModel):
+    detail: Any
+    request_id: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------- middleware
+_GOOD_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class RequestContext:
+    """Pure ASGI middleware: request id in and out, body-size limit (413), request metrics, one log line."""
+
+    def __init__(self, app, max_body_bytes: int):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from monitoring.metrics import observe_request
+
+        started = time.perf_counter()
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
+        request_id = incoming if _GOOD_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status_holder = {"status": 500, "started": False}
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        limit = self.max_body_bytes
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise BodyTooLarge
+            await self.app(scope, limited_receive, send_with_id)
+        except BodyTooLarge:
+            if status_holder["started"]:
+                raise
+            response = JSONResponse(
+                {"detail": f"request body is larger than the {limit}-byte limit", "request_id": request_id},
+                status_code=413,
+            )
+            await response(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            observe_request(scope.get("path", ""), status_holder["status"], seconds)
+            log.info(
+                "request_id=%s method=%s path=%s status=%s ms=%.2f",
+                request_id, scope.get("method"), scope.get("path"), status_holder["status"], seconds * 1000,
+            )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- app
+def request_id(request: Request) -> str:
+    return request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
+
+
+RequestId = Annotated[str, Depends(request_id)]
+
+
+def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
+    """The application. `moderator` may be given (tests); otherwise it is built from settings at start-up."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from moderator import Moderator
+        from monitoring.prediction_log import PredictionLog
+
+        app.state.moderator = moderator or Moderator.from_settings(settings)
+        app.state.prediction_log = PredictionLog.from_settings(settings)
+        app.state.prediction_log.start()
+        app.state.started = time.time()
+        m = app.state.moderator
+        if m.mock_mode:
+            log.warning(
+                "OFFLINE MODE: Stage 2 is the embedded classifier %s (no SAGEMAKER_ENDPOINT_NAME set); "
+                "every response carries mock_mode=true",
+                m.classifier.version,
+            )
+        log.info("pattern database %s, classifier %s %s", m.normalizer.current().version, m.classifier.name, m.classifier.version)
+        yield
+        app.state.prediction_log.close()
+
+    app = FastAPI(
+        title="Algospeak-aware moderation",
+        version="0.1.0",
+        description="Stage 1 decodes coded language (algospeak); Stage 2 labels the text "
+        "safe / potentially_harmful / harmful / extremely_harmful.",
+        lifespan=lifespan,
+        responses={413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    )
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+
+    def require_key(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        given = request.headers.get("x-api-key") or ""
+        auth = request.headers.get("authorization") or ""
+        if not given and auth.lower().startswith("bearer "):
+            given = auth[7:]
+        if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+            raise HTTPException(401, "missing or wrong API key (send it as X-API-Key)")
+
+    auth = [Depends(require_key)]
+
+    def check_text(text: str, where: str = "text") -> None:
+        if not text.strip():
+            raise HTTPException(422, f"{where} is empty or only whitespace")
+        if len(text) > settings.max_text_chars:
+            raise HTTPException(422, f"{where} has {len(text)} characters; the limit is {settings.max_text_chars}")
+
+    def moderate_or_503(request: Request, texts: list[str], ids: list[str]) -> list[dict]:
+        from moderator import ModerationUnavailable
+        from monitoring import metrics
+
+        try:
+            results = request.app.state.moderator.moderate_batch(texts, ids)
+        except ModerationUnavailable as exc:
+            raise HTTPException(503, f"moderation is unavailable: {exc}") from exc
+        plog = request.app.state.prediction_log
+        for result in results:
+            metrics.observe(result)
+            plog.record(result)
+        return results
+
+    @app.post("/moderate", response_model=ModerationResult, dependencies=auth, responses={503: {"model": ErrorOut}})
+    def moderate(body: ModerateRequest, request: Request, rid: RequestId) -> Any:
+        """Normalize and classify one text."""
+        check_text(body.text)
+        return moderate_or_503(request, [body.text], [rid])[0]
+
+    @app.post("/moderate/batch", response_model=BatchResult, dependencies=auth, responses={503: {"model": ErrorOut}})
+    def moderate_batch(body: BatchRequest, request: Request, rid: RequestId) -> Any:
+        """Normalize and classify many texts in one call; results are in the order of `texts`."""
+        if not body.texts:
+            raise HTTPException(422, "texts is empty")
+        if len(body.texts) > settings.max_batch_size:
+            raise HTTPException(422, f"{len(body.texts)} texts; the limit is {settings.max_batch_size} per batch")
+        for i, text in enumerate(body.texts):
+            check_text(text, f"texts[{i}]")
+        ids = [f"{rid}-{i}" for i in range(len(body.texts))]
+        return {"results": moderate_or_503(request, body.texts, ids)}
+
+    @app.post("/normalize", response_model=NormalizeResult, dependencies=auth)
+    def normalize(body: ModerateRequest, request: Request, rid: RequestId) -> Any:
+        """Stage 1 alone: decode algospeak and report every match."""
+        check_text(body.text)
+        result = request.app.state.moderator.normalizer.current().normalize(body.text)
+        return {"request_id": rid, **result.as_dict()}
+
+    @app.get("/health")
+    def health(request: Request) -> dict:
+        """Liveness: the process answers."""
+        return {"status": "ok", "uptime_s": round(time.time() - request.app.state.started, 1)}
+
+    @app.get("/ready", responses={503: {"model": ErrorOut}})
+    def ready(request: Request) -> Any:
+        """Readiness: the pattern database is loaded and the classifier answers a probe."""
+        m = request.app.state.moderator
+        body: dict[str, Any] = {
+            "pattern_db_version": m.normalizer.current().version,
+            "pattern_db_error": m.normalizer.last_error,
+            "classifier": {"backend": m.classifier.name, "version": m.classifier.version},
+            "mock_mode": m.mock_mode,
+        }
+        try:
+            scores = m.classifier.classify(["readiness probe"])[0]
+            ok = abs(sum(scores.values()) - 1.0) < 1e-3 and set(scores) == set(LABELS)
+        except Exception as exc:  # the probe's failure is the answer
+            body.update(status="not ready", reason=f"classifier probe failed: {exc}")
+            return JSONResponse(body, status_code=503)
+        body["status"] = "ready" if ok else "not ready"
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        """Prometheus metrics."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from monitoring.metrics import REGISTRY
+
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors, "request_id": request_id(request)}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail, "request_id": request_id(request)}, status_code=exc.status_code)
+
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    uvicorn.run(
+        "main:create_app", factory=True, host=settings.host, port=settings.port, log_level="warning", access_log=False
+    )
+
+
+if __name__ == "__main__":
+    main()

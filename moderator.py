@@ -1,0 +1,220 @@
+"""The two-stage pipeline: normalize (Stage 1), classify (Stage 2), apply the policy.
+
+    from moderator import Moderator
+    moderator = Moderator.from_settings()
+    moderator.moderate("ppl who say unal1ve lol")["classification"]
+
+When the normalizer changed the text, both the normalized and the original text are classified in one batch
+and the more severe label wins: normalizing must never make a text look safer. Both readings are reported;
+their gap (`evasion_gap`) is an evasion signal.
+
+Policy: cumulative thresholds over the ordinal labels (flag "harmful" when P(harmful or worse) reaches its
+threshold, and so on); when the classifier fails, the fallback classifier answers and `stage2_status` says so,
+or ModerationUnavailable is raised (the API answers 503). A failure is never reported as "safe".
+
+Command line (one text, or a file of texts to JSONL with a progress bar):
+
+    uv run python moderator.py "time to unalive myself"
+    uv run python moderator.py --file posts.txt --out results.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from classifiers.base import Classifier, ClassifierError, LabelScores
+from core.labels import LABELS, SEVERITY
+from core.settings import Settings, get_settings
+from normalizer import NormalizationResult
+from normalizer.reload import ReloadingNormalizer
+
+log = logging.getLogger("moderator")
+
+
+class ModerationUnavailable(RuntimeError):
+    """Stage 2 failed and the fallback policy forbids answering without it."""
+
+
+def decide(scores: LabelScores, thresholds: dict[str, float]) -> str:
+    """The most severe label whose cumulative probability (that label or worse) reaches its threshold."""
+    tail = 0.0
+    for label in reversed(LABELS[1:]):
+        tail += scores[label]
+        if tail >= thresholds[label]:
+            return label
+    return LABELS[0]
+
+
+def confidence(scores: LabelScores, label: str) -> float:
+    """The probability behind the decision: P(safe) for safe, else P(this label or worse)."""
+    if label == LABELS[0]:
+        return scores[label]
+    return sum(scores[other] for other in LABELS[SEVERITY[label] :])
+
+
+class Moderator:
+    def __init__(
+        self,
+        normalizer: ReloadingNormalizer,
+        classifier: Classifier,
+        settings: Settings,
+        fallback: Classifier | None = None,
+    ):
+        self.normalizer = normalizer
+        self.classifier = classifier
+        self.fallback = fallback
+        self.settings = settings
+        self.thresholds = settings.thresholds
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> "Moderator":
+        from classifiers.registry import create_classifier
+
+        settings = settings or get_settings()
+        normalizer = ReloadingNormalizer(settings.pattern_db_path, settings.pattern_db_reload_seconds)
+        classifier = create_classifier(settings)
+        fallback = None
+        if classifier.name != "embedded" and settings.fallback_policy == "embedded":
+            fallback = create_classifier(settings, "embedded")
+        return cls(normalizer, classifier, settings, fallback)
+
+    @property
+    def mock_mode(self) -> bool:
+        """True when Stage 2 is the embedded offline model rather than the tuned LLM."""
+        return self.classifier.name == "embedded"
+
+    # ------------------------------------------------------------------ pipeline
+    def moderate(self, text: str, request_id: str | None = None) -> dict[str, Any]:
+        return self.moderate_batch([text], [request_id] if request_id else None)[0]
+
+    def moderate_batch(self, texts: Sequence[str], request_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        normalizer = self.normalizer.current()
+        stage1: list[NormalizationResult | None] = []
+        for text in texts:
+            try:
+                stage1.append(normalizer.normalize(text))
+            except Exception:  # a normalizer bug must not stop moderation: classify the original text
+                log.exception("normalizer failed; classifying the original text")
+                stage1.append(None)
+
+        # One batch: every normalized text, plus the original of each text the normalizer changed.
+        batch: list[str] = []
+        slots: list[tuple[int, int | None]] = []
+        for text, result in zip(texts, stage1):
+            first = len(batch)
+            batch.append(result.text if result else text)
+            raw_index = None
+            if result is not None and result.changed:
+                raw_index = len(batch)
+                batch.append(text)
+            slots.append((first, raw_index))
+
+        scores, stage2_status, backend = self._classify(batch)
+        elapsed_ms = (time.perf_counter() - started) * 1000 / max(1, len(texts))
+        results = []
+        for i, (text, result, (first, raw_index)) in enumerate(zip(texts, stage1, slots)):
+            normalized_scores = scores[first]
+            normalized_label = decide(normalized_scores, self.thresholds)
+            final_scores, label = normalized_scores, normalized_label
+            raw_label = None
+            raw_scores = None
+            if raw_index is not None:
+                raw_scores = scores[raw_index]
+                raw_label = decide(raw_scores, self.thresholds)
+                if SEVERITY[raw_label] > SEVERITY[normalized_label]:
+                    final_scores, label = raw_scores, raw_label
+            results.append(
+                {
+                    "request_id": request_ids[i] if request_ids else uuid.uuid4().hex,
+                    "original_text": text,
+                    "normalized_text": result.text if result else text,
+                    "algospeak_detected": result.algospeak_detected if result else False,
+                    "classification": label,
+                    "scores": {k: round(v, 6) for k, v in final_scores.items()},
+                    "confidence": round(confidence(final_scores, label), 6),
+                    "normalized_classification": normalized_label,
+                    "raw_classification": raw_label,
+                    "raw_scores": {k: round(v, 6) for k, v in raw_scores.items()} if raw_scores else None,
+                    "evasion_gap": SEVERITY[normalized_label] - SEVERITY[raw_label] if raw_label else 0,
+                    "matches": [m.as_dict() for m in result.matches] if result else [],
+                    "stage1_status": "ok" if result else "error",
+                    "stage2_status": stage2_status,
+                    "mock_mode": backend.name == "embedded",
+                    "model": {"backend": backend.name, "version": backend.version},
+                    "pattern_db_version": normalizer.version,
+                    "latency_ms": round(elapsed_ms, 3),
+                }
+            )
+        return results
+
+    def _classify(self, batch: list[str]) -> tuple[list[LabelScores], str, Classifier]:
+        try:
+            return self.classifier.classify(batch), "ok", self.classifier
+        except ClassifierError as exc:
+            error = exc
+        except Exception as exc:  # an unexpected backend bug is a failure, never a silent answer
+            log.exception("classifier %s raised", self.classifier.name)
+            error = exc
+        if self.fallback is None:
+            raise ModerationUnavailable(f"classifier {self.classifier.name} failed: {error}") from error
+        log.warning("classifier %s failed (%s); answering with %s", self.classifier.name, error, self.fallback.name)
+        try:
+            return self.fallback.classify(batch), f"fallback:{self.fallback.name}", self.fallback
+        except Exception as exc:
+            raise ModerationUnavailable(f"classifier and fallback both failed: {error}; {exc}") from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="moderator.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("text", nargs="*", help="a text to moderate")
+    parser.add_argument("--file", help="one text per line ('-' for stdin); results as JSONL")
+    parser.add_argument("--out", help="write results here instead of stdout")
+    parser.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args(argv)
+    if not args.text and not args.file:
+        parser.error("give a text, or --file PATH")
+
+    from normalizer import PatternDatabaseError
+
+    try:
+        moderator = Moderator.from_settings()
+    except (PatternDatabaseError, ClassifierError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.text:
+        print(json.dumps(moderator.moderate(" ".join(args.text)), ensure_ascii=False, indent=2))
+        return 0
+
+    from tqdm import tqdm
+
+    try:
+        source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8", errors="replace")
+        out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    except OSError as exc:
+        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+    with source, out:
+        texts = [line.rstrip("\r\n") for line in source]
+        counts = dict.fromkeys(LABELS, 0)
+        with tqdm(total=len(texts), unit="text", file=sys.stderr, disable=None) as bar:
+            for i in range(0, len(texts), args.batch_size):
+                for result in moderator.moderate_batch(texts[i : i + args.batch_size]):
+                    counts[result["classification"]] += 1
+                    out.write(json.dumps(result, ensure_ascii=False) + "\n")
+                bar.update(len(texts[i : i + args.batch_size]))
+    print("labels: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
