@@ -1,5 +1,6 @@
 """Monitoring: the prediction log, Prometheus/CloudWatch metrics, health checks, drift and new-term discovery.
 
+    features.py          what is kept of one text (hash, length, character classes, techniques), computed once
     prediction_log.py    PredictionLog: record(result) off the request path; read_records() for analysis
     metrics.py           REGISTRY, observe(result), observe_request(path, status, seconds), CloudWatch opt-in
     model_monitoring.py  health checks (API, SageMaker endpoint, prediction log) and the `status` command

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import string
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from core.labels import LABELS, SEVERITY
 

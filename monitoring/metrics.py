@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter as _Tally
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -147,7 +147,7 @@ def _observe(result: Mapping[str, Any]) -> None:
 
 # --------------------------------------------------------------------------------------------- CloudWatch
 
-_cloudwatch: "CloudWatchPublisher | None" = None
+_cloudwatch: CloudWatchPublisher | None = None
 
 
 class CloudWatchPublisher:
@@ -282,6 +282,10 @@ def disable_cloudwatch() -> None:
 
 
 __all__ = [
-    "REGISTRY", "observe", "observe_request", "enable_cloudwatch", "disable_cloudwatch",
+    "REGISTRY",
     "CloudWatchPublisher",
+    "disable_cloudwatch",
+    "enable_cloudwatch",
+    "observe",
+    "observe_request",
 ]

@@ -23,13 +23,25 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import (
-    Boolean, Column, Engine, Float, Integer, MetaData, String, Table, Text, create_engine, event, select,
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -37,7 +49,12 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from core.labels import LABELS
 from monitoring import MonitoringInputError, metrics
 from monitoring.features import (
-    char_stats, disagrees, entry_ids_of, normalize_label, techniques_of, text_sha256,
+    char_stats,
+    disagrees,
+    entry_ids_of,
+    normalize_label,
+    techniques_of,
+    text_sha256,
 )
 
 log = logging.getLogger(__name__)
@@ -193,7 +210,7 @@ class PredictionLog:
         self._last_drop_warning = 0.0
 
     @classmethod
-    def from_settings(cls, settings: Any = None, **kwargs: Any) -> "PredictionLog":
+    def from_settings(cls, settings: Any = None, **kwargs: Any) -> PredictionLog:
         if settings is None:
             from core.settings import get_settings
 
@@ -395,7 +412,7 @@ def _as_ts(value: float | datetime | None) -> float | None:
         return None
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value.timestamp()
     return float(value)
 

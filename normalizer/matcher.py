@@ -22,6 +22,7 @@ Cost is linear in the text length and independent of the database size: the auto
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import asdict, dataclass, field
 
 import ahocorasick
@@ -288,57 +289,58 @@ class Normalizer:
         hits: list[_Hit], decodings: list[_Decoding], spans: list[tuple[int, int, int, int]]
     ) -> tuple[list[_Hit], list[int]]:
         """Safe contexts first, then leftmost-longest; and which decodings stand on their own."""
-        protected = [h for h in hits if h.entry.action == "protect"]
-        protected.sort(key=lambda h: (h.start, -(h.end - h.start)))
-        chosen: list[_Hit] = []
-        last_end = -1
+        protected = sorted((h for h in hits if h.entry.action == "protect"), key=lambda h: (h.start, h.start - h.end))
+        safe: list[_Hit] = []
         for h in protected:
-            if h.start >= last_end:
-                chosen.append(h)
-                last_end = h.end
-        safe_spans = [(h.start, h.end) for h in chosen]
+            if not safe or h.start >= safe[-1].end:
+                safe.append(h)
+        safe_starts = [h.start for h in safe]
 
-        def overlaps_safe(a: int, b: int) -> bool:
-            return any(a < e and s < b for s, e in safe_spans)
+        def overlaps(starts: list[int], chosen: list[_Hit], a: int, b: int) -> _Hit | None:
+            """The chosen hit (non-overlapping, sorted) that overlaps [a, b), if any."""
+            i = bisect_right(starts, b - 1) - 1
+            if i >= 0 and chosen[i].end > a:
+                return chosen[i]
+            return None
 
         others = sorted(
-            (h for h in hits if h.entry.action != "protect" and not overlaps_safe(h.start, h.end)),
-            key=lambda h: (h.start, -(h.end - h.start)),
+            (h for h in hits if h.entry.action != "protect" and not overlaps(safe_starts, safe, h.start, h.end)),
+            key=lambda h: (h.start, h.start - h.end),
         )
-        last_end = -1
+        picked: list[_Hit] = []
         for h in others:
-            if h.start >= last_end:
-                chosen.append(h)
-                last_end = h.end
-        chosen.sort(key=lambda h: h.start)
+            if not picked or h.start >= picked[-1].end:
+                picked.append(h)
+        chosen = sorted(safe + picked, key=lambda h: h.start)
+        starts = [h.start for h in chosen]
 
         # A decoding inside a chosen hit lends it its techniques; one outside stands alone only when it
         # decodes to a known word in its own right (not merely a word of a phrase).
         kept: list[int] = []
         for i, (ds, de, _cs, _ce) in enumerate(spans):
-            inside = [h for h in chosen if h.start <= ds and de <= h.end]
-            if inside:
-                if inside[0].rule != "safe_context":
+            hit = overlaps(starts, chosen, ds, de)
+            if hit is not None:
+                if hit.start <= ds and de <= hit.end and hit.rule != "safe_context":
                     for t in decodings[i].techniques:
-                        if t not in inside[0].techniques:
-                            inside[0].techniques.insert(0, t)
+                        if t not in hit.techniques:
+                            hit.techniques.insert(0, t)
                 continue
-            if decodings[i].kind == "replacement" and not overlaps_safe(ds, de):
-                if not any(h.start < de and ds < h.end for h in chosen):
-                    kept.append(i)
+            if decodings[i].kind == "replacement":
+                kept.append(i)
         return chosen, kept
 
     def _assemble(self, text, canon, spans, chosen, kept: list[_Decoding]) -> NormalizationResult:
         # Map a span of the decoded text to the canonical text, then to the original text.
+        span_starts = [ds for ds, _, _, _ in spans]
+
         def to_canon(pos: int, is_end: bool) -> int:
-            shift = 0
-            for ds, de, cs, ce in spans:
-                if pos < ds or (is_end and pos == ds):
-                    break
-                if pos < de or (is_end and pos == de):
-                    return ce if is_end else cs
-                shift = ce - de
-            return pos + shift
+            i = (bisect_left if is_end else bisect_right)(span_starts, pos) - 1
+            if i < 0:
+                return pos
+            ds, de, cs, ce = spans[i]
+            if pos < de or (is_end and pos == de):
+                return ce if is_end else cs
+            return pos + (ce - de)
 
         def to_original(a: int, b: int) -> tuple[int, int]:
             ca, cb = (to_canon(a, False), to_canon(b, True)) if spans else (a, b)

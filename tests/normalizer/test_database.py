@@ -1,0 +1,145 @@
+"""The pattern database: the product file passes its own examples; broken files are refused with reasons."""
+
+import json
+import shutil
+import time
+
+import pytest
+
+from normalizer import Normalizer, PatternDatabaseError, load_database
+from normalizer.regex_safety import UnsafePatternError, check_pattern
+from normalizer.reload import ReloadingNormalizer
+from tests.normalizer.conftest import MINI_DB
+
+
+def test_product_database_is_broad(product_db):
+    entries = product_db.entries
+    assert len(entries) >= 400
+    categories = {e.category for e in entries}
+    techniques = {e.technique for e in entries}
+    assert {"self_harm", "violence", "sexual", "drugs", "hate", "harassment", "profanity"} <= categories
+    assert {"euphemism", "phonetic_respelling", "leetspeak", "emoji", "abbreviation", "misspelling"} <= techniques
+    assert sum(e.action == "protect" for e in entries) >= 30
+    assert all(e.source for e in entries)
+
+
+def test_every_positive_example_matches_its_entry(product_db, product):
+    failures = []
+    for entry in product_db.entries:
+        for example in entry.positive:
+            result = product.normalize(example)
+            if entry.id not in {m.entry_id for m in result.matches}:
+                failures.append((entry.id, example))
+            elif entry.action == "rewrite" and entry.replacement:
+                assert any(m.replacement for m in result.matches if m.entry_id == entry.id)
+    assert not failures, f"{len(failures)} positive examples not matched, e.g. {failures[:10]}"
+
+
+def test_no_negative_example_matches_its_entry(product_db, product):
+    failures = [
+        (entry.id, example)
+        for entry in product_db.entries
+        for example in entry.negative
+        if entry.id in {m.entry_id for m in product.normalize(example).matches}
+    ]
+    assert not failures, f"{len(failures)} negative examples matched, e.g. {failures[:10]}"
+
+
+def _write(tmp_path, document):
+    path = tmp_path / "db.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def _mini():
+    return json.loads(MINI_DB.read_text(encoding="utf-8"))
+
+
+def test_schema_violation_is_refused_with_the_location(tmp_path):
+    doc = _mini()
+    doc["entries"][0]["category"] = "not-a-category"
+    with pytest.raises(PatternDatabaseError) as err:
+        load_database(_write(tmp_path, doc))
+    assert "entries/0/category" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "mutate, reason",
+    [
+        (lambda d: d["entries"][1]["forms"].append("unalive"), "also a form of violence.unalive"),
+        (lambda d: d["entries"].append(dict(d["entries"][0])), "duplicate id"),
+        (lambda d: d["entries"][2].update(replacement="kys"), "normalizing twice"),
+        (lambda d: d["entries"][0].update(patterns=["(a+)+$"]), "backtrack"),
+        (lambda d: d["entries"][0].update(source=["nowhere"]), "not in the sources list"),
+    ],
+)
+def test_invariants_are_enforced(tmp_path, mutate, reason):
+    doc = _mini()
+    mutate(doc)
+    with pytest.raises(PatternDatabaseError) as err:
+        load_database(_write(tmp_path, doc))
+    assert reason in str(err.value)
+
+
+def test_unreadable_files_get_clear_errors(tmp_path):
+    with pytest.raises(PatternDatabaseError, match="cannot read"):
+        load_database(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"version": ', encoding="utf-8")
+    with pytest.raises(PatternDatabaseError, match="not valid JSON"):
+        load_database(bad)
+    bad.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(PatternDatabaseError, match="not UTF-8"):
+        load_database(bad)
+
+
+@pytest.mark.parametrize("pattern", [r"(a+)+$", r"(a|aa)*b", r"\w+\s+\w+", r"(\w)\1", r"(x*)*y", r"(?:a{1,5})+"])
+def test_catastrophic_patterns_are_refused(pattern):
+    with pytest.raises(UnsafePatternError):
+        check_pattern(pattern)
+
+
+@pytest.mark.parametrize("pattern", [r"\bs[uü]ey?side\b", r"\b1[34]/(?:14|50|88)\b", r"\bk+y+s\b"])
+def test_simple_patterns_are_accepted(pattern):
+    check_pattern(pattern)
+
+
+def test_hot_reload_keeps_the_last_good_database(tmp_path):
+    path = tmp_path / "db.json"
+    shutil.copy(MINI_DB, path)
+    live = ReloadingNormalizer(path, interval=0)
+    assert live.current().normalize("seggs").text == "sex"
+
+    doc = _mini()
+    doc["version"] = "0.0.2"
+    doc["entries"][2]["forms"].append("secks")
+    time.sleep(0.01)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    assert live.check() is True
+    assert live.current().version == "0.0.2"
+    assert live.current().normalize("secks").text == "sex"
+
+    path.write_text('{"broken": true}', encoding="utf-8")
+    assert live.check() is False
+    assert live.current().version == "0.0.2"  # still in force
+    assert "invalid pattern database" in live.last_error
+
+
+def test_compiled_matcher_cost_does_not_grow_with_entries():
+    """Compiling is one pass; a 10,000-entry database still normalizes the same text correctly."""
+    doc = _mini()
+    for i in range(10_000):
+        doc["entries"].append(
+            {
+                "id": f"profanity.synthetic{i}", "forms": [f"zzq{i}x"], "replacement": "swear",
+                "technique": "misspelling", "category": "profanity", "severity": 1,
+                "examples": {"positive": [f"zzq{i}x"], "negative": []}, "source": ["wiki_algospeak"],
+            }
+        )  # fmt: skip
+    path = MINI_DB.parent / "_big.json"
+    try:
+        path.write_text(json.dumps(doc), encoding="utf-8")
+        big = Normalizer(load_database(path))
+    finally:
+        path.unlink(missing_ok=True)
+    assert big.normalize("he said zzq9999x and unal1ve").text == "he said swear and kill"

@@ -1,0 +1,116 @@
+"""Properties that hold for every input: offsets map back, output is deterministic and idempotent, nothing
+crashes it, and time grows linearly with the input."""
+
+import random
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+# Pieces that exercise every path: known forms, leet, separators, look-alikes, invisibles, emoji, digits.
+PIECES = [
+    "unalive", "unal1ve", "sewer slide", "s3wer", "k1ll", "k i l l", "k.i.l.l", "kiiill", "k\u0456ll",
+    "k\u200bill", "ｋｉｌｌ", "f*ck", "$uicide", "kys", "corn", "star", "killed it", "dying to see", "❄️", "❄",
+    "1488", "in", "$100", "2024", "a", "b", " ", "  ", "\t", "\n", ".", "-", "*", "!", "@", "1", "3",
+    "\u0301", "\u202e", "\U000e0041", "é", "ß", "İ", "ﬁ", "½", "🏻", "\u200d", "a1b2",
+]  # fmt: skip
+texts = st.one_of(
+    st.text(max_size=200),
+    st.lists(st.sampled_from(PIECES), max_size=30).map("".join),
+    st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=5)), max_size=20).map(" ".join),
+)
+fast = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def check_invariants(normalizer, text):
+    result = normalizer.normalize(text)
+    previous_end = 0
+    for m in result.matches:
+        assert 0 <= m.start <= m.end <= len(text)
+        assert m.start >= previous_end, "matches overlap"
+        previous_end = m.end
+        assert text[m.start : m.end] == m.original
+        assert result.text[m.norm_start : m.norm_end] == m.replacement
+    # Outside matches, the normalized text is the original, character for character.
+    rebuilt, last = [], 0
+    for m in result.matches:
+        rebuilt.append(text[last : m.start])
+        rebuilt.append(m.replacement)
+        last = m.end
+    rebuilt.append(text[last:])
+    assert "".join(rebuilt) == result.text
+    return result
+
+
+@fast
+@given(texts)
+def test_offsets_map_back_and_nothing_changes_unexplained(mini, text):
+    check_invariants(mini, text)
+
+
+@fast
+@given(texts)
+def test_deterministic(mini, text):
+    assert mini.normalize(text).as_dict() == mini.normalize(text).as_dict()
+
+
+@fast
+@given(texts)
+def test_idempotent(mini, text):
+    once = mini.normalize(text).text
+    assert mini.normalize(once).text == once
+
+
+@fast
+@given(texts)
+def test_product_database_invariants(product, text):
+    result = check_invariants(product, text)
+    assert product.normalize(result.text).text == result.text
+
+
+def test_no_crash_on_control_characters_and_random_unicode(mini):
+    rng = random.Random(7)
+    for _ in range(200):
+        text = "".join(chr(rng.randrange(0, 0x110000)) for _ in range(rng.randrange(0, 300)))
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        check_invariants(mini, text)
+    check_invariants(mini, "".join(chr(i) for i in range(0, 0x3000)))
+
+
+def test_one_megabyte_strings(mini):
+    rng = random.Random(1)
+    words = ["hello", "k1ll", "unalive", "k i l l", "ｋｉｌｌ", "the", "2024", "kіll", "❄️"]
+    big = " ".join(rng.choice(words) for _ in range(170_000))[:1_000_000]
+    result = mini.normalize(big)
+    assert len(result.matches) > 10_000
+    assert "k1ll" not in result.text
+    assert mini.normalize("a" * 1_000_000).text == "a" * 1_000_000
+
+
+def _seconds(normalizer, text, repeat=3):
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        normalizer.normalize(text)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def test_adversarial_input_is_linear(mini, product):
+    """100 KB of the inputs that hurt backtracking matchers: 4x the input may cost at most ~8x the time."""
+    cases = [
+        "a" * 100_000,
+        "k " * 50_000,
+        "k." * 50_000,
+        "1" * 100_000,
+        "a1" * 50_000,
+        "\u0430a" * 50_000,
+        "\u200b" * 100_000,
+        "unal" * 25_000,
+        "sewer " * 16_000,
+    ]
+    for normalizer in (mini, product):
+        for case in cases:
+            small, large = case[:25_000], case[:100_000]
+            ratio = _seconds(normalizer, large) / max(_seconds(normalizer, small), 1e-4)
+            assert ratio < 8, f"{case[:8]!r}...: 4x the input took {ratio:.1f}x the time"
