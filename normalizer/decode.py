@@ -19,15 +19,53 @@ _LEET_CHARS = re.escape("".join(LEET))
 _MAX_VARIANTS = 64
 _MAX_TOKEN = 40  # longer "words" are not words: never decoded
 
-# One scan finds every candidate: runs of single characters split by separators ("k.i.l.l", "s-u-i-c-i-d-e",
-# "k i l l"), and tokens holding a look-alike digit/symbol or a letter repeated three times.
-CANDIDATES = re.compile(
-    rf"""
-    (?P<spaced>(?<![\w{_LEET_CHARS}])(?:[\w{_LEET_CHARS}][ .\-_*·•,~/\\]{{1,3}}){{2,}}[\w{_LEET_CHARS}](?![\w{_LEET_CHARS}]))
-    |(?P<token>(?<![\w{_LEET_CHARS}])[\w{_LEET_CHARS}]*?(?:[{_LEET_CHARS}0-9]|([a-z])\3\3)[\w{_LEET_CHARS}]*)
-    """,
-    re.VERBOSE,
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_" + "".join(LEET))
+# Cheap scans find the few places worth decoding; most texts have none or one or two.
+_LEET_CHAR = re.compile(f"[{_LEET_CHARS}]")
+_TRIPLE = re.compile(r"([a-z])\1\1")
+_SPACED = re.compile(
+    rf"(?<![\w{_LEET_CHARS}])(?:[\w{_LEET_CHARS}][ .\-_*·•,~/\\]{{1,3}}){{2,}}[\w{_LEET_CHARS}](?![\w{_LEET_CHARS}])"
 )
+
+
+def _token_at(text: str, i: int) -> tuple[int, int]:
+    """The span of the token (letters, digits, look-alike symbols) around position i."""
+    start = i
+    while start > 0 and (text[start - 1] in _TOKEN_CHARS or text[start - 1].isalnum()):
+        start -= 1
+    end = i + 1
+    n = len(text)
+    while end < n and (text[end] in _TOKEN_CHARS or text[end].isalnum()):
+        end += 1
+    return start, end
+
+
+def find_candidates(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(spaced runs, tokens) worth decoding, as sorted non-overlapping spans of `text`."""
+    spaced: list[tuple[int, int]] = []
+    if text.count(" ") + text.count(".") + text.count("-") >= 2:
+        spaced = [m.span() for m in _SPACED.finditer(text)]
+    tokens: list[tuple[int, int]] = []
+    last_end = -1
+    hits = [m.start() for m in _LEET_CHAR.finditer(text)]
+    if _TRIPLE.search(text):
+        hits.extend(m.start() for m in _TRIPLE.finditer(text))
+        hits.sort()
+    for i in hits:
+        if i < last_end:
+            continue
+        start, end = _token_at(text, i)
+        if spaced and any(a <= start < b for a, b in spaced):
+            last_end = end
+            continue
+        if text[start] == "@" and end - start > 4:  # an @mention, not "@ss"
+            last_end = end
+            continue
+        tokens.append((start, end))
+        last_end = end
+    return spaced, tokens
+
+
 _RUN = re.compile(r"(.)\1{2,}")
 _SPACED_SEPARATORS = re.compile(r"[ .\-_*·•,~/\\]+")
 

@@ -28,10 +28,13 @@ from dataclasses import asdict, dataclass, field
 import ahocorasick
 
 from normalizer.database import Entry, PatternDatabase
-from normalizer.decode import CANDIDATES, decode_spaced, decode_token
+from normalizer.decode import decode_spaced, decode_token, find_candidates
 from normalizer.unicode import canonicalize, describe_change, fold_form
 
 _WORD_RE = re.compile(r"\w+")
+_WORD_FORM = re.compile(r"\w+(?: \w+)*")
+_NON_WORD = re.compile(r"\W")
+_ASCII_PROJECTION = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
 
 
 @dataclass(slots=True)
@@ -124,7 +127,9 @@ class Normalizer:
     def __init__(self, db: PatternDatabase):
         self.db = db
         self.version = db.version
-        self._automaton = ahocorasick.Automaton()
+        self._automaton = ahocorasick.Automaton()  # word forms, padded with spaces, over the projection
+        self._symbols = ahocorasick.Automaton()  # forms with symbols or emoji, boundary-checked
+        self._token_cache: dict[str, tuple[str, list[str]] | None] = {}
         # Known terms for generic decoding: single-word forms, replacement words, words of phrases.
         self._known: dict[str, tuple[str, Entry]] = {}
         pending: dict[str, list[_Form]] = {}
@@ -156,11 +161,19 @@ class Normalizer:
                     if " " not in folded and self._known.get(folded, ("part",))[0] == "part":
                         self._known[folded] = ("replacement", entry)
 
+        words = symbols = 0
         for key, forms in pending.items():
-            self._automaton.add_word(key, tuple(forms))
-        if pending:
+            if _WORD_FORM.fullmatch(key):
+                self._automaton.add_word(" " + key + " ", tuple(forms))
+                words += 1
+            else:
+                self._symbols.add_word(key, tuple(forms))
+                symbols += 1
+        if words:
             self._automaton.make_automaton()
-        self._has_automaton = bool(pending)
+        if symbols:
+            self._symbols.make_automaton()
+        self._has_words, self._has_symbols = bool(words), bool(symbols)
         self._regex = re.compile("|".join(regex_parts), re.IGNORECASE) if regex_parts else None
 
     # ------------------------------------------------------------------ public API
@@ -183,18 +196,26 @@ class Normalizer:
     def _decode(self, canon: str) -> list[_Decoding]:
         known = self._known
         found: list[_Decoding] = []
-        for m in CANDIDATES.finditer(canon):
-            if m.group("spaced") is not None:
-                for a, b, word, techniques in decode_spaced(m.group(), known):
-                    kind, entry = known[word]
-                    found.append(_Decoding(m.start() + a, m.start() + b, word, techniques, kind, entry))
-                continue
-            token = m.group()
-            decoded = decode_token(token, known)
+        spaced, tokens = find_candidates(canon)
+        for start, end in spaced:
+            for a, b, word, techniques in decode_spaced(canon[start:end], known):
+                kind, entry = known[word]
+                found.append(_Decoding(start + a, start + b, word, techniques, kind, entry))
+        cache = self._token_cache
+        for start, end in tokens:
+            token = canon[start:end]
+            decoded = cache.get(token, False)
+            if decoded is False:
+                decoded = decode_token(token, known)
+                if len(cache) > 100_000:
+                    cache.clear()
+                cache[token] = decoded
             if decoded:
                 word, techniques = decoded
                 kind, entry = known[word]
-                found.append(_Decoding(m.start(), m.start() + len(token), word, techniques, kind, entry))
+                found.append(_Decoding(start, end, word, list(techniques), kind, entry))
+        if spaced and tokens:
+            found.sort(key=lambda d: d.start)
         return found
 
     def _unicode_decodings(self, text: str, canon) -> list[_Decoding]:
@@ -243,8 +264,20 @@ class Normalizer:
     def _find(self, text: str) -> list[_Hit]:
         hits: list[_Hit] = []
         n = len(text)
-        if self._has_automaton:
-            for end_index, forms in self._automaton.iter(text):
+        if self._has_words:
+            # Every non-word character becomes a space (length-preserving), so a padded form " corn star "
+            # can only match whole words: no boundary checks, no hits inside "acorn".
+            projected = " " + (text.translate(_ASCII_PROJECTION) if text.isascii() else _NON_WORD.sub(" ", text)) + " "
+            for end_index, forms in self._automaton.iter(projected):
+                end = end_index - 1  # projected index end_index is the trailing space = text index end_index - 1
+                for form in forms:
+                    start = end - form.length
+                    if form.entry.context and not self._context_ok(text, start, end, form.entry):
+                        continue
+                    rule = "safe_context" if form.entry.action == "protect" else "pattern"
+                    hits.append(_Hit(start, end, form.entry, form.key, rule, [form.entry.technique]))
+        if self._has_symbols:
+            for end_index, forms in self._symbols.iter(text):
                 end = end_index + 1
                 for form in forms:
                     start = end - form.length

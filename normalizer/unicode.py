@@ -52,9 +52,10 @@ def is_invisible(char: str) -> bool:
     return unicodedata.category(char) == "Cc" and char not in "\t\n\r"
 
 
-# Text that can skip the character-by-character path: ASCII with single spaces only.
-_NEEDS_SLOW_PATH = re.compile(r"[^\x20-\x7e]|  ")
 _WORD = re.compile(r"\w+")
+# Printable ASCII separated by single spaces: copied in bulk (the common case), the rest character by character.
+_ASCII_RUN = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+_CONFUSABLE_CHAR = re.compile("[" + re.escape("".join(_CONFUSABLES)) + "]")
 
 
 @dataclass(slots=True)
@@ -85,23 +86,31 @@ def _fold_char(char: str) -> str:
 
 
 def canonicalize(text: str) -> Canonical:
-    if not _NEEDS_SLOW_PATH.search(text):
+    if text.isascii() and text.isprintable() and "  " not in text:
         return Canonical(text.lower(), None, None)
 
     out: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
     previous_space = False
-    for i, char in enumerate(text):
-        if char.isascii() and not char.isspace():
-            out.append(char.lower())
-            starts.append(i)
-            ends.append(i + 1)
+    position = 0
+    length = len(text)
+    while position < length:
+        run = _ASCII_RUN.match(text, position)
+        if run is not None and not (previous_space and text[position] == " "):
+            a, b = run.span()
+            out.append(run.group().lower())
+            starts.extend(range(a, b))
+            ends.extend(range(a + 1, b + 1))
             previous_space = False
+            position = b
             continue
+        char = text[position]
+        i = position
+        position += 1
         folded = _fold_char(char)
         for piece in folded:
-            if piece == " " or piece.isspace():
+            if piece.isspace():
                 if previous_space:
                     ends[-1] = i + 1  # the extra space joins the previous one
                     continue
@@ -116,7 +125,7 @@ def canonicalize(text: str) -> Canonical:
             ends[-1] = i + 1  # an invisible character belongs to the character before it
 
     canon = "".join(out)
-    if any(c in _CONFUSABLES for c in canon):
+    if _CONFUSABLE_CHAR.search(canon):
         canon = _fold_mixed_script(canon)
     return Canonical(canon, starts, ends)
 
