@@ -21,7 +21,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from core.labels import LABELS
@@ -34,12 +35,18 @@ Label = Literal["safe", "potentially_harmful", "harmful", "extremely_harmful"]
 # ---------------------------------------------------------------------------------------------- schemas
 class ModerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "time to unalive myself"}]})
-    text: StrictStr = Field(description="The text to moderate (UTF-8, not empty).")
+    text: StrictStr = Field(
+        description="The text to moderate (UTF-8, not empty or only whitespace).",
+        json_schema_extra={"minLength": 1, "pattern": r"\S"},
+    )
 
 
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    texts: list[StrictStr] = Field(description="Texts to moderate; results come back in the same order.")
+    texts: list[StrictStr] = Field(
+        description="Texts to moderate; results come back in the same order.",
+        json_schema_extra={"minItems": 1, "items": {"type": "string", "minLength": 1, "pattern": r"\S"}},
+    )
 
 
 class Scores(BaseModel):
@@ -218,6 +225,7 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         responses={413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
     )
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    _document_limits(app, settings)
 
     def require_key(request: Request) -> None:
         if settings.api_key is None:
@@ -300,7 +308,7 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         body["status"] = "ready" if ok else "not ready"
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     def metrics_endpoint() -> Response:
         """Prometheus metrics."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -316,11 +324,31 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         ]
         return JSONResponse({"detail": errors, "request_id": request_id(request)}, status_code=422)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            exc = HTTPException(422, "the request body is not valid JSON in UTF-8")
         return JSONResponse({"detail": exc.detail, "request_id": request_id(request)}, status_code=exc.status_code)
 
     return app
+
+
+def _document_limits(app: FastAPI, settings: Settings) -> None:
+    """Put the configured limits into the OpenAPI schema, so clients (and schemathesis) see the real contract."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        spec = default_openapi()
+        schemas = spec["components"]["schemas"]
+        schemas["ModerateRequest"]["properties"]["text"]["maxLength"] = settings.max_text_chars
+        texts = schemas["BatchRequest"]["properties"]["texts"]
+        texts["maxItems"] = settings.max_batch_size
+        texts["items"]["maxLength"] = settings.max_text_chars
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def main() -> None:

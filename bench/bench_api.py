@@ -1,0 +1,114 @@
+"""API throughput and latency on loopback: one uvicorn process, load from wrk.
+
+    uv run --extra data python -m bench.bench_api            # ~1 minute; needs wrk (apt-get install wrk)
+
+- /moderate: requests per second and p50/p99 latency, one real text per request (texts from shared/data,
+  rotated by a Lua script), 16 connections for 15 s;
+- /moderate/batch: texts per second with 256 texts per request, 4 connections for 15 s.
+Targets (issue 3) on the 2-core machine: >= 1,000 req/s with p99 < 25 ms; >= 10,000 texts/s through batch.
+The server runs with the prediction log on (SQLite), as it would in use. wrk runs on the other core.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.common import real_texts, write_result
+from core.settings import ROOT
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _lua(bodies: list[str]) -> str:
+    quoted = ",\n".join(json.dumps(b) for b in bodies)
+    return f"""
+bodies = {{ {quoted} }}
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", nil, {{["Content-Type"] = "application/json"}}, bodies[(counter % #bodies) + 1])
+end
+"""
+
+
+def _parse(output: str) -> dict:
+    def ms(value: str) -> float:
+        number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
+        return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    out = {"requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}  # type: ignore[union-attr]
+    for pct in ("50", "90", "99"):
+        m = re.search(rf"\s{pct}(?:\.000)?%\s+([\d.]+\w+)", output)
+        if m:
+            out[f"p{pct}_ms"] = round(ms(m.group(1)), 2)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    out["non_2xx"] = int(errors.group(1)) if errors else 0
+    return out
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    if hasattr(os, "sched_setaffinity"):
+        cmd = ["taskset", "-c", "1", *cmd]
+    output = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    return _parse(output)
+
+
+def main() -> int:
+    if not shutil.which("wrk"):
+        print("error: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 1
+    texts = [t for t in real_texts(5000) if len(t) < 1000]
+    port = _free_port()
+    workdir = Path(tempfile.mkdtemp())
+    env = {**os.environ, "PORT": str(port), "PREDICTION_LOG_URL": f"sqlite:///{workdir / 'p.db'}", "LOG_LEVEL": "WARNING"}
+    server_cmd = [sys.executable, str(ROOT / "main.py")]
+    if hasattr(os, "sched_setaffinity"):
+        server_cmd = ["taskset", "-c", "0", *server_cmd]
+    server = subprocess.Popen(server_cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(base + "/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        single = workdir / "single.lua"
+        single.write_text(_lua([json.dumps({"text": t}) for t in texts[:2000]]), encoding="utf-8")
+        batch = workdir / "batch.lua"
+        batch.write_text(
+            _lua([json.dumps({"texts": texts[i : i + 256]}) for i in range(0, 2048, 256)]), encoding="utf-8"
+        )
+        run_wrk(base + "/moderate", single, 16, 3)  # warm-up
+        moderate = run_wrk(base + "/moderate", single, 16, 15)
+        batched = run_wrk(base + "/moderate/batch", batch, 4, 15)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+        shutil.rmtree(workdir, ignore_errors=True)
+    batched["texts_per_second"] = round(batched["requests_per_second"] * 256)
+    print(f"/moderate        {moderate['requests_per_second']:>9,.0f} req/s   p50 {moderate['p50_ms']} ms   p99 {moderate['p99_ms']} ms   non-2xx {moderate['non_2xx']}")
+    print(f"/moderate/batch  {batched['texts_per_second']:>9,.0f} texts/s (256 per request)   p99 {batched['p99_ms']} ms   non-2xx {batched['non_2xx']}")
+    path = write_result("api", {"moderate": moderate, "batch_256": batched, "texts_mean_chars": round(sum(map(len, texts)) / len(texts), 1)})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""A real server: uvicorn on a free loopback port in a thread, the shipped model and pattern database."""
+
+import shutil
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from core.settings import DEFAULT_PATTERN_DB, Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, settings: Settings, moderator=None):
+        from main import create_app
+
+        self.app = create_app(settings, moderator)
+        self.port = _free_port()
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> httpx.Client:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+        return self.client
+
+    def __exit__(self, *exc) -> None:
+        self.client.close()
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def live_db(tmp_path_factory):
+    """A copy of the product database that tests may edit (hot reload)."""
+    path = tmp_path_factory.mktemp("db") / "patterns.json"
+    shutil.copy(DEFAULT_PATTERN_DB, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def server_settings(tmp_path_factory, live_db) -> Settings:
+    log_dir = tmp_path_factory.mktemp("log")
+    return Settings(
+        environment="test",
+        pattern_db_path=live_db,
+        pattern_db_reload_seconds=0.001,
+        prediction_log_url=f"sqlite:///{log_dir / 'predictions.db'}",
+        max_text_chars=5_000,
+        max_batch_size=16,
+        max_body_bytes=200_000,
+        _env_file=None,
+    )
+
+
+@pytest.fixture(scope="session")
+def client(server_settings):
+    with LiveServer(server_settings) as c:
+        yield c

@@ -1,0 +1,188 @@
+"""The API contract end to end over HTTP, with the shipped model: what a client sees."""
+
+import json
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from core.labels import LABELS
+
+FIELDS = {
+    "request_id", "original_text", "normalized_text", "algospeak_detected", "classification", "scores",
+    "confidence", "matches", "stage1_status", "stage2_status", "mock_mode", "model", "latency_ms",
+    "raw_classification", "normalized_classification", "evasion_gap", "pattern_db_version",
+}  # fmt: skip
+
+
+def moderate(client, text, **kw):
+    response = client.post("/moderate", json={"text": text}, **kw)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_moderate_returns_the_whole_contract(client):
+    response = client.post("/moderate", json={"text": "ppl who say unal1ve should just say it"})
+    assert response.status_code == 200
+    body = response.json()
+    assert FIELDS <= set(body)
+    assert body["normalized_text"] == "ppl who say kill should just say it"
+    assert body["algospeak_detected"] is True
+    assert body["classification"] in LABELS
+    assert set(body["scores"]) == set(LABELS)
+    assert abs(sum(body["scores"].values()) - 1) < 1e-4
+    assert body["mock_mode"] is True and body["model"]["backend"] == "embedded"
+    assert body["stage1_status"] == "ok" and body["stage2_status"] == "ok"
+    assert body["request_id"] == response.headers["x-request-id"]
+    [match] = body["matches"]
+    assert body["original_text"][match["start"] : match["end"]] == "unal1ve"
+    assert body["normalized_text"][match["norm_start"] : match["norm_end"]] == "kill"
+
+
+def test_request_id_is_taken_from_the_caller(client):
+    response = client.post("/moderate", json={"text": "hello"}, headers={"X-Request-ID": "abc-123"})
+    assert response.json()["request_id"] == "abc-123"
+    assert response.headers["x-request-id"] == "abc-123"
+
+
+@pytest.mark.parametrize(
+    "text, at_least",
+    [
+        ("i will find you and k i l l you", "harmful"),
+        ("you are a worthless piece of sh1t, go unalive yourself", "harmful"),
+        ("shut up you stupid b1tch", "potentially_harmful"),
+    ],
+)
+def test_coded_threats_and_insults_are_flagged(client, text, at_least):
+    body = moderate(client, text)
+    assert body["algospeak_detected"]
+    assert LABELS.index(body["classification"]) >= LABELS.index(at_least), body
+
+
+@pytest.mark.parametrize("text", ["what a lovely morning, off to the park with the kids", "you killed it at work today!"])
+def test_ordinary_texts_are_safe(client, text):
+    body = moderate(client, text)
+    assert body["classification"] == "safe", body
+
+
+def test_normalizing_never_makes_a_text_look_safer(client):
+    body = moderate(client, "k1ll all of them, every last one")
+    assert body["raw_classification"] is not None
+    assert LABELS.index(body["classification"]) >= LABELS.index(body["raw_classification"])
+    assert LABELS.index(body["classification"]) >= LABELS.index(body["normalized_classification"])
+
+
+def test_batch_keeps_order_and_agrees_with_single_calls(client):
+    texts = ["have a nice day", "i will unalive you", "seggs work is work", "gr8 game last night"]
+    response = client.post("/moderate/batch", json={"texts": texts})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["original_text"] for r in results] == texts
+    for text, result in zip(texts, results):
+        single = moderate(client, text)
+        assert single["classification"] == result["classification"]
+        assert single["normalized_text"] == result["normalized_text"]
+
+
+def test_normalize_is_stage_one_alone(client):
+    body = client.post("/normalize", json={"text": "s-u-i-c-i-d-e and sewer slide"}).json()
+    assert body["normalized_text"] == "suicide and suicide"
+    assert {m["entry_id"] for m in body["matches"]} >= {"self_harm.sewer_slide"}
+    assert "classification" not in body
+
+
+def test_health_ready_and_metrics(client):
+    assert client.get("/health").json()["status"] == "ok"
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    moderate(client, "unalive")
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'algospeak_http_requests_total{path="/moderate",status="200"}' in metrics.text
+    assert "algospeak_predictions_total" in metrics.text
+
+
+def test_docs_and_openapi(client):
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/moderate", "/moderate/batch", "/normalize", "/health", "/ready", "/metrics"} <= set(spec["paths"])
+
+
+@pytest.mark.parametrize(
+    "body, status, says",
+    [
+        ({"text": ""}, 422, "empty"),
+        ({"text": "   \n\t "}, 422, "empty"),
+        ({"text": 42}, 422, "string"),
+        ({"text": None}, 422, "string"),
+        ({"text": ["a"]}, 422, "string"),
+        ({}, 422, "required"),
+        ({"text": "hi", "extra": 1}, 422, "not permitted"),
+        ({"text": "x" * 5_001}, 422, "limit is 5000"),
+    ],
+)
+def test_bad_bodies_get_clear_4xx(client, body, status, says):
+    response = client.post("/moderate", json=body)
+    assert response.status_code == status
+    assert says in json.dumps(response.json()["detail"]).lower()
+    assert response.json()["request_id"]
+
+
+def test_invalid_json_and_non_utf8(client):
+    for raw in (b'{"text": "unterminated', b"\xff\xfe\x00garbage", b'{"text": "\xff\xfe"}', b"", b"[]"):
+        response = client.post("/moderate", content=raw, headers={"content-type": "application/json"})
+        assert response.status_code == 422, (raw, response.status_code, response.text)
+        assert response.json()["detail"]
+
+
+def test_body_size_limit_is_413(client):
+    response = client.post("/moderate", content=b'{"text": "' + b"a" * 300_000 + b'"}', headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+
+
+def test_batch_limits(client):
+    assert client.post("/moderate/batch", json={"texts": []}).status_code == 422
+    too_many = client.post("/moderate/batch", json={"texts": ["hi"] * 17})
+    assert too_many.status_code == 422 and "limit is 16" in too_many.json()["detail"]
+    one_bad = client.post("/moderate/batch", json={"texts": ["fine", " "]})
+    assert one_bad.status_code == 422 and "texts[1]" in one_bad.json()["detail"]
+
+
+def test_hot_reload_through_the_api(client, live_db):
+    original = live_db.read_text(encoding="utf-8")
+    try:
+        _edit_database_while_serving(client, live_db, original)
+    finally:
+        live_db.write_text(original, encoding="utf-8")
+
+
+def _edit_database_while_serving(client, live_db, original):
+    assert client.post("/normalize", json={"text": "zorblax"}).json()["algospeak_detected"] is False
+    document = json.loads(original)
+    document["entries"].append(
+        {"id": "violence.zorblax", "forms": ["zorblax"], "replacement": "kill", "technique": "euphemism",
+         "category": "violence", "severity": 3, "source": [next(iter(document["sources"]))],
+         "examples": {"positive": ["zorblax them"], "negative": []}}
+    )  # fmt: skip
+    live_db.write_text(json.dumps(document), encoding="utf-8")
+    assert client.post("/normalize", json={"text": "zorblax"}).json()["normalized_text"] == "kill"
+    live_db.write_text("{ not json", encoding="utf-8")
+    body = client.post("/normalize", json={"text": "zorblax"}).json()
+    assert body["normalized_text"] == "kill"  # the last good database stays in force
+    assert "not valid JSON" in client.get("/ready").json()["pattern_db_error"]
+
+
+def test_predictions_are_logged_without_raw_text(client, server_settings):
+    moderate(client, "a text that must not be stored verbatim")
+    client.app_state = None
+    engine = create_engine(server_settings.prediction_log_url)
+    import time
+
+    for _ in range(50):
+        with engine.connect() as conn:
+            rows = conn.execute(text("select * from predictions")).mappings().all()
+        if rows:
+            break
+        time.sleep(0.1)
+    assert rows
+    assert all("must not be stored" not in json.dumps(dict(r), default=str) for r in rows)
