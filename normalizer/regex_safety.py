@@ -29,6 +29,19 @@ class UnsafePatternError(ValueError):
     pass
 
 
+def _contains_branch(items) -> bool:
+    for op, arg in items:
+        if op == _c.BRANCH:
+            return True
+        if op == _c.SUBPATTERN and _contains_branch(arg[-1]):
+            return True
+        if op in _REPEATS and _contains_branch(arg[2]):
+            return True
+        if op in (_c.ASSERT, _c.ASSERT_NOT) and _contains_branch(arg[1]):
+            return True
+    return False
+
+
 def _walk(items, depth_unbounded: int, found: list[str], counter: list[int]) -> None:
     for op, arg in items:
         if op in _REPEATS:
@@ -38,7 +51,7 @@ def _walk(items, depth_unbounded: int, found: list[str], counter: list[int]) -> 
                 counter[0] += 1
                 if depth_unbounded:
                     found.append("a repeat nested inside an unbounded repeat")
-                if any(o == _c.BRANCH for o, _ in sub):
+                if _contains_branch(sub):
                     found.append("an alternation inside an unbounded repeat")
             _walk(sub, depth_unbounded + (1 if unbounded else 0), found, counter)
         elif op == _c.SUBPATTERN:
@@ -54,7 +67,7 @@ def _walk(items, depth_unbounded: int, found: list[str], counter: list[int]) -> 
             found.append("a repeat nested inside an unbounded repeat")
 
 
-_ADVERSARIAL = ("a" * 20_000, "a " * 10_000, "1" * 20_000, "aA1!" * 5_000, "\u0430" * 20_000, ". " * 10_000)
+_ADVERSARIAL_UNITS = ("a", "a ", "1", "aA1!", "\u0430", ". ")
 
 
 def check_pattern(pattern: str, budget_seconds: float = 0.25) -> re.Pattern[str]:
@@ -71,9 +84,20 @@ def check_pattern(pattern: str, budget_seconds: float = 0.25) -> re.Pattern[str]
         found.append(f"{counter[0]} unbounded repeats (at most one is allowed)")
     if found:
         raise UnsafePatternError("can backtrack catastrophically: " + "; ".join(sorted(set(found))))
-    for probe in _ADVERSARIAL:
-        started = time.perf_counter()
-        compiled.search(probe + "!")
-        if time.perf_counter() - started > budget_seconds:
-            raise UnsafePatternError("too slow on a 20,000-character adversarial input")
+    # Grow adversarial inputs by doubling, so a pattern the static check missed is caught by its growth
+    # rate while the inputs are still short, before it can hang the loader.
+    for unit in _ADVERSARIAL_UNITS:
+        previous = None
+        repeat = 8
+        while repeat * len(unit) <= 20_000:
+            probe = unit * repeat + "!"
+            started = time.perf_counter()
+            compiled.search(probe)
+            elapsed = time.perf_counter() - started
+            if elapsed > budget_seconds:
+                raise UnsafePatternError(f"too slow on a {len(probe)}-character adversarial input")
+            if previous is not None and elapsed > 0.002 and elapsed > 6 * previous:
+                raise UnsafePatternError("time grows faster than the input on adversarial inputs")
+            previous = elapsed
+            repeat *= 2
     return compiled

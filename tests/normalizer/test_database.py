@@ -99,7 +99,7 @@ def test_catastrophic_patterns_are_refused(pattern):
         check_pattern(pattern)
 
 
-@pytest.mark.parametrize("pattern", [r"\bs[uü]ey?side\b", r"\b1[34]/(?:14|50|88)\b", r"\bk+y+s\b"])
+@pytest.mark.parametrize("pattern", [r"\bs[uü]ey?side\b", r"\b1[34]/(?:14|50|88)\b", r"\bk{1,10}y{1,10}s+\b"])
 def test_simple_patterns_are_accepted(pattern):
     check_pattern(pattern)
 
