@@ -8,6 +8,7 @@ That gate is what keeps IDs, prices, years, coordinates and "sooo good" untouche
 from __future__ import annotations
 
 import itertools
+from bisect import bisect_right
 import re
 
 # Each look-alike digit or symbol and the letters it can stand for. "*" masks a vowel ("f*ck").
@@ -51,11 +52,13 @@ def find_candidates(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, i
     if _TRIPLE.search(text):
         hits.extend(m.start() for m in _TRIPLE.finditer(text))
         hits.sort()
+    spaced_starts = [a for a, _ in spaced]
     for i in hits:
         if i < last_end:
             continue
         start, end = _token_at(text, i)
-        if spaced and any(a <= start < b for a, b in spaced):
+        k = bisect_right(spaced_starts, start) - 1
+        if k >= 0 and start < spaced[k][1]:  # inside a spaced run: decoded as part of it
             last_end = end
             continue
         if text[start] == "@" and end - start > 4:  # an @mention, not "@ss"

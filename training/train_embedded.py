@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--c", type=float, nargs="+", default=[2.0, 8.0, 32.0], help="inverse regularisation grid")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--quick", action="store_true", help="a small run: 8,000 texts, one C")
+    parser.add_argument("--limit", type=int, help="use at most this many texts (after deduplication)")
     args = parser.parse_args(argv)
 
     try:
@@ -156,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, PatternDatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.quick:
-        df = df.sample(n=min(8000, df.height), seed=args.seed)
+    if args.quick or args.limit:
+        df = df.sample(n=min(args.limit or 8000, df.height), seed=args.seed)
         args.c = args.c[:1]
     rows = {s: {"text": [], "label": [], "source": []} for s in SPLITS}
     for text, label, source, key in df.select("text", "label", "source", "key").iter_rows():

@@ -87,7 +87,7 @@ def test_one_megabyte_strings(mini):
     assert mini.normalize("a" * 1_000_000).text == "a" * 1_000_000
 
 
-def _seconds(normalizer, text, repeat=3):
+def _seconds(normalizer, text, repeat=5):
     best = float("inf")
     for _ in range(repeat):
         started = time.perf_counter()
@@ -97,7 +97,8 @@ def _seconds(normalizer, text, repeat=3):
 
 
 def test_adversarial_input_is_linear(mini, product):
-    """100 KB of the inputs that hurt backtracking matchers: 4x the input may cost at most ~8x the time."""
+    """100 KB of the inputs that hurt backtracking matchers: 4x the input may cost at most 10x the time
+    (linear is 4x, quadratic 16x; the margin absorbs a busy machine)."""
     cases = [
         "a" * 100_000,
         "k " * 50_000,
@@ -113,4 +114,4 @@ def test_adversarial_input_is_linear(mini, product):
         for case in cases:
             small, large = case[:25_000], case[:100_000]
             ratio = _seconds(normalizer, large) / max(_seconds(normalizer, small), 1e-4)
-            assert ratio < 8, f"{case[:8]!r}...: 4x the input took {ratio:.1f}x the time"
+            assert ratio < 10, f"{case[:8]!r}...: 4x the input took {ratio:.1f}x the time"
