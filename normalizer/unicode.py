@@ -55,7 +55,7 @@ def is_invisible(char: str) -> bool:
 _WORD = re.compile(r"\w+")
 # Printable ASCII separated by single spaces: copied in bulk (the common case), the rest character by character.
 _ASCII_RUN = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
-_CONFUSABLE_CHAR = re.compile("[" + re.escape("".join(_CONFUSABLES)) + "]")
+_CONFUSABLE_SET = frozenset(_CONFUSABLES)
 
 
 @dataclass(slots=True)
@@ -125,7 +125,7 @@ def canonicalize(text: str) -> Canonical:
             ends[-1] = i + 1  # an invisible character belongs to the character before it
 
     canon = "".join(out)
-    if _CONFUSABLE_CHAR.search(canon):
+    if not _CONFUSABLE_SET.isdisjoint(canon):
         canon = _fold_mixed_script(canon)
     return Canonical(canon, starts, ends)
 
