@@ -1,7 +1,7 @@
 """The embedded classifier: a linear model over word and character n-grams, shipped in `models/embedded/`.
 
 Trained by `training/train_embedded.py` on the real labelled data plus algospeak variants. It needs only numpy
-at run time: scoring a batch is a dictionary lookup per feature, one gather and one segmented sum.
+at run time: scoring a batch is vectorized hashing, one sorted search, one gather and one segmented sum.
 
 The artifact (`model.npz`) describes itself: label order, feature recipe version, vocabulary, weights (with the
 IDF folded in), intercepts and the metrics it was trained to; a file that lacks any of them is refused.
@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from classifiers.base import ClassifierError, LabelScores
-from classifiers.features import extract
+from classifiers.features import VERSION as FEATURE_VERSION
+from classifiers.features import FeatureIndex, feature_matrix_indices
 from core.labels import LABELS
 
-FEATURE_VERSION = "wb12-c345-v1"
 _REQUIRED = ("labels", "feature_version", "vocab", "weights", "idf2", "intercept", "meta")
 
 
@@ -37,7 +37,7 @@ class EmbeddedClassifier:
                     raise ClassifierError(f"{self.path}: not an embedded-classifier artifact (missing {missing})")
                 labels = tuple(str(x) for x in npz["labels"])
                 feature_version = str(npz["feature_version"])
-                vocab = bytes(npz["vocab"]).decode("utf-8").split("\n")
+                vocab = npz["vocab"].astype(np.uint64)
                 weights = npz["weights"].astype(np.float32)
                 idf2 = npz["idf2"].astype(np.float32)
                 intercept = npz["intercept"].astype(np.float32)
@@ -52,30 +52,24 @@ class EmbeddedClassifier:
             raise ClassifierError(
                 f"{self.path}: features {feature_version!r}, this code computes {FEATURE_VERSION!r}; retrain it"
             )
-        if weights.shape != (len(vocab) + 1, len(LABELS)) or idf2.shape != (len(vocab) + 1,):
+        if weights.shape != (len(vocab), len(LABELS)) or idf2.shape != (len(vocab),):
             raise ClassifierError(f"{self.path}: weights do not match the vocabulary")
-        # Index 0 is "unknown feature": zero weight, zero IDF.
-        self._vocab = {feature: i + 1 for i, feature in enumerate(vocab)}
+        if len(vocab) > 1 and not bool(np.all(vocab[1:] > vocab[:-1])):
+            raise ClassifierError(f"{self.path}: the vocabulary is not sorted")
+        self._index = FeatureIndex(vocab)
         self._weights = weights
         self._idf2 = idf2
         self._intercept = intercept
         self.version = hashlib.sha256(raw).hexdigest()[:12]
 
-    def feature_indices(self, text: str) -> list[int]:
-        get = self._vocab.get
-        return [i for i in map(get, extract(text)) if i]
-
     def logits(self, texts: Sequence[str]) -> np.ndarray:
-        indices = [self.feature_indices(t) for t in texts]
-        lengths = np.fromiter((len(ix) for ix in indices), dtype=np.int64, count=len(indices))
-        flat = np.fromiter((i for ix in indices for i in ix), dtype=np.int64, count=int(lengths.sum()))
+        rows, cols = feature_matrix_indices(texts, self._index)
         out = np.tile(self._intercept, (len(texts), 1))
-        if flat.size:
-            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-            nonempty = lengths > 0
-            sums = np.add.reduceat(self._weights[flat], starts[nonempty], axis=0)
-            norms = np.sqrt(np.add.reduceat(self._idf2[flat], starts[nonempty]))
-            out[nonempty] += sums / norms[:, None]
+        if len(rows):
+            starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+            sums = np.add.reduceat(self._weights[cols], starts, axis=0)
+            norms = np.sqrt(np.add.reduceat(self._idf2[cols], starts))
+            out[rows[starts]] += sums / norms[:, None]
         return out
 
     def classify(self, texts: Sequence[str]) -> list[LabelScores]:
@@ -92,28 +86,27 @@ class EmbeddedClassifier:
 
 def save_artifact(
     path: Path,
-    vocab: list[str],
+    vocab: np.ndarray,
     coef: np.ndarray,
     idf: np.ndarray,
     intercept: np.ndarray,
     meta: dict,
 ) -> None:
-    """Write a model.npz that EmbeddedClassifier can load. `coef` is (n_labels, n_features) over `vocab`."""
-    if any("\n" in v for v in vocab):
-        raise ValueError("vocabulary entries must not contain newlines")
-    weights = np.zeros((len(vocab) + 1, len(LABELS)), dtype=np.float32)
-    weights[1:] = (coef.T * idf[:, None]).astype(np.float32)
-    idf2 = np.zeros(len(vocab) + 1, dtype=np.float32)
-    idf2[1:] = (idf**2).astype(np.float32)
+    """Write a model.npz that EmbeddedClassifier can load. `vocab` is the sorted feature hashes (uint64);
+    `coef` is (n_labels, n_features) over them."""
+    vocab = np.asarray(vocab, dtype=np.uint64)
+    if len(vocab) > 1 and not bool(np.all(vocab[1:] > vocab[:-1])):
+        raise ValueError("the vocabulary must be sorted and without duplicates")
+    weights = (coef.T * idf[:, None]).astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         np.savez_compressed(
             f,
             labels=np.array(LABELS),
             feature_version=np.array(FEATURE_VERSION),
-            vocab=np.frombuffer("\n".join(vocab).encode("utf-8"), dtype=np.uint8),
+            vocab=vocab,
             weights=weights.astype(np.float16),
-            idf2=idf2,
+            idf2=(idf**2).astype(np.float32),
             intercept=intercept.astype(np.float32),
             meta=np.array(json.dumps(meta)),
         )

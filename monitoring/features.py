@@ -26,8 +26,29 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _ascii_class(ch: str) -> str:
+    if ch.isupper():
+        return "A"
+    if ch.isalpha():
+        return "a"
+    if ch.isdigit():
+        return "d"
+    if ch.isspace():
+        return "s"
+    return "p" if ch in _PUNCT else "o"
+
+
 def char_stats(text: str) -> dict[str, int]:
     """Counts per character class (see the module docstring); `length` is in code points."""
+    if text.isascii():  # the common case: one C-level translate and a few counts
+        classes = text.translate(_ASCII_CLASSES)
+        upper, alpha = classes.count("A"), classes.count("a") + classes.count("A")
+        digit, space, punct = classes.count("d"), classes.count("s"), classes.count("p")
+        n = len(text)
+        return {
+            "length": n, "alpha": alpha, "digit": digit, "upper": upper, "space": space, "punct": punct,
+            "other": n - alpha - digit - space - punct, "non_ascii": 0,
+        }  # fmt: skip
     n = len(text)
     alpha = sum(map(str.isalpha, text))
     digit = sum(map(str.isdigit, text))
@@ -43,6 +64,9 @@ def char_stats(text: str) -> dict[str, int]:
         "other": max(0, n - alpha - digit - space - punct),
         "non_ascii": n - len(text.encode("ascii", "ignore")),
     }
+
+
+_ASCII_CLASSES = str.maketrans({chr(i): _ascii_class(chr(i)) for i in range(128)})
 
 
 def normalize_label(value: Any) -> str | None:

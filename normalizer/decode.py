@@ -110,7 +110,7 @@ def _collapse_variants(word: str) -> list[str]:
 
 def decode_token(token: str, known: dict[str, object]) -> tuple[str, list[str]] | None:
     """The known term a token decodes to and the techniques used, or None."""
-    if len(token) > _MAX_TOKEN:
+    if len(token) > _MAX_TOKEN or token in known:  # a known term stays itself: "bbbj" is a form, not "bj"
         return None
     stripped = token.rstrip("!.*")
     for candidate in dict.fromkeys((token, stripped)):

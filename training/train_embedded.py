@@ -110,6 +110,39 @@ def source_balanced_weights(labels: list[str], sources: list[str]) -> np.ndarray
     return w / w.mean()
 
 
+def select_vocabulary(texts: list[str], max_features: int, min_df: int, chunk: int = 4096) -> np.ndarray:
+    """The sorted hashes of the `max_features` features in most texts (and in at least `min_df`)."""
+    from classifiers.features import hash_features
+
+    per_chunk = []
+    for i in range(0, len(texts), chunk):
+        owner, hashes = hash_features(texts[i : i + chunk])
+        keys = np.unique(np.stack([owner.astype(np.uint64), hashes], axis=1), axis=0)
+        per_chunk.append(keys[:, 1])
+    values, df = np.unique(np.concatenate(per_chunk), return_counts=True)
+    keep = df >= min_df
+    values, df = values[keep], df[keep]
+    if len(values) > max_features:
+        top = np.argsort(-df, kind="stable")[:max_features]
+        values = values[top]
+    return np.sort(values)
+
+
+def binary_matrix(texts: list[str], vocab: np.ndarray, chunk: int = 4096):
+    """Texts x vocabulary, 1 where the feature occurs (the serving code's features, exactly)."""
+    from scipy.sparse import csr_matrix, vstack
+
+    from classifiers.features import FeatureIndex, feature_matrix_indices
+
+    index = FeatureIndex(vocab)
+    blocks = []
+    for i in range(0, len(texts), chunk):
+        part = texts[i : i + chunk]
+        rows, cols = feature_matrix_indices(part, index)
+        blocks.append(csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(part), len(vocab))))
+    return vstack(blocks).tocsr()
+
+
 def macro_f1(y_true: list[str], y_pred: list[str]) -> tuple[float, dict[str, dict[str, float]]]:
     per: dict[str, dict[str, float]] = {}
     for label in LABELS:
@@ -139,13 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
+        from sklearn.feature_extraction.text import TfidfTransformer
         from sklearn.linear_model import LogisticRegression
     except ImportError:
         print("error: training needs the train extra: uv run --extra train --extra data python -m training.train_embedded", file=sys.stderr)
         return 1
     from classifiers.embedded import EmbeddedClassifier, save_artifact
-    from classifiers.features import extract
     from data.augment import Augmenter
     from data.readers import DataError
     from normalizer import Normalizer, PatternDatabaseError, load_database
@@ -185,11 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     weights = source_balanced_weights(y, sources)
     print(f"training on {len(x_text)} texts ({len(aug_text)} algospeak variants)", file=sys.stderr)
 
-    vectorizer = CountVectorizer(analyzer=extract, binary=True, min_df=2, max_features=args.max_features, dtype=np.float32)
-    counts = vectorizer.fit_transform(x_text)
+    vocab = select_vocabulary(x_text, args.max_features, min_df=2)
     tfidf = TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True)
-    x_train = tfidf.fit_transform(counts)
-    x_val = tfidf.transform(vectorizer.transform(rows["validation"]["text"]))
+    x_train = tfidf.fit_transform(binary_matrix(x_text, vocab))
+    x_val = tfidf.transform(binary_matrix(rows["validation"]["text"], vocab))
 
     best = None
     for c in args.c:
@@ -203,9 +234,6 @@ def main(argv: list[str] | None = None) -> int:
     val_f1, best_c, model = best
     order = [list(model.classes_).index(label) for label in LABELS]
 
-    vocab = [""] * len(vectorizer.vocabulary_)
-    for feature, index in vectorizer.vocabulary_.items():
-        vocab[index] = feature
     meta = {
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "C": best_c,
@@ -221,6 +249,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # Evaluate the saved artifact itself, through the serving code, so the figures describe what ships.
     classifier = EmbeddedClassifier(tmp)
+    # Parity: the serving code must reproduce the trained model's probabilities (up to float16 weights).
+    reference = model.predict_proba(x_val)[:, order]
+    served = np.array([[s[label] for label in LABELS] for s in classifier.classify(rows["validation"]["text"])])
+    gap = float(np.abs(reference - served).max()) if len(served) else 0.0
+    if gap > 0.02:
+        print(f"error: serving probabilities differ from training by {gap:.4f}", file=sys.stderr)
+        return 1
+    meta["serving_parity_max_abs_diff"] = round(gap, 5)
     test = rows["test"]
     predicted = [max(s, key=s.get) for s in classifier.classify(test["text"])]
     test_f1, per_label = macro_f1(test["label"], predicted)

@@ -134,6 +134,12 @@ def test_invalid_json_and_non_utf8(client):
         assert response.json()["detail"]
 
 
+def test_lone_surrogates_are_refused_not_crashed_on(client):
+    response = client.post("/moderate", content=b'{"text": "k\\ud800ill"}', headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "surrogate" in response.json()["detail"]
+
+
 def test_body_size_limit_is_413(client):
     response = client.post("/moderate", content=b'{"text": "' + b"a" * 300_000 + b'"}', headers={"content-type": "application/json"})
     assert response.status_code == 413
