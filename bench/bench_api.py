@@ -15,23 +15,12 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-from bench.common import real_texts, write_result
-from core.settings import ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench.common import real_texts, serve_api, write_result
 
 
 def _lua(bodies: list[str]) -> str:
@@ -74,33 +63,20 @@ def main() -> int:
         print("error: wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 1
     texts = [t for t in real_texts(5000) if len(t) < 1000]
-    port = _free_port()
     workdir = Path(tempfile.mkdtemp())
-    env = {**os.environ, "PORT": str(port), "PREDICTION_LOG_URL": f"sqlite:///{workdir / 'p.db'}", "LOG_LEVEL": "WARNING"}
-    server_cmd = [sys.executable, str(ROOT / "main.py")]
-    if hasattr(os, "sched_setaffinity"):
-        server_cmd = ["taskset", "-c", "0", *server_cmd]
-    server = subprocess.Popen(server_cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
+    env = {"PREDICTION_LOG_URL": f"sqlite:///{workdir / 'p.db'}", "LOG_LEVEL": "WARNING"}
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(base + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        single = workdir / "single.lua"
-        single.write_text(_lua([json.dumps({"text": t}) for t in texts[:2000]]), encoding="utf-8")
-        batch = workdir / "batch.lua"
-        batch.write_text(
-            _lua([json.dumps({"texts": texts[i : i + 256]}) for i in range(0, 2048, 256)]), encoding="utf-8"
-        )
-        run_wrk(base + "/moderate", single, 16, 3)  # warm-up
-        moderate = run_wrk(base + "/moderate", single, 16, 15)
-        batched = run_wrk(base + "/moderate/batch", batch, 4, 15)
+        with serve_api(env, cpu=0) as base:
+            single = workdir / "single.lua"
+            single.write_text(_lua([json.dumps({"text": t}) for t in texts[:2000]]), encoding="utf-8")
+            batch = workdir / "batch.lua"
+            batch.write_text(
+                _lua([json.dumps({"texts": texts[i : i + 256]}) for i in range(0, 2048, 256)]), encoding="utf-8"
+            )
+            run_wrk(base + "/moderate", single, 16, 3)  # warm-up
+            moderate = run_wrk(base + "/moderate", single, 16, 15)
+            batched = run_wrk(base + "/moderate/batch", batch, 4, 15)
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)
     batched["texts_per_second"] = round(batched["requests_per_second"] * 256)
     print(f"/moderate        {moderate['requests_per_second']:>9,.0f} req/s   p50 {moderate['p50_ms']} ms   p99 {moderate['p99_ms']} ms   non-2xx {moderate['non_2xx']}")

@@ -15,7 +15,6 @@ Targets (issue 2): >= 10x naive at our database size, >= 20,000 texts/s, <= 2x s
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 import string

@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.settings import ROOT
@@ -40,3 +47,32 @@ def write_result(name: str, payload: dict) -> Path:
     payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), **payload}
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+@contextmanager
+def serve_api(env: dict[str, str], cpu: int | None = None) -> Iterator[str]:
+    """Run `python main.py` in a subprocess on a free loopback port (pinned to one CPU if asked); yield its
+    base URL once /health answers; stop it with SIGINT so it shuts down cleanly (the prediction log flushes)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, str(ROOT / "main.py")]
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        command = ["taskset", "-c", str(cpu), *command]
+    server = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, **env, "PORT": str(port)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(base + "/health", timeout=1)
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError("the API exited during start-up") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)

@@ -14,17 +14,15 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from datetime import UTC, datetime
 
+from bench.common import serve_api
 from core.settings import ROOT
 
 OUT = ROOT / "out" / "drift"
@@ -48,8 +46,9 @@ def main() -> int:
 
     rng = random.Random(5)
     df = load_shared_sources()
-    tweets = df.filter(df["source"].is_in(["olid", "davidson"]))["text"].to_list()
-    comments = df.filter(df["source"] == "civil_comments_toxic_spans")["text"].to_list()
+    # Sorted first: the readers' joins do not promise an order, and the windows must be the same every run.
+    tweets = sorted(df.filter(df["source"].is_in(["olid", "davidson"]))["text"].to_list())
+    comments = sorted(df.filter(df["source"] == "civil_comments_toxic_spans")["text"].to_list())
     rng.shuffle(tweets)
     rng.shuffle(comments)
     reference = [t for t in tweets if t.strip()][:2000]
@@ -63,28 +62,13 @@ def main() -> int:
 
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PORT": str(port), "PREDICTION_LOG_URL": f"sqlite:///{OUT / 'predictions.db'}",
-           "LOG_TEXT": "true", "LOG_LEVEL": "WARNING"}  # fmt: skip
-    server = subprocess.Popen([sys.executable, str(ROOT / "main.py")], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(base + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+    env = {"PREDICTION_LOG_URL": f"sqlite:///{OUT / 'predictions.db'}", "LOG_TEXT": "true", "LOG_LEVEL": "WARNING"}
+    with serve_api(env) as base:
         _send(base, reference)
         time.sleep(1.0)
         boundary = datetime.now(UTC).isoformat(timespec="seconds")
         time.sleep(1.0)
         _send(base, current)
-    finally:
-        server.send_signal(signal.SIGINT)  # a clean shutdown flushes the prediction log
-        server.wait(timeout=60)
 
     log_url = f"sqlite:///{OUT / 'predictions.db'}"
     command = [

@@ -1,9 +1,11 @@
 """The API contract end to end over HTTP, with the shipped model: what a client sees."""
 
 import json
+import time
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
+from sqlalchemy import text as sql
 
 from core.labels import LABELS
 
@@ -180,13 +182,10 @@ def _edit_database_while_serving(client, live_db, original):
 
 def test_predictions_are_logged_without_raw_text(client, server_settings):
     moderate(client, "a text that must not be stored verbatim")
-    client.app_state = None
     engine = create_engine(server_settings.prediction_log_url)
-    import time
-
     for _ in range(50):
         with engine.connect() as conn:
-            rows = conn.execute(text("select * from predictions")).mappings().all()
+            rows = conn.execute(sql("select * from predictions")).mappings().all()
         if rows:
             break
         time.sleep(0.1)
