@@ -36,11 +36,20 @@ Label = Literal["safe", "potentially_harmful", "harmful", "extremely_harmful"]
 
 
 # ---------------------------------------------------------------------------------------------- schemas
+# At least one visible character: not whitespace, not a control or invisible formatting character.
+VISIBLE = (
+    r"[^\s\x00-\x1f\x7f-\x9f\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    r"\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]"
+)
+
+_VISIBLE_RE = re.compile(VISIBLE)
+
+
 class ModerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "time to unalive myself"}]})
     text: StrictStr = Field(
         description="The text to moderate (UTF-8, not empty or only whitespace).",
-        json_schema_extra={"minLength": 1, "pattern": r"\S"},
+        json_schema_extra={"minLength": 1, "pattern": VISIBLE},
     )
 
 
@@ -48,7 +57,7 @@ class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     texts: list[StrictStr] = Field(
         description="Texts to moderate; results come back in the same order.",
-        json_schema_extra={"minItems": 1, "items": {"type": "string", "minLength": 1, "pattern": r"\S"}},
+        json_schema_extra={"minItems": 1, "items": {"type": "string", "minLength": 1, "pattern": VISIBLE}},
     )
 
 
@@ -298,8 +307,8 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
     auth = [Depends(require_key)]
 
     def check_text(text: str, where: str = "text") -> None:
-        if not text.strip():
-            raise HTTPException(422, f"{where} is empty or only whitespace")
+        if not _VISIBLE_RE.search(text):  # the same rule the OpenAPI schema states
+            raise HTTPException(422, f"{where} is empty or only whitespace or invisible characters")
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -396,7 +405,10 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):
-            exc = HTTPException(422, "the request body is not valid JSON in UTF-8")
+            if isinstance(exc.__cause__, BodyTooLarge) or isinstance(exc.__context__, BodyTooLarge):
+                exc = HTTPException(413, f"request body is larger than the {settings.max_body_bytes}-byte limit")
+            else:
+                exc = HTTPException(422, "the request body is not valid JSON in UTF-8")
         return JSONResponse({"detail": exc.detail, "request_id": request_id(request)}, status_code=exc.status_code)
 
     return app

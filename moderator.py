@@ -52,6 +52,19 @@ def decide(scores: LabelScores, thresholds: dict[str, float]) -> str:
     return LABELS[0]
 
 
+def _checked(scores: list[LabelScores], expected: int) -> list[LabelScores]:
+    """A backend's answer, refused (ClassifierError) unless it has one probability per label per text."""
+    if not isinstance(scores, list) or len(scores) != expected:
+        raise ClassifierError(f"classifier returned {len(scores) if isinstance(scores, list) else type(scores).__name__} results for {expected} texts")
+    for item in scores:
+        if not isinstance(item, dict) or set(item) != set(LABELS):
+            raise ClassifierError(f"classifier returned labels {sorted(item) if isinstance(item, dict) else item!r}")
+        values = list(item.values())
+        if not all(isinstance(v, float | int) and 0.0 <= v <= 1.0 for v in values) or abs(sum(values) - 1.0) > 1e-3:
+            raise ClassifierError("classifier returned scores that are not probabilities")
+    return scores
+
+
 def confidence(scores: LabelScores, label: str) -> float:
     """The probability behind the decision: P(safe) for safe, else P(this label or worse)."""
     if label == LABELS[0]:
@@ -157,7 +170,7 @@ class Moderator:
 
     def _classify(self, batch: list[str]) -> tuple[list[LabelScores], str, Classifier]:
         try:
-            return self.classifier.classify(batch), "ok", self.classifier
+            return _checked(self.classifier.classify(batch), len(batch)), "ok", self.classifier
         except ClassifierError as exc:
             error = exc
         except Exception as exc:  # an unexpected backend bug is a failure, never a silent answer
@@ -167,7 +180,7 @@ class Moderator:
             raise ModerationUnavailable(f"classifier {self.classifier.name} failed: {error}") from error
         log.warning("classifier %s failed (%s); answering with %s", self.classifier.name, error, self.fallback.name)
         try:
-            return self.fallback.classify(batch), f"fallback:{self.fallback.name}", self.fallback
+            return _checked(self.fallback.classify(batch), len(batch)), f"fallback:{self.fallback.name}", self.fallback
         except Exception as exc:
             raise ModerationUnavailable(f"classifier and fallback both failed: {error}; {exc}") from exc
 

@@ -20,6 +20,8 @@ _LEET_CHARS = re.escape("".join(LEET))
 _MAX_VARIANTS = 64
 _MAX_TOKEN = 40  # longer "words" are not words: never decoded
 
+_TRAILING_SYMBOLS = "!.*$@|+"
+_SEPARATORS = " .-_*·•,~/\\"
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_" + "".join(LEET))
 # Cheap scans find the few places worth decoding; most texts have none or one or two.
 _LEET_CHAR = re.compile(f"[{_LEET_CHARS}]")
@@ -44,7 +46,7 @@ def _token_at(text: str, i: int) -> tuple[int, int]:
 def find_candidates(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """(spaced runs, tokens) worth decoding, as sorted non-overlapping spans of `text`."""
     spaced: list[tuple[int, int]] = []
-    if text.count(" ") + text.count(".") + text.count("-") >= 2:
+    if sum(map(text.count, _SEPARATORS)) >= 2:
         spaced = [m.span() for m in _SPACED.finditer(text)]
     tokens: list[tuple[int, int]] = []
     last_end = -1
@@ -108,14 +110,18 @@ def _collapse_variants(word: str) -> list[str]:
     return variants
 
 
-def decode_token(token: str, known: dict[str, object]) -> tuple[str, list[str]] | None:
-    """The known term a token decodes to and the techniques used, or None."""
+def decode_token(token: str, known: dict[str, object]) -> tuple[str, list[str], int] | None:
+    """The known term a token decodes to, the techniques used, and how many characters of the token it
+    covers (trailing punctuation such as the "!" of "k!ll!" stays outside), or None."""
     if len(token) > _MAX_TOKEN or token in known:  # a known term stays itself: "bbbj" is a form, not "bj"
         return None
+    base = token.rstrip(_TRAILING_SYMBOLS)
+    if len(base) >= 3 and known.get(base, ("part",))[0] != "part":  # type: ignore[index]
+        return None  # "suicide$" is a plain word and a symbol, not "suicides"
     stripped = token.rstrip("!.*")
     for candidate in dict.fromkeys((token, stripped)):
-        if not candidate or not _letters_outnumber_digits(candidate):
-            continue
+        if not candidate or candidate[0] == "*" or not _letters_outnumber_digits(candidate):
+            continue  # a leading "*" is decoration ("*whore*"), not a masked letter
         has_leet = any(c in LEET for c in candidate)
         for variant in _leet_variants(candidate) if has_leet else [candidate]:
             for word in _collapse_variants(variant):
@@ -127,7 +133,7 @@ def decode_token(token: str, known: dict[str, object]) -> tuple[str, list[str]] 
                         techniques.append("masking")
                     if word != variant:
                         techniques.append("repetition")
-                    return word, techniques
+                    return word, techniques, len(candidate)
     return None
 
 
@@ -147,7 +153,7 @@ def decode_spaced(run: str, known: dict[str, object]) -> list[tuple[int, int, st
         for j in range(len(chars), i + 2, -1):
             joined = "".join(c for _, c in chars[i:j])
             decoded = decode_token(joined, known) if any(c in LEET for c in joined) else None
-            if decoded:
+            if decoded and decoded[2] == len(joined):
                 hit = (j, decoded[0], ["spacing", *decoded[1]])
             elif joined in known:
                 hit = (j, joined, ["spacing"])

@@ -211,9 +211,9 @@ class Normalizer:
                     cache.clear()
                 cache[token] = decoded
             if decoded:
-                word, techniques = decoded
+                word, techniques, covered = decoded
                 kind, entry = known[word]
-                found.append(_Decoding(start, end, word, list(techniques), kind, entry))
+                found.append(_Decoding(start, start + covered, word, list(techniques), kind, entry))
         if spaced and tokens:
             found.sort(key=lambda d: d.start)
         return found

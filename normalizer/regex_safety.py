@@ -42,17 +42,33 @@ def _contains_branch(items) -> bool:
     return False
 
 
+def _flatten(items):
+    """Every (op, arg) in a parsed pattern, nested ones included."""
+    for op, arg in items:
+        yield op, arg
+        if op == _c.SUBPATTERN:
+            yield from _flatten(arg[-1])
+        elif op in _REPEATS:
+            yield from _flatten(arg[2])
+        elif op == _c.BRANCH:
+            for branch in arg[1]:
+                yield from _flatten(branch)
+        elif op in (_c.ASSERT, _c.ASSERT_NOT):
+            yield from _flatten(arg[1])
+
+
 def _walk(items, depth_unbounded: int, found: list[str], counter: list[int]) -> None:
     for op, arg in items:
         if op in _REPEATS:
             lo, hi, sub = arg
             unbounded = hi is _c.MAXREPEAT or hi > _BOUNDED_LIMIT
+            if hi is _c.MAXREPEAT or hi > 1:
+                if _contains_branch(sub):  # (?:k|kk){1,20} backtracks exponentially even when bounded
+                    found.append("an alternation inside a repeat")
             if unbounded:
                 counter[0] += 1
                 if depth_unbounded:
                     found.append("a repeat nested inside an unbounded repeat")
-                if _contains_branch(sub):
-                    found.append("an alternation inside an unbounded repeat")
             _walk(sub, depth_unbounded + (1 if unbounded else 0), found, counter)
         elif op == _c.SUBPATTERN:
             _walk(arg[-1], depth_unbounded, found, counter)
@@ -87,7 +103,9 @@ def check_pattern(pattern: str, budget_seconds: float = 0.25) -> re.Pattern[str]
     # Grow adversarial inputs step by step (small steps while short, then doubling), so that a pattern the
     # static check missed exceeds the time budget on a short input, before it can hang the loader.
     sizes = [*range(8, 64, 4), *(64 * 2**k for k in range(9))]
-    for unit in _ADVERSARIAL_UNITS:
+    literals = sorted({chr(arg).lower() for op, arg in _flatten(list(parsed)) if op == _c.LITERAL and arg < 0x110000})
+    units = [*_ADVERSARIAL_UNITS, *literals, "".join(literals)] if literals else list(_ADVERSARIAL_UNITS)
+    for unit in units:
         for repeat in sizes:
             probe = unit * repeat + "!"
             started = time.perf_counter()

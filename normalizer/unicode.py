@@ -81,7 +81,8 @@ def _fold_char(char: str) -> str:
     if char.isspace():
         return " "
     decomposed = unicodedata.normalize("NFKD", char)
-    kept = "".join(c for c in decomposed if not unicodedata.combining(c))
+    # Every mark goes (Mn, Mc, Me): combining() misses enclosing marks such as U+0489 and U+20DD.
+    kept = "".join(c for c in decomposed if not unicodedata.category(c).startswith("M"))
     return kept.casefold()
 
 

@@ -142,6 +142,22 @@ def test_lone_surrogates_are_refused_not_crashed_on(client):
     assert "surrogate" in response.json()["detail"]
 
 
+def test_invisible_only_text_is_refused(client):
+    response = client.post("/moderate", json={"text": "\u200b\u200b\u2060"})
+    assert response.status_code == 422 and "invisible" in response.json()["detail"]
+
+
+def test_chunked_body_over_the_limit_is_413(client):
+    def chunks():
+        yield b'{"text": "'
+        for _ in range(30):
+            yield b"a" * 10_000
+        yield b'"}'
+
+    response = client.post("/moderate", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
 def test_body_size_limit_is_413(client):
     response = client.post("/moderate", content=b'{"text": "' + b"a" * 300_000 + b'"}', headers={"content-type": "application/json"})
     assert response.status_code == 413

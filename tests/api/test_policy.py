@@ -37,6 +37,23 @@ def test_failure_falls_back_and_says_so(server_settings, embedded):
     assert result["mock_mode"] is True
 
 
+class ShortAnswers:
+    """A backend with a bug: one answer for a whole batch."""
+
+    name = "sagemaker"
+    version = "endpoint-v8"
+
+    def classify(self, texts):
+        return [{"safe": 1.0, "potentially_harmful": 0.0, "harmful": 0.0, "extremely_harmful": 0.0}]
+
+
+def test_malformed_answers_are_failures_not_safe(server_settings, embedded):
+    [a, b] = _moderator(server_settings, ShortAnswers(), embedded).moderate_batch(["i will unalive you", "hello"])
+    assert a["stage2_status"] == b["stage2_status"] == "fallback:embedded"
+    with pytest.raises(ModerationUnavailable, match="1 results for 3 texts"):  # "unalive" doubles a text
+        _moderator(server_settings, ShortAnswers(), None).moderate_batch(["i will unalive you", "hello"])
+
+
 def test_failure_without_fallback_is_503(server_settings):
     with pytest.raises(ModerationUnavailable):
         _moderator(server_settings, BrokenBackend(), None).moderate("hello")

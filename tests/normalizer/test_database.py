@@ -93,7 +93,10 @@ def test_unreadable_files_get_clear_errors(tmp_path):
         load_database(bad)
 
 
-@pytest.mark.parametrize("pattern", [r"(a+)+$", r"(a|aa)*b", r"\w+\s+\w+", r"(\w)\1", r"(x*)*y", r"(?:a{1,5})+"])
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(a+)+$", r"(a|aa)*b", r"\w+\s+\w+", r"(\w)\1", r"(x*)*y", r"(?:a{1,5})+", r"(?:k|kk){1,20}(?:k|kk){1,20}z"],
+)
 def test_catastrophic_patterns_are_refused(pattern):
     with pytest.raises(UnsafePatternError):
         check_pattern(pattern)

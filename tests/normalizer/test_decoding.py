@@ -28,6 +28,13 @@ def decoded(normalizer, text):
         ("𝐤𝐢𝐥𝐥", "kill", "unicode_style"),  # mathematical bold
         ("got ❄️ for tonight", "got cocaine for tonight", "emoji"),
         ("unal1ve", "kill", "leetspeak"),  # generic decoding feeds the database
+        ("k_i_l_l", "kill", "spacing"),
+        ("k/i/l/l", "kill", "spacing"),
+        ("k•i•l•l", "kill", "spacing"),
+        ("i want to k\u0489i\u0489l\u0489l\u0489 him", "i want to kill him", "unicode_style"),  # enclosing marks
+        ("k\u20ddi\u20ddl\u20ddl\u20dd", "kill", "unicode_style"),
+        ("k!ll!", "kill!", "leetspeak"),  # the last "!" is punctuation and stays
+        ("$3x work", "sex work", "leetspeak"),
     ],
 )
 def test_decodes_to_plain_words(mini, text, expected, technique):
@@ -59,6 +66,11 @@ def test_leaves_ordinary_text_alone(mini, text):
     result = mini.normalize(text)
     assert result.text == text
     assert not result.algospeak_detected
+
+
+@pytest.mark.parametrize("text", ["lol suicide$ ok", "*kill*", "what the fuck!", "he got killed!!"])
+def test_plain_words_next_to_symbols_stay(mini, text):
+    assert mini.normalize(text).text == text
 
 
 def test_context_rule_annotates_without_rewriting(mini):
