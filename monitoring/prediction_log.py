@@ -197,6 +197,7 @@ class PredictionLog:
         self.log_text = log_text
         self.batch_size = batch_size
         self.flush_interval = flush_interval
+        self.linger = min(0.05, flush_interval)
         self.put_timeout = put_timeout
         self.max_retries = max_retries
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
@@ -346,6 +347,10 @@ class PredictionLog:
                 stopping = True
             else:
                 items.append(first)
+                if self._queue.qsize() < self.batch_size:
+                    # Linger briefly so records arrive in batches: one transaction (and one wake-up of this
+                    # thread, which competes with the server for the GIL) per batch, not per request.
+                    time.sleep(self.linger)
             while len(items) < self.batch_size:
                 try:
                     item = self._queue.get_nowait()
