@@ -18,7 +18,8 @@ import re
 import sys
 import time
 import uuid
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -328,13 +329,9 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
     @app.post("/moderate", response_model=ModerationResult, dependencies=auth, responses={503: {"model": ErrorOut}})
     async def moderate(body: ModerateRequest, request: Request, rid: RequestId) -> Any:
         """Normalize and classify one text."""
-        from moderator import ModerationUnavailable
-
         check_text(body.text)
-        try:
+        with unavailable_is_503():
             result = await request.app.state.batcher.submit(body.text, rid)
-        except ModerationUnavailable as exc:
-            raise HTTPException(503, f"moderation is unavailable: {exc}") from exc
         return FastJSON(record(request, [result])[0])
 
     @app.post("/moderate/batch", response_model=BatchResult, dependencies=auth, responses={503: {"model": ErrorOut}})
@@ -346,13 +343,9 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
             raise HTTPException(422, f"{len(body.texts)} texts; the limit is {settings.max_batch_size} per batch")
         for i, text in enumerate(body.texts):
             check_text(text, f"texts[{i}]")
-        from moderator import ModerationUnavailable
-
         ids = [f"{rid}-{i}" for i in range(len(body.texts))]
-        try:
+        with unavailable_is_503():
             results = request.app.state.moderator.moderate_batch(body.texts, ids)
-        except ModerationUnavailable as exc:
-            raise HTTPException(503, f"moderation is unavailable: {exc}") from exc
         return FastJSON({"results": record(request, results)})
 
     @app.post("/normalize", response_model=NormalizeResult, dependencies=auth)
@@ -412,6 +405,17 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         return JSONResponse({"detail": exc.detail, "request_id": request_id(request)}, status_code=exc.status_code)
 
     return app
+
+
+@contextmanager
+def unavailable_is_503() -> Iterator[None]:
+    """Stage 2 could not answer under the fallback policy: tell the client so (503), never a guessed label."""
+    from moderator import ModerationUnavailable
+
+    try:
+        yield
+    except ModerationUnavailable as exc:
+        raise HTTPException(503, f"moderation is unavailable: {exc}") from exc
 
 
 def _document_limits(app: FastAPI, settings: Settings) -> None:

@@ -21,13 +21,14 @@ _MAX_VARIANTS = 64
 _MAX_TOKEN = 40  # longer "words" are not words: never decoded
 
 _TRAILING_SYMBOLS = "!.*$@|+"
-_SEPARATORS = " .-_*·•,~/\\"
+_SEPARATORS = " .-_*·•,~/\\"  # what may stand between the letters of a spaced-out word: "k.i.l.l", "k_i_l_l"
+_SEP_CLASS = re.escape(_SEPARATORS)
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_" + "".join(LEET))
 # Cheap scans find the few places worth decoding; most texts have none or one or two.
 _LEET_CHAR = re.compile(f"[{_LEET_CHARS}]")
 _TRIPLE = re.compile(r"([a-z])\1\1")
 _SPACED = re.compile(
-    rf"(?<![\w{_LEET_CHARS}])(?:[\w{_LEET_CHARS}][ .\-_*·•,~/\\]{{1,3}}){{2,}}[\w{_LEET_CHARS}](?![\w{_LEET_CHARS}])"
+    rf"(?<![\w{_LEET_CHARS}])(?:[\w{_LEET_CHARS}][{_SEP_CLASS}]{{1,3}}){{2,}}[\w{_LEET_CHARS}](?![\w{_LEET_CHARS}])"
 )
 
 
@@ -72,7 +73,7 @@ def find_candidates(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, i
 
 
 _RUN = re.compile(r"(.)\1{2,}")
-_SPACED_SEPARATORS = re.compile(r"[ .\-_*·•,~/\\]+")
+_NOT_SEPARATOR = re.compile(f"[^{_SEP_CLASS}]")
 
 
 def _letters_outnumber_digits(token: str) -> bool:
@@ -143,7 +144,7 @@ def decode_spaced(run: str, known: dict[str, object]) -> list[tuple[int, int, st
     Offsets are relative to the run. The longest known word wins; runs are short, so trying every
     sub-run is cheap.
     """
-    chars = [(m.start(), m.group()) for m in re.finditer(r"[^ .\-_*·•,~/\\]", run)]
+    chars = [(m.start(), m.group()) for m in _NOT_SEPARATOR.finditer(run)]
     if len(chars) > _MAX_TOKEN:
         return []
     found: list[tuple[int, int, str, list[str]]] = []

@@ -74,10 +74,6 @@ class NormalizationResult:
     def changed(self) -> bool:
         return self.text != self.original
 
-    @property
-    def safe_contexts(self) -> list[Match]:
-        return [m for m in self.matches if m.action == "protect"]
-
     def as_dict(self) -> dict:
         return {
             "original_text": self.original,
@@ -150,7 +146,7 @@ class Normalizer:
                 else:
                     for word in words:
                         self._known.setdefault(word, ("part", entry))
-            for i, pattern in enumerate(entry.patterns):
+            for pattern in entry.patterns:
                 group = f"p{len(self._regex_entries)}"
                 self._regex_entries[group] = entry
                 regex_parts.append(f"(?P<{group}>{pattern})")
@@ -188,9 +184,6 @@ class Normalizer:
         hits = self._find(decoded)
         chosen, kept = self._resolve(hits, decodings, spans)
         return self._assemble(text, canon, spans, chosen, [decodings[i] for i in kept])
-
-    def normalize_many(self, texts: list[str]) -> list[NormalizationResult]:
-        return [self.normalize(t) for t in texts]
 
     # ------------------------------------------------------------------ steps
     def _decode(self, canon: str) -> list[_Decoding]:
