@@ -402,6 +402,13 @@ class Normalizer:
                 for t in describe_change(original) if not original.isascii() else ():
                     if t not in techniques:
                         techniques.insert(0, t)
+            if out != original and out:
+                # A word replacing a symbol must not fuse with a neighbouring word ("❄eee" is not
+                # "cocaineeee", which a second pass would read as "cocaine" stretched out).
+                if o_start > 0 and _is_word_char(out[0]) and _is_word_char(text[o_start - 1]):
+                    out = " " + out
+                if o_end < len(text) and _is_word_char(out[-1]) and _is_word_char(text[o_end]):
+                    out = out + " "
             pieces.append(out)
             matches.append(
                 Match(

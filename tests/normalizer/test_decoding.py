@@ -110,3 +110,9 @@ def test_regex_entries_join_the_matcher(mini):
 def test_rejects_non_text(mini):
     with pytest.raises(TypeError):
         mini.normalize(b"bytes")  # type: ignore[arg-type]
+
+
+def test_a_word_replacing_a_symbol_does_not_fuse_with_its_neighbours(mini):
+    result = mini.normalize("❄eee")
+    assert result.text == "cocaine eee"  # not "cocaineeee", which a second pass reads as a stretched "cocaine"
+    assert mini.normalize(result.text).text == result.text
