@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from core.labels import LABELS
 
-__all__ = ["LABELS", "SYSTEM_PROMPT", "USER_TEMPLATE", "build_messages", "build_training_messages"]
+__all__ = ["LABELS", "SYSTEM_PROMPT", "USER_TEMPLATE", "PromptEncoder", "build_messages", "build_training_messages"]
 
 SYSTEM_PROMPT = (
     "You are a content moderation classifier. Read the user's text, including any coded language "
@@ -35,3 +35,58 @@ def build_training_messages(text: str, label: str) -> list[dict[str, str]]:
     if label not in LABELS:
         raise ValueError(f"unknown label {label!r}; expected one of {', '.join(LABELS)}")
     return [*build_messages(text), {"role": "assistant", "content": label}]
+
+
+class PromptEncoder:
+    """Token ids of the classification prompt, the same in training and serving.
+
+    Works with any chat tokenizer (the Hugging Face interface: `apply_chat_template`, `__call__`). The prompt
+    is the chat template's rendering of `build_messages(text)` with the generation prompt; a long text is cut
+    (its tokens, never the instructions) so that prompt plus answer fit in `max_length`. The answer is the
+    template's rendering of the label turn ("harmful<|im_end|>" for Qwen): what the model is trained to write
+    and what one-pass scoring reads the first token of.
+    """
+
+    _SLOT = "\u2063TEXT\u2063"  # stands in for the text while the template is split around it
+
+    def __init__(self, tokenizer, max_length: int = 512):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        rendered = tokenizer.apply_chat_template(build_messages(self._SLOT), add_generation_prompt=True,
+                                                 tokenize=False)
+        if rendered.count(self._SLOT) != 1:
+            raise ValueError("the tokenizer's chat template does not render the user text exactly once")
+        before, after = rendered.split(self._SLOT)
+        self.prefix_ids: list[int] = self._ids(before)
+        self.suffix_ids: list[int] = self._ids(after)
+        self.answer_ids: dict[str, list[int]] = {}
+        for label in LABELS:
+            full = tokenizer.apply_chat_template(build_training_messages(self._SLOT, label), tokenize=False)
+            if not full.startswith(rendered):
+                raise ValueError("the chat template renders the prompt differently with and without an answer")
+            self.answer_ids[label] = self._ids(full[len(rendered):].rstrip())
+        self.label_first_ids: list[int] = [self.answer_ids[label][0] for label in LABELS]
+        if len(set(self.label_first_ids)) != len(LABELS):
+            raise ValueError(
+                "the labels' first tokens are not all different under this tokenizer, so one forward pass "
+                f"cannot tell them apart: {dict(zip(LABELS, self.label_first_ids))}"
+            )
+        longest_answer = max(len(ids) for ids in self.answer_ids.values())
+        self.text_budget = max_length - len(self.prefix_ids) - len(self.suffix_ids) - longest_answer
+        if self.text_budget < 16:
+            raise ValueError(f"max_length {max_length} leaves {self.text_budget} tokens for the text; raise it")
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_ids(self, text: str) -> list[int]:
+        """The prompt for `text`, ending where the model writes its answer."""
+        return self.prefix_ids + self._ids(text)[: self.text_budget] + self.suffix_ids
+
+    def training_example(self, text: str, label: str) -> tuple[list[int], list[int]]:
+        """(input_ids, labels) for one supervised example: loss on the answer only (-100 on the prompt)."""
+        if label not in self.answer_ids:
+            raise ValueError(f"unknown label {label!r}; expected one of {', '.join(LABELS)}")
+        prompt = self.prompt_ids(text)
+        answer = self.answer_ids[label]
+        return prompt + answer, [-100] * len(prompt) + answer

@@ -66,9 +66,13 @@ class Settings(BaseSettings):
     s3_prefix: str = "algospeak"
     aws_endpoint_url: str | None = None  # set to a moto_server URL in tests
     sagemaker_role_arn: str | None = None
+    # Stage 2 base model: a hub id or a local directory. Qwen2.5-3B-Instruct is under the Qwen research licence
+    # (non-commercial); Qwen/Qwen2.5-1.5B-Instruct (Apache-2.0) is the commercial choice.
     base_model_id: str = "Qwen/Qwen2.5-3B-Instruct"
+    # Experiment tracking (MLflow): unset means a local mlruns/ folder.
+    mlflow_tracking_uri: str | None = None
 
-    @field_validator("sagemaker_endpoint_name", "api_key", "s3_bucket", mode="before")
+    @field_validator("sagemaker_endpoint_name", "api_key", "s3_bucket", "mlflow_tracking_uri", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

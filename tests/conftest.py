@@ -10,3 +10,4 @@ os.environ["PREDICTION_LOG_URL"] = ""
 # Fixture plugins (one line each): e.g. "tests.plugins.aws" provides moto_server.
 pytest_plugins: list[str] = []
 pytest_plugins.append("tests.plugins.aws")
+pytest_plugins.append("tests.plugins.tiny_qwen")
