@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     # Stage 2 base model: a hub id or a local directory. Qwen2.5-3B-Instruct is under the Qwen research licence
     # (non-commercial); Qwen/Qwen2.5-1.5B-Instruct (Apache-2.0) is the commercial choice.
     base_model_id: str = "Qwen/Qwen2.5-3B-Instruct"
+    # Deployment gate: a candidate model must reach these on the test split (and not fall behind the production
+    # model's report by more than the allowed drop) before the deployment step will ship it.
+    gate_min_macro_f1: float = Field(0.60, ge=0.0, le=1.0)
+    gate_max_macro_f1_drop: float = Field(0.01, ge=0.0, le=1.0)
+    gate_max_false_alarm_rate: float = Field(0.05, ge=0.0, le=1.0)
+    gate_max_ece: float = Field(0.10, ge=0.0, le=1.0)
     # Experiment tracking (MLflow): unset means a local mlruns/ folder.
     mlflow_tracking_uri: str | None = None
 
