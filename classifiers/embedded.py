@@ -1,7 +1,9 @@
 """The embedded classifier: a linear model over word and character n-grams, shipped in `models/embedded/`.
 
-Trained by `training/train_embedded.py` on the real labelled data plus algospeak variants. It needs only numpy
-at run time: scoring a batch is vectorized hashing, one sorted search, one gather and one segmented sum.
+Trained by `training/train_embedded.py` on the real labelled data plus algospeak variants. At run time it needs
+numpy and numba: a batch is scored by one compiled loop (`classifiers.kernel`) that hashes each text's n-grams,
+looks them up and sums their weights; `reference_logits` computes the same with numpy from the feature
+definitions in `classifiers.features`, and the tests hold the two together.
 
 The artifact (`model.npz`) describes itself: label order, feature recipe version, vocabulary, weights (with the
 IDF folded in), intercepts and the metrics it was trained to; a file that lacks any of them is refused.
@@ -19,6 +21,7 @@ import numpy as np
 from classifiers.base import ClassifierError, LabelScores
 from classifiers.features import VERSION as FEATURE_VERSION
 from classifiers.features import FeatureIndex, feature_matrix_indices
+from classifiers.kernel import Scorer
 from core.labels import LABELS
 
 _REQUIRED = ("labels", "feature_version", "vocab", "weights", "idf2", "intercept", "meta")
@@ -60,9 +63,15 @@ class EmbeddedClassifier:
         self._weights = weights
         self._idf2 = idf2
         self._intercept = intercept
+        self._scorer = Scorer(self._index, weights, idf2, intercept)
         self.version = hashlib.sha256(raw).hexdigest()[:12]
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Logits from the compiled kernel (`classifiers.kernel`)."""
+        return self._scorer.logits(texts)
+
+    def reference_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Logits computed with numpy from `classifiers.features`, the definition the kernel must match."""
         rows, cols = feature_matrix_indices(texts, self._index)
         out = np.tile(self._intercept, (len(texts), 1))
         if len(rows):
@@ -81,7 +90,7 @@ class EmbeddedClassifier:
         p /= p.sum(axis=1, keepdims=True)
         if not np.isfinite(p).all():
             raise ClassifierError("embedded model produced non-finite probabilities")
-        return [dict(zip(LABELS, map(float, row))) for row in p]
+        return [dict(zip(LABELS, row)) for row in p.tolist()]
 
 
 def save_artifact(
