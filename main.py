@@ -320,9 +320,9 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
     def record(request: Request, results: list[dict]) -> list[dict]:
         from monitoring import metrics
 
+        metrics.observe_batch(results)
         plog = request.app.state.prediction_log
         for result in results:
-            metrics.observe(result)
             plog.record(result)
         return results
 

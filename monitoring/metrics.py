@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter as _Tally
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -113,36 +113,51 @@ def observe_request(path: str, status: int | str, seconds: float) -> None:
 
 def observe(result: Mapping[str, Any]) -> None:
     """Count one moderation result (see main.py's result dict). Never raises."""
+    observe_batch((result,))
+
+
+def observe_batch(results: Sequence[Mapping[str, Any]]) -> None:
+    """Count moderation results: counters are tallied first and incremented once per label value, so a batch
+    of 256 costs a few increments, not a thousand. Never raises."""
     try:
-        _observe(result)
-    except Exception:
+        _observe_batch(results)
+    except Exception:  # metrics must never break a request
         log.debug("observe failed", exc_info=True)
     publisher = _cloudwatch
     if publisher is not None:
-        publisher.observe(result)
+        for result in results:
+            publisher.observe(result)
 
 
-def _observe(result: Mapping[str, Any]) -> None:
-    label = normalize_label(result.get("classification")) or "unknown"
-    PREDICTIONS.labels(label=label).inc()
-    backend = str((result.get("model") or {}).get("backend") or "unknown")
-    latency_ms = result.get("latency_ms")
-    if isinstance(latency_ms, (int, float)):
-        PREDICTION_LATENCY.labels(backend=backend).observe(max(0.0, latency_ms / 1000.0))
-    confidence = result.get("confidence")
-    if isinstance(confidence, (int, float)):
-        CONFIDENCE.observe(float(confidence))
-    techniques = techniques_of(result.get("matches"))
-    if result.get("algospeak_detected") or techniques:
-        ALGOSPEAK_TEXTS.inc()
-    for technique in techniques:
-        NORMALIZER_TEXTS.labels(technique=technique).inc()
-    if disagrees(label, normalize_label(result.get("raw_classification"))):
-        DISAGREEMENTS.inc()
-    status = str(result.get("stage2_status") or "unknown")
-    STAGE2_STATUS.labels(status=status).inc()
-    if status.startswith("fallback"):
-        FALLBACKS.labels(backend=status.partition(":")[2] or backend).inc()
+def _observe_batch(results: Sequence[Mapping[str, Any]]) -> None:
+    tally: _Tally = _Tally()
+    for result in results:
+        if not isinstance(result, Mapping):
+            continue
+        label = normalize_label(result.get("classification")) or "unknown"
+        tally[(PREDICTIONS, "label", label)] += 1
+        model = result.get("model")
+        backend = str((model if isinstance(model, Mapping) else {}).get("backend") or "unknown")
+        latency_ms = result.get("latency_ms")
+        if isinstance(latency_ms, (int, float)):
+            PREDICTION_LATENCY.labels(backend=backend).observe(max(0.0, latency_ms / 1000.0))
+        confidence = result.get("confidence")
+        if isinstance(confidence, (int, float)):
+            CONFIDENCE.observe(float(confidence))
+        matches = result.get("matches")
+        techniques = techniques_of(matches) if matches else []
+        if result.get("algospeak_detected") or techniques:
+            tally[(ALGOSPEAK_TEXTS, None, None)] += 1
+        for technique in techniques:
+            tally[(NORMALIZER_TEXTS, "technique", technique)] += 1
+        if disagrees(label, normalize_label(result.get("raw_classification"))):
+            tally[(DISAGREEMENTS, None, None)] += 1
+        status = str(result.get("stage2_status") or "unknown")
+        tally[(STAGE2_STATUS, "status", status)] += 1
+        if status.startswith("fallback"):
+            tally[(FALLBACKS, "backend", status.partition(":")[2] or backend)] += 1
+    for (metric, name, value), n in tally.items():
+        (metric.labels(**{name: value}) if name else metric).inc(n)
 
 
 # --------------------------------------------------------------------------------------------- CloudWatch

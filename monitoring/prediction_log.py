@@ -96,49 +96,65 @@ _STOP = object()
 
 def to_row(result: Mapping[str, Any], *, ts: float, log_text: bool) -> dict[str, Any]:
     """The table row for one moderation result. Raises ValueError for a result without a usable label."""
-    text = result.get("original_text")
+    get = result.get
+    text = get("original_text")
     if not isinstance(text, str):
         raise ValueError("result has no original_text")
-    label = normalize_label(result.get("classification"))
-    if label is None:
-        raise ValueError(f"result has no known classification: {result.get('classification')!r}")
-    raw_label = normalize_label(result.get("raw_classification"))
-    normalized = result.get("normalized_text")
+    label = get("classification")
+    if label not in _LABELS:  # the moderator's own results skip the lenient parsing
+        label = normalize_label(label)
+        if label is None:
+            raise ValueError(f"result has no known classification: {get('classification')!r}")
+    raw_label = get("raw_classification")
+    if raw_label is not None and raw_label not in _LABELS:
+        raw_label = normalize_label(raw_label)
+    normalized = get("normalized_text")
     normalized = normalized if isinstance(normalized, str) else None
-    matches = result.get("matches") or []
-    model = result.get("model") if isinstance(result.get("model"), Mapping) else {}
-    scores = result.get("scores") if isinstance(result.get("scores"), Mapping) else None
-    confidence = result.get("confidence")
-    latency = result.get("latency_ms")
-    techniques = techniques_of(matches)
+    matches = get("matches") or []
+    model = get("model")
+    model = model if isinstance(model, Mapping) else {}
+    scores = get("scores")
+    confidence = get("confidence")
+    latency = get("latency_ms")
+    techniques = techniques_of(matches) if matches else []
     stats = char_stats(text)
-    row = {
+    mock_mode = get("mock_mode")
+    request_id = get("request_id")
+    return {
         "ts": ts,
-        "request_id": str(result["request_id"])[:128] if result.get("request_id") is not None else None,
+        "request_id": str(request_id)[:128] if request_id is not None else None,
         "text_sha256": text_sha256(text),
         "text": text if log_text else None,
         "normalized_text": normalized if log_text else None,
-        "text_length": stats.pop("length"),
+        "text_length": stats["length"],
         "normalized_length": len(normalized) if normalized is not None else None,
-        **{f"n_{k}": v for k, v in stats.items()},
+        "n_alpha": stats["alpha"],
+        "n_digit": stats["digit"],
+        "n_upper": stats["upper"],
+        "n_space": stats["space"],
+        "n_punct": stats["punct"],
+        "n_other": stats["other"],
+        "n_non_ascii": stats["non_ascii"],
         "label": label,
         "raw_label": raw_label,
         "disagreement": disagrees(label, raw_label),
-        "algospeak_detected": bool(result.get("algospeak_detected") or techniques),
+        "algospeak_detected": bool(get("algospeak_detected") or techniques),
         "confidence": float(confidence) if isinstance(confidence, (int, float)) else None,
-        "scores": _json({k: float(v) for k, v in scores.items()}) if scores else None,
+        "scores": _json({k: float(v) for k, v in scores.items()}) if isinstance(scores, Mapping) and scores else None,
         "techniques": _json(techniques) if techniques else "[]",
         "entry_ids": _json(entry_ids_of(matches)) if matches else "[]",
         "n_matches": len(matches) if isinstance(matches, list) else 0,
         "backend": _short(model.get("backend"), 64),
         "model_version": _short(model.get("version"), 128),
-        "pattern_db_version": _short(result.get("pattern_db_version"), 64),
-        "stage1_status": _short(result.get("stage1_status"), 64),
-        "stage2_status": _short(result.get("stage2_status"), 64),
-        "mock_mode": bool(result["mock_mode"]) if result.get("mock_mode") is not None else None,
+        "pattern_db_version": _short(get("pattern_db_version"), 64),
+        "stage1_status": _short(get("stage1_status"), 64),
+        "stage2_status": _short(get("stage2_status"), 64),
+        "mock_mode": bool(mock_mode) if mock_mode is not None else None,
         "latency_ms": float(latency) if isinstance(latency, (int, float)) else None,
     }
-    return row
+
+
+_LABELS = frozenset(LABELS)
 
 
 def _json(value: Any) -> str:
