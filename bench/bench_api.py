@@ -7,6 +7,8 @@
 - /moderate/batch: texts per second with 256 texts per request, 4 connections for 15 s.
 Targets (issue 3) on the 2-core machine: >= 1,000 req/s with p99 < 25 ms; >= 10,000 texts/s through batch.
 The server runs with the prediction log on (SQLite), as it would in use. wrk runs on the other core.
+Also reported: the server's CPU time per request and per text (from /proc), which other load on the machine
+disturbs much less than the rates do.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench.common import real_texts, serve_api, write_result
@@ -41,6 +44,7 @@ def _parse(output: str) -> dict:
         return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     out = {"requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}  # type: ignore[union-attr]
+    out["requests"] = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     for pct in ("50", "90", "99"):
         m = re.search(rf"\s{pct}(?:\.000)?%\s+([\d.]+\w+)", output)
         if m:
@@ -48,6 +52,10 @@ def _parse(output: str) -> dict:
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     out["non_2xx"] = int(errors.group(1)) if errors else 0
     return out
+
+
+def _count(result: dict) -> int:
+    return result["requests"]
 
 
 def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict:
@@ -74,13 +82,20 @@ def main() -> int:
                 _lua([json.dumps({"texts": texts[i : i + 256]}) for i in range(0, 2048, 256)]), encoding="utf-8"
             )
             run_wrk(base + "/moderate", single, 16, 3)  # warm-up
+            cpu = base.cpu_seconds()
             moderate = run_wrk(base + "/moderate", single, 16, 15)
+            moderate["server_cpu_us_per_request"] = round((base.cpu_seconds() - cpu) / _count(moderate) * 1e6, 1)
+            cpu = base.cpu_seconds()
             batched = run_wrk(base + "/moderate/batch", batch, 4, 15)
+            time.sleep(1.0)  # the prediction log's writer finishes the last batch: its CPU time is counted too
+            batched["server_cpu_us_per_text"] = round((base.cpu_seconds() - cpu) / (_count(batched) * 256) * 1e6, 1)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     batched["texts_per_second"] = round(batched["requests_per_second"] * 256)
     print(f"/moderate        {moderate['requests_per_second']:>9,.0f} req/s   p50 {moderate['p50_ms']} ms   p99 {moderate['p99_ms']} ms   non-2xx {moderate['non_2xx']}")
     print(f"/moderate/batch  {batched['texts_per_second']:>9,.0f} texts/s (256 per request)   p99 {batched['p99_ms']} ms   non-2xx {batched['non_2xx']}")
+    print(f"server CPU: {moderate['server_cpu_us_per_request']} µs per /moderate request, "
+          f"{batched['server_cpu_us_per_text']} µs per text through /moderate/batch")
     path = write_result("api", {"moderate": moderate, "batch_256": batched, "texts_mean_chars": round(sum(map(len, texts)) / len(texts), 1)})
     print(f"wrote {path}")
     return 0

@@ -49,8 +49,19 @@ def write_result(name: str, payload: dict) -> Path:
     return path
 
 
+class Server(str):
+    """A running API's base URL (it is the string) that also knows its process, for CPU accounting."""
+
+    process: subprocess.Popen
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def serve_api(env: dict[str, str], cpu: int | None = None) -> Iterator[str]:
+def serve_api(env: dict[str, str], cpu: int | None = None) -> Iterator[Server]:
     """Run `python main.py` in a subprocess on a free loopback port (pinned to one CPU if asked); yield its
     base URL once /health answers; stop it with SIGINT so it shuts down cleanly (the prediction log flushes)."""
     with socket.socket() as s:
@@ -62,7 +73,8 @@ def serve_api(env: dict[str, str], cpu: int | None = None) -> Iterator[str]:
     server = subprocess.Popen(
         command, cwd=ROOT, env={**os.environ, **env, "PORT": str(port)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    base = f"http://127.0.0.1:{port}"
+    base = Server(f"http://127.0.0.1:{port}")
+    base.process = server
     try:
         for _ in range(600):
             try:
