@@ -52,15 +52,22 @@ def decide(scores: LabelScores, thresholds: dict[str, float]) -> str:
     return LABELS[0]
 
 
+_LABEL_SET = frozenset(LABELS)
+
+
 def _checked(scores: list[LabelScores], expected: int) -> list[LabelScores]:
     """A backend's answer, refused (ClassifierError) unless it has one probability per label per text."""
     if not isinstance(scores, list) or len(scores) != expected:
         raise ClassifierError(f"classifier returned {len(scores) if isinstance(scores, list) else type(scores).__name__} results for {expected} texts")
     for item in scores:
-        if not isinstance(item, dict) or set(item) != set(LABELS):
+        if not isinstance(item, dict) or item.keys() != _LABEL_SET:
             raise ClassifierError(f"classifier returned labels {sorted(item) if isinstance(item, dict) else item!r}")
-        values = list(item.values())
-        if not all(isinstance(v, float | int) and 0.0 <= v <= 1.0 for v in values) or abs(sum(values) - 1.0) > 1e-3:
+        total = 0.0
+        for v in item.values():
+            if not (isinstance(v, float | int) and 0.0 <= v <= 1.0):
+                raise ClassifierError("classifier returned scores that are not probabilities")
+            total += v
+        if abs(total - 1.0) > 1e-3:
             raise ClassifierError("classifier returned scores that are not probabilities")
     return scores
 
