@@ -1,7 +1,13 @@
 """The one list of classifier backends. Adding a backend is one line here.
 
-`sagemaker` and `transformers` arrive with the serving issue; until then, choosing them is refused at start-up
-with a clear message rather than answered by a stand-in.
+- `embedded`: the n-gram model shipped in models/embedded/ (offline; responses say mock_mode=true).
+- `sagemaker`: the tuned model behind a SageMaker endpoint (`classifiers/sagemaker.py`: timeouts, retries,
+  circuit breaker, validated answers).
+- `transformers`: the tuned model in this process (`classifiers/transformers.py`, over the same inference core
+  as the endpoint, `deployment/inference.py`).
+
+Heavy stacks (boto3, torch) load only when their backend is chosen; a missing extra is a ClassifierError that
+names the install command.
 """
 
 from __future__ import annotations
@@ -18,8 +24,26 @@ def _embedded(settings: Settings) -> Classifier:
     return EmbeddedClassifier(settings.embedded_model_path)
 
 
+def _sagemaker(settings: Settings) -> Classifier:
+    from classifiers.sagemaker import SagemakerClassifier
+
+    return SagemakerClassifier.from_settings(settings)
+
+
+def _transformers(settings: Settings) -> Classifier:
+    from classifiers.transformers import TransformersClassifier
+
+    if settings.transformers_model_path is None:
+        raise ClassifierError("the transformers backend needs TRANSFORMERS_MODEL_PATH (a model or adapter directory)")
+    return TransformersClassifier(settings.transformers_model_path, base_model=settings.transformers_base_model,
+                                  device=settings.transformers_device, dtype=settings.transformers_dtype,
+                                  batch_size=settings.transformers_batch_size)
+
+
 BACKENDS: dict[str, Callable[[Settings], Classifier]] = {
     "embedded": _embedded,
+    "sagemaker": _sagemaker,
+    "transformers": _transformers,
 }
 
 

@@ -42,7 +42,25 @@ class Settings(BaseSettings):
     sagemaker_max_retries: int = 2
     # What to do when the remote classifier fails: answer with the embedded model (and say so), or 503.
     fallback_policy: Literal["embedded", "error"] = "embedded"
+    # SageMaker client: connect and read timeouts (seconds), own retries with exponential backoff and jitter on
+    # throttling, 5xx and timeouts, a circuit breaker (open after N consecutive failures, one trial call after
+    # the reset time), and at most this many texts per invocation.
+    sagemaker_connect_timeout_seconds: float = Field(2.0, gt=0)
+    sagemaker_backoff_base_seconds: float = Field(0.1, ge=0)
+    sagemaker_backoff_max_seconds: float = Field(2.0, ge=0)
+    sagemaker_breaker_failures: int = Field(5, ge=1)
+    sagemaker_breaker_reset_seconds: float = Field(30.0, ge=0)
+    sagemaker_batch_max_texts: int = Field(64, ge=1)
+    # Merge concurrent classify() calls from different threads into one invocation, waiting up to this long for
+    # company (0 = off; the API already merges the requests of one event-loop turn).
+    sagemaker_batch_wait_ms: float = Field(0.0, ge=0)
+    # In-process model (CLASSIFIER_BACKEND=transformers): a model dir, a training output with merged/, or an
+    # adapter (its base from TRANSFORMERS_BASE_MODEL, else the artifact's training_config.json).
     transformers_model_path: Path | None = None
+    transformers_base_model: str | None = None
+    transformers_device: str = "auto"  # auto = cuda when available, else cpu
+    transformers_dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"  # auto = fp16 on GPU, fp32 on CPU
+    transformers_batch_size: int = Field(16, ge=1)
 
     # Per-label decision thresholds: the most severe label whose probability reaches its threshold wins.
     threshold_potentially_harmful: float = Field(0.5, ge=0.0, le=1.0)
@@ -78,7 +96,8 @@ class Settings(BaseSettings):
     # Experiment tracking (MLflow): unset means a local mlruns/ folder.
     mlflow_tracking_uri: str | None = None
 
-    @field_validator("sagemaker_endpoint_name", "api_key", "s3_bucket", "mlflow_tracking_uri", mode="before")
+    @field_validator("sagemaker_endpoint_name", "api_key", "s3_bucket", "mlflow_tracking_uri", "aws_endpoint_url",
+                     "transformers_model_path", "transformers_base_model", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

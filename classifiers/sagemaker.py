@@ -1,0 +1,241 @@
+"""The `sagemaker` backend: the tuned model behind a SageMaker real-time endpoint, called resiliently.
+
+    CLASSIFIER_BACKEND=sagemaker SAGEMAKER_ENDPOINT_NAME=algospeak-stage2 uv run python main.py
+
+What makes it resilient (every number is a setting, see `.env.example`):
+- botocore timeouts (connect, read) and botocore's own retries off: this client retries itself, with exponential
+  backoff and full jitter, on throttling, 5xx answers, timeouts and dropped connections; a 4xx that is not
+  throttling is not retried (it would fail the same way);
+- a circuit breaker: after N consecutive failed calls it opens and calls fail at once (the moderator then
+  answers with its fallback and says so, or 503), and after the reset time one trial call is let through;
+- every answer is validated (one prediction per text, finite probabilities for the four labels summing to 1);
+  anything else is a ClassifierError, never a guess;
+- texts are sent in invocations of at most SAGEMAKER_BATCH_MAX_TEXTS, and with SAGEMAKER_BATCH_WAIT_MS > 0
+  concurrent calls from different threads are merged into one invocation.
+
+The request and response bodies are the JSON contract of `deployment/inference.py`. `endpoint_url` points the
+client elsewhere than AWS: a test's fake runtime, or `deployment/local_server.py` (which answers
+`POST /endpoints/{name}/invocations` too), so the whole path runs on one machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from classifiers.base import ClassifierError, LabelScores
+
+log = logging.getLogger("classifiers.sagemaker")
+
+_RETRIABLE_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "ServiceUnavailable",
+                    "InternalFailure", "InternalServerError", "InternalDependencyException"}
+
+
+class CircuitBreaker:
+    """closed -> (N consecutive failures) -> open -> (reset seconds) -> half-open: one trial call;
+    its success closes the breaker, its failure opens it again for another reset period."""
+
+    def __init__(self, failures: int, reset_seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.failures_to_open = failures
+        self.reset_seconds = reset_seconds
+        self.clock = clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self.trial_in_flight = False
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if self.clock() - self.opened_at >= self.reset_seconds else "open"
+
+    def allow(self) -> bool:
+        with self._lock:
+            state = self.state
+            if state == "closed":
+                return True
+            if state == "half-open" and not self.trial_in_flight:
+                self.trial_in_flight = True
+                return True
+            return False
+
+    def success(self) -> None:
+        with self._lock:
+            self.failures, self.opened_at, self.trial_in_flight = 0, None, False
+
+    def failure(self) -> None:
+        with self._lock:
+            self.failures += 1
+            if self.trial_in_flight or self.failures >= self.failures_to_open:
+                if self.opened_at is None:
+                    log.warning("circuit breaker open after %d consecutive failures", self.failures)
+                self.opened_at = self.clock()  # (re)start the wait before the next trial
+            self.trial_in_flight = False
+
+
+class _Retriable(Exception):
+    pass
+
+
+class _Combiner:
+    """Merges classify() calls that arrive from different threads within `wait_s` into one call of `run`."""
+
+    def __init__(self, run: Callable[[list[str]], list[LabelScores]], wait_s: float):
+        self.run = run
+        self.wait_s = wait_s
+        self.queue: list[tuple[list[str], dict[str, Any], threading.Event]] = []
+        self.leader_waiting = False
+        self.lock = threading.Lock()
+
+    def submit(self, texts: list[str]) -> list[LabelScores]:
+        slot: dict[str, Any] = {}
+        done = threading.Event()
+        with self.lock:
+            self.queue.append((texts, slot, done))
+            lead = not self.leader_waiting
+            self.leader_waiting = True
+        if lead:
+            time.sleep(self.wait_s)
+            with self.lock:
+                items, self.queue, self.leader_waiting = self.queue, [], False
+            try:
+                merged = self.run([t for item_texts, _, _ in items for t in item_texts])
+                start = 0
+                for item_texts, item_slot, _ in items:
+                    item_slot["result"] = merged[start : start + len(item_texts)]
+                    start += len(item_texts)
+            except BaseException as exc:  # every caller in the merged call gets the failure
+                for _, item_slot, _ in items:
+                    item_slot["error"] = exc
+            for _, _, item_done in items:
+                item_done.set()
+        done.wait()
+        if "error" in slot:
+            raise slot["error"]
+        return slot["result"]
+
+
+class SagemakerClassifier:
+    name = "sagemaker"
+
+    def __init__(self, endpoint_name: str, *, region: str = "us-east-1", endpoint_url: str | None = None,
+                 connect_timeout: float = 2.0, read_timeout: float = 5.0, max_retries: int = 2,
+                 backoff_base: float = 0.1, backoff_max: float = 2.0, breaker_failures: int = 5,
+                 breaker_reset_seconds: float = 30.0, batch_max_texts: int = 64, batch_wait_ms: float = 0.0,
+                 client: Any = None, sleep: Callable[[float], None] = time.sleep):
+        if not endpoint_name:
+            raise ClassifierError("the sagemaker backend needs SAGEMAKER_ENDPOINT_NAME")
+        self.endpoint_name = endpoint_name
+        self.version = endpoint_name  # replaced by the model version the endpoint reports
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.batch_max_texts = batch_max_texts
+        self.breaker = CircuitBreaker(breaker_failures, breaker_reset_seconds)
+        self.sleep = sleep
+        self.invocations = 0  # calls made to the endpoint, retries included (tests and metrics read it)
+        if client is None:
+            try:
+                import boto3
+                from botocore.config import Config
+            except ImportError as exc:
+                raise ClassifierError(f"the sagemaker backend needs boto3 (uv sync --extra aws): {exc}") from exc
+            config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                            retries={"total_max_attempts": 1, "mode": "standard"},  # one attempt: retries are ours
+                            max_pool_connections=32)
+            client = boto3.client("sagemaker-runtime", region_name=region, endpoint_url=endpoint_url or None,
+                                  config=config)
+        self.client = client
+        self._combiner = _Combiner(self._classify_now, batch_wait_ms / 1000) if batch_wait_ms > 0 else None
+
+    @classmethod
+    def from_settings(cls, settings) -> "SagemakerClassifier":
+        return cls(settings.sagemaker_endpoint_name, region=settings.aws_region,
+                   endpoint_url=settings.aws_endpoint_url, connect_timeout=settings.sagemaker_connect_timeout_seconds,
+                   read_timeout=settings.sagemaker_timeout_seconds, max_retries=settings.sagemaker_max_retries,
+                   backoff_base=settings.sagemaker_backoff_base_seconds,
+                   backoff_max=settings.sagemaker_backoff_max_seconds,
+                   breaker_failures=settings.sagemaker_breaker_failures,
+                   breaker_reset_seconds=settings.sagemaker_breaker_reset_seconds,
+                   batch_max_texts=settings.sagemaker_batch_max_texts, batch_wait_ms=settings.sagemaker_batch_wait_ms)
+
+    # ------------------------------------------------------------------ Classifier
+    def classify(self, texts: Sequence[str]) -> list[LabelScores]:
+        texts = list(texts)
+        if not texts:
+            return []
+        if self._combiner is not None:
+            return self._combiner.submit(texts)
+        return self._classify_now(texts)
+
+    def _classify_now(self, texts: list[str]) -> list[LabelScores]:
+        out: list[LabelScores] = []
+        for start in range(0, len(texts), self.batch_max_texts):
+            out.extend(self._call(texts[start : start + self.batch_max_texts]))
+        return out
+
+    # ------------------------------------------------------------------ one resilient call
+    def _call(self, texts: list[str]) -> list[LabelScores]:
+        if not self.breaker.allow():
+            raise ClassifierError(f"endpoint {self.endpoint_name}: circuit breaker open after repeated failures")
+        try:
+            scores = self._attempts(texts)
+        except BaseException:
+            self.breaker.failure()
+            raise
+        self.breaker.success()
+        return scores
+
+    def _attempts(self, texts: list[str]) -> list[LabelScores]:
+        body = json.dumps({"inputs": texts}).encode("utf-8")
+        last_error = "no attempt made"
+        for attempt in range(self.max_retries + 1):
+            if attempt:  # full jitter: spreads the retries of many clients
+                self.sleep(random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))))
+            try:
+                raw = self._invoke(body)
+            except _Retriable as exc:
+                last_error = str(exc)
+                log.warning("endpoint %s attempt %d failed: %s", self.endpoint_name, attempt + 1, exc)
+                continue
+            return self._parse(raw, len(texts))  # a malformed answer is not retried: it is a deployment bug
+        raise ClassifierError(f"endpoint {self.endpoint_name} failed after {self.max_retries + 1} attempts: {last_error}")
+
+    def _invoke(self, body: bytes) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self.invocations += 1
+        try:
+            response = self.client.invoke_endpoint(EndpointName=self.endpoint_name, Body=body,
+                                                   ContentType="application/json", Accept="application/json")
+            return response["Body"].read()
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = error.get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            original = exc.response.get("OriginalStatusCode") or 0
+            message = f"{code or 'error'} (HTTP {status}): {error.get('Message', '')}"[:300]
+            if code in _RETRIABLE_CODES or status == 429 or status >= 500 or (code == "ModelError" and original >= 500):
+                raise _Retriable(message) from exc
+            raise ClassifierError(f"endpoint {self.endpoint_name} refused the request: {message}") from exc
+        except BotoCoreError as exc:  # timeouts, dropped connections, unreachable endpoint
+            raise _Retriable(f"{type(exc).__name__}: {exc}") from exc
+
+    def _parse(self, raw: bytes, expected: int) -> list[LabelScores]:
+        from deployment.inference import validate_response
+
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ClassifierError(f"endpoint {self.endpoint_name} answered something that is not JSON") from exc
+        scores = validate_response(data, expected)
+        version = data.get("model_version")
+        if isinstance(version, str) and version:
+            self.version = version[:64]
+        return scores

@@ -1,0 +1,353 @@
+"""The Stage 2 inference core: one-pass label scoring, shared by every way the tuned model is served.
+
+Used by
+- the SageMaker Hugging Face PyTorch inference container: this file is packaged as `code/inference.py` in the
+  model archive (with `core/` and `classifiers/base.py` beside it) and the container calls `model_fn`,
+  `input_fn`, `predict_fn`, `output_fn`;
+- `deployment/local_server.py`, which speaks the container contract (`GET /ping`, `POST /invocations`) on one
+  machine;
+- the moderator's in-process `transformers` backend (`classifiers/transformers.py`).
+
+Scoring. The prompt is built by `core.prompt.PromptEncoder`, exactly as in training, and ends where the model
+writes its answer. One forward pass gives the logits at that position; the softmax over the four labels' first
+tokens is the answer (the labels' first tokens differ: `PromptEncoder` checks it when the model loads). The
+probability mass those four tokens had under the full-vocabulary softmax is reported too (`label_mass`): a tuned
+model puts nearly all of it there, so a low mass means the model is not answering the question it was tuned on.
+This is about 8x faster than generating the label token by token and parsing it, and gives calibrated scores.
+
+Batching: texts are sorted by length, cut into batches of `batch_size`, padded (either side works: positions
+come from the attention mask and each row is read at its own last real token) and put back in request order.
+On a GPU the model runs in fp16 (a T4 has no bf16); every batch is checked for finite output.
+
+Artifacts this loads (a directory):
+- a full model (`config.json` + weights + tokenizer), e.g. a base model or `training/base_models.py`'s output;
+- a training output with a `merged/` full fp16 model inside (preferred when present);
+- a PEFT adapter (`adapter_config.json`): the base model comes from the `base_model` argument, else
+  `training_config.json`'s `base_model`, else the adapter's `base_model_name_or_path`; it is merged at load.
+`labels.json` ({"labels", "label_first_token_ids"}), when present, must agree with this code's LABELS and the
+tokenizer: an artifact trained for other labels is refused. `training_config.json`'s `max_length` is used.
+
+JSON contract (content type application/json):
+    request   {"inputs": "one text"} | {"inputs": ["text", ...]}      ("texts"/"text" accepted as aliases)
+    response  {"labels": [...LABELS], "model_version": "...",
+               "predictions": [{"label": "safe", "scores": {label: p, ...}, "label_mass": 0.97}, ...]}
+`predictions` is always a list, one per text, in request order, whatever the request's shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from classifiers.base import ClassifierError
+from core.labels import LABELS
+from core.prompt import PromptEncoder
+
+log = logging.getLogger("deployment.inference")
+
+JSON = "application/json"
+DEFAULT_MAX_LENGTH = 512
+MAX_TEXTS_PER_REQUEST = 1024
+
+
+class BadRequest(ValueError):
+    """The request body does not follow the JSON contract (the servers answer 400)."""
+
+
+@dataclass
+class Prediction:
+    scores: dict[str, float]  # softmax over the labels' first tokens, in LABELS order
+    label_mass: float  # the probability the full-vocabulary softmax gave those four tokens together
+
+    @property
+    def label(self) -> str:
+        return max(self.scores, key=self.scores.__getitem__)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "scores": self.scores, "label_mass": self.label_mass}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ClassifierError(f"cannot read {path}: {exc}") from exc
+
+
+def resolve_device(device: str | None = None) -> str:
+    import torch
+
+    if device and device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str | None, device: str):
+    """fp16 on a GPU (a T4 has no bf16; outputs are checked for finiteness), fp32 on a CPU, unless told."""
+    import torch
+
+    if dtype and dtype != "auto":
+        try:
+            return {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16,
+                    "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32}[dtype]
+        except KeyError:
+            raise ClassifierError(f"unknown dtype {dtype!r}; use auto, float16, bfloat16 or float32") from None
+    return torch.float16 if device.startswith("cuda") else torch.float32
+
+
+def locate_artifact(model_dir: str | Path, base_model: str | None = None) -> tuple[Path | str, Path | None]:
+    """(the full model to load, the adapter to merge into it or None) for a model directory."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ClassifierError(f"model directory {model_dir} does not exist")
+    merged = model_dir / "merged"
+    if (merged / "config.json").is_file():
+        return merged, None
+    if (model_dir / "adapter_config.json").is_file():
+        base = base_model
+        if not base and (model_dir / "training_config.json").is_file():
+            base = _read_json(model_dir / "training_config.json").get("base_model")
+        if not base:
+            base = _read_json(model_dir / "adapter_config.json").get("base_model_name_or_path")
+        if not base:
+            raise ClassifierError(f"{model_dir} is an adapter but names no base model; pass base_model")
+        return base, model_dir
+    if (model_dir / "config.json").is_file():
+        return model_dir, None
+    raise ClassifierError(f"{model_dir} holds neither a model (config.json), a merged/ model nor an adapter")
+
+
+def _artifact_version(model_dir: Path) -> str:
+    """A short content hash of the artifact's small descriptive files and weight-file sizes (cheap, stable)."""
+    digest = hashlib.sha256()
+    for path in sorted(model_dir.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(model_dir)).encode())
+            if path.suffix in (".json", ".txt") and path.stat().st_size < 1_000_000:
+                digest.update(path.read_bytes())
+            else:
+                digest.update(str(path.stat().st_size).encode())
+    return digest.hexdigest()[:12]
+
+
+class LabelScorer:
+    """A causal LM that scores LABELS for texts in one forward pass per batch."""
+
+    def __init__(self, model, tokenizer, *, max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = 16,
+                 version: str = "unversioned", expected_first_ids: Sequence[int] | None = None):
+        import torch
+
+        self.torch = torch
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        try:
+            self.encoder = PromptEncoder(tokenizer, max_length)  # checks the labels' first tokens differ
+        except ValueError as exc:
+            raise ClassifierError(str(exc)) from exc
+        if expected_first_ids is not None and list(expected_first_ids) != self.encoder.label_first_ids:
+            raise ClassifierError(
+                f"labels.json records label first tokens {list(expected_first_ids)}, this tokenizer gives "
+                f"{self.encoder.label_first_ids}: the artifact's tokenizer is not the one it was trained with"
+            )
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if self.pad_id is None:
+            raise ClassifierError("the tokenizer has neither a pad nor an eos token")
+        self.batch_size = max(1, int(batch_size))
+        self.version = version
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self._label_ids = torch.tensor(self.encoder.label_first_ids, device=self.device)
+        self._lock = threading.Lock()  # one forward pass at a time per model
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, *, base_model: str | None = None, device: str | None = None,
+                 dtype: str | None = None, batch_size: int = 16, max_length: int | None = None) -> "LabelScorer":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model_dir = Path(model_dir)
+        model_path, adapter = locate_artifact(model_dir, base_model)
+        device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, device)
+        meta_dir = model_path if adapter is None and isinstance(model_path, Path) else model_dir
+        labels_meta = _read_json(meta_dir / "labels.json") if (meta_dir / "labels.json").is_file() else None
+        if labels_meta is None and (model_dir / "labels.json").is_file():
+            labels_meta = _read_json(model_dir / "labels.json")
+        if labels_meta is not None and tuple(labels_meta.get("labels", ())) != LABELS:
+            raise ClassifierError(f"{model_dir}: trained for labels {labels_meta.get('labels')}, "
+                                  f"this code expects {list(LABELS)}")
+        training_config = {}
+        for candidate in (meta_dir / "training_config.json", model_dir / "training_config.json"):
+            if candidate.is_file():
+                training_config = _read_json(candidate)
+                break
+        max_length = max_length or int(training_config.get("max_length") or DEFAULT_MAX_LENGTH)
+
+        tokenizer_dir = meta_dir if (Path(meta_dir) / "tokenizer_config.json").is_file() else model_path
+        started = time.perf_counter()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+            model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch_dtype)
+            if adapter is not None:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+            model.to(device)
+        except ClassifierError:
+            raise
+        except (OSError, ValueError, RuntimeError, ImportError) as exc:
+            raise ClassifierError(f"cannot load the model from {model_dir}: {exc}") from exc
+        scorer = cls(model, tokenizer, max_length=max_length, batch_size=batch_size,
+                     version=_artifact_version(model_dir),
+                     expected_first_ids=labels_meta.get("label_first_token_ids") if labels_meta else None)
+        scorer.score(["load check"])  # fails here, not on the first request, if fp16 overflows
+        log.info("loaded %s (%s%s) on %s as %s in %.1fs", model_dir, model_path,
+                 f" + adapter {adapter}" if adapter else "", device, torch_dtype, time.perf_counter() - started)
+        return scorer
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, texts: Sequence[str]) -> list[Prediction]:
+        """One Prediction per text, in order."""
+        if not texts:
+            return []
+        encoded = [self.encoder.prompt_ids(text) for text in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]), reverse=True)
+        out: list[Prediction | None] = [None] * len(texts)
+        with self._lock:
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                for i, prediction in zip(rows, self._score_batch([encoded[i] for i in rows])):
+                    out[i] = prediction
+        return out  # type: ignore[return-value]
+
+    def _score_batch(self, batch: list[list[int]]) -> list[Prediction]:
+        torch = self.torch
+        width = max(len(ids) for ids in batch)
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            span = slice(width - len(ids), width) if left else slice(0, len(ids))
+            input_ids[row, span] = torch.tensor(ids)
+            mask[row, span] = 1
+        # Positions count real tokens only, so left and right padding give the same logits.
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        last = (mask * torch.arange(width)).argmax(1)  # each row's last real token
+        input_ids, mask, positions, last = (t.to(self.device) for t in (input_ids, mask, positions, last))
+        with torch.inference_mode():
+            hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                              use_cache=False).last_hidden_state
+            final = hidden[torch.arange(len(batch), device=self.device), last]  # (batch, hidden)
+            logits = self.model.get_output_embeddings()(final).float()  # the vocabulary only at the answer
+            if not bool(torch.isfinite(logits).all()):
+                raise ClassifierError(f"the model produced non-finite logits in {self.dtype} "
+                                      "(fp16 overflow?); serve it in float32 or bfloat16")
+            label_logits = logits[:, self._label_ids]
+            probs = torch.softmax(label_logits, dim=-1)
+            mass = torch.exp(torch.logsumexp(label_logits, -1) - torch.logsumexp(logits, -1))
+        probs_list, mass_list = probs.cpu().tolist(), mass.cpu().tolist()
+        return [Prediction(dict(zip(LABELS, p)), m) for p, m in zip(probs_list, mass_list)]
+
+    # ------------------------------------------------------------------ the slow way (benchmark baseline)
+    def generate_labels(self, texts: Sequence[str]) -> list[str | None]:
+        """Generate each answer greedily, token by token, and parse the label (None when it is not one)."""
+        torch = self.torch
+        encoded = [self.encoder.prompt_ids(text) for text in texts]
+        new_tokens = max(len(ids) for ids in self.encoder.answer_ids.values())
+        width = max(len(ids) for ids in encoded)
+        input_ids = torch.full((len(texts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for row, ids in enumerate(encoded):  # generation needs left padding
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            mask[row, width - len(ids):] = 1
+        with self._lock, torch.inference_mode():
+            out = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                                      max_new_tokens=new_tokens, do_sample=False,
+                                      pad_token_id=self.pad_id)
+        answers = self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        parsed = []
+        for answer in answers:
+            word = answer.strip().split()[0] if answer.strip() else ""
+            parsed.append(word if word in LABELS else None)
+        return parsed
+
+
+# ---------------------------------------------------------------------------------------- the JSON contract
+def parse_request(body: bytes | str, content_type: str | None = JSON) -> list[str]:
+    """The texts of a request body; BadRequest when it does not follow the contract."""
+    if content_type and content_type.split(";")[0].strip().lower() not in (JSON, "application/x-json"):
+        raise BadRequest(f"content type {content_type!r} is not supported; send {JSON}")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from exc
+    if isinstance(data, dict):
+        for key in ("inputs", "texts", "text"):
+            if key in data:
+                data = data[key]
+                break
+        else:
+            raise BadRequest('send {"inputs": "text"} or {"inputs": ["text", ...]}')
+    texts = [data] if isinstance(data, str) else data
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise BadRequest('"inputs" must be a string or a non-empty list of strings')
+    if len(texts) > MAX_TEXTS_PER_REQUEST:
+        raise BadRequest(f"at most {MAX_TEXTS_PER_REQUEST} texts per request, got {len(texts)}")
+    return texts
+
+
+def render_response(predictions: Sequence[Prediction], version: str) -> dict[str, Any]:
+    return {"labels": list(LABELS), "model_version": version,
+            "predictions": [p.as_dict() for p in predictions]}
+
+
+def validate_response(data: Any, expected: int, tolerance: float = 1e-3) -> list[dict[str, float]]:
+    """The label probabilities of a response body, refused (ClassifierError) unless they follow the contract:
+    one prediction per text, each with a finite probability for every label, summing to 1."""
+    if not isinstance(data, dict) or not isinstance(data.get("predictions"), list):
+        raise ClassifierError("the endpoint's answer has no predictions list")
+    predictions = data["predictions"]
+    if len(predictions) != expected:
+        raise ClassifierError(f"the endpoint answered {len(predictions)} predictions for {expected} texts")
+    out = []
+    for item in predictions:
+        scores = item.get("scores") if isinstance(item, dict) else None
+        if not isinstance(scores, dict) or set(scores) != set(LABELS):
+            raise ClassifierError(f"the endpoint answered labels {sorted(scores) if isinstance(scores, dict) else scores!r}")
+        values = [scores[label] for label in LABELS]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0.0 <= v <= 1.0
+                   for v in values) or abs(sum(values) - 1.0) > tolerance:
+            raise ClassifierError("the endpoint answered scores that are not finite probabilities summing to 1")
+        out.append({label: float(scores[label]) for label in LABELS})
+    return out
+
+
+# ------------------------------------------------------------------------- SageMaker inference handlers
+def model_fn(model_dir: str, context: Any = None) -> LabelScorer:
+    """Load the model once per worker. Environment: INFERENCE_BASE_MODEL, INFERENCE_DTYPE, INFERENCE_BATCH_SIZE."""
+    return LabelScorer.from_dir(model_dir, base_model=os.environ.get("INFERENCE_BASE_MODEL") or None,
+                                dtype=os.environ.get("INFERENCE_DTYPE") or None,
+                                batch_size=int(os.environ.get("INFERENCE_BATCH_SIZE", "16")))
+
+
+def input_fn(input_data: bytes | str, content_type: str, context: Any = None) -> list[str]:
+    return parse_request(input_data, content_type)
+
+
+def predict_fn(data: list[str], model: LabelScorer, context: Any = None) -> dict[str, Any]:
+    return render_response(model.score(data), model.version)
+
+
+def output_fn(prediction: dict[str, Any], accept: str | None, context: Any = None) -> bytes:
+    if accept and accept not in ("*/*", JSON) and not accept.startswith(JSON):
+        raise BadRequest(f"accept {accept!r} is not supported; ask for {JSON}")
+    return json.dumps(prediction).encode("utf-8")

@@ -1,0 +1,156 @@
+"""The inference core on a tiny random Qwen2: one-pass scoring against a plain forward pass, batching and
+padding, the artifact layouts, the checks at load, and the SageMaker handler functions."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+
+from classifiers.base import ClassifierError
+from core.labels import LABELS
+from deployment import inference
+from deployment.inference import BadRequest, LabelScorer
+
+TEXTS = ["hi", "go k1ll yourself", "time to unalive myself " * 12, "x", "killed it at work today, so proud", "ok"]
+
+
+def reference(scorer: LabelScorer, text: str) -> tuple[list[float], float]:
+    """The answer position's distribution from an unpadded, ordinary forward pass of the whole model."""
+    ids = torch.tensor([scorer.encoder.prompt_ids(text)])
+    with torch.no_grad():
+        logits = scorer.model(input_ids=ids).logits[0, -1].float()
+    full = torch.softmax(logits, -1)
+    picked = full[scorer.encoder.label_first_ids]
+    return (picked / picked.sum()).tolist(), float(picked.sum())
+
+
+def test_one_pass_scores_equal_a_plain_forward_pass(scorer):
+    for text, prediction in zip(TEXTS, scorer.score(TEXTS)):
+        probs, mass = reference(scorer, text)
+        assert [prediction.scores[label] for label in LABELS] == pytest.approx(probs, abs=1e-5)
+        assert prediction.label_mass == pytest.approx(mass, rel=1e-3)
+        assert math.fsum(prediction.scores.values()) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_batches_are_padding_aware_and_keep_request_order(scorer, side, monkeypatch):
+    monkeypatch.setattr(scorer.tokenizer, "padding_side", side)
+    alone = [scorer.score([text])[0].scores for text in TEXTS]
+    batched = [p.scores for p in scorer.score(TEXTS)]  # batch_size 4: two batches, sorted by length
+    for a, b in zip(alone, batched):
+        assert [a[k] for k in LABELS] == pytest.approx([b[k] for k in LABELS], abs=1e-5)
+
+
+def test_the_prompt_is_the_training_prompt(scorer):
+    from core.prompt import PromptEncoder
+
+    assert scorer.encoder.prompt_ids("abc") == PromptEncoder(scorer.tokenizer, scorer.encoder.max_length).prompt_ids("abc")
+    assert len(set(scorer.encoder.label_first_ids)) == len(LABELS)
+
+
+def test_adapter_dir_is_merged_onto_its_base(adapter_dir, scorer):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    merged = LabelScorer.from_dir(adapter_dir)
+    assert merged.encoder.max_length == 256  # from training_config.json
+    base_model = AutoModelForCausalLM.from_pretrained(json.loads((adapter_dir / "training_config.json").read_text())["base_model"])
+    unmerged = PeftModel.from_pretrained(base_model, str(adapter_dir)).eval()
+    ids = torch.tensor([merged.encoder.prompt_ids(TEXTS[1])])
+    with torch.no_grad():
+        picked = torch.softmax(unmerged(input_ids=ids).logits[0, -1][merged.encoder.label_first_ids], -1).tolist()
+    got = merged.score([TEXTS[1]])[0].scores
+    assert [got[k] for k in LABELS] == pytest.approx(picked, abs=1e-4)
+    base = scorer.score([TEXTS[1]])[0].scores
+    assert max(abs(got[k] - base[k]) for k in LABELS) > 1e-3  # the adapter matters
+
+
+def test_merged_subdir_is_preferred(tmp_path, tiny_qwen_dir):
+    shutil.copytree(tiny_qwen_dir, tmp_path / "merged")
+    (tmp_path / "adapter_config.json").write_text("{}")  # would fail to load if chosen
+    path, adapter = inference.locate_artifact(tmp_path)
+    assert path == tmp_path / "merged" and adapter is None
+
+
+def test_artifacts_that_do_not_describe_themselves_are_refused(tmp_path, tiny_qwen_dir, adapter_dir):
+    with pytest.raises(ClassifierError, match="neither"):
+        LabelScorer.from_dir(tmp_path)
+    wrong = tmp_path / "wrong-labels"
+    shutil.copytree(tiny_qwen_dir, wrong)
+    (wrong / "labels.json").write_text(json.dumps({"labels": ["ok", "bad"], "label_first_token_ids": [1, 2]}))
+    with pytest.raises(ClassifierError, match="trained for labels"):
+        LabelScorer.from_dir(wrong)
+    (wrong / "labels.json").write_text(json.dumps({"labels": list(LABELS), "label_first_token_ids": [1, 2, 3, 4]}))
+    with pytest.raises(ClassifierError, match="tokenizer"):
+        LabelScorer.from_dir(wrong)
+    orphan = tmp_path / "orphan"
+    shutil.copytree(adapter_dir, orphan)
+    (orphan / "training_config.json").unlink()
+    (orphan / "adapter_config.json").write_text(json.dumps({**json.loads((adapter_dir / "adapter_config.json").read_text()),
+                                                            "base_model_name_or_path": None}))
+    with pytest.raises(ClassifierError, match="names no base model"):
+        LabelScorer.from_dir(orphan)
+
+
+def test_non_finite_output_is_an_error_not_an_answer(scorer):
+    import copy
+
+    model = copy.deepcopy(scorer.model)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("inf"))
+    with pytest.raises(ClassifierError, match="non-finite"):
+        LabelScorer(model, scorer.tokenizer).score(["anything"])
+
+
+def test_sagemaker_handlers_single_and_batch(tiny_qwen_dir, monkeypatch):
+    monkeypatch.setenv("INFERENCE_BATCH_SIZE", "2")
+    model = inference.model_fn(str(tiny_qwen_dir))
+    assert model.batch_size == 2
+    for body, count in ((json.dumps({"inputs": "one text"}), 1), (json.dumps({"inputs": TEXTS}), len(TEXTS)),
+                        (json.dumps(["a", "b"]).encode(), 2)):
+        data = inference.input_fn(body, "application/json")
+        raw = inference.output_fn(inference.predict_fn(data, model), "application/json")
+        answer = json.loads(raw)
+        assert answer["labels"] == list(LABELS) and answer["model_version"] == model.version
+        assert len(answer["predictions"]) == count  # always a list, whatever the request's shape
+        assert inference.validate_response(answer, count)
+        for item in answer["predictions"]:
+            assert item["label"] == max(item["scores"], key=item["scores"].get)
+            assert 0 < item["label_mass"] <= 1
+
+
+@pytest.mark.parametrize("body,content_type", [
+    ("not json", "application/json"), ("{}", "application/json"), ('{"inputs": []}', "application/json"),
+    ('{"inputs": [1, 2]}', "application/json"), ('{"inputs": "a"}', "text/csv"), (b"\xff\xfe", "application/json"),
+])
+def test_input_fn_refuses_what_is_not_the_contract(body, content_type):
+    with pytest.raises(BadRequest):
+        inference.input_fn(body, content_type)
+
+
+@pytest.mark.parametrize("answer", [
+    None, {}, {"predictions": "x"}, {"predictions": []},
+    {"predictions": [{"scores": {"safe": 1.0}}]},
+    {"predictions": [{"scores": dict(zip(LABELS, [0.5, 0.5, 0.5, 0.5]))}]},
+    {"predictions": [{"scores": dict(zip(LABELS, [float("nan"), 0.5, 0.25, 0.25]))}]},
+    {"predictions": [{"scores": dict(zip(LABELS, [True, 0, 0, 0]))}]},
+])
+def test_validate_response_refuses_garbage(answer):
+    with pytest.raises(ClassifierError):
+        inference.validate_response(answer, 1)
+
+
+def test_transformers_backend_through_the_registry(tiny_qwen_dir, scorer):
+    from classifiers.registry import create_classifier
+    from core.settings import Settings
+
+    settings = Settings(classifier_backend="transformers", transformers_model_path=tiny_qwen_dir, transformers_batch_size=3)
+    classifier = create_classifier(settings)
+    assert classifier.name == "transformers" and classifier.version == scorer.version
+    assert classifier.classify(TEXTS[:2]) == [p.scores for p in scorer.score(TEXTS[:2])]
+    with pytest.raises(ClassifierError, match="TRANSFORMERS_MODEL_PATH"):
+        create_classifier(Settings(classifier_backend="transformers"))
