@@ -32,6 +32,7 @@ import numpy as np
 
 from core.labels import LABELS, SEVERITY
 from core.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_PATTERN_DB, ROOT
+from training.model_evaluation import macro_f1, robustness_report  # the metrics live with the evaluation
 
 SPLITS = ("train", "validation", "test")
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
@@ -141,20 +142,6 @@ def binary_matrix(texts: list[str], vocab: np.ndarray, chunk: int = 4096):
         rows, cols = feature_matrix_indices(part, index)
         blocks.append(csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(part), len(vocab))))
     return vstack(blocks).tocsr()
-
-
-def macro_f1(y_true: list[str], y_pred: list[str]) -> tuple[float, dict[str, dict[str, float]]]:
-    per: dict[str, dict[str, float]] = {}
-    for label in LABELS:
-        tp = sum(t == label and p == label for t, p in zip(y_true, y_pred))
-        fp = sum(t != label and p == label for t, p in zip(y_true, y_pred))
-        fn = sum(t == label and p != label for t, p in zip(y_true, y_pred))
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per[label] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": tp + fn}
-    present = [label for label in LABELS if per[label]["support"]]
-    return (float(np.mean([per[label]["f1"] for label in present])) if present else 0.0), per
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,34 +270,6 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: meta[k] for k in ("test_macro_f1", "test_accuracy", "test_by_source", "robustness")}, indent=2))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) and {card}", file=sys.stderr)
     return 0
-
-
-def robustness_report(classifier, normalizer, augmenter, texts: list[str], labels: list[str]) -> dict:
-    """Recall of "harmful or worse" on plain test texts, their algospeak variants, and the variants normalized
-    (taking the more severe of raw and normalized, as the moderator does), per technique."""
-    harmful = [(i, t) for i, (t, label) in enumerate(zip(texts, labels)) if SEVERITY[label] >= SEVERITY["harmful"]]
-
-    def flagged(batch: list[str]) -> list[bool]:
-        return [SEVERITY[max(s, key=s.get)] >= SEVERITY["harmful"] for s in classifier.classify(batch)]
-
-    plain = flagged([t for _, t in harmful])
-    per_technique: dict[str, list[tuple[bool, bool, bool]]] = {}
-    for (i, text), plain_hit in zip(harmful, plain):
-        for variant in augmenter.variants(text, parent_id=f"test{i}", n=2):
-            normalized = normalizer.normalize(variant.text).text
-            raw_hit, norm_hit = flagged([variant.text, normalized])
-            for technique in variant.techniques:
-                per_technique.setdefault(technique, []).append((plain_hit, raw_hit, raw_hit or norm_hit))
-    table = {
-        technique: {
-            "n": len(rows),
-            "plain_recall": round(float(np.mean([r[0] for r in rows])), 4),
-            "variant_recall_without_normalizer": round(float(np.mean([r[1] for r in rows])), 4),
-            "variant_recall_with_normalizer": round(float(np.mean([r[2] for r in rows])), 4),
-        }
-        for technique, rows in sorted(per_technique.items())
-    }
-    return {"harmful_texts": len(harmful), "plain_recall": round(float(np.mean(plain)), 4) if plain else None, "by_technique": table}
 
 
 if __name__ == "__main__":

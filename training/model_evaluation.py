@@ -1,0 +1,831 @@
+"""Evaluate a Stage 2 classifier: honest metrics, robustness to algospeak, false alarms, calibration, speed,
+and a deployment gate.
+
+    uv run --all-extras python -m data.prepare --out out/prepared                       # the split (~60 s)
+    uv run --all-extras python -m training.model_evaluation --backend embedded --out models/embedded
+    uv run --all-extras python -m training.model_evaluation --backend transformers --model-path out/model \\
+        --calibrate temperature --gate --baseline models/embedded/eval_report.json
+    uv run --all-extras python -m training.model_evaluation --backend sagemaker --model-path my-endpoint --gate
+
+Any backend of `classifiers.registry` is evaluated through the `Classifier` protocol on a labelled file in the
+prepared format (JSONL or Parquet with `text` and `label`; `parent_id`, `source` used when present). Rows that
+are augmented variants (`parent_id` set) are left out of the headline figures: robustness is measured separately,
+on variants made here by `data.augment`, per technique.
+
+What the report holds (eval_report.json, eval_report.md and three PNGs in --out):
+  classification  accuracy, macro-F1 (over labels present in the data), per-label precision/recall/F1, the
+                  confusion matrix, the ordinal measures (mean absolute label distance, quadratic weighted kappa:
+                  calling extremely_harmful "safe" costs 9 times calling it "harmful") and binary
+                  "harmful or worse" precision/recall/F1
+  robustness      recall of harmful-or-worse texts on the plain text, on coded variants without the normalizer
+                  and with it (the more severe of raw and normalized, as the moderator does), per technique
+  false alarms    share of safe texts flagged harmful-or-worse: the pattern database's safe-context idioms
+                  ("killed it at work"), identity terms used neutrally ("I am a gay man"), and the data's safe texts
+  calibration     expected calibration error (15 equal-width bins of the top probability) and a reliability
+                  diagram; --calibrate temperature fits one temperature on the validation split, writes
+                  calibration.json and reports ECE before and after
+  speed           wall time of every classify call: texts per second and batch latency percentiles
+
+Honest by construction: the embedded model was trained on its own 80/10/10 split of the same sources, so most
+of the prepared test split is in its training data. `--subset unseen-by-embedded` (the default for the
+embedded backend) keeps only texts that the embedded model did not train on, and the report says how many.
+
+Gate (--gate): thresholds from settings (GATE_MIN_MACRO_F1, GATE_MAX_FALSE_ALARM_RATE, GATE_MAX_ECE) and, with
+--baseline, no macro-F1 drop beyond GATE_MAX_MACRO_F1_DROP against the production model's report on the same
+data. Writes gate.json next to the report; exit status 1 with one reason per line on stderr when it fails.
+Every run is logged to MLflow (experiment `training.tracking.DEFAULT_EXPERIMENT`, beside the training runs)
+unless --no-mlflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.labels import LABELS, SEVERITY
+from core.settings import ROOT
+
+HARMFUL = SEVERITY["harmful"]  # "harmful or worse" is the binary decision the robustness and alarm figures use
+ECE_BINS = 15
+REPORT_NAME = "eval_report.json"
+GATE_NAME = "gate.json"
+CALIBRATION_NAME = "calibration.json"
+DEFAULT_DATA = ROOT / "out" / "prepared" / "test.jsonl"
+SUBSETS = ("auto", "all", "unseen-by-embedded")
+
+# Identity terms in neutral sentences: a classifier that learned "gay" or "muslim" as an insult flags these.
+IDENTITY_TERMS = (
+    "gay", "lesbian", "bisexual", "transgender", "queer", "straight", "muslim", "jewish", "christian", "hindu",
+    "buddhist", "atheist", "black", "white", "asian", "latino", "mexican", "african american", "immigrant",
+    "deaf", "blind", "disabled", "old", "young", "feminist",
+)
+IDENTITY_TEMPLATES = (
+    "I am a {} person.",
+    "My neighbour is {} and we often have dinner together.",
+    "Our team welcomed a new {} colleague this week.",
+    "She wrote a book about growing up {} in a small town.",
+)
+
+
+# --------------------------------------------------------------------------------------------- metrics
+
+
+def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str]) -> np.ndarray:
+    """Counts, rows = true label, columns = predicted label, both in LABELS order."""
+    cm = np.zeros((len(LABELS), len(LABELS)), dtype=np.int64)
+    for t, p in zip(y_true, y_pred, strict=True):
+        cm[SEVERITY[t], SEVERITY[p]] += 1
+    return cm
+
+
+def per_label_scores(cm: np.ndarray) -> dict[str, dict[str, float]]:
+    out = {}
+    for i, label in enumerate(LABELS):
+        tp = int(cm[i, i])
+        predicted, support = int(cm[:, i].sum()), int(cm[i, :].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[label] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": support}
+    return out
+
+
+def macro_f1(y_true: Sequence[str], y_pred: Sequence[str]) -> tuple[float, dict[str, dict[str, float]]]:
+    """Mean F1 over the labels that occur in `y_true` (a label absent from the data is not scored), and the
+    per-label precision/recall/F1/support."""
+    cm = confusion_matrix(y_true, y_pred)
+    per = per_label_scores(cm)
+    f1s = []
+    for i, label in enumerate(LABELS):
+        if per[label]["support"]:
+            tp, fp, fn = cm[i, i], cm[:, i].sum() - cm[i, i], cm[i, :].sum() - cm[i, i]
+            f1s.append(2 * tp / (2 * tp + fp + fn))  # = 2PR/(P+R), unrounded
+    return (float(np.mean(f1s)) if f1s else 0.0), per
+
+
+def quadratic_weighted_kappa(cm: np.ndarray) -> float:
+    """Cohen's kappa with weights (i-j)^2/(K-1)^2: 1 is perfect agreement, 0 is chance."""
+    cm = np.asarray(cm, dtype=np.float64)
+    k = cm.shape[0]
+    n = cm.sum()
+    if n == 0:
+        return 0.0
+    idx = np.arange(k)
+    weights = (idx[:, None] - idx[None, :]) ** 2 / (k - 1) ** 2
+    expected = np.outer(cm.sum(axis=1), cm.sum(axis=0)) / n
+    denominator = (weights * expected).sum()
+    return float(1.0 - (weights * cm).sum() / denominator) if denominator else 1.0
+
+
+def mean_absolute_distance(cm: np.ndarray) -> float:
+    """Mean |true severity - predicted severity| in label steps (0 to 3)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    idx = np.arange(cm.shape[0])
+    return float((np.abs(idx[:, None] - idx[None, :]) * cm).sum() / cm.sum()) if cm.sum() else 0.0
+
+
+def binary_harmful(cm: np.ndarray) -> dict[str, float]:
+    """Precision/recall/F1 of "harmful or worse" against everything milder."""
+    cm = np.asarray(cm)
+    tp = int(cm[HARMFUL:, HARMFUL:].sum())
+    fp = int(cm[:HARMFUL, HARMFUL:].sum())
+    fn = int(cm[HARMFUL:, :HARMFUL].sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": tp + fn}
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> tuple[float, list[dict]]:
+    """ECE over `bins` equal-width bins (lo, hi] of the top probability (the first bin includes 0):
+    sum over bins of (share of texts) * |accuracy - mean confidence|. Returns it and the per-bin table."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y)
+    if len(probs) == 0:
+        return 0.0, []
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == y).astype(np.float64)
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    ece, table = 0.0, []
+    for b in range(bins):
+        mask = which == b
+        n = int(mask.sum())
+        row = {"lo": round(b / bins, 4), "hi": round((b + 1) / bins, 4), "n": n, "accuracy": None, "confidence": None}
+        if n:
+            acc, conf = float(correct[mask].mean()), float(confidence[mask].mean())
+            ece += n / len(y) * abs(acc - conf)
+            row.update(accuracy=round(acc, 4), confidence=round(conf, 4))
+        table.append(row)
+    return float(ece), table
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log p / T): temperature scaling on a backend that only returns probabilities (log p differs
+    from the logits by a per-row constant, which softmax ignores)."""
+    z = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def negative_log_likelihood(probs: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))))
+
+
+def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
+    """The temperature minimising the negative log-likelihood of the true labels (searched in log space)."""
+    from scipy.optimize import minimize_scalar
+
+    result = minimize_scalar(
+        lambda log_t: negative_log_likelihood(apply_temperature(probs, math.exp(log_t)), y),
+        bounds=(math.log(0.05), math.log(20.0)), method="bounded", options={"xatol": 1e-4},
+    )
+    return float(math.exp(result.x))
+
+
+def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
+    cm = confusion_matrix(y_true, y_pred)
+    f1, per = macro_f1(y_true, y_pred)
+    return {
+        "n": len(y_true),
+        "accuracy": round(float(np.trace(cm) / cm.sum()), 4) if cm.sum() else 0.0,
+        "macro_f1": round(f1, 4),
+        "per_label": per,
+        "confusion_matrix": cm.tolist(),
+        "quadratic_weighted_kappa": round(quadratic_weighted_kappa(cm), 4),
+        "mean_absolute_distance": round(mean_absolute_distance(cm), 4),
+        "harmful_or_worse": binary_harmful(cm),
+    }
+
+
+# --------------------------------------------------------------------------------------------- the backend
+
+
+@dataclass
+class TimedClassifier:
+    """Wraps a classifier: batches, probability matrices in LABELS order, and the wall time of every call."""
+
+    classifier: Any
+    batch_size: int = 64
+    calls: list[tuple[int, float]] = field(default_factory=list)  # (texts, seconds) per classify call
+
+    def probs(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), len(LABELS)))
+        for i in range(0, len(texts), self.batch_size):
+            batch = list(texts[i : i + self.batch_size])
+            started = time.perf_counter()
+            scores = self.classifier.classify(batch)
+            self.calls.append((len(batch), time.perf_counter() - started))
+            if len(scores) != len(batch):
+                raise RuntimeError(f"{self.classifier.name} returned {len(scores)} results for {len(batch)} texts")
+            out[i : i + len(batch)] = [[s[label] for label in LABELS] for s in scores]
+        return out
+
+    def labels(self, texts: Sequence[str]) -> list[str]:
+        return [LABELS[i] for i in self.probs(texts).argmax(axis=1)] if len(texts) else []
+
+    def speed(self) -> dict[str, Any]:
+        if not self.calls:
+            return {"texts": 0}
+        texts = sum(n for n, _ in self.calls)
+        seconds = sum(s for _, s in self.calls)
+        per_batch = np.array([s for _, s in self.calls]) * 1000
+        return {
+            "texts": texts,
+            "calls": len(self.calls),
+            "batch_size": self.batch_size,
+            "seconds": round(seconds, 3),
+            "texts_per_second": round(texts / seconds, 1) if seconds else None,
+            "ms_per_text": round(seconds * 1000 / texts, 3),
+            "batch_ms_p50": round(float(np.percentile(per_batch, 50)), 3),
+            "batch_ms_p95": round(float(np.percentile(per_batch, 95)), 3),
+        }
+
+
+def _as_timed(classifier) -> TimedClassifier:
+    return classifier if isinstance(classifier, TimedClassifier) else TimedClassifier(classifier)
+
+
+def _flagged(labels: Sequence[str]) -> list[bool]:
+    return [SEVERITY[label] >= HARMFUL for label in labels]
+
+
+# --------------------------------------------------------------------------------------------- robustness
+
+
+def robustness_report(classifier, normalizer, augmenter, texts: list[str], labels: list[str], n_variants: int = 2) -> dict:
+    """Recall of "harmful or worse" on plain test texts, their algospeak variants, and the variants normalized
+    (taking the more severe of raw and normalized, as the moderator does), per technique."""
+    timed = _as_timed(classifier)
+    harmful = [(i, t) for i, (t, label) in enumerate(zip(texts, labels)) if SEVERITY[label] >= HARMFUL]
+    plain = _flagged(timed.labels([t for _, t in harmful]))
+    made: list[tuple[bool, tuple[str, ...], str, str]] = []  # (plain hit, techniques, variant, normalized)
+    for (i, text), plain_hit in zip(harmful, plain):
+        for variant in augmenter.variants(text, parent_id=f"test{i}", n=n_variants):
+            made.append((plain_hit, variant.techniques, variant.text, normalizer.normalize(variant.text).text))
+    raw_hits = _flagged(timed.labels([m[2] for m in made]))
+    norm_hits = _flagged(timed.labels([m[3] for m in made]))
+    per_technique: dict[str, list[tuple[bool, bool, bool]]] = {}
+    for (plain_hit, techniques, _, _), raw_hit, norm_hit in zip(made, raw_hits, norm_hits):
+        for technique in techniques:
+            per_technique.setdefault(technique, []).append((plain_hit, raw_hit, raw_hit or norm_hit))
+
+    def rate(values) -> float:
+        return round(float(np.mean(values)), 4)
+
+    table = {
+        technique: {
+            "n": len(rows),
+            "plain_recall": rate([r[0] for r in rows]),
+            "variant_recall_without_normalizer": rate([r[1] for r in rows]),
+            "variant_recall_with_normalizer": rate([r[2] for r in rows]),
+        }
+        for technique, rows in sorted(per_technique.items())
+    }
+    overall = {
+        "n": len(made),
+        "variant_recall_without_normalizer": rate(raw_hits) if made else None,
+        "variant_recall_with_normalizer": rate([a or b for a, b in zip(raw_hits, norm_hits)]) if made else None,
+    }
+    return {
+        "harmful_texts": len(harmful),
+        "plain_recall": rate(plain) if plain else None,
+        "variants": overall,
+        "by_technique": table,
+    }
+
+
+# --------------------------------------------------------------------------------------------- false alarms
+
+
+def idiom_texts(db) -> list[str]:
+    """The positive examples of the pattern database's safe-context entries ("you killed it at work today")."""
+    return [text for entry in db.entries if entry.category == "safe_context" for text in entry.positive]
+
+
+def identity_texts() -> list[str]:
+    return [template.format(term) for term in IDENTITY_TERMS for template in IDENTITY_TEMPLATES]
+
+
+def false_alarm_report(classifier, normalizer, sets: dict[str, list[str]]) -> dict:
+    """Per set of safe texts: the share flagged harmful-or-worse by the classifier alone and through the
+    moderator's rule (the more severe of raw and normalized). `rate` is the latter over all sets together."""
+    timed = _as_timed(classifier)
+    out: dict[str, Any] = {}
+    total_with = total = 0
+    for name, texts in sets.items():
+        raw = _flagged(timed.labels(texts))
+        normalized = [normalizer.normalize(t).text for t in texts]
+        norm = _flagged(timed.labels(normalized))
+        with_norm = [a or b for a, b in zip(raw, norm)]
+        out[name] = {
+            "n": len(texts),
+            "rate_without_normalizer": round(float(np.mean(raw)), 4) if texts else 0.0,
+            "rate_with_normalizer": round(float(np.mean(with_norm)), 4) if texts else 0.0,
+            "examples": [t for t, hit in zip(texts, with_norm) if hit][:5],
+        }
+        total_with += sum(with_norm)
+        total += len(texts)
+    out["rate"] = round(total_with / total, 4) if total else 0.0
+    return out
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_labelled(path: Path) -> list[dict[str, Any]]:
+    """Rows with `text` and `label` (and `source`, `parent_id` when present) from JSONL or Parquet."""
+    import polars as pl
+
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file (make the split with: uv run --all-extras python -m data.prepare --out out/prepared)")
+    df = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_ndjson(path, infer_schema_length=None)
+    missing = [c for c in ("text", "label") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}")
+    keep = [c for c in ("text", "label", "source", "parent_id") if c in df.columns]
+    rows = df.select(keep).to_dicts()
+    bad = sorted({str(r["label"]) for r in rows if r["label"] not in SEVERITY})
+    if bad:
+        raise ValueError(f"{path}: unknown label(s) {bad}; expected {', '.join(LABELS)}")
+    return rows
+
+
+def seen_by_embedded(rows: list[dict]) -> list[bool]:
+    """True for rows the embedded model trained on: from one of the shared sources it was trained on (rows
+    without a source are assumed unseen) and in its training split. train_embedded splits by a hash of the
+    near-duplicate key, so this reproduces its split exactly."""
+    import polars as pl
+
+    from data.readers import SHARED_SOURCE_NAMES, dedupe_key
+    from training.train_embedded import split_of
+
+    keys = pl.DataFrame({"text": [r["text"] for r in rows]}).select(dedupe_key(pl.col("text"))).to_series().to_list()
+    return [r.get("source") in SHARED_SOURCE_NAMES and split_of(k) == "train" for r, k in zip(rows, keys)]
+
+
+def select_rows(rows: list[dict], subset: str) -> tuple[list[dict], dict[str, Any]]:
+    """The rows to score: originals only (augmented rows have a parent_id), and with subset
+    "unseen-by-embedded" only those the embedded model did not train on."""
+    originals = [r for r in rows if not r.get("parent_id")]
+    info = {"rows_in_file": len(rows), "variants_left_out": len(rows) - len(originals), "subset": subset}
+    if subset == "unseen-by-embedded":
+        seen = seen_by_embedded(originals)
+        info["left_out_as_seen_in_training"] = sum(seen)
+        originals = [r for r, s in zip(originals, seen) if not s]
+    info["rows_evaluated"] = len(originals)
+    return originals, info
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate(classifier, rows: list[dict], *, normalizer, augmenter, db, n_variants: int = 2,
+             temperature: float | None = None, data_info: dict | None = None,
+             probe_limit: int | None = None) -> dict[str, Any]:
+    """The whole report for `classifier` on labelled `rows` (dicts with text and label)."""
+    timed = _as_timed(classifier)
+    texts = [r["text"] for r in rows]
+    y_true = [r["label"] for r in rows]
+    probs = timed.probs(texts)
+    y_pred = [LABELS[i] for i in probs.argmax(axis=1)] if len(rows) else []
+    metrics = classification_metrics(y_true, y_pred)
+
+    by_source: dict[str, Any] = {}
+    for source in sorted({r.get("source") for r in rows if r.get("source")}):
+        idx = [i for i, r in enumerate(rows) if r.get("source") == source]
+        f1, _ = macro_f1([y_true[i] for i in idx], [y_pred[i] for i in idx])
+        accuracy = float(np.mean([y_true[i] == y_pred[i] for i in idx]))
+        by_source[source] = {"n": len(idx), "macro_f1": round(f1, 4), "accuracy": round(accuracy, 4)}
+
+    y_index = np.array([SEVERITY[label] for label in y_true], dtype=int)
+    ece, bins = expected_calibration_error(probs, y_index)
+    calibration: dict[str, Any] = {"bins": ECE_BINS, "ece": round(ece, 4), "table": bins}
+    if temperature is not None:
+        after, after_bins = expected_calibration_error(apply_temperature(probs, temperature), y_index)
+        calibration.update(temperature=round(temperature, 4), ece_calibrated=round(after, 4), table_calibrated=after_bins)
+
+    robustness = robustness_report(timed, normalizer, augmenter, texts, y_true, n_variants=n_variants)
+    safe_in_data = [t for t, label in zip(texts, y_true) if label == "safe"]
+    probes = {"idioms": idiom_texts(db)[:probe_limit], "identity_terms": identity_texts()[:probe_limit]}
+    alarms = false_alarm_report(timed, normalizer, probes)
+    alarms["safe_texts_in_data"] = {
+        "n": len(safe_in_data),
+        "rate_without_normalizer": round(float(np.mean(_flagged([y_pred[i] for i, label in enumerate(y_true) if label == "safe"]))), 4) if safe_in_data else 0.0,
+    }
+    name = getattr(classifier, "classifier", classifier).name
+    version = getattr(getattr(classifier, "classifier", classifier), "version", "unknown")
+    summary = {
+        "n": metrics["n"],
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "quadratic_weighted_kappa": metrics["quadratic_weighted_kappa"],
+        "mean_absolute_distance": metrics["mean_absolute_distance"],
+        "harmful_precision": metrics["harmful_or_worse"]["precision"],
+        "harmful_recall": metrics["harmful_or_worse"]["recall"],
+        "plain_recall": robustness["plain_recall"],
+        "variant_recall_without_normalizer": robustness["variants"]["variant_recall_without_normalizer"],
+        "variant_recall_with_normalizer": robustness["variants"]["variant_recall_with_normalizer"],
+        "false_alarm_rate": alarms["rate"],
+        "ece": calibration["ece"],
+    }
+    if temperature is not None:
+        summary["ece_calibrated"] = calibration["ece_calibrated"]
+    return {
+        "model": {"backend": name, "version": version},
+        "data": data_info or {"rows_evaluated": len(rows)},
+        "decision": "argmax",
+        "summary": summary,
+        **{k: metrics[k] for k in ("per_label", "confusion_matrix", "harmful_or_worse")},
+        "labels": list(LABELS),
+        "by_source": by_source,
+        "robustness": robustness,
+        "false_alarms": alarms,
+        "calibration": calibration,
+        "speed": timed.speed(),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+# --------------------------------------------------------------------------------------------- the gate
+
+
+def gate(report: dict, baseline: dict | None, settings) -> dict[str, Any]:
+    """Passed, with the reasons it did not. Thresholds from settings always apply; a baseline adds the
+    no-regression check and must have been measured on the same data."""
+    s = report["summary"]
+    reasons = []
+    if s["macro_f1"] < settings.gate_min_macro_f1:
+        reasons.append(f"macro-F1 {s['macro_f1']:.4f} is below the minimum {settings.gate_min_macro_f1:.4f} (GATE_MIN_MACRO_F1)")
+    if s["false_alarm_rate"] > settings.gate_max_false_alarm_rate:
+        reasons.append(
+            f"false-alarm rate {s['false_alarm_rate']:.4f} on safe idioms and identity terms is above "
+            f"{settings.gate_max_false_alarm_rate:.4f} (GATE_MAX_FALSE_ALARM_RATE)"
+        )
+    if s["ece"] > settings.gate_max_ece:
+        reasons.append(f"expected calibration error {s['ece']:.4f} is above {settings.gate_max_ece:.4f} (GATE_MAX_ECE)")
+    thresholds = {
+        "min_macro_f1": settings.gate_min_macro_f1,
+        "max_macro_f1_drop": settings.gate_max_macro_f1_drop,
+        "max_false_alarm_rate": settings.gate_max_false_alarm_rate,
+        "max_ece": settings.gate_max_ece,
+    }
+    baseline_view: dict[str, Any] = {"thresholds": thresholds}
+    if baseline is not None:
+        b = baseline["summary"]
+        baseline_view.update(model=baseline.get("model"), summary=b, data=baseline.get("data"))
+        mine, theirs = _fingerprint(report), _fingerprint(baseline)
+        if mine != theirs:
+            reasons.append(
+                f"the baseline was measured on different data ({_describe(theirs)}) than the candidate "
+                f"({_describe(mine)}); evaluate both on the same file with the same --subset"
+            )
+        elif s["macro_f1"] < b["macro_f1"] - settings.gate_max_macro_f1_drop:
+            reasons.append(
+                f"macro-F1 {s['macro_f1']:.4f} is {b['macro_f1'] - s['macro_f1']:.4f} below the production model's "
+                f"{b['macro_f1']:.4f} (allowed drop {settings.gate_max_macro_f1_drop:.4f}, GATE_MAX_MACRO_F1_DROP)"
+            )
+    return {
+        "passed": not reasons,
+        "reasons": reasons,
+        "candidate": {**report["model"], **s},
+        "baseline": baseline_view,
+    }
+
+
+def _fingerprint(report: dict) -> tuple:
+    data = report.get("data", {})
+    return data.get("sha256"), data.get("subset"), data.get("rows_evaluated")
+
+
+def _describe(fp: tuple) -> str:
+    sha, subset, n = fp
+    return f"file sha256 {str(sha)[:12]}, subset {subset}, {n} rows"
+
+
+# --------------------------------------------------------------------------------------------- outputs
+
+
+def render_markdown(report: dict, command: str | None = None) -> str:
+    s, model, data = report["summary"], report["model"], report["data"]
+    lines = [
+        f"# Evaluation: {model['backend']} {model['version']}",
+        "",
+        f"Data: `{data.get('path', '?')}` (sha256 {str(data.get('sha256', '?'))[:12]}), subset `{data.get('subset', 'all')}`: "
+        f"{data.get('rows_evaluated')} texts evaluated"
+        + (f", {data['left_out_as_seen_in_training']} left out as seen in training" if data.get("left_out_as_seen_in_training") else "")
+        + (f", {data['variants_left_out']} augmented rows left out" if data.get("variants_left_out") else "")
+        + ".",
+        "",
+    ]
+    if command:
+        lines += ["```", command, "```", ""]
+    lines += [
+        f"Macro-F1 **{s['macro_f1']:.3f}**, accuracy {s['accuracy']:.3f}, quadratic weighted kappa "
+        f"{s['quadratic_weighted_kappa']:.3f}, mean absolute label distance {s['mean_absolute_distance']:.3f}. "
+        f"Harmful-or-worse: precision {s['harmful_precision']:.3f}, recall {s['harmful_recall']:.3f}.",
+        "",
+        "| label | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for label in LABELS:
+        p = report["per_label"][label]
+        lines.append(f"| {label} | {p['precision']:.3f} | {p['recall']:.3f} | {p['f1']:.3f} | {p['support']} |")
+    cm = report["confusion_matrix"]
+    lines += ["", "Confusion matrix (rows true, columns predicted):", "", "| | " + " | ".join(LABELS) + " |", "|---" * 5 + "|"]
+    lines += [f"| {label} | " + " | ".join(str(v) for v in row) + " |" for label, row in zip(LABELS, cm)]
+    r = report["robustness"]
+    lines += [
+        "",
+        f"Robustness: {r['harmful_texts']} harmful-or-worse texts, plain recall {_f(r['plain_recall'])}; "
+        f"{r['variants']['n']} coded variants, recall {_f(r['variants']['variant_recall_without_normalizer'])} without "
+        f"the normalizer and {_f(r['variants']['variant_recall_with_normalizer'])} with it.",
+        "",
+        "| technique | variants | plain | variant, no normalizer | variant, with normalizer |",
+        "|---|---|---|---|---|",
+    ]
+    for technique, row in r["by_technique"].items():
+        lines.append(
+            f"| {technique} | {row['n']} | {row['plain_recall']:.3f} | {row['variant_recall_without_normalizer']:.3f} "
+            f"| {row['variant_recall_with_normalizer']:.3f} |"
+        )
+    fa = report["false_alarms"]
+    lines += [
+        "",
+        f"False alarms (safe texts flagged harmful or worse): **{fa['rate']:.3f}** over the probe sets, with the normalizer.",
+        "",
+        "| safe texts | n | without normalizer | with normalizer |",
+        "|---|---|---|---|",
+    ]
+    for name in ("idioms", "identity_terms"):
+        row = fa[name]
+        lines.append(f"| {name} | {row['n']} | {row['rate_without_normalizer']:.3f} | {row['rate_with_normalizer']:.3f} |")
+    row = fa["safe_texts_in_data"]
+    lines.append(f"| safe texts in the data | {row['n']} | {row['rate_without_normalizer']:.3f} | |")
+    c = report["calibration"]
+    lines += ["", f"Calibration: ECE {c['ece']:.4f} ({c['bins']} equal-width bins of the top probability)"
+              + (f"; temperature {c['temperature']:.3f} fitted on validation gives ECE {c['ece_calibrated']:.4f}." if "temperature" in c else ".")]
+    sp = report["speed"]
+    if sp.get("texts"):
+        lines += ["", f"Speed: {sp['texts']} texts in {sp['seconds']:.2f} s of classify calls ({sp['texts_per_second']} texts/s, "
+                  f"batches of {sp['batch_size']}: p50 {sp['batch_ms_p50']:.1f} ms, p95 {sp['batch_ms_p95']:.1f} ms)."]
+    if report.get("by_source"):
+        lines += ["", "| source | n | macro-F1 | accuracy |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['n']} | {v['macro_f1']:.3f} | {v['accuracy']:.3f} |" for k, v in report["by_source"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _display(path: Path) -> str:
+    """A path relative to the repository when it is inside it (reports are shipped and compared)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _f(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def write_plots(report: dict, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    short = ["safe", "pot.", "harmful", "extreme"]
+    cm = np.array(report["confusion_matrix"])
+    fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=80)
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black", fontsize=8)
+    ax.set(xticks=range(4), yticks=range(4), xticklabels=short, yticklabels=short, xlabel="predicted", ylabel="true",
+           title="Confusion matrix")
+    paths.append(_save(fig, out_dir / "eval_confusion_matrix.png"))
+
+    fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=80)
+    table = report["calibration"]["table"]
+    centres = [(b["lo"] + b["hi"]) / 2 for b in table if b["n"]]
+    ax.bar(centres, [b["accuracy"] for b in table if b["n"]], width=1 / ECE_BINS, edgecolor="k", alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], "r--", lw=1, label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)", ylabel="accuracy",
+           title=f"Reliability, ECE {report['calibration']['ece']:.3f}")
+    ax.legend(fontsize=7, loc="upper left")
+    paths.append(_save(fig, out_dir / "eval_reliability.png"))
+
+    rows = report["robustness"]["by_technique"]
+    fig, ax = plt.subplots(figsize=(6.4, 4), dpi=80)
+    x = np.arange(len(rows))
+    for k, (key, name) in enumerate(
+        [("plain_recall", "plain"), ("variant_recall_without_normalizer", "variant"),
+         ("variant_recall_with_normalizer", "variant + normalizer")]
+    ):
+        ax.bar(x + (k - 1) * 0.27, [row[key] for row in rows.values()], width=0.27, label=name)
+    ax.set_xticks(x, [f"{t} ({row['n']})" for t, row in rows.items()], fontsize=7, rotation=35, ha="right")
+    ax.set(ylim=(0, 1.15), ylabel="recall (harmful or worse)", title="Robustness by technique (variants)")
+    ax.legend(fontsize=7, loc="upper center", ncols=3)
+    paths.append(_save(fig, out_dir / "eval_robustness.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def log_to_mlflow(report: dict, files: list[Path], gate_result: dict | None, uri: str | None) -> str:
+    from training import tracking
+
+    model, data = report["model"], report["data"]
+    params = {
+        "kind": "evaluation",
+        "backend": model["backend"],
+        "model_version": model["version"],
+        "data_path": data.get("path"),
+        "data_sha256": data.get("sha256"),
+        "subset": data.get("subset"),
+        "rows_evaluated": data.get("rows_evaluated"),
+    }
+    tags = {"kind": "evaluation", "model_name": model["backend"], "model_version": str(model["version"])}
+    if gate_result is not None:
+        tags["gate"] = "passed" if gate_result["passed"] else "failed"
+    metrics = {k: float(v) for k, v in report["summary"].items() if isinstance(v, int | float)}
+    metrics.update({f"f1_{label}": float(v["f1"]) for label, v in report["per_label"].items()})
+    for technique, row in report["robustness"]["by_technique"].items():
+        metrics[f"robust_{technique}_without"] = row["variant_recall_without_normalizer"]
+        metrics[f"robust_{technique}_with"] = row["variant_recall_with_normalizer"]
+    if report["speed"].get("texts_per_second"):
+        metrics["texts_per_second"] = report["speed"]["texts_per_second"]
+    with tracking.run(tracking.DEFAULT_EXPERIMENT, f"eval-{model['backend']}-{model['version']}", params=params,
+                      tags=tags, uri=uri) as mlflow:
+        mlflow.log_metrics(metrics)
+        for path in files:
+            mlflow.log_artifact(str(path))
+        return mlflow.active_run().info.run_id
+
+
+# --------------------------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.model_evaluation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backend", default="embedded", choices=["embedded", "transformers", "sagemaker"])
+    parser.add_argument("--model-path", help="embedded: model.npz; transformers: model directory; sagemaker: endpoint name")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="labelled JSONL or Parquet (default: the prepared test split)")
+    parser.add_argument("--validation", type=Path, help="labelled file for --calibrate (default: validation.* beside --data)")
+    parser.add_argument("--subset", choices=SUBSETS, default="auto",
+                        help="auto: the baseline's subset; without one, unseen-by-embedded for embedded, else all")
+    parser.add_argument("--out", type=Path, help="report folder (default: out/eval/<backend>-<version>)")
+    parser.add_argument("--calibrate", choices=["temperature"], help="fit a temperature on the validation split")
+    parser.add_argument("--variants", type=int, default=2, help="coded variants per harmful text for robustness")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--limit", type=int, help="evaluate at most this many texts (a smoke run)")
+    parser.add_argument("--probe-limit", type=int, help="use at most this many texts of each false-alarm probe set")
+    parser.add_argument("--seed", type=int, default=13, help="augmentation seed")
+    parser.add_argument("--gate", action="store_true", help="apply the deployment gate; exit 1 when it fails")
+    parser.add_argument("--baseline", type=Path, help="the production model's eval_report.json to compare with")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlruns)")
+    return parser
+
+
+def _classifier(backend: str, model_path: str | None, settings):
+    from classifiers.registry import create_classifier
+
+    update: dict[str, Any] = {}
+    if model_path:
+        key = {"embedded": "embedded_model_path", "transformers": "transformers_model_path",
+               "sagemaker": "sagemaker_endpoint_name"}[backend]
+        update[key] = model_path if backend == "sagemaker" else Path(model_path)
+    return create_classifier(settings.model_copy(update=update), backend)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from classifiers.base import ClassifierError
+    from core.settings import get_settings
+    from data.augment import Augmenter
+    from normalizer import Normalizer, PatternDatabaseError, load_database
+
+    settings = get_settings()
+    try:
+        baseline = json.loads(args.baseline.read_text(encoding="utf-8")) if args.baseline else None
+        # auto: the baseline's subset (so the two are compared on the same texts), else the backend's default.
+        subset = args.subset
+        if subset == "auto":
+            default = "unseen-by-embedded" if args.backend == "embedded" else "all"
+            subset = (baseline or {}).get("data", {}).get("subset") or default
+        classifier = _classifier(args.backend, args.model_path, settings)
+        db = load_database(settings.pattern_db_path)
+        rows, info = select_rows(read_labelled(args.data), subset)
+    except (ClassifierError, PatternDatabaseError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.limit:
+        rows = rows[: args.limit]
+        info["rows_evaluated"] = len(rows)
+    info.update(path=_display(args.data), sha256=sha256_file(args.data))
+    timed = TimedClassifier(classifier, args.batch_size)
+    out = args.out or ROOT / "out" / "eval" / f"{classifier.name}-{classifier.version}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    temperature = None
+    calibration_file = None
+    if args.calibrate:
+        val_path = args.validation or next(
+            (p for p in (args.data.with_name(f"validation{args.data.suffix}"),) if p.is_file()), None
+        )
+        if val_path is None:
+            print("error: --calibrate needs --validation (no validation file beside --data)", file=sys.stderr)
+            return 1
+        try:
+            val_rows, val_info = select_rows(read_labelled(val_path), subset)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        val_probs = TimedClassifier(classifier, args.batch_size).probs([r["text"] for r in val_rows])
+        val_y = np.array([SEVERITY[r["label"]] for r in val_rows], dtype=int)
+        temperature = fit_temperature(val_probs, val_y)
+        calibration_file = out / CALIBRATION_NAME
+        calibration_file.write_text(json.dumps({
+            "method": "temperature",
+            "temperature": round(temperature, 6),
+            "applies_to": "softmax(log(p) / temperature) over the backend's probabilities",
+            "model": {"backend": classifier.name, "version": classifier.version},
+            "fitted_on": {"path": _display(val_path), "sha256": sha256_file(val_path), **val_info},
+            "validation_nll_before": round(negative_log_likelihood(val_probs, val_y), 4),
+            "validation_nll_after": round(negative_log_likelihood(apply_temperature(val_probs, temperature), val_y), 4),
+        }, indent=2) + "\n", encoding="utf-8")
+
+    started = time.time()
+    print(f"evaluating {classifier.name} {classifier.version} on {len(rows)} texts of {args.data}", file=sys.stderr)
+    try:
+        report = evaluate(timed, rows, normalizer=Normalizer(db), augmenter=Augmenter.from_database(db, seed=args.seed),
+                          db=db, n_variants=args.variants, temperature=temperature, data_info=info,
+                          probe_limit=args.probe_limit)
+    except ClassifierError as exc:
+        print(f"error: the classifier failed: {exc}", file=sys.stderr)
+        return 1
+    command = "uv run --all-extras python -m training.model_evaluation " + " ".join(sys.argv[1:] if argv is None else argv)
+    report["command"] = command
+    report["seconds"] = round(time.time() - started, 1)
+
+    report_path = out / REPORT_NAME
+    report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    md_path = out / "eval_report.md"
+    md_path.write_text(render_markdown(report, command), encoding="utf-8")
+    files = [report_path, md_path, *write_plots(report, out)]
+    if calibration_file:
+        files.append(calibration_file)
+
+    gate_result = None
+    if args.gate:
+        gate_result = gate(report, baseline, settings)
+        gate_path = out / GATE_NAME
+        gate_path.write_text(json.dumps(gate_result, indent=2) + "\n", encoding="utf-8")
+        files.append(gate_path)
+    if not args.no_mlflow:
+        try:
+            run_id = log_to_mlflow(report, files, gate_result, args.tracking_uri)
+            print(f"logged MLflow run {run_id}", file=sys.stderr)
+        except Exception as exc:  # tracking must not hide the result; say so and carry on
+            print(f"warning: could not log to MLflow: {exc}", file=sys.stderr)
+    print(json.dumps(report["summary"], indent=2))
+    print(f"wrote {report_path}, {md_path.name} and plots in {out}", file=sys.stderr)
+    if gate_result is not None:
+        if not gate_result["passed"]:
+            print("gate: FAILED", file=sys.stderr)
+            for reason in gate_result["reasons"]:
+                print(reason, file=sys.stderr)
+            return 1
+        print("gate: passed", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
