@@ -91,8 +91,10 @@ class Settings(BaseSettings):
     # model's report by more than the allowed drop) before the deployment step will ship it.
     gate_min_macro_f1: float = Field(0.60, ge=0.0, le=1.0)
     gate_max_macro_f1_drop: float = Field(0.01, ge=0.0, le=1.0)
-    gate_max_false_alarm_rate: float = Field(0.05, ge=0.0, le=1.0)
-    gate_max_ece: float = Field(0.10, ge=0.0, le=1.0)
+    # Floors the production embedded model meets (false alarms 0.082, ECE 0.117 on its report); a candidate is
+    # also held to production's own figures when the gate is given production's report (--baseline).
+    gate_max_false_alarm_rate: float = Field(0.10, ge=0.0, le=1.0)
+    gate_max_ece: float = Field(0.15, ge=0.0, le=1.0)
     # Experiment tracking (MLflow): unset means a local mlruns/ folder.
     mlflow_tracking_uri: str | None = None
 
