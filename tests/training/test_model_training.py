@@ -1,0 +1,190 @@
+"""The training orchestrator: a real SageMaker SDK v3 ModelTrainer job created against moto_server, the job
+record the deployment step reads, MLflow runs, one-line errors, and --local running the real entry point."""
+
+import hashlib
+import json
+
+import pytest
+
+pytest.importorskip("sagemaker.train")
+pytest.importorskip("mlflow")
+
+from core.labels import LABELS
+from training import model_training
+
+BUCKET = "algospeak-test"
+PREFIX = "algospeak/datasets/v-test"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerTraining"
+SECRET_VALUE = "hf_not_a_real_token_0123456789"
+
+
+def rows(n):
+    return "".join(json.dumps({"text": f"text number {i}", "label": LABELS[i % 4]}) + "\n" for i in range(n))
+
+
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory):
+    return f"sqlite:///{tmp_path_factory.mktemp('mlruns') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def aws(aws_env, monkeypatch, mlflow_uri):
+    """moto with a bucket holding an ingested dataset and its manifest, the execution role, an HF secret."""
+    import boto3
+
+    from core.settings import get_settings
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    for name in ("SAGEMAKER_ROLE_ARN", "HF_TOKEN", "HF_TOKEN_SECRET_ID", "SAGEMAKER_VALIDATE_ROLE"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    objects = []
+    for split, n in (("train", 8), ("validation", 4), ("test", 4)):
+        body = rows(n).encode()
+        key = f"{PREFIX}/data/{split}.jsonl"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        objects.append({"key": key, "uri": f"s3://{BUCKET}/{key}", "kind": "dataset", "size": len(body),
+                        "sha256": hashlib.sha256(body).hexdigest(), "rows": n})
+    manifest = {"version": "v-test", "bucket": BUCKET, "prefix": PREFIX, "objects": objects}
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/manifest.json", Body=json.dumps(manifest).encode())
+    boto3.client("iam").create_role(RoleName="SageMakerTraining", AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                  "Principal": {"Service": "sagemaker.amazonaws.com"}}]}))
+    boto3.client("secretsmanager").create_secret(Name="hf-token", SecretString=SECRET_VALUE)
+    yield f"s3://{BUCKET}/{PREFIX}/manifest.json"
+    get_settings.cache_clear()
+
+
+def launch(manifest, record, *extra):
+    return model_training.main(["--manifest", manifest, "--role", ROLE, "--bucket", BUCKET, "--record", str(record),
+                                "--skip-role-validation", "--poll-seconds", "0", *extra])
+
+
+def test_creates_the_job_and_records_what_deployment_needs(aws, tmp_path, capsys, mlflow_uri, monkeypatch):
+    import boto3
+    import mlflow
+    from botocore.endpoint import Endpoint
+
+    sent = {}  # the request bodies that went to moto, by operation (moto does not keep Environment)
+    make_request = Endpoint.make_request
+
+    def recording(self, operation_model, request_dict):
+        sent[operation_model.name] = request_dict.get("body")
+        return make_request(self, operation_model, request_dict)
+
+    monkeypatch.setattr(Endpoint, "make_request", recording)
+    record_path = tmp_path / "training_job.json"
+    code = launch(aws, record_path, "--no-wait", "--hf-token-secret", "hf-token", "--tag", "owner=ml",
+                  "--lora-r", "8", "-H", "packing=true")
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    record = json.loads(record_path.read_text())
+    assert set(record) >= {"job_name", "status", "model_artifact_uri", "base_model", "hyperparameters", "region",
+                           "image_uri", "created_at", "mlflow_run_id"}
+    job = boto3.client("sagemaker").describe_training_job(TrainingJobName=record["job_name"])
+    assert record["job_name"].startswith("algospeak-qlora")
+    assert record["model_artifact_uri"] == (
+        f"s3://{BUCKET}/algospeak/training/output/{record['job_name']}/output/model.tar.gz")
+    assert record["base_model"] == "Qwen/Qwen2.5-3B-Instruct" and record["region"] == "us-east-1"
+    assert "huggingface-pytorch-training" in record["image_uri"]
+    assert job["AlgorithmSpecification"]["TrainingImage"] == record["image_uri"]
+    assert job["RoleArn"] == ROLE
+    assert job["HyperParameters"]["lora-r"] == "8" and job["HyperParameters"]["packing"] == "true"
+    assert job["HyperParameters"]["base-model"] == "Qwen/Qwen2.5-3B-Instruct"
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
+    assert channels["train"] == f"s3://{BUCKET}/{PREFIX}/data/train.jsonl"
+    assert channels["validation"] == f"s3://{BUCKET}/{PREFIX}/data/validation.jsonl"
+    assert "test" not in channels
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["StoppingCondition"]["MaxWaitTimeInSeconds"] >= job["StoppingCondition"]["MaxRuntimeInSeconds"]
+    assert job["CheckpointConfig"]["S3Uri"].startswith(f"s3://{BUCKET}/")
+    assert job["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
+    # the token travels as a secret reference, never as a value
+    request = json.loads(sent["CreateTrainingJob"])
+    assert request["Environment"]["HF_TOKEN_SECRET_ID"].startswith("arn:aws:secretsmanager:")
+    assert {m["Name"] for m in request["AlgorithmSpecification"]["MetricDefinitions"]} >= {"eval_loss", "eval_macro_f1"}
+    everything = json.dumps(request) + json.dumps(job, default=str) + out.out + out.err + record_path.read_text()
+    assert SECRET_VALUE not in everything
+    tags = {t["Key"]: t["Value"] for t in boto3.client("sagemaker").list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]}
+    assert tags["owner"] == "ml" and tags["component"] == "stage2-qlora" and tags["dataset-version"] == "v-test"
+    # the code the job runs was uploaded: the entry point and the shared prompt module
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="algospeak/training/")
+            .get("Contents", [])]
+    assert any(k.endswith("training/train_script.py") for k in keys) and any(k.endswith("core/prompt.py") for k in keys)
+    # and MLflow has the run, with the job and where its model will be
+    mlflow.set_tracking_uri(mlflow_uri)
+    run = mlflow.get_run(record["mlflow_run_id"])
+    assert run.data.tags["job_name"] == record["job_name"]
+    assert run.data.tags["model_artifact_uri"] == record["model_artifact_uri"]
+    assert run.data.params["hp.lora-r"] == "8"
+
+
+def test_wait_streams_status_until_the_job_ends(aws, tmp_path, capsys):
+    record_path = tmp_path / "job.json"
+    assert launch(aws, record_path, "--wait", "--no-spot", "--no-checkpoints") == 0
+    err = capsys.readouterr().err
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "Completed"
+    assert f"{record['job_name']}: Completed" in err
+
+
+@pytest.mark.parametrize("drop, message", [
+    ("--role", "no SageMaker execution role"),
+    ("--bucket", "no S3 bucket"),
+    ("--manifest", "no dataset manifest"),
+])
+def test_missing_settings_are_one_line_errors(aws, tmp_path, capsys, drop, message):
+    argv = {"--manifest": aws, "--role": ROLE, "--bucket": BUCKET}
+    argv.pop(drop)
+    code = model_training.main([x for kv in argv.items() for x in kv] + ["--record", str(tmp_path / "r.json"),
+                                                                          "--skip-role-validation"])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_bad_inputs_are_one_line_errors(aws, tmp_path, capsys, monkeypatch):
+    record = tmp_path / "r.json"
+    assert launch(f"s3://{BUCKET}/{PREFIX}/nope/manifest.json", record) == 1
+    assert "manifest" in capsys.readouterr().err
+    assert model_training.main(["--manifest", aws, "--role", ROLE, "--bucket", "no-such-bucket",
+                                "--record", str(record)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert launch(aws, record, "--hf-token-secret", "missing-secret") == 1
+    assert "missing-secret not found" in capsys.readouterr().err
+    assert launch(aws, record, "-H", "no-such-option=1") == 1
+    assert "--no-such-option" in capsys.readouterr().err
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    assert launch(aws, record) == 1
+    assert "no AWS credentials" in capsys.readouterr().err
+    assert not record.exists()
+
+
+def test_local_mode_runs_the_entry_point_in_process(aws, tmp_path, tiny_qwen_dir, capsys, mlflow_uri):
+    """--local reads the same manifest (from moto), trains here, and records the local model dir."""
+    record_path = tmp_path / "job.json"
+    model_dir = tmp_path / "model"
+    code = model_training.main([
+        "--local", "--manifest", aws, "--record", str(record_path), "--model-dir", str(model_dir),
+        "--base-model", str(tiny_qwen_dir), "--epochs", "1", "--max-length", "128", "--batch-size", "4",
+        "--gradient-accumulation-steps", "1", "-H", "max-steps=1", "-H", "max-eval-samples=4"])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "Completed" and record["model_artifact_uri"] == str(model_dir.resolve())
+    assert record["base_model"] == str(tiny_qwen_dir) and record["mlflow_run_id"]
+    assert (model_dir / "adapter_model.safetensors").is_file() and (model_dir / "labels.json").is_file()
+    assert json.loads((model_dir / "training_config.json").read_text())["global_step"] == 1
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_uri)
+    run = mlflow.get_run(record["mlflow_run_id"])
+    assert "eval_loss" in run.data.metrics and run.data.tags["model_artifact_uri"] == str(model_dir.resolve())
+
+
+def test_default_image_is_the_hugging_face_training_container():
+    uri = model_training.default_image_uri("eu-west-1", "ml.g4dn.xlarge")
+    assert uri.startswith("763104351884.dkr.ecr.eu-west-1.amazonaws.com/huggingface-pytorch-training:")
+    assert "transformers5.3.0" in uri and "gpu" in uri

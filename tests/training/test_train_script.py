@@ -1,0 +1,230 @@
+"""The QLoRA entry point end to end on a tiny random Qwen2 (real Qwen2.5 tokenizer), through the real
+bitsandbytes 4-bit NF4 + peft path on CPU: train, save, reload, resume, merge."""
+
+import json
+import shutil
+
+import pytest
+
+pytest.importorskip("peft")
+pytest.importorskip("bitsandbytes")
+
+from core.labels import LABELS
+from training import train_script
+
+TEXTS = ["have a nice day", "go unalive yourself", "ppl who say seggs lol", "i will k1ll you tonight",
+         "the cat sat on the mat", "sewer slide is not a joke", "you absolute idiot", "great game last night"]
+PROBE = "time to unalive myself"
+
+
+def write_split(path, n, offset=0):
+    rows = [{"text": TEXTS[(i + offset) % len(TEXTS)], "label": LABELS[i % len(LABELS)], "source": "test"}
+            for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def argv(base, data, run, *extra):
+    return ["--train", str(data / "train.jsonl"), "--validation", str(data / "validation.jsonl"),
+            "--model-dir", str(run / "model"), "--checkpoint-dir", str(run / "checkpoints"),
+            "--base-model", str(base), "--max-length", "128", "--batch-size", "2",
+            "--gradient-accumulation-steps", "1", "--eval-batch-size", "4", "--epochs", "1", "--save-steps", "2",
+            "--save-total-limit", "3", "--learning-rate", "1e-2", "--logging-steps", "1", *extra]
+
+
+class Watch:
+    """A Trainer callback: parameters before and after training, and the trained model's probe logits."""
+
+    def __new__(cls, probe_batch):
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, model=None, **kw):
+                self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+            def on_train_end(self, args, state, control, model=None, **kw):
+                import torch
+
+                self.after = {n: p.detach().clone() for n, p in model.named_parameters()}
+                was_training = model.training
+                model.eval()
+                with torch.no_grad():
+                    self.logits = model(**probe_batch).logits.float()
+                model.train(was_training)
+
+        return Callback()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    write_split(folder / "train.jsonl", 8)
+    write_split(folder / "validation.jsonl", 4, offset=3)
+    return folder
+
+
+def probe_batch(base):
+    import torch
+    from transformers import AutoTokenizer
+
+    from core.prompt import PromptEncoder
+
+    ids = PromptEncoder(AutoTokenizer.from_pretrained(base), 128).prompt_ids(PROBE)
+    return {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_qwen_dir, data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    watch = Watch(probe_batch(tiny_qwen_dir))
+    args = train_script.build_parser().parse_args(argv(tiny_qwen_dir, data, run, "--merge"))
+    summary = train_script.train(args, callbacks=[watch])
+    return run, watch, summary
+
+
+def test_writes_the_output_contract(trained, tiny_qwen_dir, data):
+    run, _, summary = trained
+    model = run / "model"
+    assert summary["model_dir"] == str(model)
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "labels.json",
+                 "training_config.json", "metrics.json"):
+        assert (model / name).is_file(), name
+    labels = json.loads((model / "labels.json").read_text())
+    assert labels["labels"] == list(LABELS) and len(set(labels["label_first_token_ids"])) == 4
+    config = json.loads((model / "training_config.json").read_text())
+    assert config["base_model"] == str(tiny_qwen_dir) and config["max_length"] == 128
+    assert config["hyperparameters"]["lora_r"] == 16 and config["hyperparameters"]["lora_alpha"] == 32
+    assert config["quantization"]["bnb_4bit_quant_type"] == "nf4" and config["quantization"]["bnb_4bit_use_double_quant"]
+    assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= set(config["lora"]["target_modules"])
+    assert config["data"]["train"]["rows"] == 8
+    assert config["data"]["train"]["sha256"] == train_script.sha256_file(data / "train.jsonl")
+    assert {"torch", "transformers", "peft", "bitsandbytes"} <= set(config["versions"])
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert metrics["global_step"] == 4  # 8 examples, batch 2, one epoch
+    [epoch] = metrics["epochs"]  # evaluated once per epoch
+    assert epoch["eval_loss"] > 0 and 0.0 <= epoch["eval_macro_f1"] <= 1.0
+    # the loss is on the answer only: a label is a few tokens, so the loss starts near ln(vocab), not far above
+    assert metrics["train_loss_log"][0]["loss"] < 13.0
+
+
+def test_lora_weights_change_and_base_weights_do_not(trained):
+    _, watch, _ = trained
+    lora = [n for n in watch.before if "lora_" in n]
+    base = [n for n in watch.before if "lora_" not in n]
+    assert lora and base
+    assert all(not watch.before[n].equal(watch.after[n]) for n in lora if "lora_B" in n)
+    assert all(watch.before[n].equal(watch.after[n]) for n in base)
+    # the base really is 4-bit: packed uint8 weights in the linear layers
+    assert any(watch.before[n].dtype == __import__("torch").uint8 for n in base)
+
+
+def test_reloaded_adapter_gives_the_same_logits(trained, tiny_qwen_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    run, watch, _ = trained
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, quantization_config=quant, dtype=torch.float32,
+                                                device_map={"": "cpu"})
+    model = PeftModel.from_pretrained(base, run / "model").eval()
+    # bitsandbytes' CPU inference kernel (a repacked layout) differs from the training one by ~1e-3; compare
+    # like with like
+    train_script._keep_cpu_4bit_layout(model)
+    with torch.no_grad():
+        logits = model(**probe_batch(tiny_qwen_dir)).logits.float()
+    assert torch.allclose(logits, watch.logits, atol=1e-5, rtol=1e-5)
+    with model.disable_adapter(), torch.no_grad():
+        untrained = model(**probe_batch(tiny_qwen_dir)).logits.float()
+    assert not torch.allclose(untrained, logits, atol=1e-3)  # the adapter matters
+
+
+def test_merged_model_is_base_plus_lora_delta(trained, tiny_qwen_dir):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    run, _, _ = trained
+    merged_dir = run / "model" / "merged"
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir)
+    assert merged.dtype == torch.float16
+    assert json.loads((merged_dir / "labels.json").read_text())["labels"] == list(LABELS)
+    assert (merged_dir / "tokenizer.json").is_file()
+    base = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, dtype=torch.float16)
+    adapter = load_file(run / "model" / "adapter_model.safetensors")
+    config = json.loads((run / "model" / "adapter_config.json").read_text())
+    a = next(v for k, v in adapter.items() if "layers.0.self_attn.q_proj.lora_A" in k).float()
+    b = next(v for k, v in adapter.items() if "layers.0.self_attn.q_proj.lora_B" in k).float()
+    expected = base.model.layers[0].self_attn.q_proj.weight.float() + (b @ a) * config["lora_alpha"] / config["r"]
+    got = merged.model.layers[0].self_attn.q_proj.weight.float()
+    assert torch.allclose(got, expected, atol=2e-3)
+    assert not torch.allclose(got, base.model.layers[0].self_attn.q_proj.weight.float(), atol=1e-4)
+
+
+def test_resume_after_interruption_continues_from_the_checkpoint(trained, tiny_qwen_dir, data, tmp_path):
+    from safetensors.torch import load_file
+
+    run, _, _ = trained
+    # an interruption after step 2: only checkpoint-2 made it to the checkpoint store
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(run / "checkpoints" / "checkpoint-2", resumed / "checkpoints" / "checkpoint-2")
+    assert train_script.main(argv(tiny_qwen_dir, data, resumed)) == 0
+    config = json.loads((resumed / "model" / "training_config.json").read_text())
+    assert config["resumed_from_checkpoint"].endswith("checkpoint-2")
+    assert config["global_step"] == 4
+    steps = [e["step"] for e in json.loads((resumed / "model" / "metrics.json").read_text())["train_loss_log"]]
+    assert min(steps) <= 2 and max(steps) == 4  # history restored from the checkpoint, then steps 3-4
+    # the same weights as the uninterrupted run: data order, optimizer and RNG states were restored
+    first = load_file(run / "model" / "adapter_model.safetensors")
+    second = load_file(resumed / "model" / "adapter_model.safetensors")
+    assert first.keys() == second.keys()
+    for key in first:
+        assert (first[key] - second[key]).abs().max() < 1e-5, key
+
+
+def test_user_errors_are_one_line_and_exit_1(tmp_path, capsys, tiny_qwen_dir):
+    assert train_script.main(["--train", str(tmp_path / "nope"), "--model-dir", str(tmp_path / "m"),
+                              "--base-model", str(tiny_qwen_dir)]) == 1
+    assert "train data" in capsys.readouterr().err
+    bad = tmp_path / "train.jsonl"
+    bad.write_text(json.dumps({"text": "x", "label": "awful"}) + "\n")
+    assert train_script.main(["--train", str(bad), "--model-dir", str(tmp_path / "m"),
+                              "--base-model", str(tiny_qwen_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "awful" in err and err.count("\n") == 1
+
+
+def test_sagemaker_contract_defaults(monkeypatch, tmp_path):
+    monkeypatch.setenv("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train")
+    monkeypatch.setenv("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation")
+    monkeypatch.setenv("SM_MODEL_DIR", "/opt/ml/model")
+    monkeypatch.setenv("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")
+    # hyperparameters arrive as `--name value` strings, booleans as true/false
+    args = train_script.build_parser().parse_args(["--lora-r", "8", "--merge", "true", "--packing", "false"])
+    assert str(args.train) == "/opt/ml/input/data/train" and str(args.model_dir) == "/opt/ml/model"
+    assert args.lora_r == 8 and args.merge is True and args.packing is False
+    assert str(train_script._dirs(args)[2]) == train_script.SAGEMAKER_CHECKPOINT_DIR
+
+
+def test_packed_batches_give_the_same_loss_as_padded_ones(tiny_qwen_dir, tmp_path):
+    """--packing concatenates a batch into one row; position ids must keep the examples from attending to
+    each other (they do when the model runs without a KV cache, as load_model sets it up)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from core.prompt import PromptEncoder
+
+    args = train_script.build_parser().parse_args(["--base-model", str(tiny_qwen_dir), "--model-dir", str(tmp_path)])
+    model = train_script.load_model(args, torch.float32, None).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen_dir)
+    encoder = PromptEncoder(tokenizer, 128)
+    features = [dict(zip(("input_ids", "labels"), encoder.training_example(text, label), strict=True))
+                for text, label in (("hello there", "safe"), ("go k1ll yourself now please", "extremely_harmful"))]
+    with torch.no_grad():
+        padded = model(**train_script.PadCollator(tokenizer.pad_token_id)(features)).loss
+        packed_batch = train_script._packing_collator()(features)
+        packed = model(**packed_batch).loss
+    assert packed_batch["input_ids"].shape[0] == 1 and "attention_mask" not in packed_batch
+    assert torch.allclose(padded, packed, atol=1e-5)

@@ -1,0 +1,610 @@
+"""QLoRA fine-tuning of the Stage 2 classifier: the SageMaker training entry point, also runnable locally.
+
+    # locally, plain paths (a prepared dataset folder or single .jsonl/.parquet files)
+    uv run --all-extras python -m training.train_script --train out/prepared --validation out/prepared \\
+        --model-dir out/training/model --base-model Qwen/Qwen2.5-1.5B-Instruct --epochs 1 --merge
+    # in a SageMaker training job (`training.model_training` launches it): hyperparameters arrive as
+    # `--name value`, data in SM_CHANNEL_TRAIN / SM_CHANNEL_VALIDATION, the model goes to SM_MODEL_DIR,
+    # checkpoints to /opt/ml/checkpoints (synced to S3, so a spot interruption resumes where it stopped)
+
+What it does, in order:
+1. Reads `text` and `label` from the train and validation files and encodes each example with
+   `core.prompt.PromptEncoder`, the same prompt serving builds, through the model's chat template. The loss is
+   on the assistant's answer only (the prompt's labels are -100).
+2. Loads the base model (a hub id or a local directory) in 4-bit NF4 with double quantization, prepares it for
+   k-bit training (gradient checkpointing) and puts LoRA adapters on every linear projection (r=16, alpha=32
+   unless told otherwise). Compute is bf16 on GPUs that have it, fp16 on GPUs that do not (the T4 of g4dn),
+   float32 on CPU.
+3. Trains with the Hugging Face Trainer on length-grouped batches (or packed ones, --packing), saving a
+   checkpoint every --save-steps and resuming from the newest one it finds; evaluates on the validation split
+   each epoch: loss and macro-F1 of one-pass scoring (the four labels' first-token probabilities).
+4. Writes to the model dir: the adapter (adapter_config.json, adapter_model.safetensors), the tokenizer,
+   labels.json, training_config.json (every hyperparameter, library versions, data file hashes) and
+   metrics.json; with --merge also merged/, a full fp16 model that loads without peft.
+
+Errors a user can fix (missing data, an unknown label, a base model that does not load) are one line on
+stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a file: the SageMaker container runs `python training/train_script.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.labels import LABELS
+from core.prompt import PromptEncoder
+
+__all__ = ["TrainError", "build_parser", "main", "read_examples", "train"]
+
+DEFAULT_BASE_MODEL = "Qwen/Qwen2.5-3B-Instruct"
+SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"  # CheckpointConfig.LocalPath, synced to S3 by SageMaker
+LABELS_FILE = "labels.json"
+CONFIG_FILE = "training_config.json"
+METRICS_FILE = "metrics.json"
+# The line SageMaker's metric definitions read (model_training.METRIC_DEFINITIONS parses it).
+EVAL_LINE = "[eval] epoch={epoch:.2f} step={step} eval_loss={loss:.6f} eval_macro_f1={f1:.6f} eval_accuracy={acc:.6f}"
+
+
+class TrainError(RuntimeError):
+    """A problem the user can fix; the message is one line."""
+
+
+# --------------------------------------------------------------------------------------------- arguments
+
+
+def _bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _in_sagemaker() -> bool:
+    return "SM_TRAINING_ENV" in os.environ or "SM_MODEL_DIR" in os.environ
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = argparse.ArgumentParser(
+        prog="python -m training.train_script",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1].split("What it does")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    flag = {"nargs": "?", "const": True, "type": _bool}  # `--merge` locally, `--merge true` from SageMaker
+
+    io = p.add_argument_group("data and outputs (SageMaker sets them through the environment)")
+    io.add_argument("--train", type=Path, default=env("SM_CHANNEL_TRAIN"),
+                    help="train split: a .jsonl/.parquet file or a folder holding train.jsonl (SM_CHANNEL_TRAIN)")
+    io.add_argument("--validation", type=Path, default=env("SM_CHANNEL_VALIDATION"),
+                    help="validation split, the same way (SM_CHANNEL_VALIDATION); omitted: no evaluation")
+    io.add_argument("--model-dir", type=Path, default=env("SM_MODEL_DIR"),
+                    help="where the adapter, tokenizer, labels.json and configs go (SM_MODEL_DIR)")
+    io.add_argument("--output-data-dir", type=Path, default=env("SM_OUTPUT_DATA_DIR"),
+                    help="extra outputs (SM_OUTPUT_DATA_DIR; default: beside the model dir)")
+    io.add_argument("--checkpoint-dir", type=Path, default=None,
+                    help=f"checkpoints ({SAGEMAKER_CHECKPOINT_DIR} in SageMaker; default: beside the model dir)")
+
+    m = p.add_argument_group("model")
+    m.add_argument("--base-model", default=env("BASE_MODEL_ID") or DEFAULT_BASE_MODEL,
+                   help="hub id or local directory (BASE_MODEL_ID; default %(default)s: Qwen research licence, "
+                        "non-commercial; Qwen/Qwen2.5-1.5B-Instruct is Apache-2.0)")
+    m.add_argument("--quantization", choices=["nf4", "none"], default="nf4",
+                   help="nf4: QLoRA (4-bit NF4, double quantization); none: LoRA on the unquantized model")
+    m.add_argument("--compute-dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="auto: bf16 on GPUs with bf16, fp16 on GPUs without (T4), float32 on CPU")
+    m.add_argument("--lora-r", type=int, default=16)
+    m.add_argument("--lora-alpha", type=int, default=32)
+    m.add_argument("--lora-dropout", type=float, default=0.05)
+    m.add_argument("--lora-target-modules", default="all-linear",
+                   help="comma-separated module names, or all-linear (every linear projection but the head)")
+    m.add_argument("--gradient-checkpointing", default=True, **flag)
+    m.add_argument("--max-length", type=int, default=512, help="tokens per example, prompt and answer")
+
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=float, default=2.0)
+    t.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (overrides --epochs)")
+    t.add_argument("--learning-rate", type=float, default=2e-4)
+    t.add_argument("--batch-size", type=int, default=8, help="per device")
+    t.add_argument("--eval-batch-size", type=int, default=16)
+    t.add_argument("--gradient-accumulation-steps", type=int, default=2)
+    t.add_argument("--warmup-ratio", type=float, default=0.03)
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--lr-scheduler", default="cosine")
+    t.add_argument("--group-by-length", default=True, **flag, help="batches of similar lengths (less padding)")
+    t.add_argument("--packing", default=False, **flag,
+                   help="pack each batch into one row without padding (position ids keep examples apart)")
+    t.add_argument("--max-train-samples", type=int, default=None)
+    t.add_argument("--max-eval-samples", type=int, default=None)
+    t.add_argument("--save-steps", type=int, default=100, help="checkpoint every N optimizer steps")
+    t.add_argument("--save-total-limit", type=int, default=2)
+    t.add_argument("--resume", default=True, **flag, help="continue from the newest checkpoint found")
+    t.add_argument("--logging-steps", type=int, default=10)
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--merge", default=False, **flag, help="also write merged/, a full fp16 model for serving")
+    return p
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def data_file(path: Path, split: str) -> Path:
+    """The file for `split`: `path` itself, or in a folder `<split>.jsonl`, `<split>.parquet`, or its only
+    .jsonl/.parquet file (a SageMaker channel holds exactly the file it was given)."""
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise TrainError(f"{split} data {path} not found")
+    for name in (f"{split}.jsonl", f"{split}.parquet"):
+        if (path / name).is_file():
+            return path / name
+    candidates = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".parquet"))
+    if len(candidates) == 1:
+        return candidates[0]
+    raise TrainError(f"no {split}.jsonl or {split}.parquet in {path} (found {[c.name for c in candidates]})")
+
+
+def read_examples(path: Path) -> list[dict[str, str]]:
+    """`text` and `label` of every row of a .jsonl or .parquet file, checked against LABELS."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.read_table(path, columns=["text", "label"]).to_pylist()
+        except (KeyError, ValueError) as err:
+            raise TrainError(f"{path} has no text and label columns ({err})") from None
+    else:
+        rows = []
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as err:
+                        raise TrainError(f"{path}:{n} is not JSON ({err})") from None
+    examples = []
+    for n, row in enumerate(rows, 1):
+        text, label = row.get("text"), row.get("label")
+        if not isinstance(text, str) or label not in LABELS:
+            raise TrainError(f"{path} row {n}: needs a text and a label in {', '.join(LABELS)}, got {label!r}")
+        examples.append({"text": text, "label": label})
+    if not examples:
+        raise TrainError(f"{path} has no rows")
+    return examples
+
+
+class EncodedDataset:
+    """Encoded examples as a map-style dataset (what the Trainer and its length-grouped sampler read)."""
+
+    def __init__(self, encoder: PromptEncoder, examples: list[dict[str, str]]):
+        self.items = []
+        for ex in examples:
+            input_ids, labels = encoder.training_example(ex["text"], ex["label"])
+            self.items.append({"input_ids": input_ids, "labels": labels})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        return self.items[i]
+
+
+@dataclass
+class PadCollator:
+    """Right-pads a batch: pad id in input_ids, 0 in the attention mask, -100 in labels."""
+
+    pad_id: int
+
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        labels = torch.full((len(features), width), -100, dtype=torch.long)
+        for i, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[i, :n] = torch.tensor(f["input_ids"])
+            mask[i, :n] = 1
+            labels[i, :n] = torch.tensor(f["labels"])
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+# --------------------------------------------------------------------------------------------- metrics
+
+
+def macro_f1(true: list[int], pred: list[int], n_classes: int = len(LABELS)) -> float:
+    """Unweighted mean of per-class F1 over the classes that occur in `true` or `pred`."""
+    scores = []
+    for c in range(n_classes):
+        tp = sum(1 for t, p in zip(true, pred) if t == c and p == c)
+        fp = sum(1 for t, p in zip(true, pred) if t != c and p == c)
+        fn = sum(1 for t, p in zip(true, pred) if t == c and p != c)
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def answer_scores(logits, labels, label_first_ids: list[int]):
+    """The label-first-token logits at the position that predicts the answer's first token: [batch, labels].
+    One forward pass scores all four labels (what serving does)."""
+    import torch
+
+    first_answer = (labels != -100).int().argmax(dim=1)
+    rows = torch.arange(labels.shape[0], device=labels.device)
+    return logits[rows, first_answer - 1][:, label_first_ids].float()
+
+
+def _metrics_fn(label_first_ids: list[int]):
+    import numpy as np
+
+    def compute(eval_pred) -> dict[str, float]:
+        scores, labels = eval_pred.predictions, eval_pred.label_ids
+        first_answer = (labels != -100).argmax(axis=1)
+        answer_token = labels[np.arange(len(labels)), first_answer]
+        true = [label_first_ids.index(int(t)) for t in answer_token]
+        pred = [int(i) for i in np.asarray(scores).argmax(axis=1)]
+        return {"macro_f1": macro_f1(true, pred), "accuracy": sum(t == p for t, p in zip(true, pred)) / len(true)}
+
+    return compute
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+def resolve_dtype(name: str):
+    import torch
+
+    if name != "auto":
+        return getattr(torch, name)
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def hf_token() -> str | None:
+    """HF_TOKEN, or the Secrets Manager secret HF_TOKEN_SECRET_ID names (a plain string, or JSON with an
+    HF_TOKEN key). The token is put in this process's environment for the hub client and never printed."""
+    if os.environ.get("HF_TOKEN"):
+        return os.environ["HF_TOKEN"]
+    secret_id = os.environ.get("HF_TOKEN_SECRET_ID")
+    if not secret_id:
+        return None
+    import boto3
+
+    try:
+        value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+    except Exception as err:  # noqa: BLE001 - any failure is the same user-facing problem
+        raise TrainError(f"cannot read the HF token secret {secret_id}: {type(err).__name__}") from None
+    try:
+        parsed = json.loads(value)
+        value = parsed.get("HF_TOKEN") or parsed.get("token") if isinstance(parsed, dict) else value
+    except json.JSONDecodeError:
+        pass
+    if not value:
+        raise TrainError(f"secret {secret_id} holds no HF token")
+    os.environ["HF_TOKEN"] = value
+    return value
+
+
+def load_model(args: argparse.Namespace, dtype, token: str | None):
+    """The base model, 4-bit NF4 (or not), prepared for k-bit training, with LoRA on every linear layer."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kwargs: dict[str, Any] = {"dtype": dtype, "token": token}
+    if args.quantization == "nf4":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+        kwargs["device_map"] = {"": torch.cuda.current_device() if torch.cuda.is_available() else "cpu"}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(args.base_model), **kwargs)
+    except OSError as err:
+        raise TrainError(f"cannot load base model {args.base_model}: {str(err).splitlines()[0]}") from None
+    model.config.use_cache = False
+    if args.quantization == "nf4" and not torch.cuda.is_available():
+        _keep_cpu_4bit_layout(model)
+    gc_kwargs = {"use_reentrant": False}
+    if args.quantization == "nf4":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=gc_kwargs)
+    elif args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)
+        model.enable_input_require_grads()
+    targets = args.lora_target_modules
+    lora = LoraConfig(
+        r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, bias="none",
+        task_type="CAUSAL_LM",
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
+    )
+    return get_peft_model(model, lora)
+
+
+def _keep_cpu_4bit_layout(model) -> None:
+    """bitsandbytes (0.50) repacks 4-bit weights into a CPU inference layout the first time a layer runs in
+    eval mode without grad, and never unpacks them for training: the next training step after an evaluation
+    fails (an in-place bias add on a leaf). Keeping the training layout costs a little evaluation speed."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "peft", "bitsandbytes", "accelerate"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+class _EvalPrinter:
+    """Prints one parseable line per evaluation, for the log and SageMaker's metric definitions."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class Printer(TrainerCallback):
+            def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+                m = metrics or {}
+                print(EVAL_LINE.format(epoch=state.epoch or 0.0, step=state.global_step,
+                                       loss=m.get("eval_loss", math.nan), f1=m.get("eval_macro_f1", math.nan),
+                                       acc=m.get("eval_accuracy", math.nan)), flush=True)
+
+        return Printer()
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+def _dirs(args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    if args.model_dir is None:
+        raise TrainError("no model dir: pass --model-dir (SageMaker sets SM_MODEL_DIR)")
+    model_dir = Path(args.model_dir)
+    output_dir = Path(args.output_data_dir) if args.output_data_dir else model_dir.parent / "output"
+    if args.checkpoint_dir:
+        checkpoint_dir = Path(args.checkpoint_dir)
+    elif _in_sagemaker():
+        checkpoint_dir = Path(SAGEMAKER_CHECKPOINT_DIR)
+    else:
+        checkpoint_dir = model_dir.parent / "checkpoints"
+    return model_dir, output_dir, checkpoint_dir
+
+
+def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, flush=True),
+          callbacks: list | None = None) -> dict[str, Any]:
+    """Fine-tune, evaluate each epoch, save; return what was written (also in training_config.json).
+    `callbacks` are extra Trainer callbacks (tests watch the weights with one)."""
+    if args.train is None:
+        raise TrainError("no training data: pass --train (SageMaker sets SM_CHANNEL_TRAIN)")
+    model_dir, output_dir, checkpoint_dir = _dirs(args)
+    train_file = data_file(Path(args.train), "train")
+    val_file = data_file(Path(args.validation), "validation") if args.validation else None
+    train_rows = read_examples(train_file)[: args.max_train_samples]
+    val_rows = read_examples(val_file)[: args.max_eval_samples] if val_file else []
+
+    import torch
+    import transformers
+    from transformers import AutoTokenizer, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    started = time.time()
+    transformers.set_seed(args.seed)
+    token = hf_token()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(args.base_model), token=token)
+    except OSError as err:
+        raise TrainError(f"cannot load the tokenizer of {args.base_model}: {str(err).splitlines()[0]}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    encoder = PromptEncoder(tokenizer, args.max_length)
+    train_ds = EncodedDataset(encoder, train_rows)
+    val_ds = EncodedDataset(encoder, val_rows) if val_rows else None
+    log(f"data: {len(train_ds)} train, {len(val_ds or [])} validation examples (max_length {args.max_length})")
+
+    dtype = resolve_dtype(args.compute_dtype)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model(args, dtype, token)
+    trainable, total = model.get_nb_trainable_parameters()
+    log(f"model: {args.base_model} ({args.quantization}, compute {str(dtype).removeprefix('torch.')}, {device}); "
+        f"LoRA r={args.lora_r} alpha={args.lora_alpha}: {trainable:,} of {total:,} parameters trainable")
+
+    sampling = {}
+    if args.group_by_length and not args.packing:
+        fields = TrainingArguments.__dataclass_fields__
+        sampling = ({"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in fields
+                    else {"group_by_length": True})
+    evaluating = val_ds is not None
+    targs = TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps,
+        learning_rate=args.learning_rate,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        warmup_steps=args.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=args.weight_decay,
+        lr_scheduler_type=args.lr_scheduler,
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
+        eval_strategy="epoch" if evaluating else "no",
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        logging_steps=args.logging_steps,
+        seed=args.seed,
+        remove_unused_columns=False,
+        report_to="none",
+        optim="adamw_torch",
+        disable_tqdm=True,
+        use_cpu=device == "cpu",
+        dataloader_pin_memory=device == "cuda",
+        **sampling,
+    )
+    pad = PadCollator(tokenizer.pad_token_id)
+    trainer = _trainer_class()(
+        model=model, args=targs, train_dataset=train_ds, eval_dataset=val_ds,
+        data_collator=_packing_collator() if args.packing else pad,
+        compute_metrics=_metrics_fn(encoder.label_first_ids) if evaluating else None,
+        preprocess_logits_for_metrics=(lambda logits, labels: answer_scores(logits, labels, encoder.label_first_ids))
+        if evaluating else None,
+        callbacks=[_EvalPrinter(), *(callbacks or [])],
+    )
+    trainer.eval_collator = pad
+
+    resume_from = None
+    if args.resume and checkpoint_dir.is_dir():
+        resume_from = get_last_checkpoint(str(checkpoint_dir))
+    if resume_from:
+        log(f"resuming from {resume_from}")
+    result = trainer.train(resume_from_checkpoint=resume_from)
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    trainer.model.save_pretrained(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    labels_doc = {"labels": list(LABELS), "label_first_token_ids": list(encoder.label_first_ids)}
+    _write_json(model_dir / LABELS_FILE, labels_doc)
+
+    epochs = [
+        {"epoch": e["epoch"], "step": e["step"], "eval_loss": e["eval_loss"],
+         "eval_macro_f1": e.get("eval_macro_f1"), "eval_accuracy": e.get("eval_accuracy")}
+        for e in trainer.state.log_history if "eval_loss" in e
+    ]
+    train_losses = [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
+    metrics = {"epochs": epochs, "train_loss": result.training_loss, "train_loss_log": train_losses,
+               "global_step": trainer.state.global_step, "train_runtime_s": round(time.time() - started, 1)}
+    _write_json(model_dir / METRICS_FILE, metrics)
+
+    config = {
+        "base_model": str(args.base_model),
+        "max_length": args.max_length,
+        "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(args).items())
+                            if k not in ("train", "validation", "model_dir", "output_data_dir", "checkpoint_dir")},
+        "compute_dtype": str(dtype).removeprefix("torch."),
+        "device": device,
+        "quantization": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True}
+        if args.quantization == "nf4" else None,
+        "lora": {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout,
+                 "target_modules": sorted({m.rsplit(".", 1)[-1] for m in model.peft_config["default"].target_modules})},
+        "trainable_parameters": trainable,
+        "labels": labels_doc,
+        "data": {name: {"file": f.name, "sha256": sha256_file(f), "rows": n}
+                 for name, f, n in (("train", train_file, len(train_ds)), ("validation", val_file, len(val_rows)))
+                 if f is not None},
+        "resumed_from_checkpoint": resume_from,
+        "global_step": trainer.state.global_step,
+        "versions": _versions(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    _write_json(model_dir / CONFIG_FILE, config)
+    _write_json(output_dir / METRICS_FILE, metrics)
+    log(f"saved adapter, tokenizer, {LABELS_FILE}, {CONFIG_FILE}, {METRICS_FILE} to {model_dir}")
+
+    if args.merge:
+        del trainer, model
+        _free_memory()
+        merge_adapter(model_dir, str(args.base_model), token=token)
+        log(f"saved merged fp16 model to {model_dir / 'merged'}")
+    return {"model_dir": str(model_dir), "metrics": metrics, "config": config}
+
+
+def merge_adapter(model_dir: Path, base_model: str, token: str | None = None) -> Path:
+    """Fold the adapter into the (unquantized, fp16) base weights; save model, tokenizer and labels.json."""
+    import shutil
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = Path(model_dir) / "merged"
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float16, token=token)
+    merged = PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload()
+    merged.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(str(out))
+    shutil.copy(Path(model_dir) / LABELS_FILE, out / LABELS_FILE)
+    return out
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class ClassifierTrainer(Trainer):
+        """Evaluation always uses padded batches (answer positions are read per row), even with packing."""
+
+        eval_collator = None
+
+        def get_eval_dataloader(self, eval_dataset=None):
+            collator, self.data_collator = self.data_collator, self.eval_collator or self.data_collator
+            try:
+                return super().get_eval_dataloader(eval_dataset)
+            finally:
+                self.data_collator = collator
+
+    return ClassifierTrainer
+
+
+def _packing_collator():
+    from transformers import DataCollatorWithFlattening
+
+    return DataCollatorWithFlattening()
+
+
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summary = train(args)
+    except TrainError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps({"model_dir": summary["model_dir"], "global_step": summary["metrics"]["global_step"],
+                      "epochs": summary["metrics"]["epochs"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
