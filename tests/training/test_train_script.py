@@ -228,3 +228,19 @@ def test_packed_batches_give_the_same_loss_as_padded_ones(tiny_qwen_dir, tmp_pat
         packed = model(**packed_batch).loss
     assert packed_batch["input_ids"].shape[0] == 1 and "attention_mask" not in packed_batch
     assert torch.allclose(padded, packed, atol=1e-5)
+
+
+def test_the_training_output_is_what_serving_loads(trained, tiny_qwen_dir):
+    """The contract between training and serving: the adapter dir and its merged/ model both load in the
+    inference core, agree with each other, and score differently from the untrained base."""
+    from deployment.inference import LabelScorer
+
+    run, _, _ = trained
+    texts = [PROBE, *TEXTS]
+    adapter = LabelScorer.from_dir(run / "model", device="cpu", dtype="float32").score(texts)
+    merged = LabelScorer.from_dir(run / "model" / "merged", device="cpu", dtype="float32").score(texts)
+    base = LabelScorer.from_dir(tiny_qwen_dir, device="cpu", dtype="float32").score(texts)
+    for a, m, b in zip(adapter, merged, base):
+        assert sum(a.scores.values()) == pytest.approx(1.0, abs=1e-5)
+        assert max(abs(a.scores[k] - m.scores[k]) for k in LABELS) < 5e-3  # merged/ is fp16
+    assert max(abs(a.scores[k] - b.scores[k]) for a, b in zip(adapter, base) for k in LABELS) > 1e-2
