@@ -370,16 +370,24 @@ def read_labelled(path: Path) -> list[dict[str, Any]]:
 
 
 def seen_by_embedded(rows: list[dict]) -> list[bool]:
-    """True for rows the embedded model trained on: from one of the shared sources it was trained on (rows
-    without a source are assumed unseen) and in its training split. train_embedded splits by a hash of the
-    near-duplicate key, so this reproduces its split exactly."""
+    """True for rows the embedded model trained on. train_embedded splits the shared sources by a hash of the
+    near-duplicate key, so a row was seen when its key falls in that training split and either it comes from a
+    shared source or its key is one of theirs (a near-duplicate kept under another source's name)."""
     import polars as pl
 
-    from data.readers import SHARED_SOURCE_NAMES, dedupe_key
+    from data.readers import SHARED_SOURCE_NAMES, dedupe_key, load_shared_sources
     from training.train_embedded import split_of
 
-    keys = pl.DataFrame({"text": [r["text"] for r in rows]}).select(dedupe_key(pl.col("text"))).to_series().to_list()
-    return [r.get("source") in SHARED_SOURCE_NAMES and split_of(k) == "train" for r, k in zip(rows, keys)]
+    def keys_of(texts: list[str]) -> list[str]:
+        return pl.DataFrame({"text": texts}).select(dedupe_key(pl.col("text"))).to_series().to_list()
+
+    keys = keys_of([r["text"] for r in rows])
+    if all(r.get("source") in SHARED_SOURCE_NAMES for r in rows):
+        shared_keys: set[str] = set()
+    else:
+        shared_keys = set(keys_of(load_shared_sources()["text"].to_list()))
+    return [split_of(k) == "train" and (r.get("source") in SHARED_SOURCE_NAMES or k in shared_keys)
+            for r, k in zip(rows, keys)]
 
 
 def select_rows(rows: list[dict], subset: str) -> tuple[list[dict], dict[str, Any]]:

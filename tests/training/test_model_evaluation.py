@@ -234,3 +234,25 @@ def test_tiny_transformers_model_end_to_end(tiny_qwen_dir, labelled_file, tmp_pa
     report = json.loads((out / "eval_report.json").read_text())
     assert report["model"]["backend"] == classifier.name and report["data"]["subset"] == "all"
     _hand_check(report, classifier)
+
+
+def test_seen_by_embedded_follows_the_training_split_across_sources():
+    import polars as pl
+
+    from data.readers import dedupe_key, load_shared_sources
+    from training.model_evaluation import seen_by_embedded
+    from training.train_embedded import split_of
+
+    shared = load_shared_sources().head(400)
+    keys = shared.select(dedupe_key(pl.col("text"))).to_series().to_list()
+    trained = next(t for t, k in zip(shared["text"], keys) if k and split_of(k) == "train")
+    held_out = next(t for t, k in zip(shared["text"], keys) if k and split_of(k) == "test")
+    source = shared["source"][0]
+    rows = [
+        {"text": trained, "source": source},  # a training text: seen
+        {"text": held_out, "source": source},  # in the embedded model's test split: unseen
+        {"text": trained, "source": "jigsaw_unintended_bias"},  # the same text under another source: seen
+        {"text": "a sentence written for this test only, 7f3a9c", "source": "jigsaw_unintended_bias"},
+    ]
+    assert seen_by_embedded(rows)[:3] == [True, False, True]
+    assert seen_by_embedded(rows)[3] is False
