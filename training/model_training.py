@@ -15,10 +15,12 @@ SageMaker mode builds the job with the SageMaker Python SDK v3 `ModelTrainer`: t
 container for the region (--image-uri to change it), `training/train_script.py` with `core/` as the source code,
 the manifest's train and validation files as the `train` and `validation` channels, managed spot training with
 checkpoints synced to S3 (a spot interruption resumes from the last one), metric definitions for the per-epoch
-validation loss and macro-F1, and tags. A Hugging Face token is never sent as a value: pass the name or ARN of a
-Secrets Manager secret (--hf-token-secret); the job reads it at start (its role needs
-secretsmanager:GetSecretValue on it). `--wait` streams the job's status until it ends; `--no-wait` returns once
-it is created.
+validation loss and macro-F1, and tags. A checkpoint is resumed only by the same run (same data and
+hyperparameters: train_script's run fingerprint); a reused --checkpoint-s3-uri holding another run's checkpoints
+fails the job with the reason, unless `-H overwrite-checkpoints=true` (start over) or `-H no-resume=true`.
+A Hugging Face token is never sent as a value: pass the name or ARN of a Secrets Manager secret
+(--hf-token-secret); the job reads it at start (its role needs secretsmanager:GetSecretValue on it).
+`--wait` streams the job's status until it ends; `--no-wait` returns once it is created.
 
 Either way the job record (default out/training/training_job.json) gets: job_name, status, model_artifact_uri
 (s3://.../model.tar.gz, or the local model dir), base_model, hyperparameters, region, image_uri, created_at,
@@ -57,8 +59,9 @@ HF_PYTORCH_VERSION = "pytorch2.9.0"
 HF_PY_VERSION = "py312"
 FALLBACK_IMAGE = ("763104351884.dkr.ecr.{region}.amazonaws.com/huggingface-pytorch-training:"
                   "2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04")
-# Installed in the container on top of the image (which has torch, transformers, accelerate).
-CONTAINER_REQUIREMENTS = ("peft>=0.17", "bitsandbytes>=0.46")
+# Installed in the container on top of the image (which has torch, transformers, accelerate, numpy);
+# pydantic-settings for core.settings, which training.model_evaluation (the shared macro-F1) imports.
+CONTAINER_REQUIREMENTS = ("peft>=0.17", "bitsandbytes>=0.46", "pydantic>=2.7", "pydantic-settings>=2.3")
 # Regexes over train_script.EVAL_LINE, so SageMaker records the per-epoch validation metrics.
 METRIC_DEFINITIONS = {
     "eval_loss": r"eval_loss=([0-9.eE+-]+)",
@@ -66,9 +69,9 @@ METRIC_DEFINITIONS = {
     "eval_accuracy": r"eval_accuracy=([0-9.eE+-]+)",
 }
 TERMINAL = ("Completed", "Failed", "Stopped")
-# What the job runs: train_script and the modules it imports.
-SOURCE_FILES = ("core/__init__.py", "core/labels.py", "core/prompt.py", "training/__init__.py",
-                "training/train_script.py")
+# What the job runs: train_script and the modules it imports (model_evaluation for the macro-F1 definition).
+SOURCE_FILES = ("core/__init__.py", "core/labels.py", "core/prompt.py", "core/settings.py", "training/__init__.py",
+                "training/model_evaluation.py", "training/train_script.py")
 # Hyperparameters the launcher always sets (the entry point's defaults otherwise); -H adds or overrides any.
 HYPERPARAMETER_FLAGS = ("epochs", "learning_rate", "lora_r", "lora_alpha", "max_length", "batch_size",
                         "gradient_accumulation_steps", "merge")

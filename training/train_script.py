@@ -16,14 +16,25 @@ What it does, in order:
    unless told otherwise). Compute is bf16 on GPUs that have it, fp16 on GPUs that do not (the T4 of g4dn),
    float32 on CPU.
 3. Trains with the Hugging Face Trainer on length-grouped batches (or packed ones, --packing), saving a
-   checkpoint every --save-steps and resuming from the newest one it finds; evaluates on the validation split
-   each epoch: loss and macro-F1 of one-pass scoring (the four labels' first-token probabilities).
+   checkpoint every --save-steps and resuming from the newest one it finds, but only when that checkpoint is
+   from the same training run (see Checkpoints); evaluates on the validation split each epoch: loss, accuracy
+   and macro-F1 (`training.model_evaluation.macro_f1`, the figure the evaluation report gives) of one-pass
+   scoring (the four labels' first-token probabilities).
 4. Writes to the model dir: the adapter (adapter_config.json, adapter_model.safetensors), the tokenizer,
    labels.json, training_config.json (every hyperparameter, library versions, data file hashes) and
    metrics.json; with --merge also merged/, a full fp16 model that loads without peft.
 
-Errors a user can fix (missing data, an unknown label, a base model that does not load) are one line on
-stderr and exit status 1.
+Checkpoints: when training starts, run_fingerprint.json goes into the checkpoint folder (and into every
+checkpoint saved): the sha256 of the train and validation files, the base model and every hyperparameter that
+changes the model, the optimizer or the schedule. A checkpoint is resumed only when its fingerprint matches this
+run's; otherwise (other data, another --lora-r, a checkpoint without a fingerprint) training refuses to start,
+in SageMaker too, rather than continue someone else's run. Then either --no-resume (train from step 0 and keep
+no checkpoints; the folder is neither read nor written) or --overwrite-checkpoints (delete the folder's
+checkpoints, train from step 0 with checkpoints); from `training.model_training`, `-H overwrite-checkpoints=true`
+or `-H no-resume=true`.
+
+Errors a user can fix (missing data, an unknown label, a base model that does not load, checkpoints from
+another run) are one line on stderr and exit status 1; in SageMaker the line is also the job's failure reason.
 """
 
 from __future__ import annotations
@@ -45,14 +56,24 @@ if __package__ in (None, ""):  # run as a file: the SageMaker container runs `py
 
 from core.labels import LABELS
 from core.prompt import PromptEncoder
+from training.model_evaluation import macro_f1
 
-__all__ = ["TrainError", "build_parser", "main", "read_examples", "train"]
+__all__ = ["TrainError", "build_parser", "main", "read_examples", "run_fingerprint", "train"]
 
 DEFAULT_BASE_MODEL = "Qwen/Qwen2.5-3B-Instruct"
 SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"  # CheckpointConfig.LocalPath, synced to S3 by SageMaker
 LABELS_FILE = "labels.json"
 CONFIG_FILE = "training_config.json"
 METRICS_FILE = "metrics.json"
+FINGERPRINT_FILE = "run_fingerprint.json"
+# What makes two runs the same run: the options that change the model, the optimizer, the schedule or the data
+# (and so what a checkpoint holds). Not here: paths, evaluation batch size, logging and saving cadence, --merge.
+FINGERPRINT_OPTIONS = (
+    "base_model", "quantization", "compute_dtype", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+    "max_length", "epochs", "max_steps", "learning_rate", "batch_size", "gradient_accumulation_steps",
+    "warmup_ratio", "weight_decay", "lr_scheduler", "group_by_length", "packing", "max_train_samples",
+    "max_eval_samples", "seed",
+)
 # The line SageMaker's metric definitions read (model_training.METRIC_DEFINITIONS parses it).
 EVAL_LINE = "[eval] epoch={epoch:.2f} step={step} eval_loss={loss:.6f} eval_macro_f1={f1:.6f} eval_accuracy={acc:.6f}"
 
@@ -77,6 +98,13 @@ def _bool(value: str | bool) -> bool:
 
 def _in_sagemaker() -> bool:
     return "SM_TRAINING_ENV" in os.environ or "SM_MODEL_DIR" in os.environ
+
+
+class _NegatedFlag(argparse.Action):
+    """`--no-resume` (or `--no-resume true|false`, as SageMaker passes it) sets `resume` to the opposite."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, not values)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-eval-samples", type=int, default=None)
     t.add_argument("--save-steps", type=int, default=100, help="checkpoint every N optimizer steps")
     t.add_argument("--save-total-limit", type=int, default=2)
-    t.add_argument("--resume", default=True, **flag, help="continue from the newest checkpoint found")
+    t.add_argument("--resume", default=True, **flag,
+                   help="continue from the newest checkpoint of the same run (same data and hyperparameters)")
+    t.add_argument("--no-resume", dest="resume", action=_NegatedFlag, nargs="?", const=True, type=_bool,
+                   help="train from step 0 and keep no checkpoints (the checkpoint folder is not read or written)")
+    t.add_argument("--overwrite-checkpoints", default=False, **flag,
+                   help="delete the checkpoint folder's checkpoints (another run's) and train from step 0")
     t.add_argument("--logging-steps", type=int, default=10)
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--merge", default=False, **flag, help="also write merged/, a full fp16 model for serving")
@@ -234,18 +267,6 @@ class PadCollator:
 # --------------------------------------------------------------------------------------------- metrics
 
 
-def macro_f1(true: list[int], pred: list[int], n_classes: int = len(LABELS)) -> float:
-    """Unweighted mean of per-class F1 over the classes that occur in `true` or `pred`."""
-    scores = []
-    for c in range(n_classes):
-        tp = sum(1 for t, p in zip(true, pred) if t == c and p == c)
-        fp = sum(1 for t, p in zip(true, pred) if t != c and p == c)
-        fn = sum(1 for t, p in zip(true, pred) if t == c and p != c)
-        if tp + fp + fn:
-            scores.append(2 * tp / (2 * tp + fp + fn))
-    return sum(scores) / len(scores) if scores else 0.0
-
-
 def answer_scores(logits, labels, label_first_ids: list[int]):
     """The label-first-token logits at the position that predicts the answer's first token: [batch, labels].
     One forward pass scores all four labels (what serving does)."""
@@ -260,12 +281,15 @@ def _metrics_fn(label_first_ids: list[int]):
     import numpy as np
 
     def compute(eval_pred) -> dict[str, float]:
+        """Accuracy and macro-F1 as training.model_evaluation defines it (over the labels present in the true
+        labels), so the per-epoch figure and the evaluation report's can be compared."""
         scores, labels = eval_pred.predictions, eval_pred.label_ids
         first_answer = (labels != -100).argmax(axis=1)
         answer_token = labels[np.arange(len(labels)), first_answer]
-        true = [label_first_ids.index(int(t)) for t in answer_token]
-        pred = [int(i) for i in np.asarray(scores).argmax(axis=1)]
-        return {"macro_f1": macro_f1(true, pred), "accuracy": sum(t == p for t, p in zip(true, pred)) / len(true)}
+        true = [LABELS[label_first_ids.index(int(t))] for t in answer_token]
+        pred = [LABELS[int(i)] for i in np.asarray(scores).argmax(axis=1)]
+        f1, _ = macro_f1(true, pred)
+        return {"macro_f1": f1, "accuracy": sum(t == p for t, p in zip(true, pred)) / len(true)}
 
     return compute
 
@@ -367,6 +391,23 @@ def _versions() -> dict[str, str]:
     return out
 
 
+class _FingerprintSaver:
+    """Copies the run's fingerprint into every checkpoint it saves, so a checkpoint says which run it is from
+    even when it travels alone."""
+
+    def __new__(cls, fingerprint: dict[str, Any]):
+        from transformers import TrainerCallback
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        class Saver(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):
+                folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+                if state.is_world_process_zero and folder.is_dir():
+                    _write_json(folder / FINGERPRINT_FILE, fingerprint)
+
+        return Saver()
+
+
 class _EvalPrinter:
     """Prints one parseable line per evaluation, for the log and SageMaker's metric definitions."""
 
@@ -400,6 +441,94 @@ def _dirs(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     return model_dir, output_dir, checkpoint_dir
 
 
+def run_fingerprint(args: argparse.Namespace, train_file: Path, val_file: Path | None) -> dict[str, Any]:
+    """What makes a checkpoint this run's: the data files' sha256 and the FINGERPRINT_OPTIONS; `id` hashes both."""
+    doc: dict[str, Any] = {
+        "data_sha256": {"train": sha256_file(train_file), "validation": sha256_file(val_file) if val_file else None},
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k in FINGERPRINT_OPTIONS
+                    for v in (getattr(args, k),)},
+    }
+    doc["id"] = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    return doc
+
+
+def _fingerprint_differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    out = []
+    old_data = recorded.get("data_sha256") if isinstance(recorded.get("data_sha256"), dict) else {}
+    for split, sha in current["data_sha256"].items():
+        if old_data.get(split) != sha:
+            out.append(f"{split} data sha256 {str(old_data.get(split))[:12]} -> {str(sha)[:12]}")
+    old_options = recorded.get("options") if isinstance(recorded.get("options"), dict) else {}
+    for name, value in current["options"].items():
+        if old_options.get(name) != value:
+            out.append(f"--{name.replace('_', '-')} {old_options.get(name)} -> {value}")
+    return out
+
+
+def _read_fingerprint(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def clear_checkpoints(checkpoint_dir: Path) -> int:
+    """Delete the checkpoint-N folders and the fingerprint in `checkpoint_dir` (nothing else: it may be a
+    mount point or hold other files); the number of checkpoints deleted."""
+    import re
+    import shutil
+
+    if not checkpoint_dir.is_dir():
+        return 0
+    removed = 0
+    for entry in checkpoint_dir.iterdir():
+        if entry.is_dir() and re.fullmatch(r"checkpoint-\d+", entry.name):
+            shutil.rmtree(entry)
+            removed += 1
+    (checkpoint_dir / FINGERPRINT_FILE).unlink(missing_ok=True)
+    return removed
+
+
+def prepare_checkpoints(args: argparse.Namespace, checkpoint_dir: Path, fingerprint: dict[str, Any],
+                        log=lambda msg: None) -> str | None:
+    """The checkpoint to resume from (None: step 0), after making sure it is this run's.
+
+    --overwrite-checkpoints first deletes the folder's checkpoints. With --no-resume the folder is not read (and
+    nothing is written to it). Otherwise the newest checkpoint is resumed only when its fingerprint and the
+    folder's match this run's; then the folder gets this run's fingerprint."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if args.overwrite_checkpoints:
+        removed = clear_checkpoints(checkpoint_dir)
+        if removed:
+            log(f"--overwrite-checkpoints: deleted {removed} checkpoint(s) in {checkpoint_dir}")
+    if not args.resume:
+        return None
+    last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    if last:
+        recorded = [doc for doc in (_read_fingerprint(checkpoint_dir / FINGERPRINT_FILE),
+                                    _read_fingerprint(Path(last) / FINGERPRINT_FILE)) if doc is not None]
+        if not recorded:
+            why = f"has no {FINGERPRINT_FILE}, so its data and settings are unknown"
+        else:
+            differences = list(dict.fromkeys(d for doc in recorded for d in _fingerprint_differences(doc, fingerprint)))
+            shown = "; ".join(differences[:4]) + (f"; {len(differences) - 4} more" if len(differences) > 4 else "")
+            why = f"is from another training run ({shown})" if differences else ""
+        if why:
+            how = (" (hyperparameters resume=false or overwrite-checkpoints=true; from training.model_training "
+                   "-H no-resume=true or -H overwrite-checkpoints=true)" if _in_sagemaker() else "")
+            raise TrainError(
+                f"checkpoint {last} {why}: not resuming it; pass --no-resume to train from step 0 without "
+                f"checkpoints, or --overwrite-checkpoints to delete the checkpoints in {checkpoint_dir} and "
+                f"start over{how}")
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(checkpoint_dir / FINGERPRINT_FILE, fingerprint)
+    return last
+
+
 def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, flush=True),
           callbacks: list | None = None) -> dict[str, Any]:
     """Fine-tune, evaluate each epoch, save; return what was written (also in training_config.json).
@@ -411,11 +540,13 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
     val_file = data_file(Path(args.validation), "validation") if args.validation else None
     train_rows = read_examples(train_file)[: args.max_train_samples]
     val_rows = read_examples(val_file)[: args.max_eval_samples] if val_file else []
+    fingerprint = run_fingerprint(args, train_file, val_file)
+    # before anything slow: a checkpoint from another run is refused here, not after loading the model
+    resume_from = prepare_checkpoints(args, checkpoint_dir, fingerprint, log)
 
     import torch
     import transformers
     from transformers import AutoTokenizer, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
     started = time.time()
     transformers.set_seed(args.seed)
@@ -458,7 +589,7 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
         bf16=dtype == torch.bfloat16,
         fp16=dtype == torch.float16,
         eval_strategy="epoch" if evaluating else "no",
-        save_strategy="steps",
+        save_strategy="steps" if args.resume else "no",  # --no-resume: no checkpoints
         save_steps=args.save_steps,
         save_total_limit=args.save_total_limit,
         logging_steps=args.logging_steps,
@@ -478,15 +609,12 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
         compute_metrics=_metrics_fn(encoder.label_first_ids) if evaluating else None,
         preprocess_logits_for_metrics=(lambda logits, labels: answer_scores(logits, labels, encoder.label_first_ids))
         if evaluating else None,
-        callbacks=[_EvalPrinter(), *(callbacks or [])],
+        callbacks=[_EvalPrinter(), _FingerprintSaver(fingerprint), *(callbacks or [])],
     )
     trainer.eval_collator = pad
 
-    resume_from = None
-    if args.resume and checkpoint_dir.is_dir():
-        resume_from = get_last_checkpoint(str(checkpoint_dir))
     if resume_from:
-        log(f"resuming from {resume_from}")
+        log(f"resuming from {resume_from} (same run: fingerprint {fingerprint['id']})")
     result = trainer.train(resume_from_checkpoint=resume_from)
 
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -519,10 +647,11 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
                  "target_modules": sorted({m.rsplit(".", 1)[-1] for m in model.peft_config["default"].target_modules})},
         "trainable_parameters": trainable,
         "labels": labels_doc,
-        "data": {name: {"file": f.name, "sha256": sha256_file(f), "rows": n}
+        "data": {name: {"file": f.name, "sha256": fingerprint["data_sha256"][name], "rows": n}
                  for name, f, n in (("train", train_file, len(train_ds)), ("validation", val_file, len(val_rows)))
                  if f is not None},
         "resumed_from_checkpoint": resume_from,
+        "run_fingerprint": fingerprint["id"],
         "global_step": trainer.state.global_step,
         "versions": _versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -594,12 +723,25 @@ def _write_json(path: Path, doc: Any) -> None:
     path.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
 
 
+def _sagemaker_failure_reason(message: str) -> None:
+    """In a SageMaker job, the error becomes the job's FailureReason (SM_OUTPUT_DIR/failure)."""
+    output = os.environ.get("SM_OUTPUT_DIR")
+    if not output:
+        return
+    try:
+        Path(output).mkdir(parents=True, exist_ok=True)
+        (Path(output) / "failure").write_text(message[:1000], encoding="utf-8")
+    except OSError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         summary = train(args)
     except TrainError as err:
         print(f"error: {err}", file=sys.stderr)
+        _sagemaker_failure_reason(str(err))
         return 1
     print(json.dumps({"model_dir": summary["model_dir"], "global_step": summary["metrics"]["global_step"],
                       "epochs": summary["metrics"]["epochs"]}))

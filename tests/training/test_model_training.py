@@ -188,3 +188,27 @@ def test_default_image_is_the_hugging_face_training_container():
     uri = model_training.default_image_uri("eu-west-1", "ml.g4dn.xlarge")
     assert uri.startswith("763104351884.dkr.ecr.eu-west-1.amazonaws.com/huggingface-pytorch-training:")
     assert "transformers5.3.0" in uri and "gpu" in uri
+
+
+def test_the_staged_job_code_imports_on_its_own(tmp_path):
+    """The job gets only SOURCE_FILES: train_script and everything of ours it imports (model_evaluation, for
+    the shared macro-F1) must be among them, and the extra requirements cover what those import."""
+    import subprocess
+    import sys
+
+    src = model_training.stage_source(tmp_path / "src")
+    script = ("import sys; sys.path.insert(0, '.'); import training.train_script as t; "
+              "print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
+              "if n.split('.')[0] in ('core', 'training', 'normalizer', 'classifiers', 'data')))")
+    out = subprocess.run([sys.executable, "-c", script], cwd=src, capture_output=True, text=True, check=True).stdout
+    files = out.split()
+    assert files and all(f.startswith(str(src)) for f in files), files
+    requirements = (src / "requirements.txt").read_text()
+    assert "pydantic-settings" in requirements and "peft" in requirements
+
+
+def test_checkpoint_options_pass_as_hyperparameters():
+    args = model_training.build_parser().parse_args(
+        ["-H", "overwrite-checkpoints=true", "-H", "no-resume=true", "--no-merge"])
+    hp = model_training.hyperparameters(args)
+    assert hp["overwrite-checkpoints"] == "true" and hp["no-resume"] == "true"

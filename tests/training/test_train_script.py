@@ -184,6 +184,128 @@ def test_resume_after_interruption_continues_from_the_checkpoint(trained, tiny_q
         assert (first[key] - second[key]).abs().max() < 1e-5, key
 
 
+def fingerprint_ids(checkpoints):
+    return {p.parent.name: json.loads(p.read_text())["id"] for p in checkpoints.glob("**/run_fingerprint.json")}
+
+
+@pytest.fixture
+def rerun(trained, data, tmp_path):
+    """A second run into the first run's model and checkpoint folders (a copy, so other tests keep theirs)."""
+    run, _, _ = trained
+    second = tmp_path / "second"
+    shutil.copytree(run / "checkpoints", second / "checkpoints")
+    shutil.copytree(run / "model", second / "model", ignore=shutil.ignore_patterns("merged"))
+    other = tmp_path / "other-data"
+    other.mkdir()
+    write_split(other / "train.jsonl", 8, offset=1)  # other texts, the same labels
+    shutil.copy(data / "validation.jsonl", other / "validation.jsonl")
+    return second, other
+
+
+def test_rerun_on_other_data_refuses_the_old_checkpoints(rerun, trained, tiny_qwen_dir, data, capsys):
+    second, other = rerun
+    before = {p: p.read_bytes() for p in second.rglob("*") if p.is_file()}
+    assert train_script.main(argv(tiny_qwen_dir, other, second)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: checkpoint ")
+    assert "checkpoint-4 is from another training run (train data sha256" in err
+    assert "--no-resume" in err and "--overwrite-checkpoints" in err
+    # nothing was trained or written: not the old adapter under the new data's name, not a new fingerprint
+    assert {p: p.read_bytes() for p in second.rglob("*") if p.is_file()} == before
+    # changed hyperparameters: the same refusal (not a shape mismatch), naming what changed
+    assert train_script.main(argv(tiny_qwen_dir, data, second, "--lora-r", "8")) == 1
+    err = capsys.readouterr().err
+    assert "--lora-r 16 -> 8" in err and "train data" not in err and err.count("\n") == 1
+
+
+def test_overwrite_checkpoints_trains_from_step_0(rerun, trained, tiny_qwen_dir, data):
+    from safetensors.torch import load_file
+
+    run, _, _ = trained
+    second, other = rerun
+    assert train_script.main(argv(tiny_qwen_dir, other, second, "--overwrite-checkpoints")) == 0
+    config = json.loads((second / "model" / "training_config.json").read_text())
+    assert config["resumed_from_checkpoint"] is None and config["global_step"] == 4
+    assert config["data"]["train"]["sha256"] == train_script.sha256_file(other / "train.jsonl")
+    metrics = json.loads((second / "model" / "metrics.json").read_text())
+    assert [e["step"] for e in metrics["train_loss_log"]] == [1, 2, 3, 4] and metrics["train_loss"] > 0
+    first = load_file(run / "model" / "adapter_model.safetensors")
+    new = load_file(second / "model" / "adapter_model.safetensors")
+    assert any((first[k] - new[k]).abs().max() > 1e-4 for k in first if "lora_B" in k)
+    # the new run's checkpoints, all marked with its fingerprint (a rerun on the same data would resume them)
+    ids = fingerprint_ids(second / "checkpoints")
+    assert set(ids) == {"checkpoints", "checkpoint-2", "checkpoint-4"}
+    assert set(ids.values()) == {config["run_fingerprint"]} != set(fingerprint_ids(run / "checkpoints").values())
+
+
+def test_no_resume_trains_from_step_0_and_leaves_the_checkpoints_alone(rerun, tiny_qwen_dir, data):
+    second, other = rerun
+    before = {p: p.read_bytes() for p in (second / "checkpoints").rglob("*") if p.is_file()}
+    assert train_script.main(argv(tiny_qwen_dir, other, second, "--no-resume")) == 0
+    config = json.loads((second / "model" / "training_config.json").read_text())
+    assert config["resumed_from_checkpoint"] is None and config["global_step"] == 4
+    assert {p: p.read_bytes() for p in (second / "checkpoints").rglob("*") if p.is_file()} == before
+
+
+def test_checkpoints_without_a_fingerprint_are_refused(trained, tiny_qwen_dir, data, tmp_path, capsys):
+    run, _, _ = trained
+    old = tmp_path / "old"
+    shutil.copytree(run / "checkpoints" / "checkpoint-2", old / "checkpoints" / "checkpoint-2")
+    (old / "checkpoints" / "checkpoint-2" / "run_fingerprint.json").unlink()  # written before fingerprints
+    assert train_script.main(argv(tiny_qwen_dir, data, old)) == 1
+    err = capsys.readouterr().err
+    assert "has no run_fingerprint.json" in err and err.count("\n") == 1
+
+
+def test_sagemaker_applies_the_same_rule(trained, tiny_qwen_dir, data, tmp_path, capsys, monkeypatch):
+    """A reused checkpoint S3 URI with other hyperparameters: the job fails with the reason, not resumes."""
+    run, _, _ = trained
+    for name, value in (("SM_MODEL_DIR", tmp_path / "model"), ("SM_OUTPUT_DIR", tmp_path / "output"),
+                        ("SM_OUTPUT_DATA_DIR", tmp_path / "output" / "data"),
+                        ("SM_CHANNEL_TRAIN", data), ("SM_CHANNEL_VALIDATION", data)):
+        monkeypatch.setenv(name, str(value))
+    shutil.copytree(run / "checkpoints", tmp_path / "checkpoints")
+    hp = ["--base-model", str(tiny_qwen_dir), "--max-length", "128", "--batch-size", "2",
+          "--gradient-accumulation-steps", "1", "--epochs", "1", "--learning-rate", "2e-4",
+          "--checkpoint-dir", str(tmp_path / "checkpoints")]
+    assert train_script.main(hp) == 1
+    err = capsys.readouterr().err
+    assert "--learning-rate 0.01 -> 0.0002" in err and "overwrite-checkpoints=true" in err and err.count("\n") == 1
+    assert (tmp_path / "output" / "failure").read_text() == err.removeprefix("error: ").strip()
+    assert not (tmp_path / "model").exists()
+
+
+def test_resume_options_as_sagemaker_passes_them(tmp_path):
+    parse = train_script.build_parser().parse_args
+    assert parse([]).resume is True and parse([]).overwrite_checkpoints is False
+    for options, resume in ((["--no-resume"], False), (["--no-resume", "true"], False),
+                            (["--no-resume", "false"], True), (["--resume", "false"], False)):
+        assert parse(options).resume is resume, options
+    assert parse(["--overwrite-checkpoints"]).overwrite_checkpoints is True
+    assert parse(["--overwrite-checkpoints", "true"]).overwrite_checkpoints is True
+
+
+def test_epoch_macro_f1_is_the_evaluation_reports(tmp_path):
+    """A label that is predicted but absent from the true labels does not count (model_evaluation.macro_f1):
+    true S S P P, predicted S S P H -> F1 1 (S), 2/3 (P): 0.833, not 0.556 (with H's 0 averaged in)."""
+    import numpy as np
+    from transformers import EvalPrediction
+
+    from training import model_evaluation
+
+    first_ids = [101, 102, 103, 104]  # the labels' first tokens, in LABELS order
+    true, pred = [0, 0, 1, 1], [0, 0, 1, 2]
+    label_ids = np.full((4, 5), -100)
+    label_ids[:, 3] = [first_ids[t] for t in true]  # the answer's first token, after the prompt
+    label_ids[:, 4] = 7  # the rest of the answer
+    scores = np.eye(4)[pred]
+    got = train_script._metrics_fn(first_ids)(EvalPrediction(predictions=scores, label_ids=label_ids))
+    assert got["macro_f1"] == pytest.approx(5 / 6) and got["accuracy"] == pytest.approx(0.75)
+    expected, _ = model_evaluation.macro_f1([LABELS[i] for i in true], [LABELS[i] for i in pred])
+    assert got["macro_f1"] == pytest.approx(expected)
+    assert train_script.macro_f1 is model_evaluation.macro_f1
+
+
 def test_user_errors_are_one_line_and_exit_1(tmp_path, capsys, tiny_qwen_dir):
     assert train_script.main(["--train", str(tmp_path / "nope"), "--model-dir", str(tmp_path / "m"),
                               "--base-model", str(tiny_qwen_dir)]) == 1
