@@ -5,12 +5,20 @@
 What makes it resilient (every number is a setting, see `.env.example`):
 - botocore timeouts (connect, read) and botocore's own retries off: this client retries itself, with exponential
   backoff and full jitter, on throttling, 5xx answers, timeouts and dropped connections; a 4xx that is not
-  throttling is not retried (it would fail the same way);
-- a circuit breaker: after N consecutive failed calls it opens and calls fail at once (the moderator then
-  answers with its fallback and says so, or 503), and after the reset time one trial call is let through;
+  throttling is not retried (it would fail the same way), nor is a model error the container reports as
+  deterministic (the model's non-finite output, a ClassifierError raised while scoring);
+- a circuit breaker: after N consecutive calls that failed for a retriable reason (throttling, 5xx, timeouts,
+  dropped connections; retries spent) it opens and calls fail at once (the moderator then answers with its
+  fallback and says so, or 503), and after the reset time one trial call is let through. A refused request (4xx)
+  or a malformed answer fails that call only: it neither counts toward opening the breaker nor resets the count;
+- a deadline (SAGEMAKER_DEADLINE_SECONDS) for a whole classify() call: no attempt, retry or chunk starts after
+  it, and the call raises ClassifierError("deadline ...") so the moderator falls back instead of blocking (an
+  attempt already in flight still ends by its read timeout);
 - every answer is validated (one prediction per text, finite probabilities for the four labels summing to 1);
   anything else is a ClassifierError, never a guess;
-- texts are sent in invocations of at most SAGEMAKER_BATCH_MAX_TEXTS, and with SAGEMAKER_BATCH_WAIT_MS > 0
+- request bodies are UTF-8 JSON (non-ASCII not escaped), and texts are sent in invocations of at most
+  SAGEMAKER_BATCH_MAX_TEXTS texts and SAGEMAKER_MAX_PAYLOAD_BYTES bytes of body (SageMaker refuses bodies over
+  6 MB); one text too large on its own is a ClassifierError naming its size. With SAGEMAKER_BATCH_WAIT_MS > 0
   concurrent calls from different threads are merged into one invocation.
 
 The request and response bodies are the JSON contract of `deployment/inference.py`. `endpoint_url` points the
@@ -34,6 +42,12 @@ log = logging.getLogger("classifiers.sagemaker")
 
 _RETRIABLE_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "ServiceUnavailable",
                     "InternalFailure", "InternalServerError", "InternalDependencyException"}
+# A ModelError (424, the container answered 5xx) whose message says one of these failed the same way every time:
+# deployment/inference.py raises ClassifierError("the model produced non-finite logits ...") and the container
+# (deployment/local_server.py, the SageMaker container) reports it as "model error: <message>". Retrying it only
+# multiplies the load; genuine 500/503 answers from the runtime or container are still retried.
+_DETERMINISTIC_MODEL_ERRORS = ("non-finite", "ClassifierError")
+_ENVELOPE = (b'{"inputs": [', b", ", b"]}")  # json.dumps({"inputs": [...]}) byte for byte
 
 
 class CircuitBreaker:
@@ -69,6 +83,12 @@ class CircuitBreaker:
         with self._lock:
             self.failures, self.opened_at, self.trial_in_flight = 0, None, False
 
+    def release(self) -> None:
+        """A call that failed for a reason that says nothing about the endpoint's health (a refused request,
+        a malformed answer): the count is kept as it is, and a half-open trial slot is handed back."""
+        with self._lock:
+            self.trial_in_flight = False
+
     def failure(self) -> None:
         with self._lock:
             self.failures += 1
@@ -81,6 +101,10 @@ class CircuitBreaker:
 
 class _Retriable(Exception):
     pass
+
+
+class _Unavailable(ClassifierError):
+    """The endpoint failed for retriable reasons until the retries (or the deadline) ran out: the breaker counts it."""
 
 
 class _Combiner:
@@ -128,7 +152,9 @@ class SagemakerClassifier:
                  connect_timeout: float = 2.0, read_timeout: float = 5.0, max_retries: int = 2,
                  backoff_base: float = 0.1, backoff_max: float = 2.0, breaker_failures: int = 5,
                  breaker_reset_seconds: float = 30.0, batch_max_texts: int = 64, batch_wait_ms: float = 0.0,
-                 client: Any = None, sleep: Callable[[float], None] = time.sleep):
+                 max_payload_bytes: int = 5_000_000, deadline_seconds: float = 10.0,
+                 client: Any = None, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic):
         if not endpoint_name:
             raise ClassifierError("the sagemaker backend needs SAGEMAKER_ENDPOINT_NAME")
         self.endpoint_name = endpoint_name
@@ -137,8 +163,11 @@ class SagemakerClassifier:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.batch_max_texts = batch_max_texts
+        self.max_payload_bytes = max_payload_bytes
+        self.deadline_seconds = deadline_seconds
         self.breaker = CircuitBreaker(breaker_failures, breaker_reset_seconds)
         self.sleep = sleep
+        self.clock = clock
         self.invocations = 0  # calls made to the endpoint, retries included (tests and metrics read it)
         if client is None:
             try:
@@ -163,7 +192,9 @@ class SagemakerClassifier:
                    backoff_max=settings.sagemaker_backoff_max_seconds,
                    breaker_failures=settings.sagemaker_breaker_failures,
                    breaker_reset_seconds=settings.sagemaker_breaker_reset_seconds,
-                   batch_max_texts=settings.sagemaker_batch_max_texts, batch_wait_ms=settings.sagemaker_batch_wait_ms)
+                   batch_max_texts=settings.sagemaker_batch_max_texts, batch_wait_ms=settings.sagemaker_batch_wait_ms,
+                   max_payload_bytes=settings.sagemaker_max_payload_bytes,
+                   deadline_seconds=settings.sagemaker_deadline_seconds)
 
     # ------------------------------------------------------------------ Classifier
     def classify(self, texts: Sequence[str]) -> list[LabelScores]:
@@ -175,37 +206,70 @@ class SagemakerClassifier:
         return self._classify_now(texts)
 
     def _classify_now(self, texts: list[str]) -> list[LabelScores]:
+        deadline = self.clock() + self.deadline_seconds
         out: list[LabelScores] = []
-        for start in range(0, len(texts), self.batch_max_texts):
-            out.extend(self._call(texts[start : start + self.batch_max_texts]))
+        for done, (count, body) in enumerate(self._chunks(texts)):
+            if done and self.clock() >= deadline:  # the first chunk always gets its first attempt
+                raise ClassifierError(f"deadline of {self.deadline_seconds:g}s for one call to endpoint "
+                                      f"{self.endpoint_name} passed after {done} invocation(s), "
+                                      f"{len(out)} of {len(texts)} texts classified")
+            out.extend(self._call(body, count, deadline))
         return out
 
+    def _chunks(self, texts: list[str]) -> list[tuple[int, bytes]]:
+        """(number of texts, request body) per invocation: at most batch_max_texts texts and max_payload_bytes
+        bytes each, in order. Built before anything is sent, so an oversized text fails the call up front."""
+        head, sep, tail = _ENVELOPE
+        chunks: list[tuple[int, bytes]] = []
+        parts: list[bytes] = []
+        size = 0
+        for text in texts:
+            part = _json_text(text)
+            alone = len(head) + len(part) + len(tail)
+            if alone > self.max_payload_bytes:
+                raise ClassifierError(f"a text of {len(text)} characters makes a {alone}-byte request body, over "
+                                      f"the {self.max_payload_bytes}-byte limit (SAGEMAKER_MAX_PAYLOAD_BYTES)")
+            if parts and (len(parts) >= self.batch_max_texts or size + len(sep) + len(part) > self.max_payload_bytes):
+                chunks.append((len(parts), head + sep.join(parts) + tail))
+                parts, size = [], 0
+            size = size + len(sep) + len(part) if parts else alone
+            parts.append(part)
+        if parts:
+            chunks.append((len(parts), head + sep.join(parts) + tail))
+        return chunks
+
     # ------------------------------------------------------------------ one resilient call
-    def _call(self, texts: list[str]) -> list[LabelScores]:
+    def _call(self, body: bytes, expected: int, deadline: float) -> list[LabelScores]:
         if not self.breaker.allow():
             raise ClassifierError(f"endpoint {self.endpoint_name}: circuit breaker open after repeated failures")
         try:
-            scores = self._attempts(texts)
-        except BaseException:
+            scores = self._attempts(body, expected, deadline)
+        except _Unavailable:  # retriable failures to the end: the endpoint looks unhealthy
             self.breaker.failure()
+            raise
+        except BaseException:  # refused, malformed, deterministic: says nothing about the endpoint's health
+            self.breaker.release()
             raise
         self.breaker.success()
         return scores
 
-    def _attempts(self, texts: list[str]) -> list[LabelScores]:
-        body = json.dumps({"inputs": texts}).encode("utf-8")
+    def _attempts(self, body: bytes, expected: int, deadline: float) -> list[LabelScores]:
         last_error = "no attempt made"
         for attempt in range(self.max_retries + 1):
             if attempt:  # full jitter: spreads the retries of many clients
-                self.sleep(random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))))
+                pause = random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+                if self.clock() + pause >= deadline:  # the retry would start after the deadline
+                    raise _Unavailable(f"deadline of {self.deadline_seconds:g}s for one call to endpoint "
+                                       f"{self.endpoint_name} passed after {attempt} attempt(s): {last_error}")
+                self.sleep(pause)
             try:
                 raw = self._invoke(body)
             except _Retriable as exc:
                 last_error = str(exc)
                 log.warning("endpoint %s attempt %d failed: %s", self.endpoint_name, attempt + 1, exc)
                 continue
-            return self._parse(raw, len(texts))  # a malformed answer is not retried: it is a deployment bug
-        raise ClassifierError(f"endpoint {self.endpoint_name} failed after {self.max_retries + 1} attempts: {last_error}")
+            return self._parse(raw, expected)  # a malformed answer is not retried: it is a deployment bug
+        raise _Unavailable(f"endpoint {self.endpoint_name} failed after {self.max_retries + 1} attempts: {last_error}")
 
     def _invoke(self, body: bytes) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -221,6 +285,11 @@ class SagemakerClassifier:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             original = exc.response.get("OriginalStatusCode") or 0
             message = f"{code or 'error'} (HTTP {status}): {error.get('Message', '')}"[:300]
+            if code == "ModelError":
+                said = f"{error.get('Message', '')} {exc.response.get('OriginalMessage', '')}"
+                if any(marker in said for marker in _DETERMINISTIC_MODEL_ERRORS):
+                    raise ClassifierError(f"endpoint {self.endpoint_name}: the model failed deterministically "
+                                          f"(not retried): {message}") from exc
             if code in _RETRIABLE_CODES or status == 429 or status >= 500 or (code == "ModelError" and original >= 500):
                 raise _Retriable(message) from exc
             raise ClassifierError(f"endpoint {self.endpoint_name} refused the request: {message}") from exc
@@ -239,3 +308,12 @@ class SagemakerClassifier:
         if isinstance(version, str) and version:
             self.version = version[:64]
         return scores
+
+
+def _json_text(text: str) -> bytes:
+    """`text` as a JSON string in UTF-8, non-ASCII unescaped (a CJK character is 3 bytes, not the 6 of \\uXXXX).
+    A text holding lone surrogates (not encodable as UTF-8) falls back to ASCII escapes, still valid JSON."""
+    try:
+        return json.dumps(text, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(text).encode("ascii")

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     sagemaker_breaker_failures: int = Field(5, ge=1)
     sagemaker_breaker_reset_seconds: float = Field(30.0, ge=0)
     sagemaker_batch_max_texts: int = Field(64, ge=1)
+    # ... and at most this many bytes of (UTF-8 JSON) request body per invocation: SageMaker real-time endpoints
+    # refuse bodies over 6 MB. A single text whose body alone is larger fails the call (ClassifierError).
+    sagemaker_max_payload_bytes: int = Field(5_000_000, ge=1024, le=6 * 1024 * 1024)
+    # Wall-clock budget (seconds) for one classify() call, all chunks and retries together: no attempt starts
+    # after it and the call fails (the moderator falls back). An attempt in flight still ends by its read timeout.
+    sagemaker_deadline_seconds: float = Field(10.0, gt=0)
     # Merge concurrent classify() calls from different threads into one invocation, waiting up to this long for
     # company (0 = off; the API already merges the requests of one event-loop turn).
     sagemaker_batch_wait_ms: float = Field(0.0, ge=0)

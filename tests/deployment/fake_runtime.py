@@ -7,6 +7,8 @@ scripted behaviour (then "ok" once the script is spent, or `default`):
     throttle    429 ThrottlingException
     error500    500 InternalFailure
     model500    424 ModelError with OriginalStatusCode 500 (the container failed)
+    nonfinite   424 ModelError with OriginalStatusCode 500 carrying the container's deterministic failure
+                (deployment/inference.py's "non-finite logits" ClassifierError, as local_server.py reports it)
     garbage     200 with a body that is not JSON
     wrong_count 200 with one prediction too few
     nan         200 with NaN probabilities
@@ -31,6 +33,7 @@ class FakeRuntime:
         self.default = "ok"
         self.delay = delay
         self.requests: list[list[str]] = []  # the texts of each request received
+        self.body_sizes: list[int] = []  # the bytes of each request body received
         self.served: list[str] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -77,6 +80,7 @@ class FakeRuntime:
                 texts = json.loads(body)["inputs"]
                 with fake.lock:
                     fake.requests.append(texts)
+                    fake.body_sizes.append(len(body))
                 kind = fake._next()
                 ok = {"labels": list(LABELS), "model_version": "fake-v1",
                       "predictions": [{"label": "safe", "scores": SCORES, "label_mass": 0.9} for _ in texts]}
@@ -89,6 +93,11 @@ class FakeRuntime:
                     self._send(500, b'{"message": "internal failure"}', {"x-amzn-ErrorType": "InternalFailure"})
                 elif kind == "model500":
                     self._send(424, b'{"message": "boom", "OriginalStatusCode": 500}', {"x-amzn-ErrorType": "ModelError"})
+                elif kind == "nonfinite":
+                    message = ("model error: the model produced non-finite logits in torch.float16 (fp16 overflow?); "
+                               "serve it in float32 or bfloat16")
+                    self._send(424, json.dumps({"message": message, "OriginalStatusCode": 500}).encode(),
+                               {"x-amzn-ErrorType": "ModelError"})
                 elif kind == "refuse":
                     self._send(400, b'{"message": "bad"}', {"x-amzn-ErrorType": "ValidationError"})
                 elif kind == "garbage":

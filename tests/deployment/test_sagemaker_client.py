@@ -3,7 +3,9 @@ fault is survived (retried, or answered by the fallback and said so, or a 503) a
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -140,3 +142,121 @@ def test_the_api_answers_through_the_endpoint_when_it_is_healthy(runtime):
         assert body["results"][0]["model"] == {"backend": "sagemaker", "version": "fake-v1"}
         assert body["results"][0]["classification"] == "safe" and set(body["results"][0]["scores"]) == set(LABELS)
         assert api.get("/ready").status_code == 200
+
+
+def test_bodies_are_utf8_and_split_by_bytes(runtime):
+    """64 texts of 20,000 CJK characters or emoji: escaped as \\uXXXX in one body that was ~15 MB, over
+    SageMaker's 6 MB limit. Each body now stays within SAGEMAKER_MAX_PAYLOAD_BYTES and every text arrives, in order."""
+    texts = [f"{i:02d} \u6740\u4eba " + "\U0001F480" * 19_995 for i in range(64)]  # ~80 kB each in UTF-8
+    client = client_for(runtime, read_timeout=5.0)
+    assert client.max_payload_bytes == 5_000_000
+    assert client.classify(texts) == [SCORES] * 64
+    assert len(runtime.requests) > 1 and max(runtime.body_sizes) <= 5_000_000
+    assert [t for request in runtime.requests for t in request] == texts
+    assert sum(runtime.body_sizes) < 4 * sum(len(t) for t in texts)  # UTF-8, not 12-byte escaped surrogate pairs
+
+
+def test_byte_budget_and_count_limit_both_split(runtime):
+    client = client_for(runtime, max_payload_bytes=1000, batch_max_texts=4)
+    texts = ["\u00e9" * 200] * 5 + ["x"] * 6
+    assert len(client.classify(texts)) == 11
+    # two 402-byte texts fit in 1000 bytes, three do not; then the count limit (4) cuts the short ones
+    assert [len(r) for r in runtime.requests] == [2, 2, 4, 3]
+    assert max(runtime.body_sizes) <= 1000
+    body = json.dumps({"inputs": texts[:2]}, ensure_ascii=False).encode("utf-8")
+    assert runtime.body_sizes[0] == len(body)
+
+
+def test_a_text_over_the_byte_budget_is_an_error_before_any_call(runtime):
+    client = client_for(runtime, max_payload_bytes=1000)
+    with pytest.raises(ClassifierError, match=r"\d+-byte request body, over the 1000-byte limit"):
+        client.classify(["ok", "\u6740" * 400])
+    assert runtime.requests == [] and client.breaker.state == "closed"
+
+
+def test_lone_surrogates_still_make_valid_json(runtime):
+    client = client_for(runtime)
+    assert client.classify(["bad \ud800 half", "caf\u00e9"]) == [SCORES, SCORES]
+    assert runtime.requests == [["bad \ud800 half", "caf\u00e9"]]
+
+
+@pytest.mark.parametrize("fault", ["refuse", "garbage", "nonfinite"])
+def test_non_retriable_failures_do_not_open_the_breaker(runtime, fault):
+    runtime.default = fault
+    client = client_for(runtime, breaker_failures=3)
+    for _ in range(6):
+        with pytest.raises(ClassifierError) as info:
+            client.classify(["a"])
+        assert "circuit breaker" not in str(info.value)
+    assert len(runtime.requests) == 6 and client.breaker.state == "closed"
+    runtime.default = "ok"
+    assert client.classify(["a"]) == [SCORES]
+
+
+def test_a_refused_half_open_trial_hands_the_trial_back(runtime):
+    now = [0.0]
+    runtime.default = "throttle"
+    client = client_for(runtime, max_retries=0)
+    client.breaker = CircuitBreaker(2, 30.0, clock=lambda: now[0])
+    for _ in range(2):
+        with pytest.raises(ClassifierError):
+            client.classify(["a"])
+    assert client.breaker.state == "open"
+    now[0] = 31.0
+    runtime.default = "refuse"
+    with pytest.raises(ClassifierError, match="refused"):
+        client.classify(["a"])
+    assert client.breaker.state == "half-open" and not client.breaker.trial_in_flight
+    runtime.default = "ok"
+    assert client.classify(["a"]) == [SCORES] and client.breaker.state == "closed"
+
+
+def test_a_deterministic_model_error_is_not_retried(runtime):
+    runtime.script = ["nonfinite"]
+    client = client_for(runtime, max_retries=3)
+    with pytest.raises(ClassifierError, match="non-finite"):
+        client.classify(["a"])
+    assert runtime.served == ["nonfinite"] and len(runtime.requests) == 1
+
+
+def test_the_deadline_stops_the_retries(runtime):
+    """A slow endpoint with many retries left: the call gives up at the deadline, not after every retry."""
+    runtime.default = "timeout"  # answers after 1 s, past the 0.3 s read timeout
+    client = client_for(runtime, max_retries=20, deadline_seconds=1.0)
+    started = time.monotonic()
+    with pytest.raises(ClassifierError, match="^deadline of 1s"):
+        client.classify(["a"])
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0 + 0.3 + 0.5, elapsed  # at most the deadline plus the attempt in flight
+    assert 2 <= len(runtime.requests) <= 5
+
+
+def test_the_deadline_stops_the_chunks(runtime):
+    runtime.default, runtime.delay = "timeout", 0.2  # slow but within the read timeout: every chunk succeeds
+    client = client_for(runtime, read_timeout=2.0, batch_max_texts=1, deadline_seconds=0.5)
+    started = time.monotonic()
+    with pytest.raises(ClassifierError, match="^deadline of 0.5s.*texts classified"):
+        client.classify([str(i) for i in range(20)])
+    assert time.monotonic() - started < 0.5 + 0.2 + 0.5
+    assert 2 <= len(runtime.requests) <= 5 and client.breaker.failures == 0
+
+
+def test_the_deadline_makes_the_api_fall_back(runtime):
+    from main import create_app
+
+    runtime.default = "timeout"
+    settings = settings_for(runtime).model_copy(update={"sagemaker_max_retries": 20, "sagemaker_deadline_seconds": 1.0})
+    with TestClient(create_app(settings)) as api:
+        started = time.monotonic()
+        body = api.post("/moderate", json={"text": "have a lovely day"}).json()
+        assert body["stage2_status"] == "fallback:embedded"
+        assert time.monotonic() - started < 3.0
+
+
+def test_the_new_settings_reach_the_client(runtime):
+    settings = Settings(sagemaker_endpoint_name="stage2", aws_endpoint_url=runtime.url,
+                        sagemaker_max_payload_bytes=123_456, sagemaker_deadline_seconds=2.5)
+    client = SagemakerClassifier.from_settings(settings)
+    assert (client.max_payload_bytes, client.deadline_seconds) == (123_456, 2.5)
+    defaults = Settings()
+    assert (defaults.sagemaker_max_payload_bytes, defaults.sagemaker_deadline_seconds) == (5_000_000, 10.0)
