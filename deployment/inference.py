@@ -17,7 +17,9 @@ This is about 8x faster than generating the label token by token and parsing it,
 
 Batching: texts are sorted by length, cut into batches of `batch_size`, padded (either side works: positions
 come from the attention mask and each row is read at its own last real token) and put back in request order.
-On a GPU the model runs in fp16 (a T4 has no bf16); every batch is checked for finite output.
+On a GPU the model runs in bf16 where the GPU supports it natively, else fp16 (a T4); every batch is checked for
+finite output. An artifact whose training_config.json records another transformers major than the running one
+is refused at load (the saved files do not load correctly across majors).
 
 Artifacts this loads (a directory):
 - a full model (`config.json` + weights + tokenizer), e.g. a base model or `training/base_models.py`'s output;
@@ -91,8 +93,18 @@ def resolve_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _bf16_native(torch) -> bool:
+    """True when the current GPU computes in bf16 natively (Ampere and later). torch's default answer counts
+    emulation as support, which would pick bf16 on a T4; emulated bf16 is slow, so it does not count here."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch < 2.3 has no including_emulation (and did not count emulation)
+        return bool(torch.cuda.is_bf16_supported())
+
+
 def resolve_dtype(dtype: str | None, device: str):
-    """fp16 on a GPU (a T4 has no bf16; outputs are checked for finiteness), fp32 on a CPU, unless told."""
+    """Unless told: bf16 on a GPU that supports it (fp16's range, so no overflow), fp16 on a GPU without bf16
+    (a T4; outputs are checked for finiteness on every batch), fp32 on a CPU."""
     import torch
 
     if dtype and dtype != "auto":
@@ -101,7 +113,38 @@ def resolve_dtype(dtype: str | None, device: str):
                     "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32}[dtype]
         except KeyError:
             raise ClassifierError(f"unknown dtype {dtype!r}; use auto, float16, bfloat16 or float32") from None
-    return torch.float16 if device.startswith("cuda") else torch.float32
+    if not device.startswith("cuda"):
+        return torch.float32
+    return torch.bfloat16 if _bf16_native(torch) else torch.float16
+
+
+def _major(version: Any) -> int | None:
+    try:
+        return int(str(version).strip().split(".")[0])
+    except ValueError:
+        return None
+
+
+def check_library_versions(training_config: dict, where: str | Path = "the artifact") -> None:
+    """Refuse an artifact saved by another transformers major than the one running here: across majors the
+    files are not compatible (transformers 5 writes tokenizer_class "TokenizersBackend", unknown to 4.x, and
+    `rope_parameters`, which 4.x ignores, silently serving the model with the default rope_theta 10000).
+    An artifact that does not record its versions (training_config.json `versions`) is loaded as is."""
+    import transformers
+
+    trained = (training_config.get("versions") or {}).get("transformers") if isinstance(training_config, dict) else None
+    trained_major, running_major = _major(trained), _major(transformers.__version__)
+    if trained_major is None:
+        if trained not in (None, "not installed"):
+            log.warning("%s records transformers %r, which is not a version; not checked", where, trained)
+        return
+    if trained_major != running_major:
+        raise ClassifierError(
+            f"{where} was trained with transformers {trained} (major {trained_major}) but this process runs "
+            f"transformers {transformers.__version__} (major {running_major}); artifacts do not load correctly "
+            f"across transformers majors. Serve it with transformers {trained_major}.x (a matching inference "
+            "image, or code/requirements.txt pinning the training versions)"
+        )
 
 
 def locate_artifact(model_dir: str | Path, base_model: str | None = None) -> tuple[Path | str, Path | None]:
@@ -190,6 +233,7 @@ class LabelScorer:
             if candidate.is_file():
                 training_config = _read_json(candidate)
                 break
+        check_library_versions(training_config, model_dir)
         max_length = max_length or int(training_config.get("max_length") or DEFAULT_MAX_LENGTH)
 
         tokenizer_dir = meta_dir if (Path(meta_dir) / "tokenizer_config.json").is_file() else model_path
@@ -333,7 +377,8 @@ def validate_response(data: Any, expected: int, tolerance: float = 1e-3) -> list
 
 # ------------------------------------------------------------------------- SageMaker inference handlers
 def model_fn(model_dir: str, context: Any = None) -> LabelScorer:
-    """Load the model once per worker. Environment: INFERENCE_BASE_MODEL, INFERENCE_DTYPE, INFERENCE_BATCH_SIZE."""
+    """Load the model once per worker. Environment: INFERENCE_BASE_MODEL, INFERENCE_DTYPE, INFERENCE_BATCH_SIZE.
+    Refuses (ClassifierError) an artifact trained with another transformers major than the container's."""
     return LabelScorer.from_dir(model_dir, base_model=os.environ.get("INFERENCE_BASE_MODEL") or None,
                                 dtype=os.environ.get("INFERENCE_DTYPE") or None,
                                 batch_size=int(os.environ.get("INFERENCE_BATCH_SIZE", "16")))

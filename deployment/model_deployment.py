@@ -10,24 +10,29 @@
         --name weekday-peak --cron "cron(0 7 ? * MON-FRI *)" --min 2 --max 6
     # 3. offline backfill with a batch transform job (input: JSONL, one request body per line)
     uv run --all-extras python -m deployment.model_deployment batch-transform --model-name MODEL \\
-        --input s3://bucket/backfill/in/ --output s3://bucket/backfill/out/
+        --input s3://BUCKET/PREFIX/backfill/in/ --output s3://BUCKET/PREFIX/backfill/out/
     # 4. smoke-test an endpoint, or delete it (it costs money every hour it exists)
     uv run --all-extras python -m deployment.model_deployment smoke-test --endpoint-name algospeak-stage2
     uv run --all-extras python -m deployment.model_deployment delete --endpoint-name algospeak-stage2 --all
 
-`deploy` does, in order: refuse without a passing gate.json (`--force` overrides, loudly, and tags the model
-`gate=forced`); fetch the artifact (training job record -> its model_artifact_uri, an S3 URI, or a local dir);
-merge the LoRA adapter into the base in fp16; package `model.tar.gz` (model at the root, `code/inference.py` and
-the modules it imports under `code/`); upload it; create the SageMaker model and an endpoint config
-(ml.g4dn.xlarge by default, data capture of requests and responses to S3); create CloudWatch alarms (5xx
-errors, p99-ish model latency); create the endpoint, or update it blue/green (canary 10% of capacity, then all)
-with automatic rollback on those alarms; register target-tracking autoscaling on invocations per instance, with
-the target from the load test (its sustainable rate per instance times a safety factor); smoke-test the
-endpoint through the same client the API uses; write a deployment record (`out/deployment/deployment.json`).
+`deploy` does, in order: refuse without a passing gate.json; fetch the artifact (training job record -> its
+model_artifact_uri, an S3 URI, or a local dir); refuse unless the gate's candidate is this artifact (its version,
+as the inference core computes it, and not the embedded model) (`--force` overrides both, loudly, and tags the
+model `gate=forced`); merge the LoRA adapter into the base in fp16; choose the Hugging Face inference image whose
+transformers major matches the one the artifact was trained with (training_config.json `versions`; without one,
+`code/requirements.txt` pins the training versions); package `model.tar.gz` (model at the root,
+`code/inference.py` and the modules it imports under `code/`); upload it; create the SageMaker model and an
+endpoint config (ml.g4dn.xlarge by default; data capture of the endpoint's answers only, unless --capture-input,
+which stores raw user text); create CloudWatch alarms (5xx errors, p99-ish model latency); create the endpoint, or
+update it blue/green (a one-instance canary when the fleet has 2+ instances, else all at once) with automatic
+rollback on those alarms; register target-tracking autoscaling on invocations per instance, with the target from
+the load test (its sustainable rate per instance times a safety factor); smoke-test the endpoint through the same
+client the API uses (finite label_mass, probabilities summing to 1, and with --expect-harmful "go kill yourself"
+scored harmful-or-worse above safe); write a deployment record (`out/deployment/deployment.json`).
 
 AWS calls go through boto3 (moto_server in the tests: AWS_ENDPOINT_URL); the SageMaker Python SDK v3 serves
-for the container image URI (`sagemaker.core.image_uris`, offline). The execution role's least-privilege policy
-is `deployment/iam/execution_role_policy.json`.
+for the container image URI (`sagemaker.core.image_uris`, offline). The endpoint execution role's least-privilege
+policy is `deployment/iam/execution_role_policy.json` (the training jobs' role: `training_role_policy.json`).
 """
 
 from __future__ import annotations
@@ -35,11 +40,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shutil
 import sys
 import tarfile
 import tempfile
 import time
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,7 +62,12 @@ SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 DEFAULT_LOAD_TEST = ROOT / "bench" / "results" / "endpoint_load.json"
 DEFAULT_RECORD = ROOT / "out" / "deployment" / "deployment.json"
 SAFETY_FACTOR = 0.7  # scale out before the load test's sustainable rate is reached
-SMOKE_TEXTS = ["have a nice day", "go k1ll yourself", "time to unalive myself"]
+SMOKE_TEXTS = ["have a nice day", "go kill yourself", "go k1ll yourself", "time to unalive myself"]
+HARMFUL_PROBE = "go kill yourself"  # a tuned model scores it harmful-or-worse above safe (--expect-harmful)
+# The Hugging Face PyTorch inference image by default (transformers, pytorch, python): transformers 5, as training.
+DEFAULT_SERVING = ("5.5.3", "2.6.0", "py312")
+# SageMaker tag keys and values: letters, separators, digits and these; keys <= 128, values <= 256 characters.
+TAG_PUNCTUATION = frozenset("_.:/=+-@")
 # Modules `code/inference.py` imports, shipped beside it in the archive (paths relative to the repository).
 CODE_FILES = ("deployment/inference.py", "core/__init__.py", "core/labels.py", "core/prompt.py",
               "classifiers/__init__.py", "classifiers/base.py")
@@ -88,8 +100,19 @@ def _split_s3(uri: str) -> tuple[str, str]:
 
 
 # ----------------------------------------------------------------------------------------------- gate
-def check_gate(gate_path: str | Path | None, force: bool = False) -> dict[str, Any]:
-    """The gate verdict; DeploymentError unless it passed (or `force`, which is logged loudly)."""
+def artifact_version(artifact_dir: Path) -> str:
+    """The version the inference core gives this artifact directory (LabelScorer.version, which the transformers
+    backend reports as classifier.version and training/model_evaluation.py records as the gate's candidate)."""
+    from deployment.inference import _artifact_version
+
+    return _artifact_version(Path(artifact_dir))
+
+
+def check_gate(gate_path: str | Path | None, force: bool = False,
+               artifact_version: str | None = None) -> dict[str, Any]:
+    """The gate verdict; DeploymentError unless it passed (or `force`, which is logged loudly). With
+    `artifact_version`, the gate must also be about this artifact: its candidate's version is that version and its
+    backend is not the embedded model (a passing gate for another model says nothing about this one)."""
     problem = None
     gate: dict[str, Any] = {}
     if gate_path is None:
@@ -97,11 +120,16 @@ def check_gate(gate_path: str | Path | None, force: bool = False) -> dict[str, A
     else:
         try:
             gate = json.loads(Path(gate_path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            if not isinstance(gate, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            gate = {}
             problem = f"cannot read the gate {gate_path}: {exc}"
         else:
             if gate.get("passed") is not True:
                 problem = f"the evaluation gate did not pass: {'; '.join(gate.get('reasons') or ['no reasons given'])}"
+            elif artifact_version is not None:
+                problem = _candidate_problem(gate, artifact_version)
     if problem is None:
         return {"status": "passed", **gate}
     if not force:
@@ -110,6 +138,19 @@ def check_gate(gate_path: str | Path | None, force: bool = False) -> dict[str, A
     log.warning("%s\nFORCED DEPLOYMENT: %s\n%s", banner, problem, banner)
     print(f"WARNING: FORCED DEPLOYMENT: {problem}", file=sys.stderr)
     return {"status": "forced", "problem": problem, **gate}
+
+
+def _candidate_problem(gate: dict[str, Any], version: str) -> str | None:
+    candidate = gate.get("candidate") if isinstance(gate.get("candidate"), dict) else {}
+    backend, theirs = candidate.get("backend"), candidate.get("version")
+    if backend == "embedded":
+        return ("the gate evaluated the embedded model, not this artifact (evaluate it with "
+                "training/model_evaluation.py --backend transformers --model-path <the artifact> --gate)")
+    if theirs != version:
+        return (f"the gate's candidate is version {theirs!r} ({backend or 'unknown backend'}) but this artifact is "
+                f"version {version!r}: the gate passed for another model (evaluate this artifact with "
+                "training/model_evaluation.py --backend transformers --model-path <the artifact> --gate)")
+    return None
 
 
 # ----------------------------------------------------------------------------------------------- artifact
@@ -175,6 +216,12 @@ def merge_adapter(artifact_dir: Path, out_dir: Path, base_model: str | None = No
         return out_dir
     from peft import PeftModel
 
+    from deployment.inference import check_library_versions
+
+    try:  # merging here saves the model with this process's transformers: it must read the adapter correctly
+        check_library_versions({"versions": training_versions(adapter)}, adapter)
+    except ClassifierError as exc:
+        raise DeploymentError(str(exc)) from exc
     started = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32)
     model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
@@ -188,8 +235,11 @@ def merge_adapter(artifact_dir: Path, out_dir: Path, base_model: str | None = No
     return out_dir
 
 
-def package(model_dir: Path, out_path: Path) -> Path:
-    """model.tar.gz: the model at the root and the inference code under code/ (the container's layout)."""
+def package(model_dir: Path, out_path: Path, requirements: list[str] | None = None) -> Path:
+    """model.tar.gz: the model at the root and the inference code under code/ (the container's layout); with
+    `requirements`, code/requirements.txt too (the Hugging Face inference toolkit pip-installs it at start-up)."""
+    import io
+
     with tarfile.open(out_path, "w:gz", compresslevel=1) as tar:  # weights barely compress; keep it fast
         for path in sorted(model_dir.iterdir()):
             if path.name != "code":
@@ -197,7 +247,68 @@ def package(model_dir: Path, out_path: Path) -> Path:
         for relative in CODE_FILES:
             arcname = "code/inference.py" if relative == "deployment/inference.py" else f"code/{relative}"
             tar.add(ROOT / relative, arcname=arcname)
+        if requirements:
+            data = ("\n".join(requirements) + "\n").encode("utf-8")
+            info = tarfile.TarInfo("code/requirements.txt")
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
     return out_path
+
+
+def training_versions(model_dir: Path) -> dict[str, str]:
+    """The library versions the artifact was trained with (training_config.json `versions`), or {}."""
+    path = Path(model_dir) / "training_config.json"
+    try:
+        versions = json.loads(path.read_text(encoding="utf-8")).get("versions") or {}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
+    return {k: str(v) for k, v in versions.items()} if isinstance(versions, dict) else {}
+
+
+def _major(version: str | None) -> int | None:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return None
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) if part.isdigit() else -1 for part in version.split("."))
+
+
+def serving_framework(versions: dict[str, str]) -> tuple[tuple[str, str, str], list[str] | None]:
+    """((transformers, pytorch, python) of the Hugging Face inference image to serve with, requirements or None).
+
+    The newest image the SageMaker SDK knows (offline) whose transformers major is the training run's; an
+    artifact saved by one transformers major does not load correctly in another. When no image has that major,
+    the default image and a code/requirements.txt pinning the training run's transformers (and peft) versions."""
+    trained = versions.get("transformers")
+    major = _major(trained)
+    if major is None:
+        log.warning("the artifact records no transformers version (training_config.json `versions`); serving "
+                    "with transformers %s", DEFAULT_SERVING[0])
+        return DEFAULT_SERVING, None
+    if _major(DEFAULT_SERVING[0]) == major:
+        return DEFAULT_SERVING, None
+    try:
+        from sagemaker.core import image_uris
+
+        known = image_uris.config_for_framework("huggingface")["inference"]["versions"]
+    except Exception as exc:  # noqa: BLE001 - an SDK without the table: fall back to pinning
+        log.warning("cannot read the SDK's Hugging Face image table: %s", exc)
+        known = {}
+    for version in sorted((v for v in known if _major(v) == major), key=_version_key, reverse=True):
+        frameworks = {k: v for k, v in known[version].items() if k.startswith("pytorch") and isinstance(v, dict)}
+        if not frameworks:
+            continue
+        base = max(frameworks, key=lambda k: _version_key(k.removeprefix("pytorch")))
+        return (version, base.removeprefix("pytorch"), frameworks[base]["py_versions"][-1]), None
+    pins = [f"transformers=={trained}"]
+    if _major(versions.get("peft")) is not None:
+        pins.append(f"peft=={versions['peft']}")
+    log.warning("no Hugging Face inference image has transformers %s.x; the archive pins %s in "
+                "code/requirements.txt (installed when the container starts)", major, ", ".join(pins))
+    return DEFAULT_SERVING, pins
 
 
 def load_test_target(load_test: str | Path | None, target: float | None) -> tuple[float, str]:
@@ -215,8 +326,8 @@ def load_test_target(load_test: str | Path | None, target: float | None) -> tupl
     return round(sustainable * SAFETY_FACTOR, 1), f"{path} x {SAFETY_FACTOR}"
 
 
-def image_uri(region: str, instance_type: str, transformers_version: str = "4.49.0",
-              pytorch_version: str = "2.6.0", py_version: str = "py312") -> str:
+def image_uri(region: str, instance_type: str, transformers_version: str = DEFAULT_SERVING[0],
+              pytorch_version: str = DEFAULT_SERVING[1], py_version: str = DEFAULT_SERVING[2]) -> str:
     """The Hugging Face PyTorch inference container (SageMaker Python SDK v3, offline)."""
     from sagemaker.core import image_uris
 
@@ -226,8 +337,15 @@ def image_uri(region: str, instance_type: str, transformers_version: str = "4.49
 
 
 # ----------------------------------------------------------------------------------------------- endpoint
-def _tags(values: dict[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": str(v)[:256]} for k, v in values.items()]
+def tag_text(value: Any, limit: int) -> str:
+    """`value` as SageMaker accepts it in a tag ([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*): other characters become "_",
+    and it is cut to `limit` characters (keys 128, values 256)."""
+    text = "".join(c if c in TAG_PUNCTUATION or unicodedata.category(c)[0] in "LZN" else "_" for c in str(value))
+    return text[:limit]
+
+
+def _tags(values: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"Key": tag_text(k, 128) or "_", "Value": tag_text(v, 256)} for k, v in values.items()]
 
 
 def put_alarms(cloudwatch, endpoint_name: str, latency_ms_p99: float) -> list[str]:
@@ -259,11 +377,19 @@ def endpoint_exists(sm, endpoint_name: str) -> bool:
         raise
 
 
-def blue_green_config(alarms: list[str], canary_percent: int = 10, wait_seconds: int = 300) -> dict[str, Any]:
+def blue_green_config(alarms: list[str], instance_count: int = 1, wait_seconds: int = 300) -> dict[str, Any]:
+    """A blue/green update that rolls back on `alarms`. AWS requires a canary of at most half the fleet: with 2+
+    instances the canary is one instance (then the rest after `wait_seconds`); with one instance there is no
+    canary and traffic moves all at once (still watched by the alarms, and rolled back while the old fleet waits
+    out TerminationWaitInSeconds)."""
+    if instance_count >= 2:
+        routing = {"Type": "CANARY", "WaitIntervalInSeconds": wait_seconds,
+                   "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1}}
+    else:
+        routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": wait_seconds}
     return {
         "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": {"Type": "CANARY", "WaitIntervalInSeconds": wait_seconds,
-                                            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": canary_percent}},
+            "TrafficRoutingConfiguration": routing,
             "TerminationWaitInSeconds": 600,
             "MaximumExecutionTimeoutInSeconds": 3600,
         },
@@ -307,23 +433,98 @@ def configure_autoscaling(aas, endpoint_name: str, target: float, min_capacity: 
     return policy
 
 
-def smoke_test(endpoint_name: str, region: str, endpoint_url: str | None) -> list[dict[str, float]]:
-    """Classify a few texts through the client the API uses (validated answers, no retries hidden)."""
+def check_smoke_answer(answer: Any, texts: list[str], expect_harmful: bool = True) -> list[dict[str, Any]]:
+    """Each text's answer ({"text", "label", "scores", "label_mass"}); DeploymentError unless every prediction
+    has a finite label_mass in [0, 1] and probabilities summing to 1, and (with `expect_harmful`, for a tuned
+    model) HARMFUL_PROBE is scored harmful-or-worse above safe."""
+    predictions = answer.get("predictions") if isinstance(answer, dict) else None
+    if not isinstance(predictions, list) or len(predictions) != len(texts):
+        raise DeploymentError(f"smoke test: expected {len(texts)} predictions, got {answer!r:.300}")
+    out = []
+    for text, item in zip(texts, predictions):
+        scores = item.get("scores") if isinstance(item, dict) else None
+        mass = item.get("label_mass") if isinstance(item, dict) else None
+        if not isinstance(scores, dict) or set(scores) != set(LABELS):
+            raise DeploymentError(f"smoke test: {text!r} answered labels {scores!r:.200}")
+        values = [scores[label] for label in LABELS]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values) \
+                or abs(math.fsum(values) - 1.0) > 1e-3:
+            raise DeploymentError(f"smoke test: {text!r} scores {scores} are not finite probabilities summing to 1")
+        if not isinstance(mass, int | float) or isinstance(mass, bool) or not math.isfinite(mass) \
+                or not 0.0 <= mass <= 1.0 + 1e-6:
+            raise DeploymentError(f"smoke test: {text!r} has no finite label_mass in [0, 1] (got {mass!r}): "
+                                  "the endpoint does not run this project's inference code")
+        out.append({"text": text, "label": max(scores, key=scores.__getitem__), "scores": scores,
+                    "label_mass": mass})
+    if expect_harmful:
+        if HARMFUL_PROBE not in texts:
+            raise DeploymentError(f"smoke test: --expect-harmful needs {HARMFUL_PROBE!r} among the texts")
+        scores = out[texts.index(HARMFUL_PROBE)]["scores"]
+        worse = scores["harmful"] + scores["extremely_harmful"]
+        if not worse > scores["safe"]:
+            raise DeploymentError(
+                f"smoke test: {HARMFUL_PROBE!r} scored harmful-or-worse {worse:.3f} <= safe {scores['safe']:.3f}; "
+                "a tuned model does not do that (an untuned or random model? --no-expect-harmful skips this check)")
+    return out
+
+
+def smoke_test(endpoint_name: str, region: str, endpoint_url: str | None,
+               expect_harmful: bool = True) -> list[dict[str, Any]]:
+    """Classify SMOKE_TEXTS through the client the API uses (validated answers, no retries hidden) and check the
+    whole answer (check_smoke_answer)."""
     from classifiers.base import ClassifierError
     from classifiers.sagemaker import SagemakerClassifier
 
-    client = SagemakerClassifier(endpoint_name, region=region, endpoint_url=endpoint_url, read_timeout=60,
-                                 max_retries=2, breaker_failures=10)
+    class Recording(SagemakerClassifier):  # the API's client, keeping the raw answer (label_mass included)
+        answer: Any = None
+
+        def _parse(self, raw: bytes, expected: int):
+            scores = super()._parse(raw, expected)
+            self.answer = json.loads(raw)
+            return scores
+
+    client = Recording(endpoint_name, region=region, endpoint_url=endpoint_url, read_timeout=60,
+                       max_retries=2, breaker_failures=10, batch_max_texts=len(SMOKE_TEXTS),
+                       deadline_seconds=200)  # a cold endpoint may be slow once: three full tries fit
     try:
-        scores = client.classify(SMOKE_TEXTS)
+        client.classify(SMOKE_TEXTS)
     except ClassifierError as exc:
         raise DeploymentError(f"smoke test of {endpoint_name} failed: {exc}") from exc
-    return scores
+    try:
+        return check_smoke_answer(client.answer, list(SMOKE_TEXTS), expect_harmful)
+    except DeploymentError as exc:
+        raise DeploymentError(f"{exc} (endpoint {endpoint_name})") from exc
+
+
+def data_capture_config(destination: str, percent: int, capture_input: bool = False,
+                        kms_key: str | None = None) -> dict[str, Any]:
+    """Capture the endpoint's answers (scores, no text). The requests hold raw user text, so they are captured
+    only when asked (`capture_input`), and then best with a KMS key of your own."""
+    modes = ([{"CaptureMode": "Input"}] if capture_input else []) + [{"CaptureMode": "Output"}]
+    config: dict[str, Any] = {
+        "EnableCapture": True, "InitialSamplingPercentage": percent, "DestinationS3Uri": destination,
+        "CaptureOptions": modes, "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+    }
+    if kms_key:
+        config["KmsKeyId"] = kms_key
+    return config
+
+
+def fleet_size(sm, endpoint_name: str, new_count: int) -> int:
+    """The instance count a blue/green update works with: the smaller of the running fleet and the new config's
+    (a canary must fit either)."""
+    try:
+        variants = sm.describe_endpoint(EndpointName=endpoint_name).get("ProductionVariants") or []
+        current = sum(int(v.get("CurrentInstanceCount") or 0) for v in variants if v.get("VariantName") == VARIANT)
+    except Exception:  # noqa: BLE001 - unknown: assume the new config's count
+        current = 0
+    return min(new_count, current) if current else new_count
 
 
 def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> dict[str, Any]:
     settings = get_settings()
-    gate = check_gate(args.gate, args.force)
+    if not args.force:
+        check_gate(args.gate)  # refuse a missing or failed gate before downloading anything
     clients = clients or aws_clients(args.region, args.endpoint_url)
     region = args.region or settings.aws_region
     role = args.role_arn or settings.sagemaker_role_arn
@@ -343,17 +544,21 @@ def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
     with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:
         workdir = Path(tmp)
         artifact = fetch_artifact(source, workdir, clients["s3"])
+        version = artifact_version(artifact)
+        gate = check_gate(args.gate, args.force, artifact_version=version)  # the gate must be about this artifact
         merged = merge_adapter(artifact, workdir / "merged", base_model)
-        archive = package(merged, workdir / "model.tar.gz")
+        versions = training_versions(merged)
+        serving, requirements = serving_framework(versions)
+        archive = package(merged, workdir / "model.tar.gz", requirements)
         model_data = f"s3://{bucket}/{prefix}/model.tar.gz"
         clients["s3"].upload_file(str(archive), bucket, f"{prefix}/model.tar.gz")
         log.info("uploaded %s (%.1f MB)", model_data, archive.stat().st_size / 1e6)
 
     tags = _tags({"project": "algospeak-moderation", "gate": gate["status"],
                   "training_job": training_record.get("job_name", "none"), "source": source,
-                  "labels": ",".join(LABELS)})
+                  "artifact_version": version, "labels": "/".join(LABELS)})
     sm = clients["sagemaker"]
-    image = args.image_uri or image_uri(region, args.instance_type)
+    image = args.image_uri or image_uri(region, args.instance_type, *serving)
     sm.create_model(
         ModelName=model_name, ExecutionRoleArn=role, Tags=tags,
         PrimaryContainer={"Image": image, "ModelDataUrl": model_data, "Environment": {
@@ -371,18 +576,15 @@ def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
             "InitialInstanceCount": args.min_instances, "InitialVariantWeight": 1.0,
             "ContainerStartupHealthCheckTimeoutInSeconds": 600, "ModelDataDownloadTimeoutInSeconds": 1200,
         }],
-        DataCaptureConfig={
-            "EnableCapture": True, "InitialSamplingPercentage": args.capture_percent,
-            "DestinationS3Uri": f"s3://{bucket}/{settings.s3_prefix}/data-capture",
-            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-            "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
-        },
+        DataCaptureConfig=data_capture_config(f"s3://{bucket}/{settings.s3_prefix}/data-capture",
+                                              args.capture_percent, args.capture_input, args.capture_kms_key),
     )
     alarms = put_alarms(clients["cloudwatch"], args.endpoint_name, args.latency_slo_ms)
     if endpoint_exists(sm, args.endpoint_name):
         action = "update"
         sm.update_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=config_name,
-                           DeploymentConfig=blue_green_config(alarms))
+                           DeploymentConfig=blue_green_config(alarms, fleet_size(sm, args.endpoint_name,
+                                                                                 args.min_instances)))
     else:
         action = "create"
         sm.create_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=config_name, Tags=tags)
@@ -391,11 +593,15 @@ def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
                                    args.min_instances, args.max_instances)
     smoke = None if args.skip_smoke_test else smoke_test(args.endpoint_name, region,
                                                          args.runtime_endpoint_url or args.endpoint_url
-                                                         or settings.aws_endpoint_url)
+                                                         or settings.aws_endpoint_url, args.expect_harmful)
     record = {
         "endpoint_name": args.endpoint_name, "endpoint_arn": described.get("EndpointArn"), "action": action,
         "model_name": model_name, "endpoint_config_name": config_name, "model_data_url": model_data,
         "image_uri": image, "instance_type": args.instance_type, "source": source,
+        "artifact_version": version, "training_versions": versions,
+        "serving_transformers": None if args.image_uri else serving[0], "requirements": requirements,
+        "data_capture": {"input": args.capture_input, "output": True, "percent": args.capture_percent,
+                         "kms_key": args.capture_kms_key},
         "training_job": training_record.get("job_name"), "base_model": base_model, "gate": gate["status"],
         "gate_reasons": gate.get("reasons") or ([gate["problem"]] if "problem" in gate else []),
         "alarms": alarms, "autoscaling": {"policy": policy, "target_invocations_per_instance": target,
@@ -458,6 +664,13 @@ def delete(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
 def batch_transform(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> dict[str, Any]:
     """An offline backfill: each input line is one request body ({"inputs": [...]}), each output line its answer."""
     clients = clients or aws_clients(args.region, args.endpoint_url)
+    settings = get_settings()
+    for uri in (args.input, args.output):
+        bucket = settings.s3_bucket or "*"
+        if settings.s3_bucket and not uri.startswith(f"s3://{bucket}/{settings.s3_prefix}/backfill/"):
+            log.warning("%s is outside s3://%s/%s/backfill/, where the execution role "
+                        "(deployment/iam/execution_role_policy.json) may read and write", uri, bucket,
+                        settings.s3_prefix)
     job_name = args.job_name or f"{args.model_name[:40]}-backfill-{_now()}"
     clients["sagemaker"].create_transform_job(
         TransformJobName=job_name, ModelName=args.model_name, BatchStrategy="SingleRecord",
@@ -488,7 +701,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model-dir", help="a local model/adapter directory")
     d.add_argument("--base-model", help="the adapter's base model (default: the artifact's training_config.json)")
     d.add_argument("--gate", help="gate.json from training/model_evaluation.py")
-    d.add_argument("--force", action="store_true", help="deploy without a passing gate (recorded in the tags)")
+    d.add_argument("--force", action="store_true",
+                   help="deploy without a passing gate for this artifact (loud; recorded in the tags: gate=forced)")
     d.add_argument("--role-arn", help="default: SAGEMAKER_ROLE_ARN")
     d.add_argument("--bucket", help="default: S3_BUCKET")
     d.add_argument("--image-uri", help="default: the Hugging Face PyTorch inference image (SDK v3 lookup)")
@@ -499,10 +713,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--target-invocations", type=float, help="override: invocations per instance per minute")
     d.add_argument("--latency-slo-ms", type=float, default=500.0, help="p99 model latency that rolls back")
     d.add_argument("--capture-percent", type=int, default=100, help="data capture sampling percentage")
-    d.add_argument("--dtype", default="float16", help="serving dtype in the container (T4: float16)")
+    d.add_argument("--capture-input", action="store_true",
+                   help="also capture the requests: this STORES RAW USER TEXT in S3 (default: answers only)")
+    d.add_argument("--capture-kms-key", help="KMS key (id, ARN or alias) that encrypts the captured data")
+    d.add_argument("--dtype", default="auto",
+                   help="serving dtype in the container (auto: bf16 where the GPU has it, fp16 on a T4)")
     d.add_argument("--batch-size", type=int, default=16)
     d.add_argument("--runtime-endpoint-url", help="sagemaker-runtime endpoint for the smoke test")
     d.add_argument("--skip-smoke-test", action="store_true")
+    d.add_argument("--expect-harmful", action=argparse.BooleanOptionalAction, default=True,
+                   help=f"smoke test: require {HARMFUL_PROBE!r} scored harmful-or-worse above safe "
+                        "(a tuned model; --no-expect-harmful for a random or untuned one)")
     d.add_argument("--poll-seconds", type=float, default=15.0)
     d.add_argument("--record", default=str(DEFAULT_RECORD), help="where the deployment record goes")
 
@@ -528,6 +749,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("smoke-test", parents=[common], help="classify a few texts through the endpoint")
     t.add_argument("--endpoint-name", required=True)
     t.add_argument("--runtime-endpoint-url")
+    t.add_argument("--expect-harmful", action=argparse.BooleanOptionalAction, default=True,
+                   help=f"require {HARMFUL_PROBE!r} scored harmful-or-worse above safe (a tuned model)")
     return parser
 
 
@@ -535,9 +758,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     commands = {"deploy": deploy, "schedule": schedule, "delete": delete, "batch-transform": batch_transform,
-                "smoke-test": lambda a: {"scores": smoke_test(a.endpoint_name, a.region or get_settings().aws_region,
-                                                               a.runtime_endpoint_url or a.endpoint_url
-                                                               or get_settings().aws_endpoint_url)}}
+                "smoke-test": lambda a: {"predictions": smoke_test(a.endpoint_name,
+                                                                    a.region or get_settings().aws_region,
+                                                                    a.runtime_endpoint_url or a.endpoint_url
+                                                                    or get_settings().aws_endpoint_url,
+                                                                    a.expect_harmful)}}
     try:
         result = commands[args.command](args)
     except DeploymentError as exc:

@@ -154,3 +154,58 @@ def test_transformers_backend_through_the_registry(tiny_qwen_dir, scorer):
     assert classifier.classify(TEXTS[:2]) == [p.scores for p in scorer.score(TEXTS[:2])]
     with pytest.raises(ClassifierError, match="TRANSFORMERS_MODEL_PATH"):
         create_classifier(Settings(classifier_backend="transformers"))
+
+
+def _fake_bf16(native: bool):
+    """torch.cuda.is_bf16_supported as on a GPU with (Ampere+) or without (T4) native bf16; like torch, it
+    answers True on a T4 when emulation counts (the default)."""
+    def is_bf16_supported(including_emulation: bool = True) -> bool:
+        return native or including_emulation
+    return is_bf16_supported
+
+
+@pytest.mark.parametrize("native,device,expected", [
+    (True, "cuda", torch.bfloat16),     # A10G, L4, A100, H100: bf16, fp16's overflow risk gone
+    (True, "cuda:1", torch.bfloat16),
+    (False, "cuda", torch.float16),     # a T4: fp16 (emulated bf16 does not count), outputs checked for finiteness
+    (True, "cpu", torch.float32),
+    (False, "cpu", torch.float32),
+])
+def test_auto_dtype_is_bf16_where_the_gpu_has_it(monkeypatch, native, device, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", _fake_bf16(native))
+    assert inference.resolve_dtype(None, device) == expected
+    assert inference.resolve_dtype("auto", device) == expected
+    assert inference.resolve_dtype("float16", device) == torch.float16  # told: as told
+    assert inference.resolve_dtype("fp32", device) == torch.float32
+    with pytest.raises(ClassifierError, match="unknown dtype"):
+        inference.resolve_dtype("int8", device)
+
+
+def test_auto_dtype_on_an_older_torch_without_the_emulation_argument(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert inference.resolve_dtype("auto", "cuda") == torch.float16
+
+
+@pytest.mark.parametrize("trained,refused", [("4.49.0", True), ("6.0.0", True), (None, False), ("same-major", False)])
+def test_an_artifact_of_another_transformers_major_is_refused(tmp_path, tiny_qwen_dir, monkeypatch, trained, refused):
+    """transformers 4.x reads a 5.x artifact wrongly (unknown tokenizer class, rope_parameters ignored so
+    rope_theta silently 10000): refuse at load, clearly, rather than serve a different model."""
+    import transformers
+
+    artifact = tmp_path / "model"
+    shutil.copytree(tiny_qwen_dir, artifact)
+    if trained == "same-major":
+        trained = f"{transformers.__version__.split('.')[0]}.0.0"
+    versions = {"python": "3.12.0", "torch": "2.9.0", "peft": "0.18.0"}
+    if trained is not None:
+        versions["transformers"] = trained
+    (artifact / "training_config.json").write_text(json.dumps({"max_length": 128, "versions": versions}))
+    if refused:
+        with pytest.raises(ClassifierError, match=rf"transformers {trained} \(major \d+\).*transformers "
+                                                  rf"{transformers.__version__}"):
+            LabelScorer.from_dir(artifact)
+        with pytest.raises(ClassifierError, match="across transformers majors"):
+            inference.model_fn(str(artifact))
+    else:
+        assert inference.model_fn(str(artifact)).encoder.max_length == 128
