@@ -26,11 +26,13 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _ascii_class(ch: str) -> str:
-    if ch.isupper():
-        return "A"
+def _char_class(ch: str) -> str:
+    """One letter per character: A upper letter, a other letter, U upper non-letter (e.g. Roman numerals),
+    d digit, s space, p ASCII punctuation, o anything else."""
     if ch.isalpha():
-        return "a"
+        return "A" if ch.isupper() else "a"
+    if ch.isupper():
+        return "U"
     if ch.isdigit():
         return "d"
     if ch.isspace():
@@ -38,35 +40,35 @@ def _ascii_class(ch: str) -> str:
     return "p" if ch in _PUNCT else "o"
 
 
+class _Classes(dict):
+    """A str.translate table that classifies each character the first time it is seen, then from memory."""
+
+    def __missing__(self, codepoint: int) -> str:
+        self[codepoint] = value = _char_class(chr(codepoint))
+        return value
+
+
+_CLASSES = _Classes()
+_CLASSES_LIMIT = 100_000  # distinct characters remembered (a few MB at most), then the table starts over
+
+
 def char_stats(text: str) -> dict[str, int]:
-    """Counts per character class (see the module docstring); `length` is in code points."""
-    if text.isascii():  # the common case: one C-level translate and a few counts
-        classes = text.translate(_ASCII_CLASSES)
-        upper, alpha = classes.count("A"), classes.count("a") + classes.count("A")
-        digit, space, punct = classes.count("d"), classes.count("s"), classes.count("p")
-        n = len(text)
-        return {
-            "length": n, "alpha": alpha, "digit": digit, "upper": upper, "space": space, "punct": punct,
-            "other": n - alpha - digit - space - punct, "non_ascii": 0,
-        }  # fmt: skip
+    """Counts per character class (see the module docstring); `length` is in code points.
+
+    One C-level `translate` maps every character to its class letter and a few `count`s read the totals.
+    """
+    if len(_CLASSES) > _CLASSES_LIMIT:
+        _CLASSES.clear()
+    classes = text.translate(_CLASSES)
+    big, small = classes.count("A"), classes.count("a")
+    alpha = big + small
+    digit, space, punct = classes.count("d"), classes.count("s"), classes.count("p")
     n = len(text)
-    alpha = sum(map(str.isalpha, text))
-    digit = sum(map(str.isdigit, text))
-    space = sum(map(str.isspace, text))
-    punct = sum(1 for ch in text if ch in _PUNCT)
     return {
-        "length": n,
-        "alpha": alpha,
-        "digit": digit,
-        "upper": sum(map(str.isupper, text)),
-        "space": space,
-        "punct": punct,
-        "other": max(0, n - alpha - digit - space - punct),
-        "non_ascii": n - len(text.encode("ascii", "ignore")),
-    }
-
-
-_ASCII_CLASSES = str.maketrans({chr(i): _ascii_class(chr(i)) for i in range(128)})
+        "length": n, "alpha": alpha, "digit": digit, "upper": big + classes.count("U"), "space": space,
+        "punct": punct, "other": n - alpha - digit - space - punct,
+        "non_ascii": 0 if text.isascii() else n - len(text.encode("ascii", "ignore")),
+    }  # fmt: skip
 
 
 def normalize_label(value: Any) -> str | None:
