@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -44,27 +43,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS, machine  # noqa: E402
+from bench.common import RESULTS, load_texts, machine  # noqa: E402
 from core.settings import ROOT  # noqa: E402
 
 DEFAULT_CONCURRENCY = [1, 2, 4, 8, 16, 32, 64]
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def load_texts(count: int) -> tuple[list[str], str]:
-    try:
-        from bench.common import real_texts
-
-        texts = [t for t in real_texts(count * 2) if t.strip()][:count]
-        if len(texts) >= count:
-            return texts, "shared/data (real texts)"
-    except Exception as exc:  # no shared data beside the checkout
-        print(f"note: real texts unavailable ({exc}); using synthetic ones", file=sys.stderr)
-    rng = random.Random(0)
-    words = "the a you go kill unalive seggs day work great lol time myself sewer slide k1ll nice".split()
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 40))) for _ in range(count)], "synthetic"
-
-
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (None for no values)."""
     if not values:

@@ -37,6 +37,21 @@ def real_texts(limit: int | None = None) -> list[str]:
     return texts[:limit] if limit else texts
 
 
+def load_texts(count: int) -> tuple[list[str], str]:
+    """`count` real texts and where they came from; synthetic ones when ../shared/data is not there."""
+    import random
+
+    try:
+        texts = [t for t in real_texts(count * 2) if t.strip()][:count]
+        if len(texts) >= count:
+            return texts, "shared/data (real texts)"
+    except Exception as exc:  # no shared data beside the checkout
+        print(f"note: real texts unavailable ({exc}); using synthetic ones", file=sys.stderr)
+    rng = random.Random(0)
+    words = "the a you go kill unalive seggs day work great lol time myself sewer slide k1ll nice".split()
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 40))) for _ in range(count)], "synthetic"
+
+
 def machine() -> dict:
     return {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
 
