@@ -52,6 +52,16 @@ def decide(scores: LabelScores, thresholds: dict[str, float]) -> str:
     return LABELS[0]
 
 
+DEFAULT_THRESHOLD = 0.5
+
+
+def resolve_thresholds(configured: dict[str, float | None], classifier: Classifier) -> dict[str, float]:
+    """Per label: the configured threshold, else the one the model was tuned with, else 0.5."""
+    own = getattr(classifier, "thresholds", None) or {}
+    return {label: configured.get(label) if configured.get(label) is not None else own.get(label, DEFAULT_THRESHOLD)
+            for label in LABELS[1:]}
+
+
 _LABEL_SET = frozenset(LABELS)
 
 
@@ -91,7 +101,9 @@ class Moderator:
         self.classifier = classifier
         self.fallback = fallback
         self.settings = settings
-        self.thresholds = settings.thresholds
+        self.thresholds = resolve_thresholds(settings.thresholds, classifier)
+        # The fallback answers with its own tuning (a different model's probabilities mean different things).
+        self.fallback_thresholds = resolve_thresholds(settings.thresholds, fallback) if fallback else None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> "Moderator":
@@ -138,17 +150,18 @@ class Moderator:
             slots.append((first, raw_index))
 
         scores, stage2_status, backend = self._classify(batch)
+        thresholds = self.thresholds if backend is self.classifier else self.fallback_thresholds
         elapsed_ms = (time.perf_counter() - started) * 1000 / max(1, len(texts))
         results = []
         for i, (text, result, (first, raw_index)) in enumerate(zip(texts, stage1, slots)):
             normalized_scores = scores[first]
-            normalized_label = decide(normalized_scores, self.thresholds)
+            normalized_label = decide(normalized_scores, thresholds)
             final_scores, label = normalized_scores, normalized_label
             raw_label = None
             raw_scores = None
             if raw_index is not None:
                 raw_scores = scores[raw_index]
-                raw_label = decide(raw_scores, self.thresholds)
+                raw_label = decide(raw_scores, thresholds)
                 if SEVERITY[raw_label] > SEVERITY[normalized_label]:
                     final_scores, label = raw_scores, raw_label
             results.append(

@@ -22,6 +22,9 @@ class ClassifierError(RuntimeError):
 class Classifier(Protocol):
     name: str  # backend name, e.g. "embedded"
     version: str  # model version, e.g. the artifact's sha256 prefix
+    # The decision thresholds the model was tuned with ({label: P(label or worse) to reach}); None when it has
+    # none, and the moderator then uses 0.5. Settings (THRESHOLD_*) override them.
+    thresholds: dict[str, float] | None
 
     def classify(self, texts: Sequence[str]) -> list[LabelScores]:
         """Scores for each text, in order. Raises ClassifierError when it cannot answer."""

@@ -7,6 +7,12 @@ definitions in `classifiers.features`, and the tests hold the two together.
 
 The artifact (`model.npz`) describes itself: label order, feature recipe version, vocabulary, weights (with the
 IDF folded in), intercepts and the metrics it was trained to; a file that lacks any of them is refused.
+
+Served probabilities are `softmax(logits / T + log(prior) - log(train_prior))` (`meta["decision"]`, fitted by
+`training.transfer.fit_decision` on validation texts): the temperature T calibrates the model under the label mix
+it was trained on, and the shift moves its probabilities to the stated traffic mix `prior` (a platform's traffic
+is mostly safe; the training mix is not). `prior` can be replaced at load time (the LABEL_PRIOR setting). The
+decision thresholds chosen with them are `thresholds`; the moderator uses them unless settings override them.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ _REQUIRED = ("labels", "feature_version", "vocab", "weights", "idf2", "intercept
 class EmbeddedClassifier:
     name = "embedded"
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, prior: Sequence[float] | None = None):
         self.path = Path(path)
         try:
             raw = self.path.read_bytes()
@@ -65,6 +71,7 @@ class EmbeddedClassifier:
         self._intercept = intercept
         self._scorer = Scorer(self._index, weights, idf2, intercept)
         self.version = hashlib.sha256(raw).hexdigest()[:12]
+        self.temperature, self.bias, self.thresholds = decision_of(self.meta, self.path, prior)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Logits from the compiled kernel (`classifiers.kernel`)."""
@@ -84,13 +91,38 @@ class EmbeddedClassifier:
     def classify(self, texts: Sequence[str]) -> list[LabelScores]:
         if not texts:
             return []
-        z = self.logits(texts)
+        z = self.logits(texts) / self.temperature + self.bias
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
         if not np.isfinite(p).all():
             raise ClassifierError("embedded model produced non-finite probabilities")
         return [dict(zip(LABELS, row)) for row in p.tolist()]
+
+
+def decision_of(meta: dict, path: Path, prior: Sequence[float] | None = None
+                ) -> tuple[float, np.ndarray, dict[str, float] | None]:
+    """(temperature, logit bias, thresholds) from an artifact's `decision`; an artifact without one is served
+    as trained (T = 1, no shift, no thresholds of its own). A prior given here replaces the artifact's."""
+    decision = meta.get("decision")
+    if decision is None:
+        if prior is not None:
+            raise ClassifierError(f"{path}: this model has no training prior, so LABEL_PRIOR cannot be applied; retrain it")
+        return 1.0, np.zeros(len(LABELS), dtype=np.float32), None
+    try:
+        temperature = float(decision["temperature"])
+        train_prior = np.asarray(decision["train_prior"], dtype=np.float64)
+        target = np.asarray(prior if prior is not None else decision["prior"], dtype=np.float64)
+        thresholds = {label: float(decision["thresholds"][label]) for label in LABELS[1:]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ClassifierError(f"{path}: malformed decision block ({exc})") from exc
+    for name, p in (("train_prior", train_prior), ("prior", target)):
+        if p.shape != (len(LABELS),) or not np.all(p > 0) or abs(p.sum() - 1) > 1e-3:
+            raise ClassifierError(f"{path}: {name} must be {len(LABELS)} positive shares summing to 1, got {p.tolist()}")
+    if not (temperature > 0 and np.isfinite(temperature)):
+        raise ClassifierError(f"{path}: temperature must be positive, got {temperature}")
+    bias = (np.log(target) - np.log(train_prior)).astype(np.float32)
+    return temperature, bias, thresholds
 
 
 def save_artifact(

@@ -21,7 +21,7 @@ from core.settings import Settings
 def _embedded(settings: Settings) -> Classifier:
     from classifiers.embedded import EmbeddedClassifier
 
-    return EmbeddedClassifier(settings.embedded_model_path)
+    return EmbeddedClassifier(settings.embedded_model_path, prior=settings.prior)
 
 
 def _sagemaker(settings: Settings) -> Classifier:

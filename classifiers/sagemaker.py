@@ -147,6 +147,7 @@ class _Combiner:
 
 class SagemakerClassifier:
     name = "sagemaker"
+    thresholds = None  # the endpoint's model carries none: settings or 0.5
 
     def __init__(self, endpoint_name: str, *, region: str = "us-east-1", endpoint_url: str | None = None,
                  connect_timeout: float = 2.0, read_timeout: float = 5.0, max_retries: int = 2,

@@ -17,6 +17,7 @@ from classifiers.base import ClassifierError, LabelScores
 
 class TransformersClassifier:
     name = "transformers"
+    thresholds = None  # the tuned LLM carries none yet: settings or 0.5
 
     def __init__(self, model_path: Path | str, *, base_model: str | None = None, device: str = "auto",
                  dtype: str = "auto", batch_size: int = 16):

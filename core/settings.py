@@ -68,10 +68,15 @@ class Settings(BaseSettings):
     transformers_dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"  # auto = fp16 on GPU, fp32 on CPU
     transformers_batch_size: int = Field(16, ge=1)
 
-    # Per-label decision thresholds: the most severe label whose probability reaches its threshold wins.
-    threshold_potentially_harmful: float = Field(0.5, ge=0.0, le=1.0)
-    threshold_harmful: float = Field(0.5, ge=0.0, le=1.0)
-    threshold_extremely_harmful: float = Field(0.5, ge=0.0, le=1.0)
+    # Per-label decision thresholds: the most severe label whose P(label or worse) reaches its threshold wins.
+    # Unset: the thresholds the model was tuned with (the embedded model's are chosen on validation for a
+    # false-flag budget), or 0.5 for a model without any.
+    threshold_potentially_harmful: float | None = Field(None, ge=0.0, le=1.0)
+    threshold_harmful: float | None = Field(None, ge=0.0, le=1.0)
+    threshold_extremely_harmful: float | None = Field(None, ge=0.0, le=1.0)
+    # The label mix of your traffic, for the embedded model's probabilities ("safe=0.9,potentially_harmful=0.06,
+    # harmful=0.03,extremely_harmful=0.01"); unset: the mix the model states (models/embedded/model_card.json).
+    label_prior: str | None = None
 
     # --- API limits and auth
     max_text_chars: int = Field(20_000, gt=0)
@@ -104,7 +109,14 @@ class Settings(BaseSettings):
     # Experiment tracking (MLflow): unset means a local mlruns/ folder.
     mlflow_tracking_uri: str | None = None
 
-    @field_validator("sagemaker_endpoint_name", "api_key", "s3_bucket", "mlflow_tracking_uri", "aws_endpoint_url",
+    @field_validator("label_prior")
+    @classmethod
+    def _prior_is_a_mix(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            parse_prior(value)  # raises ValueError with the reason
+        return value
+
+    @field_validator("sagemaker_endpoint_name", "api_key", "label_prior", "s3_bucket", "mlflow_tracking_uri", "aws_endpoint_url",
                      "transformers_model_path", "transformers_base_model", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
@@ -123,12 +135,39 @@ class Settings(BaseSettings):
         return self.classifier_backend
 
     @property
-    def thresholds(self) -> dict[str, float]:
+    def thresholds(self) -> dict[str, float | None]:
+        """The thresholds set here; None where the model's own (or 0.5) applies."""
         return {
             "potentially_harmful": self.threshold_potentially_harmful,
             "harmful": self.threshold_harmful,
             "extremely_harmful": self.threshold_extremely_harmful,
         }
+
+    @property
+    def prior(self) -> list[float] | None:
+        return parse_prior(self.label_prior) if self.label_prior else None
+
+
+def parse_prior(text: str) -> list[float]:
+    """"safe=0.9,potentially_harmful=0.06,harmful=0.03,extremely_harmful=0.01" -> shares in LABELS order."""
+    from core.labels import LABELS
+
+    shares: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name not in LABELS:
+            raise ValueError(f"LABEL_PRIOR: unknown label {name!r}; give all of {', '.join(LABELS)} as label=share")
+        try:
+            shares[name] = float(value)
+        except ValueError:
+            raise ValueError(f"LABEL_PRIOR: {name}={value.strip()!r} is not a number") from None
+    missing = [label for label in LABELS if label not in shares]
+    if missing:
+        raise ValueError(f"LABEL_PRIOR: missing {', '.join(missing)}")
+    if any(not 0 < v < 1 for v in shares.values()) or abs(sum(shares.values()) - 1) > 1e-3:
+        raise ValueError("LABEL_PRIOR: every share must be between 0 and 1 (exclusive) and they must sum to 1")
+    return [shares[label] for label in LABELS]
 
 
 @lru_cache
