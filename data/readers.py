@@ -10,29 +10,38 @@ Every reader returns a polars LazyFrame with the standard columns (`STANDARD_SCH
                 subtype scores in [0, 1] where the source has them, else null
     problem     null for a good row; otherwise why it is unusable ("record 12, column 'target': not a number: 'x'")
 
-Bad input never turns silently into a wrong dataset: a missing column, an empty file or a malformed CSV row
-raises `DataError` naming the file (and the record and column where known) at read time; a value that does not
-parse is carried in `problem` so the caller chooses: `check_problems(..., on_bad_rows="error")` raises on the
-first one, "skip" drops and counts them.
+Bad input never turns silently into a wrong dataset: a missing column, an empty file, a malformed CSV row or a
+JSON line that does not parse raises `DataError` naming the file (and the record or line, and column, where
+known) at read time; a value that does not parse is carried in `problem` so the caller chooses:
+`check_problems(..., on_bad_rows="error")` raises on the first one, "skip" drops and counts them. Rows a mapping
+deliberately leaves out (Stormfront idk/skip, MLMA mixed normal + toxic, OpenAI texts with no positive and some
+unknown flag, Reddit image posts) are dropped by the reader, as its docstring says.
 
-The simple entry point for training code:
+`SHARED_SOURCES` lists the 13 sets in ../shared/data with their files, licence, domain and whether their
+annotators judged a single harm only. The simple entry point for training code:
 
     from data.readers import load_shared_sources
-    df = load_shared_sources()          # text, label, source from the four sets in ../shared/data
+    df = load_shared_sources()          # text, label, source from all 13 sets in ../shared/data
+    df = load_shared_sources(sources=["davidson", "convabuse"])
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import html
-from collections.abc import Callable
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
 
-from core.labels import LABELS
+from core.labels import LABELS, SEVERITY
 from core.settings import ROOT
 
 DEFAULT_SHARED_ROOT = ROOT.parent / "shared" / "data"
@@ -437,18 +446,742 @@ def read_jigsaw_wikipedia(root: Path) -> pl.LazyFrame:
     return _standardise(lf.with_columns(clean_text(pl.col("text"))), "jigsaw_wikipedia")
 
 
+# --------------------------------------------------------------------------------------------- second wave
+#
+# Subtype scores in the second-wave readers: a source's flag becomes the matching score (1.0 / 0.0). A 0.0 is
+# written only where the annotators judged that harm for every text (multi-harm sources: Gab, ConvAbuse, GitHub,
+# OpenAI, MLMA); the single-harm sources (Fox News, EDOS, Reddit misogyny, Stormfront) judged one kind of harm,
+# so their scores are 1.0 where flagged and null otherwise (a negative there says nothing about other harms).
+
+
+def _frame(columns: dict[str, list], source: str) -> pl.LazyFrame:
+    """Standard-schema LazyFrame from Python lists (the JSON readers), text cleaned."""
+    df = pl.DataFrame(columns, schema={name: STANDARD_SCHEMA[name] for name in columns})
+    return _standardise(df.lazy().with_columns(clean_text(pl.col("text"))), source)
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a JSON-lines file (gzip when it ends in .gz).
+    A line that is not a JSON object, an unreadable file or one without records raises DataError."""
+    _require_file(path)
+    records: list[tuple[int, dict]] = []
+    try:
+        with (
+            gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
+        ) as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataError(
+                        path, f"line {line_no}: not valid JSON ({err.msg}, column {err.colno})"
+                    ) from None
+                if not isinstance(record, dict):
+                    raise DataError(
+                        path, f"line {line_no}: expected a JSON object, got {type(record).__name__}"
+                    )
+                records.append((line_no, record))
+    except (OSError, EOFError, UnicodeDecodeError) as err:  # gzip.BadGzipFile is an OSError
+        raise DataError(path, f"cannot read: {err}") from None
+    if not records:
+        raise DataError(path, "no records")
+    return records
+
+
+def _json_flag(record: dict, key: str, line: int, *, required: bool = True) -> tuple[int | None, str | None]:
+    """A 0/1 field of a JSON record and its problem. Absent or null: (None, "missing") when required, else
+    (None, None), i.e. unknown."""
+    value = record.get(key)
+    if value is None:
+        return None, (f"line {line}, field '{key}': missing value" if required else None)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value not in (0, 1):
+        return None, f"line {line}, field '{key}': expected 0 or 1, got {value!r}"
+    return int(value), None
+
+
+def _json_text(record: dict, key: str, line: int) -> tuple[str, str | None]:
+    value = record.get(key)
+    if not isinstance(value, str):
+        return "", f"line {line}, field '{key}': expected a string, got {value!r}"
+    return value, None
+
+
+def _choice(
+    column: str, allowed: tuple[str, ...] | list[str], file: str | None = None
+) -> tuple[pl.Expr, pl.Expr]:
+    """A text column that must be one of `allowed` (after stripping spaces), and the problem (or null)."""
+    raw = pl.col(column).str.strip_chars()
+    where = pl.format(
+        "record {}, column '{}'{}", pl.col("_record"), pl.lit(column), pl.lit(f" ({file})" if file else "")
+    )
+    problem = (
+        pl.when(raw.is_null() | (raw == ""))
+        .then(pl.format("{}: missing value", where))
+        .when(~raw.is_in(list(allowed)))
+        .then(
+            pl.format(
+                "{}: unexpected value '{}' (expected one of: {})", where, raw, pl.lit(", ".join(allowed))
+            )
+        )
+    )
+    return raw, problem
+
+
+def _flag_score(condition: pl.Expr) -> pl.Expr:
+    """1.0 where the condition holds, else null (single-harm sources: a negative is not a 0)."""
+    return pl.when(condition).then(pl.lit(1.0))
+
+
+def read_fox_news(root: Path) -> pl.LazyFrame:
+    """Fox News reader comments (Gao & Huang 2017), JSON lines, judged for hate speech only (single harm).
+
+    `label` 0 (not hateful) -> safe; 1 (hateful) -> harmful. identity_attack = 1.0 for hateful comments, null
+    otherwise. Only the comment (`text`) is used, not the article title or the neighbouring comments.
+    source_id = line number. A `label` other than 0/1 or a missing text -> `problem`.
+    """
+    path = root / "fox_news_comments" / "fox-news-comments.json"
+    cols: dict[str, list] = {k: [] for k in ("text", "label", "source_id", "identity_attack", "problem")}
+    for line, record in _read_jsonl(path):
+        text, text_problem = _json_text(record, "text", line)
+        hateful, label_problem = _json_flag(record, "label", line)
+        cols["text"].append(text)
+        cols["label"].append(None if hateful is None else ("harmful" if hateful else "safe"))
+        cols["source_id"].append(str(line))
+        cols["identity_attack"].append(1.0 if hateful == 1 else None)
+        cols["problem"].append(text_problem or label_problem)
+    return _frame(cols, "fox_news_comments")
+
+
+_EDOS_CATEGORIES = {
+    "1. threats, plans to harm and incitement": "extremely_harmful",
+    "2. derogation": "harmful",
+    "3. animosity": "potentially_harmful",
+    "4. prejudiced discussions": "harmful",
+}
+
+
+def read_edos(root: Path) -> pl.LazyFrame:
+    """EDOS (SemEval-2023 Task 10) Reddit and Gab posts, aggregated labels, judged for sexism only (single harm).
+
+    `label_sexist` "not sexist" -> safe. Sexist posts by `label_category`: 1. threats, plans to harm and
+    incitement -> extremely_harmful; 2. derogation -> harmful; 4. prejudiced discussions -> harmful;
+    3. animosity (casual gendered slurs, stereotypes, backhanded compliments, condescension) ->
+    potentially_harmful. `label_vector` must belong to the category (1.x with 1., ...): a mismatch, an unknown
+    value or a "not sexist" row with a category -> `problem`. Scores (null where not flagged): identity_attack
+    = 1.0 for every sexist post, threat = 1.0 for category 1, insult = 1.0 for vector 3.1 (casual use of gendered
+    slurs, profanities and insults). The masks [USER] and [URL] become @user and URL, as in the other sets.
+    source_id = `rewire_id`.
+    """
+    path = root / "edos_semeval2023_sexism" / "data" / "edos_labelled_aggregated.csv"
+    lf = scan_csv_strict(path, ("rewire_id", "text", "label_sexist", "label_category", "label_vector"))
+    sexist_raw, sexist_problem = _choice("label_sexist", ("sexist", "not sexist"))
+    category_raw, category_problem = _choice("label_category", ("none", *_EDOS_CATEGORIES))
+    vector = pl.col("label_vector").str.strip_chars()
+    sexist = sexist_raw == "sexist"
+    where = pl.format("record {}", pl.col("_record"))
+    consistency = (
+        pl.when(~sexist & ((category_raw != "none") | (vector != "none")))
+        .then(pl.format("{}: 'not sexist' with category '{}' and vector '{}'", where, category_raw, vector))
+        .when(sexist & (category_raw == "none"))
+        .then(pl.format("{}: 'sexist' without a category", where))
+        .when(sexist & ~vector.str.starts_with(category_raw.str.extract(r"^(\d+\.)", 1)).fill_null(False))
+        .then(
+            pl.format("{}, column 'label_vector': '{}' is not in category '{}'", where, vector, category_raw)
+        )
+    )
+    label = (
+        pl.when(~sexist)
+        .then(pl.lit("safe"))
+        .otherwise(category_raw.replace_strict(_EDOS_CATEGORIES, default=None))
+    )
+    text = pl.col("text").fill_null("").str.replace_many(["[USER]", "[URL]"], ["@user", "URL"])
+    lf = lf.select(
+        text.alias("text"),
+        label.alias("label"),
+        pl.col("rewire_id").alias("source_id"),
+        _flag_score(sexist).alias("identity_attack"),
+        _flag_score(sexist & category_raw.str.starts_with("1.")).alias("threat"),
+        _flag_score(sexist & vector.str.starts_with("3.1 ")).alias("insult"),
+        _first_problem([sexist_problem, category_problem, consistency]),
+    )
+    return _standardise(lf.with_columns(clean_text(pl.col("text"))), "edos_semeval2023_sexism")
+
+
+_REDDIT_LEVELS = {
+    "Nonmisogynistic/None_of_the_categories": "safe",
+    "Nonmisogynistic/Counter_speech": "safe",
+    "Nonmisogynistic/Nonmisogynistic_personal_attack": "potentially_harmful",
+    "Misogynistic/Misogynistic_pejorative": "potentially_harmful",
+    "Misogynistic/Derogation": "harmful",
+    "Misogynistic/Misogynistic_personal_attack": "harmful",
+    "Misogynistic/Treatment": "harmful",
+}
+
+
+def read_reddit_misogyny(root: Path) -> pl.LazyFrame:
+    """Guest et al. 2021 expert-annotated Reddit posts and comments, judged for misogyny only (single harm).
+
+    Per row, (`level_1`, `level_2`): Nonmisogynistic with None_of_the_categories or Counter_speech -> safe;
+    Nonmisogynistic_personal_attack -> potentially_harmful; Misogynistic_pejorative -> potentially_harmful
+    (a gendered slur used in passing, as EDOS's casual slurs); Derogation, Misogynistic_personal_attack,
+    Treatment -> harmful; Treatment with `level_3` Threatening_* (physical or sexual violence, privacy) ->
+    extremely_harmful. An entry annotated several times (one row per misogynistic span) keeps its most severe
+    label. Entries whose post is an image (`image` == "Yes", the label may depend on the picture) are dropped.
+    In 14 rows an unquoted comma split the body and the rest landed in `image`: the text is rejoined as
+    body + "," + image. Scores (null where not flagged): identity_attack = 1.0 for misogynistic rows, insult =
+    1.0 for either personal attack, threat = 1.0 for Threatening_*. source_id = `entry_id`.
+    """
+    path = root / "reddit_online_misogyny_eacl2021" / "data" / "final_labels.csv"
+    lf = scan_csv_strict(path, ("entry_id", "body", "image", "level_1", "level_2", "level_3"))
+    level_1 = pl.col("level_1").str.strip_chars()
+    level_2 = pl.col("level_2").str.strip_chars()
+    threatening = pl.col("level_3").fill_null("").str.strip_chars().str.starts_with("Threatening_")
+    pair = pl.concat_str([level_1.fill_null(""), level_2.fill_null("")], separator="/")
+    base = pair.replace_strict(_REDDIT_LEVELS, default=None)
+    label = (
+        pl.when((base == "harmful") & (level_2 == "Treatment") & threatening)
+        .then(pl.lit("extremely_harmful"))
+        .otherwise(base)
+    )
+    where = pl.format("record {}", pl.col("_record"))
+    problem = _first_problem(
+        [
+            pl.when(pl.col("entry_id").fill_null("").str.strip_chars() == "").then(
+                pl.format("{}, column 'entry_id': missing value", where)
+            ),
+            pl.when(base.is_null()).then(
+                pl.format("{}, columns 'level_1'/'level_2': unexpected pair '{}'", where, pair)
+            ),
+        ]
+    )
+    image = pl.col("image").fill_null("").str.strip_chars()
+    body = pl.col("body").fill_null("")
+    text = (
+        pl.when((image == "") | (image == "Yes"))
+        .then(body)
+        .otherwise(pl.concat_str([body, pl.col("image")], separator=","))
+    )
+    severity = label.replace_strict(SEVERITY, default=None, return_dtype=pl.Int8)
+    rows = lf.select(
+        pl.col("entry_id").str.strip_chars().alias("source_id"),
+        text.alias("text"),
+        severity.alias("_severity"),
+        (image == "Yes").alias("_image"),
+        _flag_score(level_1 == "Misogynistic").alias("identity_attack"),
+        _flag_score(level_2.str.ends_with("personal_attack")).alias("insult"),
+        _flag_score(threatening).alias("threat"),
+        problem,
+    )
+    per_entry = (
+        rows.group_by("source_id", maintain_order=True)
+        .agg(
+            pl.col("text").first(),
+            pl.col("_severity").max(),
+            pl.col("_image").any(),
+            pl.col("identity_attack", "insult", "threat").max(),
+            pl.col("problem").drop_nulls().first(),
+        )
+        .filter(~pl.col("_image"))
+        .with_columns(
+            pl.col("_severity")
+            .replace_strict(dict(enumerate(LABELS)), default=None, return_dtype=pl.String)
+            .alias("label")
+        )
+    )
+    return _standardise(per_entry.with_columns(clean_text(pl.col("text"))), "reddit_online_misogyny_eacl2021")
+
+
+def _gab_label(cv: int, hd: int, vo: int) -> str:
+    if cv:
+        return "extremely_harmful"
+    if hd:
+        return "harmful"
+    return "potentially_harmful" if vo else "safe"
+
+
+def read_gab_hate(root: Path) -> pl.LazyFrame:
+    """Gab Hate Corpus (Kennedy et al.), the majority-vote dev and test files (JSON lines).
+
+    cv (call for violence) -> extremely_harmful; else hd (assault on human dignity) -> harmful; else vo
+    (vulgarity / offensive language) -> potentially_harmful; none -> safe. The flags become threat (cv),
+    identity_attack (hd) and obscene (vo), 1.0 or 0.0. The moral-foundation columns are not labels and are
+    ignored. source_id = `text_id`. A flag other than 0/1, or a missing text or id -> `problem`.
+    """
+    folder = root / "gab_hate_corpus_kennedy_devtest" / "data" / "majority_gab_dataset_25k"
+    cols: dict[str, list] = {
+        k: [] for k in ("text", "label", "source_id", "threat", "identity_attack", "obscene", "problem")
+    }
+    for split in ("dev", "test"):
+        path = folder / f"{split}.jsonl"
+        for line, record in _read_jsonl(path):
+            text, text_problem = _json_text(record, "Text", line)
+            flags = {k: _json_flag(record, k, line) for k in ("cv", "hd", "vo")}
+            text_id = record.get("text_id")
+            id_problem = None
+            if not isinstance(text_id, int | str) or not str(text_id).strip():
+                id_problem = f"line {line}, field 'text_id': missing value"
+            problems = [text_problem, id_problem, *(p for _, p in flags.values())]
+            cv, hd, vo = (flags[k][0] for k in ("cv", "hd", "vo"))
+            label = None if None in (cv, hd, vo) else _gab_label(cv, hd, vo)
+            cols["text"].append(text)
+            cols["label"].append(label)
+            cols["source_id"].append(str(text_id))
+            cols["threat"].append(None if cv is None else float(cv))
+            cols["identity_attack"].append(None if hd is None else float(hd))
+            cols["obscene"].append(None if vo is None else float(vo))
+            cols["problem"].append(next((f"{p} ({path.name})" for p in problems if p), None))
+    return _frame(cols, "gab_hate_corpus_kennedy_devtest")
+
+
+_STORMFRONT_LABELS = {
+    "noHate": "safe",
+    "hate": "harmful",
+    "relation": "potentially_harmful",
+    "idk/skip": None,
+}
+
+
+def detokenise(text: pl.Expr) -> pl.Expr:
+    """Undo PTB-style tokenisation ("It 's here , they do n't ." -> "It's here, they don't."; `` and '' -> ")."""
+    return (
+        text.str.replace_all(r"``\s*|\s*''", '"')
+        .str.replace_all(r" ([,.!?;:%)\]}])", "$1")
+        .str.replace_all(r"([(\[{]) ", "$1")
+        .str.replace_all(r"(?i) (n't|'s|'re|'ve|'ll|'d|'m)\b", "$1")
+    )
+
+
+def read_stormfront(root: Path) -> pl.LazyFrame:
+    """Stormfront sentences (de Gibert et al. 2018), judged for hate speech only (single harm).
+
+    `label` noHate -> safe (same-forum negatives: still white-supremacist talk, see the README); hate ->
+    harmful; relation (hateful only together with the neighbouring sentences) -> potentially_harmful; idk/skip
+    -> dropped. Text from `all_files.csv` by `file_id`, detokenised (the sentences were stored tokenised: "do n't
+    ." -> "don't."). identity_attack = 1.0 for hate, null otherwise. source_id = `file_id`. An unknown label or
+    a file_id without text -> `problem`; a file_id twice in `all_files.csv` -> DataError.
+    """
+    folder = root / "stormfront_vicomtech"
+    meta = scan_csv_strict(folder / "annotations_metadata.csv", ("file_id", "label"))
+    texts_path = folder / "all_files.csv"
+    texts = scan_csv_strict(texts_path, ("file_id", "text"))
+    duplicated = texts.filter(pl.col("file_id").is_duplicated()).select("file_id").head(1).collect()
+    if duplicated.height:
+        raise DataError(texts_path, f"file_id '{duplicated.item()}' appears more than once")
+    raw, label_problem = _choice("label", tuple(_STORMFRONT_LABELS))
+    lf = (
+        meta.join(
+            texts.select("file_id", pl.col("text").alias("_text"), pl.lit(True).alias("_found")),
+            on="file_id",
+            how="left",
+        )
+        .filter(raw.is_null() | (raw != "idk/skip"))
+        .select(
+            detokenise(pl.col("_text").fill_null("")).alias("text"),
+            raw.replace_strict(_STORMFRONT_LABELS, default=None).alias("label"),
+            pl.col("file_id").alias("source_id"),
+            _flag_score(raw == "hate").alias("identity_attack"),
+            _first_problem(
+                [
+                    label_problem,
+                    pl.when(pl.col("_found").is_null()).then(
+                        pl.format(
+                            "record {}: file_id '{}' has no text in all_files.csv",
+                            pl.col("_record"),
+                            pl.col("file_id"),
+                        )
+                    ),
+                ]
+            ),
+        )
+    )
+    return _standardise(lf.with_columns(clean_text(pl.col("text"))), "stormfront_vicomtech")
+
+
+_CONVABUSE_LEVELS = {  # is_abuse level -> label, in file order
+    "1": "safe",
+    "0": "potentially_harmful",
+    "-1": "potentially_harmful",
+    "-2": "harmful",
+    "-3": "extremely_harmful",
+}
+_CONVABUSE_TYPES = {  # in file order
+    "ableist": "identity_attack",
+    "homophobic": "identity_attack",
+    "intellectual": "insult",
+    "racist": "identity_attack",
+    "sexist": "identity_attack",
+    "sex_harassment": "sexual_explicit",
+    "transphobic": "identity_attack",
+}
+CONVABUSE_ANNOTATORS = tuple(f"Annotator{i}" for i in range(1, 9))
+CONVABUSE_SPLITS = ("train", "valid", "test")
+
+
+def _bits(cell: str | None) -> list[int] | None:
+    """A ConvAbuse annotation cell: "1", "0" or, for an annotator who saw the example several times, "1, 0"."""
+    parts = [p.strip() for p in (cell or "").split(",")]
+    return [int(p) for p in parts] if all(p in ("0", "1") for p in parts) else None
+
+
+class _RowProblem(Exception):
+    """A value in one row that does not parse; the message becomes the row's `problem`."""
+
+
+def _convabuse_turn(row: dict, file: str) -> tuple[str, dict[str, float]]:
+    """Majority label and scores of one example (one user turn) from its annotators' columns; raises
+    _RowProblem for a cell that does not parse."""
+    where = f"record {row['_record']}"
+    votes: Counter[str] = Counter()
+    levels: Counter[str] = Counter()
+    types: Counter[str] = Counter()
+    for annotator in CONVABUSE_ANNOTATORS:
+        columns = [f"{annotator}_is_abuse.{level}" for level in _CONVABUSE_LEVELS]
+        if all((row[c] or "").strip() == "" for c in columns):
+            continue  # this annotator did not see the example
+        parsed = {c: _bits(row[c]) for c in columns}
+        for c, bits in parsed.items():
+            if bits is None:
+                raise _RowProblem(
+                    f"{where}, column '{c}' ({file}): expected 0, 1 or a list of them, got {row[c]!r}"
+                )
+        n = len(parsed[columns[0]])
+        if any(len(bits) != n for bits in parsed.values()):
+            raise _RowProblem(
+                f"{where}, {annotator} ({file}): is_abuse cells hold different numbers of values"
+            )
+        type_bits = {}
+        for kind in _CONVABUSE_TYPES:
+            cell = row[f"{annotator}_{kind}"]
+            bits = [0] * n if (cell or "").strip() == "" else _bits(cell)
+            if bits is None or len(bits) != n:
+                raise _RowProblem(
+                    f"{where}, column '{annotator}_{kind}' ({file}): expected {n} values of 0 or 1, got {cell!r}"
+                )
+            type_bits[kind] = bits
+        for i in range(n):
+            chosen = [level for level, c in zip(_CONVABUSE_LEVELS, columns, strict=True) if parsed[c][i]]
+            if len(chosen) != 1:
+                raise _RowProblem(
+                    f"{where}, {annotator} ({file}): annotation {i + 1} marks {len(chosen)} is_abuse levels, not 1"
+                )
+            levels[chosen[0]] += 1
+            votes[_CONVABUSE_LEVELS[chosen[0]]] += 1
+            for score in set(_CONVABUSE_TYPES.values()):
+                types[score] += any(type_bits[k][i] for k, s in _CONVABUSE_TYPES.items() if s == score)
+    total = sum(votes.values())
+    if total == 0:
+        raise _RowProblem(f"{where} ({file}): no annotations")
+    label = max(votes, key=lambda lab: (votes[lab], SEVERITY[lab]))  # a tie goes to the more severe label
+    scores = {
+        "toxicity": (levels["-1"] + levels["-2"] + levels["-3"]) / total,
+        "severe_toxicity": levels["-3"] / total,
+        **{score: types[score] / total for score in set(_CONVABUSE_TYPES.values())},
+    }
+    return label, scores
+
+
+CONVABUSE_CONTEXT = ("example_id", "conv_id", "prev_agent", "prev_user", "agent", "user", "bot")
+CONVABUSE_FIELDS = (
+    *(f"is_abuse.{level}" for level in _CONVABUSE_LEVELS),
+    *_CONVABUSE_TYPES,
+    "target.generalised", "target.individual", "target.system", "explicit", "implicit",
+)  # fmt: skip
+
+
+def _scan_convabuse_split(path: Path) -> pl.LazyFrame:
+    """A ConvAbuse split file with its 143 columns named by position: 7 context columns, then 17 per annotator
+    (Annotator1_is_abuse.1 ... Annotator8_implicit). The upstream header names Annotator7's and Annotator8's
+    transphobic columns "Annotator6_transphobic", so each column is checked by its field name (the part after
+    "AnnotatorN_") and position, and renamed to its annotator's name."""
+    _require_file(path)
+    with path.open(newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f), [])
+    expected = [
+        *CONVABUSE_CONTEXT,
+        *(f"{a}_{field}" for a in CONVABUSE_ANNOTATORS for field in CONVABUSE_FIELDS),
+    ]
+    if len(header) != len(expected):
+        raise DataError(
+            path, f"expected {len(expected)} columns (7 + 17 per annotator), the header has {len(header)}"
+        )
+    for i, (got, want) in enumerate(zip(header, expected, strict=True)):
+        if i < len(CONVABUSE_CONTEXT):
+            ok = got == want
+        else:
+            ok = re.fullmatch(rf"Annotator\d_{re.escape(want.split('_', 1)[1])}", got) is not None
+        if not ok:
+            raise DataError(path, f"column {i + 1} is {got!r}, expected {want!r}")
+    lf = pl.scan_csv(
+        path, infer_schema=False, new_columns=expected, row_index_name="_record", row_index_offset=1
+    )
+    if lf.select(pl.len()).collect().item() == 0:
+        raise DataError(path, "no data rows after the header")
+    return lf
+
+
+def read_convabuse(root: Path) -> pl.LazyFrame:
+    """ConvAbuse (Cercas Curry et al. 2021): user turns typed to two chatbots, 2 to 8 annotators per turn.
+
+    Read from the split files (train, valid, test: one row per example with every annotator's columns side by
+    side, the authors' example ids; the full file has no example id, and its conv_id was mangled by a
+    spreadsheet for 735 rows, so turns could only be guessed from their texts). Each annotation is one vote,
+    mapped first: is_abuse 1 (not abusive) -> safe; 0 (ambiguous) and -1 (mildly abusive) ->
+    potentially_harmful; -2 (strongly) -> harmful; -3 (very strongly) -> extremely_harmful. The label is the
+    majority vote; a tie goes to the more severe label. An annotator who saw an example more than once has a
+    cell like "1, 0" and one vote per annotation (as in the full file's rows). The text is the user's turn
+    (`user`) only, never the agent's utterances; "_" (the export's empty utterance) becomes "". Scores are
+    shares of the annotations: toxicity = -1 or worse, severe_toxicity = -3, identity_attack = ableist,
+    homophobic, racist, sexist or transphobic, insult = intellectual, sexual_explicit = sex_harassment.
+    source_id = `example_id`. A malformed annotation cell -> `problem`.
+    """
+    folder = root / "convabuse" / "2_splits"
+    level_columns = [f"{a}_is_abuse.{level}" for a in CONVABUSE_ANNOTATORS for level in _CONVABUSE_LEVELS]
+    type_columns = [f"{a}_{kind}" for a in CONVABUSE_ANNOTATORS for kind in _CONVABUSE_TYPES]
+    cols: dict[str, list] = {k: [] for k in ("text", "label", "source_id", "problem")}
+    score_names = ("toxicity", "severe_toxicity", *dict.fromkeys(_CONVABUSE_TYPES.values()))
+    scores: dict[str, list] = {s: [] for s in score_names}
+    for split in CONVABUSE_SPLITS:
+        path = folder / f"ConvAbuseEMNLP{split}.csv"
+        df = collect_checked(_scan_convabuse_split(path), [path])
+        for row in df.select("_record", "example_id", "user", *level_columns, *type_columns).iter_rows(
+            named=True
+        ):
+            try:
+                label, row_scores, problem = *_convabuse_turn(row, path.name), None
+            except _RowProblem as err:
+                label, row_scores, problem = None, {}, str(err)
+            user = row["user"] or ""
+            cols["text"].append("" if user.strip() == "_" else user)
+            cols["label"].append(label)
+            cols["source_id"].append(row["example_id"])
+            cols["problem"].append(problem)
+            for s, values in scores.items():
+                values.append(row_scores.get(s))
+    return _frame({**cols, **scores}, "convabuse")
+
+
+_CJK = r"[\p{Hangul}\p{Han}\p{Hiragana}\p{Katakana}]"
+
+
+def read_strudel_github(root: Path) -> pl.LazyFrame:
+    """GitHub issue comments and issues labelled for toxicity (Raman et al. 2020, CMU STRUDEL).
+
+    `toxicity` n -> safe; y -> harmful (toxicity = 1.0 / 0.0). Comments from `train_comments.csv` (`text`);
+    issues from `labeled_test_issues.csv` as `title` + newline + `total_text`. An issue's `total_text` is its
+    whole thread (body and comments joined by spaces) and its label is the thread's; `train_issues.csv` is not
+    read because its threads are exactly the comments of `train_comments.csv` joined (the same words in two rows
+    that deduplication cannot merge), and an issue of `labeled_test_issues.csv` whose comments are in
+    `train_comments.csv` is dropped for the same reason. Rows in Korean, Chinese or Japanese (any Hangul, Han or
+    Kana character) are dropped: the set is meant to be English. source_id = `_id`. A toxicity other than y/n
+    -> `problem`.
+    """
+    folder = root / "strudel_github_toxicity" / "data" / "training"
+    comments = scan_csv_strict(folder / "train_comments.csv", ("_id", "text", "toxicity"))
+    issues = scan_csv_strict(folder / "labeled_test_issues.csv", ("_id", "title", "total_text", "toxicity"))
+    threads = comments.select(pl.col("_id").str.replace(r"/[^/]*$", "").alias("_id")).unique()
+    frames = []
+    for lf, text, file in (
+        (comments, pl.col("text"), "train_comments.csv"),
+        (
+            issues.join(threads, on="_id", how="anti"),
+            pl.concat_str(
+                [pl.col("title").fill_null(""), pl.col("total_text").fill_null("")], separator="\n"
+            ),
+            "labeled_test_issues.csv",
+        ),
+    ):
+        raw, problem = _choice("toxicity", ("y", "n"), file)
+        frames.append(
+            lf.select(
+                text.fill_null("").alias("text"),
+                pl.when(raw == "y")
+                .then(pl.lit("harmful"))
+                .when(raw == "n")
+                .then(pl.lit("safe"))
+                .alias("label"),
+                pl.col("_id").alias("source_id"),
+                pl.when(raw == "y").then(1.0).when(raw == "n").then(0.0).alias("toxicity"),
+                _first_problem([problem]),
+            )
+        )
+    lf = pl.concat(frames).filter(~pl.col("text").str.contains(_CJK))
+    return _standardise(lf.with_columns(clean_text(pl.col("text"))), "strudel_github_toxicity")
+
+
+OPENAI_FLAGS = ("S", "H", "V", "HR", "SH", "S3", "H2", "V2")
+
+
+def read_openai_moderation(root: Path) -> pl.LazyFrame:
+    """OpenAI's moderation evaluation set (Markov et al. 2022), gzip JSON lines with 8 category flags.
+
+    A flag missing from a line means the category was not labelled (unknown), never 0. S3 (sexual/minors), H2
+    (hate/threatening) or V2 (violence/graphic) = 1 -> extremely_harmful; else S, H, V, HR or SH = 1 ->
+    harmful (a lower bound when a more severe flag is unknown); all 8 flags present and 0 -> safe. A text with
+    no positive flag and at least one missing flag is dropped (its label is unknown). Scores: identity_attack
+    from H (1 also when H2 = 1), threat from V (1 also when H2 = 1), sexual_explicit from S (1 also when S3 = 1),
+    insult from HR, toxicity = 1.0 for a positive text and 0.0 for a safe one; null where the flag is missing;
+    self-harm (SH) has no score column. source_id = line number. A flag other than 0/1 or a missing
+    `prompt` -> `problem`.
+    """
+    path = root / "openai_moderation_eval" / "data" / "samples-1680.jsonl.gz"
+    keys = (
+        "text",
+        "label",
+        "source_id",
+        "toxicity",
+        "identity_attack",
+        "threat",
+        "sexual_explicit",
+        "insult",
+        "problem",
+    )
+    cols: dict[str, list] = {k: [] for k in keys}
+    for line, record in _read_jsonl(path):
+        text, problem = _json_text(record, "prompt", line)
+        flags: dict[str, int | None] = {}
+        for flag in OPENAI_FLAGS:
+            flags[flag], flag_problem = _json_flag(record, flag, line, required=False)
+            problem = problem or flag_problem
+        if any(flags[f] == 1 for f in ("S3", "H2", "V2")):
+            label = "extremely_harmful"
+        elif any(flags[f] == 1 for f in ("S", "H", "V", "HR", "SH")):
+            label = "harmful"
+        elif all(flags[f] == 0 for f in OPENAI_FLAGS):
+            label = "safe"
+        elif problem is None:
+            continue  # no positive flag, some unknown: the label is unknown
+        else:
+            label = None
+
+        def score(positive: bool, negative: bool) -> float | None:
+            return 1.0 if positive else 0.0 if negative else None
+
+        cols["text"].append(text)
+        cols["label"].append(label)
+        cols["source_id"].append(str(line))
+        cols["toxicity"].append(None if label is None else float(label != "safe"))
+        cols["identity_attack"].append(score(flags["H"] == 1 or flags["H2"] == 1, flags["H"] == 0))
+        cols["threat"].append(
+            score(
+                flags["V"] == 1 or flags["H2"] == 1, flags["V"] == 0 and (flags["H2"] == 0 or flags["H"] == 0)
+            )
+        )
+        cols["sexual_explicit"].append(score(flags["S"] == 1 or flags["S3"] == 1, flags["S"] == 0))
+        cols["insult"].append(score(flags["HR"] == 1, flags["HR"] == 0))
+        cols["problem"].append(problem)
+    return _frame(cols, "openai_moderation_eval")
+
+
+MLMA_TYPES = ("normal", "offensive", "hateful", "abusive", "disrespectful", "fearful")
+_ESCAPE = re.compile(r"(?:\\u[0-9a-fA-F]{4})+|\\n|\\")
+
+
+def _unescape_mlma(text: str) -> str:
+    r"""MLMA tweets were stored with JSON escapes left in: \u2019 and surrogate pairs (\ud83d\ude02) become their
+    characters, \n a newline, and any other backslash (what is left of an escaped double quote) a '"'."""
+
+    def one(match: re.Match) -> str:
+        s = match.group(0)
+        if s == "\\n":
+            return "\n"
+        if s == "\\":
+            return '"'
+        units = s.encode("ascii").decode("unicode_escape")  # UTF-16 code units, maybe surrogate halves
+        return units.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "ignore")  # drops a lone half
+
+    return _ESCAPE.sub(one, text)
+
+
+def read_mlma(root: Path) -> pl.LazyFrame:
+    r"""MLMA English tweets (Ousidhoum et al. 2019): `sentiment` is the hostility type, several joined by "_".
+
+    "normal" alone -> safe; "normal" together with any other type -> dropped (annotators disagreed); any type
+    including hateful or abusive -> harmful; only offensive, disrespectful and/or fearful -> potentially_harmful.
+    Scores (every type was judged, so 0.0 where absent): identity_attack = hateful, insult = abusive, toxicity =
+    any type other than normal. The tweets keep JSON escapes (\u2019, \n, \"): they are decoded; "@URL" becomes
+    URL. source_id = `HITId`. An empty or unknown type -> `problem`.
+    """
+    path = root / "mlma_hate_speech_en" / "hate_speech_mlma" / "en_dataset_with_stop_words.csv"
+    lf = scan_csv_strict(path, ("HITId", "tweet", "sentiment"))
+    raw = pl.col("sentiment").str.strip_chars()
+    types = raw.str.split("_")
+    unknown = types.list.eval(pl.element().is_in(MLMA_TYPES).not_()).list.any()
+    where = pl.format("record {}, column 'sentiment'", pl.col("_record"))
+    problem = (
+        pl.when(raw.is_null() | (raw == ""))
+        .then(pl.format("{}: missing value", where))
+        .when(unknown)
+        .then(pl.format("{}: unexpected value '{}' (types: {})", where, raw, pl.lit(", ".join(MLMA_TYPES))))
+    )
+    normal = types.list.contains("normal")
+    only_normal = normal & (types.list.len() == 1)
+    hateful = types.list.contains("hateful")
+    abusive = types.list.contains("abusive")
+    label = (
+        pl.when(only_normal)
+        .then(pl.lit("safe"))
+        .when(hateful | abusive)
+        .then(pl.lit("harmful"))
+        .otherwise(pl.lit("potentially_harmful"))
+    )
+    mixed = (normal & ~only_normal).fill_null(False)
+    lf = lf.filter(~mixed | problem.is_not_null()).select(
+        pl.col("tweet")
+        .fill_null("")
+        .map_elements(_unescape_mlma, return_dtype=pl.String)
+        .str.replace_all("@URL", "URL", literal=True)
+        .alias("text"),
+        label.alias("label"),
+        pl.col("HITId").alias("source_id"),
+        hateful.cast(pl.Float32).alias("identity_attack"),
+        abusive.cast(pl.Float32).alias("insult"),
+        (~only_normal).cast(pl.Float32).alias("toxicity"),
+        problem.alias("problem"),
+    )
+    return _standardise(lf.with_columns(clean_text(pl.col("text"))), "mlma_hate_speech_en")
+
+
 # --------------------------------------------------------------------------------------------- registry
+
+
+# Where a source's texts come from. A model can learn a place's style instead of harm, so evaluation holds out
+# by source or by domain. EDOS mixes Reddit and Gab posts in one set ("reddit_gab").
+DOMAINS: tuple[str, ...] = (
+    "tweets",
+    "news_comments",
+    "wikipedia_talk",
+    "reddit",
+    "gab",
+    "reddit_gab",
+    "white_supremacist_forum",
+    "github",
+    "chatbot",
+    "api_traffic",
+)
 
 
 @dataclass(frozen=True)
 class SharedSource:
-    """One data set under the shared data root: its name, its files (for hashing), its reader and the licence
-    its texts carry into the prepared dataset (full texts in data/third_party/)."""
+    """One data set under the shared data root: its name, its files (for hashing), its reader, the licence its
+    texts carry into the prepared dataset (full texts in data/third_party/), its domain (one of DOMAINS), and
+    whether annotators judged a single harm only (`single_harm`: EDOS and Reddit misogyny sexism only, Fox News
+    and Stormfront hate only), in which case its safe rows are only "not that harm" and may still be toxic in
+    other ways: screen them before trusting them as safe."""
 
     name: str
     files: tuple[str, ...]
     read: Callable[[Path], pl.LazyFrame]
     licence: str
+    domain: str
+    single_harm: bool
+
+    def __post_init__(self) -> None:
+        if self.domain not in DOMAINS:
+            raise ValueError(
+                f"{self.name}: unknown domain {self.domain!r}; expected one of {', '.join(DOMAINS)}"
+            )
 
 
 SHARED_SOURCES: tuple[SharedSource, ...] = (
@@ -457,24 +1190,111 @@ SHARED_SOURCES: tuple[SharedSource, ...] = (
         ("davidson_hate_offensive/labeled_data_dev.csv",),
         read_davidson,
         "MIT; Davidson, Warmsley, Macy and Weber 2017 (ICWSM)",
+        domain="tweets",
+        single_harm=False,
     ),
     SharedSource(
         "civil_comments_toxic_spans",
         tuple(f"civil_comments_toxic_spans/{n}_dev.csv" for n in ("comments", "annotations", "spans")),
         read_civil_comments_spans,
         "CC0 1.0; Pavlopoulos et al. 2022 (ACL), posts from Civil Comments (Borkan et al. 2019)",
+        domain="news_comments",
+        single_harm=False,
     ),
     SharedSource(
         "olid",
         tuple(f"olid_offensive/{s}_{k}.txt" for s in ("train", "val") for k in ("text", "labels")),
         read_olid,
         "CC BY 4.0; Zampieri et al. 2019 (NAACL), via TweetEval (Barbieri et al. 2020)",
+        domain="tweets",
+        single_harm=False,
     ),
     SharedSource(
         "jigsaw_wikipedia",
         ("jigsaw_wikipedia_sample/test_examples.csv",),
         read_jigsaw_wikipedia,
         "CC0 1.0 (Jigsaw Toxic Comment Classification data), sample from IBM/MAX-Toxic-Comment-Classifier",
+        domain="wikipedia_talk",
+        single_harm=False,
+    ),
+    SharedSource(
+        "fox_news_comments",
+        ("fox_news_comments/fox-news-comments.json",),
+        read_fox_news,
+        "MIT; Gao and Huang 2017 (RANLP), sjtuprog/fox-news-comments",
+        domain="news_comments",
+        single_harm=True,
+    ),
+    SharedSource(
+        "edos_semeval2023_sexism",
+        ("edos_semeval2023_sexism/data/edos_labelled_aggregated.csv",),
+        read_edos,
+        "CC0 1.0; Kirk, Yin, Vidgen and Röttger 2023 (SemEval-2023 Task 10, EDOS)",
+        domain="reddit_gab",
+        single_harm=True,
+    ),
+    SharedSource(
+        "reddit_online_misogyny_eacl2021",
+        ("reddit_online_misogyny_eacl2021/data/final_labels.csv",),
+        read_reddit_misogyny,
+        "MIT; Guest, Vidgen, Mittos, Sastry, Tyson and Margetts 2021 (EACL)",
+        domain="reddit",
+        single_harm=True,
+    ),
+    SharedSource(
+        "gab_hate_corpus_kennedy_devtest",
+        tuple(
+            f"gab_hate_corpus_kennedy_devtest/data/majority_gab_dataset_25k/{s}.jsonl"
+            for s in ("dev", "test")
+        ),
+        read_gab_hate,
+        "MIT; Gab Hate Corpus, Kennedy et al. 2020 (PsyArXiv) and Kennedy, Jin et al. 2020 (ACL)",
+        domain="gab",
+        single_harm=False,
+    ),
+    SharedSource(
+        "stormfront_vicomtech",
+        ("stormfront_vicomtech/annotations_metadata.csv", "stormfront_vicomtech/all_files.csv"),
+        read_stormfront,
+        "CC BY-SA 3.0 ES (share-alike: a redistributed adaptation keeps this licence); de Gibert, Perez, "
+        "García-Pablos and Cuadros 2018 (ALW2)",
+        domain="white_supremacist_forum",
+        single_harm=True,
+    ),
+    SharedSource(
+        "convabuse",
+        tuple(f"convabuse/2_splits/ConvAbuseEMNLP{s}.csv" for s in CONVABUSE_SPLITS),
+        read_convabuse,
+        "CC BY 4.0; Cercas Curry, Abercrombie and Rieser 2021 (EMNLP)",
+        domain="chatbot",
+        single_harm=False,
+    ),
+    SharedSource(
+        "strudel_github_toxicity",
+        tuple(
+            f"strudel_github_toxicity/data/training/{n}.csv"
+            for n in ("train_comments", "labeled_test_issues")
+        ),
+        read_strudel_github,
+        "MIT; Raman, Cao, Tsvetkov, Kästner and Vasilescu 2020 (ICSE NIER), CMUSTRUDEL/toxicity-detector",
+        domain="github",
+        single_harm=False,
+    ),
+    SharedSource(
+        "openai_moderation_eval",
+        ("openai_moderation_eval/data/samples-1680.jsonl.gz",),
+        read_openai_moderation,
+        "MIT; Markov et al. 2022 (arXiv:2208.03274), openai/moderation-api-release",
+        domain="api_traffic",
+        single_harm=False,
+    ),
+    SharedSource(
+        "mlma_hate_speech_en",
+        ("mlma_hate_speech_en/hate_speech_mlma/en_dataset_with_stop_words.csv",),
+        read_mlma,
+        "MIT; Ousidhoum, Lin, Zhang, Song and Yeung 2019 (EMNLP)",
+        domain="tweets",
+        single_harm=False,
     ),
 )
 JIGSAW_UB_LICENCE = "CC0 1.0; Jigsaw Unintended Bias in Toxicity Classification (Borkan et al. 2019)"
@@ -512,15 +1332,42 @@ def check_problems(
     return df.filter(pl.col("problem").is_null()).drop("problem"), report
 
 
-def load_shared_sources(root: Path = DEFAULT_SHARED_ROOT, on_bad_rows: OnBadRows = "error") -> pl.DataFrame:
-    """text, label, source for all four shared sets, cleaned, without empty texts.
+def load_shared_sources(
+    root: Path = DEFAULT_SHARED_ROOT,
+    on_bad_rows: OnBadRows = "error",
+    sources: Iterable[str] | str | None = None,
+) -> pl.DataFrame:
+    """text, label, source for the shared sets, cleaned, without empty texts, in SHARED_SOURCES order.
 
-    Raises DataError (naming the file) when a set is missing or broken. Duplicates are kept: deduplicate with
-    `dedupe_key` (as `data.prepare` does) before splitting, or duplicates leak across splits.
+    `sources`: the names to read (a name or an iterable of SHARED_SOURCE_NAMES); None reads all 13. An unknown
+    name raises ValueError listing the valid ones. Raises DataError (naming the file) when a set is missing or
+    broken. Duplicates are kept: deduplicate with `dedupe_key` (as `data.prepare` does) before splitting, or
+    duplicates leak across splits.
     """
+    chosen = shared_sources(sources)
     frames = []
-    for source in SHARED_SOURCES:
+    for source in chosen:
         df = collect_checked(source.read(root), [root / f for f in source.files])
-        df, _ = check_problems(df, on_bad_rows, {source.name: root / source.files[0]})
+        df, _ = check_problems(df, on_bad_rows, {source.name: _source_path(root, source)})
         frames.append(df)
     return pl.concat(frames).filter(pl.col("text") != "").select("text", "label", "source")
+
+
+def _source_path(root: Path, source: SharedSource) -> Path:
+    """Where a source's problems are reported: its file, or the folder holding its files (the problem then
+    names the file)."""
+    paths = [root / f for f in source.files]
+    return paths[0] if len(paths) == 1 else Path(os.path.commonpath(paths))
+
+
+def shared_sources(names: Iterable[str] | str | None = None) -> tuple[SharedSource, ...]:
+    """The SharedSource entries for `names` (None: all), in SHARED_SOURCES order; ValueError on an unknown name."""
+    if names is None:
+        return SHARED_SOURCES
+    wanted = {names} if isinstance(names, str) else set(names)
+    unknown = sorted(wanted - set(SHARED_SOURCE_NAMES))
+    if unknown:
+        raise ValueError(f"unknown source(s) {', '.join(unknown)}; valid: {', '.join(SHARED_SOURCE_NAMES)}")
+    if not wanted:
+        raise ValueError(f"no source named; valid: {', '.join(SHARED_SOURCE_NAMES)}")
+    return tuple(s for s in SHARED_SOURCES if s.name in wanted)

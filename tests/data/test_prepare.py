@@ -113,6 +113,16 @@ def test_prepare_end_to_end(tmp_path, mini_shared, jigsaw_file, pattern_db_path)
         "jigsaw_unintended_bias": 124,
         "jigsaw_wikipedia": 4,
         "olid": 3,
+        # The second-wave mini sets (tests/data/conftest.py: write_mini_second_wave).
+        "convabuse": 3,
+        "edos_semeval2023_sexism": 2,
+        "fox_news_comments": 2,
+        "gab_hate_corpus_kennedy_devtest": 2,
+        "mlma_hate_speech_en": 2,
+        "openai_moderation_eval": 2,
+        "reddit_online_misogyny_eacl2021": 2,
+        "stormfront_vicomtech": 2,
+        "strudel_github_toxicity": 3,
     }
     markdown = (out / "data_card.md").read_text(encoding="utf-8")
     assert "| split | safe | potentially_harmful | harmful | extremely_harmful | total |" in markdown

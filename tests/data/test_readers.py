@@ -2,25 +2,60 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 
 from core.labels import LABELS
 from data.readers import (
+    CONVABUSE_ANNOTATORS,
+    CONVABUSE_SPLITS,
+    DOMAINS,
     JIGSAW_UB_COLUMNS,
+    SHARED_SOURCE_NAMES,
+    SHARED_SOURCES,
     DataError,
+    SharedSource,
     check_problems,
     clean_text,
     collect_checked,
     dedupe_key,
     load_shared_sources,
     read_civil_comments_spans,
+    read_convabuse,
     read_davidson,
+    read_edos,
+    read_fox_news,
+    read_gab_hate,
     read_jigsaw_unintended_bias,
     read_jigsaw_wikipedia,
+    read_mlma,
     read_olid,
+    read_openai_moderation,
+    read_reddit_misogyny,
+    read_stormfront,
+    read_strudel_github,
 )
-from tests.data.conftest import SHARED_ROOT, jigsaw_row, write_jigsaw_csv
+from tests.data.conftest import (
+    OPENAI_SAFE,
+    REDDIT_COLUMNS,
+    SHARED_ROOT,
+    STRUDEL_COMMENT_COLUMNS,
+    STRUDEL_ISSUE_COLUMNS,
+    convabuse_header,
+    convabuse_row,
+    fox_record,
+    gab_record,
+    jigsaw_row,
+    reddit_row,
+    strudel_comment,
+    strudel_issue,
+    write_convabuse,
+    write_csv,
+    write_jigsaw_csv,
+    write_jsonl,
+)
 
 
 def labels_by_text(lf: pl.LazyFrame) -> dict[str, str]:
@@ -198,6 +233,402 @@ def test_a_missing_shared_set_names_its_file(mini_shared):
         load_shared_sources(mini_shared)
 
 
+# --------------------------------------------------------------------------------------------- second wave
+
+
+def rows_by_id(lf: pl.LazyFrame) -> dict[str, dict]:
+    return {r["source_id"]: r for r in lf.collect().iter_rows(named=True)}
+
+
+def problems(lf: pl.LazyFrame) -> list[str]:
+    return lf.collect()["problem"].drop_nulls().to_list()
+
+
+def test_fox_news_mapping_and_errors(tmp_path):
+    path = write_jsonl(
+        tmp_path / "fox_news_comments" / "fox-news-comments.json",
+        [fox_record("Groping was not illegal already?", 0), fox_record("Those people are animals", 1)],
+    )
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(fox_record("odd label", 2)) + "\n")
+    df = read_fox_news(tmp_path).collect()
+    rows = {r["source_id"]: r for r in df.iter_rows(named=True)}
+    assert (rows["1"]["label"], rows["1"]["identity_attack"]) == ("safe", None)  # judged for hate only
+    assert (rows["2"]["label"], rows["2"]["identity_attack"]) == ("harmful", 1.0)
+    assert rows["3"]["problem"] == "line 3, field 'label': expected 0 or 1, got 2"
+    assert df["source"].unique().to_list() == ["fox_news_comments"]
+    with path.open("a", encoding="utf-8") as f:
+        f.write('{"text": "cut off\n')
+    with pytest.raises(DataError, match=r"fox-news-comments\.json: line 4: not valid JSON"):
+        read_fox_news(tmp_path)
+
+
+def test_edos_mapping_by_category_and_vector(tmp_path):
+    header = ["rewire_id", "text", "label_sexist", "label_category", "label_vector", "split"]
+    rows = [
+        ["n", "[USER] the match was close [URL]", "not sexist", "none", "none", "train"],
+        ["t1", "threat", "sexist", "1. threats, plans to harm and incitement", "1.1 threats of harm", "dev"],
+        ["t2", "incite", "sexist", "1. threats, plans to harm and incitement",
+         "1.2 incitement and encouragement of harm", "test"],
+        ["d", "derogation", "sexist", "2. derogation", "2.2 aggressive and emotive attacks", "train"],
+        ["a", "slur", "sexist", "3. animosity", "3.1 casual use of gendered slurs, profanities, and insults", "train"],
+        ["a2", "stereotype", "sexist", "3. animosity", "3.2 immutable gender differences and gender stereotypes",
+         "train"],
+        ["p", "prejudice", "sexist", "4. prejudiced discussions",
+         "4.2 supporting systemic discrimination against women as a group", "train"],
+        ["bad1", "x", "sexist", "2. derogation", "3.1 casual use of gendered slurs, profanities, and insults", "train"],
+        ["bad2", "y", "not sexist", "2. derogation", "2.1 descriptive attacks", "train"],
+        ["bad3", "z", "maybe", "none", "none", "train"],
+    ]  # fmt: skip
+    write_csv(tmp_path / "edos_semeval2023_sexism" / "data" / "edos_labelled_aggregated.csv", header, rows)
+    got = rows_by_id(read_edos(tmp_path))
+    assert {k: r["label"] for k, r in got.items() if not r["problem"]} == {
+        "n": "safe",
+        "t1": "extremely_harmful",
+        "t2": "extremely_harmful",
+        "d": "harmful",
+        "a": "potentially_harmful",
+        "a2": "potentially_harmful",
+        "p": "harmful",
+    }
+    assert got["n"]["text"] == "@user the match was close URL"
+    assert (got["n"]["identity_attack"], got["t1"]["identity_attack"]) == (None, 1.0)
+    assert (got["t2"]["threat"], got["d"]["threat"]) == (1.0, None)
+    assert (got["a"]["insult"], got["a2"]["insult"]) == (1.0, None)
+    assert "'label_vector': '3.1 casual use" in got["bad1"]["problem"]
+    assert got["bad2"]["problem"].startswith("record 9: 'not sexist' with category '2. derogation'")
+    assert got["bad3"]["problem"].startswith("record 10, column 'label_sexist': unexpected value 'maybe'")
+
+
+def test_reddit_misogyny_aggregates_entries_drops_images_and_rejoins_split_bodies(tmp_path):
+    path = tmp_path / "reddit_online_misogyny_eacl2021" / "data" / "final_labels.csv"
+    write_csv(
+        path,
+        REDDIT_COLUMNS,
+        [
+            reddit_row("safe", "Stay hydrated,\nit helps", "Nonmisogynistic", "None_of_the_categories"),
+            reddit_row("counter", "That is sexist, stop", "Nonmisogynistic", "Counter_speech"),
+            reddit_row("attack", "You are an idiot", "Nonmisogynistic", "Nonmisogynistic_personal_attack",
+                       "Gender_of_recipient_is_Male"),
+            reddit_row("pejorative", "gold diggers everywhere", "Misogynistic", "Misogynistic_pejorative"),
+            reddit_row("multi", "women are liars, the gold diggers", "Misogynistic", "Misogynistic_pejorative"),
+            reddit_row("multi", "women are liars, the gold diggers", "Misogynistic", "Derogation", "Moral_inferiority"),
+            reddit_row("threat", "someone should hurt her", "Misogynistic", "Treatment",
+                       "Threatening_Physical_violence"),
+            reddit_row("control", "keep her in the kitchen", "Misogynistic", "Treatment",
+                       "Disrespectful_actions_Controlling"),
+            reddit_row("picture", "look at this", "Misogynistic", "Derogation", "Other", image="Yes"),
+            reddit_row("split", "The only true pill is the honk pill", "Nonmisogynistic", "None_of_the_categories",
+                       image="everything else is fantasy"),
+            reddit_row("odd", "hm", "Misogynistic", "None_of_the_categories"),
+        ],
+    )  # fmt: skip
+    got = rows_by_id(read_reddit_misogyny(tmp_path))
+    assert {k: r["label"] for k, r in got.items() if not r["problem"]} == {
+        "safe": "safe",
+        "counter": "safe",
+        "attack": "potentially_harmful",
+        "pejorative": "potentially_harmful",
+        "multi": "harmful",  # its most severe row
+        "threat": "extremely_harmful",
+        "control": "harmful",
+        "split": "safe",
+    }  # "picture" is an image post: dropped
+    assert got["safe"]["text"] == "Stay hydrated, it helps"
+    assert got["split"]["text"] == "The only true pill is the honk pill,everything else is fantasy"
+    assert (got["safe"]["identity_attack"], got["multi"]["identity_attack"]) == (None, 1.0)
+    assert (got["attack"]["insult"], got["threat"]["threat"], got["control"]["threat"]) == (1.0, 1.0, None)
+    assert got["odd"]["problem"] == (
+        "record 11, columns 'level_1'/'level_2': unexpected pair 'Misogynistic/None_of_the_categories'"
+    )
+
+
+def test_gab_hate_mapping_and_scores(tmp_path):
+    folder = tmp_path / "gab_hate_corpus_kennedy_devtest" / "data" / "majority_gab_dataset_25k"
+    write_jsonl(
+        folder / "dev.jsonl",
+        [
+            gab_record(1, "nice weather"),
+            gab_record(2, "kill them all", cv=1, vo=1),
+            gab_record(3, "they are vermin", hd=1, vo=1),
+        ],
+    )
+    write_jsonl(
+        folder / "test.jsonl", [gab_record(4, "what the hell", vo=1), gab_record(5, "bad flag", hd="1")]
+    )
+    got = rows_by_id(read_gab_hate(tmp_path))
+    labels = {k: r["label"] for k, r in got.items() if not r["problem"]}
+    assert labels == {"1": "safe", "2": "extremely_harmful", "3": "harmful", "4": "potentially_harmful"}
+    assert [got["2"][c] for c in ("threat", "identity_attack", "obscene")] == [1.0, 0.0, 1.0]
+    assert [got["1"][c] for c in ("threat", "identity_attack", "obscene")] == [0.0, 0.0, 0.0]
+    assert got["5"]["problem"] == "line 2, field 'hd': expected 0 or 1, got '1' (test.jsonl)"
+
+
+def test_stormfront_mapping_drops_idk_and_detokenises(tmp_path):
+    folder = tmp_path / "stormfront_vicomtech"
+    write_csv(
+        folder / "annotations_metadata.csv",
+        ["file_id", "user_id", "subforum_id", "num_contexts", "label"],
+        [
+            ["1_1", "7", "1346", "0", "noHate"],
+            ["1_2", "7", "1346", "0", "hate"],
+            ["1_3", "7", "1346", "1", "relation"],
+            ["1_4", "7", "1346", "0", "idk/skip"],
+            ["1_5", "7", "1346", "0", "nohate"],
+            ["1_6", "7", "1346", "0", "noHate"],
+        ],
+    )
+    write_csv(
+        folder / "all_files.csv",
+        ["file_id", "text"],
+        [
+            ["1_1", "It 's here , they do n't know ( yet ) : `` ok '' ."],
+            ["1_2", "They are a plague ."],
+            ["1_3", "And so are they ."],
+            ["1_4", "Hmm ."],
+            ["1_5", "Typo label ."],
+        ],
+    )
+    got = rows_by_id(read_stormfront(tmp_path))
+    assert "1_4" not in got  # idk/skip is dropped
+    assert {k: r["label"] for k, r in got.items() if not r["problem"]} == {
+        "1_1": "safe",
+        "1_2": "harmful",
+        "1_3": "potentially_harmful",
+    }
+    assert got["1_1"]["text"] == "It's here, they don't know (yet): \"ok\"."
+    assert (got["1_1"]["identity_attack"], got["1_2"]["identity_attack"]) == (None, 1.0)
+    assert got["1_5"]["problem"].startswith("record 5, column 'label': unexpected value 'nohate'")
+    assert got["1_6"]["problem"] == "record 6: file_id '1_6' has no text in all_files.csv"
+    with (folder / "all_files.csv").open("a", encoding="utf-8") as f:
+        f.write("1_2,again\n")
+    with pytest.raises(DataError, match=r"all_files\.csv: file_id '1_2' appears more than once"):
+        read_stormfront(tmp_path)
+
+
+def test_convabuse_majority_per_turn_ties_go_to_the_more_severe_label(tmp_path):
+    a1, a2, a3, a4, a7 = (CONVABUSE_ANNOTATORS[i] for i in (0, 1, 2, 3, 6))
+    malformed = convabuse_row("8.0", "hello", {a1: ["1"], a2: ["1"]})
+    malformed[convabuse_header().index("Annotator2_is_abuse.1")] = "yes"
+    write_convabuse(
+        tmp_path,
+        {
+            "train": [
+                convabuse_row("1.0", "where do you fly", {a1: ["1"], a2: ["1"], a3: ["-3"]}),  # 2 safe, 1 extreme
+                convabuse_row("2.0", "whatever bot", {a1: ["1"], a2: ["-2"]}),  # a tie: harmful wins
+                # ambiguous (0) and mild (-1) both vote potentially_harmful: 2 against 2 safe, a tie
+                convabuse_row("3.0", "are you a girl", {a1: ["1"], a2: ["1"], a3: ["0"], a4: ["-1"]}),
+                # Annotator7 saw the example twice: two votes (cells "1, 1"); its transphobic column is
+                # named "Annotator6_transphobic" in the real header
+                convabuse_row("4.0", "tell me more", {a7: ["1", "1"], a2: ["-1"]}),
+            ],
+            "valid": [
+                convabuse_row(
+                    "5.0", "you dumb slut", {a1: ["-3"], a2: ["-3"], a3: ["-2"]},
+                    sex_harassment={a1: [1], a2: [1], a3: [0]}, intellectual={a3: [1]},
+                ),
+                convabuse_row("6.0", "_", {a1: ["1"], a2: ["1"]}),  # the export's empty utterance
+            ],
+            "test": [convabuse_row("7.0", "ok", {a1: ["1"], a2: ["-4"]}), malformed],
+        },
+    )  # fmt: skip
+    got = rows_by_id(read_convabuse(tmp_path))
+    assert {k: r["label"] for k, r in got.items() if not r["problem"]} == {
+        "1.0": "safe",
+        "2.0": "harmful",
+        "3.0": "potentially_harmful",
+        "4.0": "safe",
+        "5.0": "extremely_harmful",
+        "6.0": "safe",
+    }
+    # The text is the user's turn, never the bot's utterance.
+    assert got["1.0"]["text"] == "where do you fly"
+    assert not any("BOT" in r["text"] or "help" in r["text"] for r in got.values())
+    assert got["6.0"]["text"] == ""
+    assert got["5.0"]["sexual_explicit"] == pytest.approx(2 / 3)
+    assert got["5.0"]["insult"] == pytest.approx(1 / 3)
+    assert got["5.0"]["severe_toxicity"] == pytest.approx(2 / 3)
+    assert (got["5.0"]["toxicity"], got["1.0"]["toxicity"]) == (1.0, pytest.approx(1 / 3))
+    assert got["7.0"]["problem"] == (
+        "record 1, Annotator2 (ConvAbuseEMNLPtest.csv): annotation 1 marks 0 is_abuse levels, not 1"
+    )
+    assert got["8.0"]["problem"] == (
+        "record 2, column 'Annotator2_is_abuse.1' (ConvAbuseEMNLPtest.csv): expected 0, 1 or a list of them, "
+        "got 'yes'"
+    )
+    with pytest.raises(DataError, match=r"2_splits: record 1, Annotator2 \(ConvAbuseEMNLPtest\.csv\)"):
+        load_shared_sources(tmp_path, sources=["convabuse"])
+    df = load_shared_sources(tmp_path, sources=["convabuse"], on_bad_rows="skip")
+    assert df.height == 5  # 8 turns: 2 with problems skipped, the empty one dropped
+
+
+def test_convabuse_refuses_a_header_that_does_not_fit(tmp_path):
+    write_convabuse(
+        tmp_path, {s: [convabuse_row("1.0", "hi", {"Annotator1": ["1"]})] for s in CONVABUSE_SPLITS}
+    )
+    path = tmp_path / "convabuse" / "2_splits" / "ConvAbuseEMNLPvalid.csv"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("Annotator2_is_abuse.-1", "Annotator2_is_abuse.-9", 1), encoding="utf-8")
+    with pytest.raises(DataError, match=r"ConvAbuseEMNLPvalid\.csv: column 27 is 'Annotator2_is_abuse\.-9'"):
+        read_convabuse(tmp_path)
+
+
+def test_strudel_github_comments_and_issues(tmp_path):
+    training = tmp_path / "strudel_github_toxicity" / "data" / "training"
+    write_csv(
+        training / "train_comments.csv",
+        STRUDEL_COMMENT_COLUMNS,
+        [
+            strudel_comment("repo/owner/1/11", "Thanks, merged &amp; released.", "n"),
+            strudel_comment("repo/owner/1/12", "you made a crappy port", "y"),
+            strudel_comment("repo/owner/1/13", "", "n"),
+            strudel_comment("repo/owner/1/14", "번역하였습니다", "n"),
+            strudel_comment("repo/owner/1/15", "fine", "maybe"),
+        ],
+    )
+    write_csv(
+        training / "labeled_test_issues.csv",
+        STRUDEL_ISSUE_COLUMNS,
+        [
+            strudel_issue("repo/owner/2", "Crash on start", "It crashes. Stop wasting my time, idiots", "y"),
+            strudel_issue("repo/owner/3", "Docs typo", "Fixed in master", "n"),
+            strudel_issue(
+                "repo/owner/1", "Port", "Thanks, merged. you made a crappy port", "y"
+            ),  # thread above
+        ],
+    )
+    got = rows_by_id(read_strudel_github(tmp_path))
+    assert {k: (r["label"], r["toxicity"]) for k, r in got.items() if not r["problem"]} == {
+        "repo/owner/1/11": ("safe", 0.0),
+        "repo/owner/1/12": ("harmful", 1.0),
+        "repo/owner/1/13": ("safe", 0.0),
+        "repo/owner/2": ("harmful", 1.0),
+        "repo/owner/3": ("safe", 0.0),
+    }  # the Korean comment and the issue whose thread is in the comments are dropped
+    assert got["repo/owner/2"]["text"] == "Crash on start It crashes. Stop wasting my time, idiots"
+    assert got["repo/owner/1/11"]["text"] == "Thanks, merged & released."
+    assert got["repo/owner/1/15"]["problem"].startswith(
+        "record 5, column 'toxicity' (train_comments.csv): unexpected value 'maybe'"
+    )
+    (training / "train_comments.csv").write_text(
+        (training / "train_comments.csv").read_text(encoding="utf-8").replace(",maybe", ",n"),
+        encoding="utf-8",
+    )
+    df = load_shared_sources(tmp_path, sources="strudel_github_toxicity")
+    assert df.height == 5 and "" not in df["text"].to_list()  # the empty comment is dropped
+
+
+def test_openai_moderation_missing_flags_are_unknown(tmp_path):
+    zero = dict(OPENAI_SAFE)
+    records = [
+        {"prompt": "How do I bake bread?", **zero},  # all 8 known and 0 -> safe
+        {"prompt": "graphic", **zero, "V": 1, "V2": 1},
+        {"prompt": "minors", **zero, "S": 1, "S3": 1},
+        {"prompt": "hate threat", "H": 1, "H2": 1, "V": 0, "HR": 0, "SH": 0, "V2": 0},  # S, S3 unknown
+        {"prompt": "self harm", "V": 0, "HR": 0, "SH": 1, "V2": 0},  # a positive flag: harmful at least
+        {"prompt": "maybe fine", "V": 0, "HR": 0, "SH": 0, "V2": 0},  # no positive, 4 unknown: dropped
+        {"prompt": "almost", **{k: v for k, v in zero.items() if k != "H2"}},  # H2 unknown: dropped
+        {"prompt": "bad", **zero, "HR": 2},
+    ]
+    write_jsonl(tmp_path / "openai_moderation_eval" / "data" / "samples-1680.jsonl.gz", records, gz=True)
+    got = rows_by_id(read_openai_moderation(tmp_path))
+    assert {k: r["label"] for k, r in got.items()} == {
+        "1": "safe",
+        "2": "extremely_harmful",
+        "3": "extremely_harmful",
+        "4": "extremely_harmful",
+        "5": "harmful",
+        "8": None,
+    }
+    assert got["8"]["problem"] == "line 8, field 'HR': expected 0 or 1, got 2"
+    assert [got["1"][c] for c in ("toxicity", "identity_attack", "threat", "sexual_explicit", "insult")] == [
+        0.0
+    ] * 5
+    assert (got["4"]["identity_attack"], got["4"]["threat"], got["4"]["sexual_explicit"]) == (1.0, 1.0, None)
+    # V = 0 but H and H2 unknown: a hate threat is not excluded, so threat is unknown too.
+    assert (got["5"]["identity_attack"], got["5"]["threat"], got["5"]["toxicity"]) == (None, None, 1.0)
+    assert (got["3"]["sexual_explicit"], got["2"]["threat"]) == (1.0, 1.0)
+
+
+def test_mlma_mapping_drops_mixed_normal_and_decodes_escapes(tmp_path):
+    header = ["HITId", "tweet", "sentiment", "directness", "annotator_sentiment", "target", "group"]
+    rows = [
+        [
+            "1",
+            "what a day \\u2019s \\ud83d\\ude02 @URL",
+            "normal",
+            "indirect",
+            "indifference",
+            "origin",
+            "other",
+        ],
+        ["2", "mixed", "offensive_normal", "indirect", "anger", "origin", "other"],
+        ["3", "hate", "hateful", "direct", "anger", "origin", "other"],
+        ["4", "abuse", "abusive_offensive", "direct", "anger", "origin", "other"],
+        [
+            "5",
+            "say \\shithole\\ again\\nplease",
+            "offensive_disrespectful",
+            "direct",
+            "anger",
+            "origin",
+            "other",
+        ],
+        ["6", "scary", "fearful", "direct", "fear", "origin", "other"],
+        ["7", "odd", "offensive_angry", "direct", "anger", "origin", "other"],
+    ]
+    write_csv(
+        tmp_path / "mlma_hate_speech_en" / "hate_speech_mlma" / "en_dataset_with_stop_words.csv", header, rows
+    )
+    got = rows_by_id(read_mlma(tmp_path))
+    assert {k: r["label"] for k, r in got.items() if not r["problem"]} == {
+        "1": "safe",
+        "3": "harmful",
+        "4": "harmful",
+        "5": "potentially_harmful",
+        "6": "potentially_harmful",
+    }  # "2" mixes normal with a toxic type: dropped
+    assert got["1"]["text"] == "what a day \u2019s \U0001f602 URL"
+    assert got["5"]["text"] == 'say "shithole" again please'
+    assert [got["3"][c] for c in ("identity_attack", "insult", "toxicity")] == [1.0, 0.0, 1.0]
+    assert [got["1"][c] for c in ("identity_attack", "insult", "toxicity")] == [0.0, 0.0, 0.0]
+    assert got["4"]["insult"] == 1.0
+    assert got["7"]["problem"].startswith("record 7, column 'sentiment': unexpected value 'offensive_angry'")
+
+
+# --------------------------------------------------------------------------------------------- registry and loader
+
+
+def test_registry_names_domains_and_single_harm_sets():
+    assert len(SHARED_SOURCES) == 13 and len(set(SHARED_SOURCE_NAMES)) == 13
+    assert all(s.domain in DOMAINS and s.licence and s.files for s in SHARED_SOURCES)
+    assert {s.name for s in SHARED_SOURCES if s.single_harm} == {
+        "fox_news_comments",
+        "edos_semeval2023_sexism",
+        "reddit_online_misogyny_eacl2021",
+        "stormfront_vicomtech",
+    }
+    assert "CC BY-SA 3.0 ES" in next(s.licence for s in SHARED_SOURCES if s.name == "stormfront_vicomtech")
+    with pytest.raises(ValueError, match="unknown domain"):
+        SharedSource("x", ("x.csv",), read_olid, "MIT", domain="forum", single_harm=False)
+
+
+def test_load_shared_sources_chooses_sources(mini_shared):
+    everything = load_shared_sources(mini_shared)
+    assert everything.columns == ["text", "label", "source"]
+    assert set(everything["source"]) == set(SHARED_SOURCE_NAMES)
+    two = load_shared_sources(mini_shared, sources=["olid", "convabuse"])
+    assert set(two["source"]) == {"olid", "convabuse"}
+    assert load_shared_sources(mini_shared, sources="olid")["source"].unique().to_list() == ["olid"]
+    with pytest.raises(ValueError, match=r"unknown source\(s\) reddit; valid: davidson, civil_comments"):
+        load_shared_sources(mini_shared, sources=["olid", "reddit"])
+    # Only the chosen sets are read: a missing set that is not asked for does not matter.
+    (mini_shared / "fox_news_comments" / "fox-news-comments.json").unlink()
+    assert load_shared_sources(mini_shared, sources=["olid"]).height == 3
+    with pytest.raises(DataError, match=r"fox-news-comments\.json: file not found"):
+        load_shared_sources(mini_shared)
+
+
 # --------------------------------------------------------------------------------------------- cleaning
 
 
@@ -215,24 +646,66 @@ def test_clean_text_and_dedupe_key():
 # --------------------------------------------------------------------------------------------- the real shared data
 
 
-def test_load_shared_sources_reads_all_four_real_sets():
+def test_load_shared_sources_reads_all_thirteen_real_sets():
     df = load_shared_sources(SHARED_ROOT)
     assert df.columns == ["text", "label", "source"]
+    assert set(df["label"].unique()) <= set(LABELS)
+    assert (df["text"] != "").all()
     counts = dict(df.group_by("source").len().iter_rows())
-    # Row counts from /work/shared/data/README.md (OLID: 11,916 train + 1,324 val).
+    # First wave: the counts in /work/shared/data/README.md (OLID: 11,916 train + 1,324 val).
+    # Second wave (measured; see each reader's docstring): ConvAbuse 4,185 turns less one empty; Reddit 6,383
+    # entries less 172 image posts and 11 empty bodies; Stormfront 10,944 less 73 idk/skip; GitHub 1,597
+    # comments + 178 issues less 5 CJK and 11 empty; OpenAI 337 safe + 522 positive; MLMA 5,647 less 698
+    # mixed normal + toxic.
     assert counts == {
         "davidson": 19806,
         "civil_comments_toxic_spans": 12888,
         "olid": 13240,
         "jigsaw_wikipedia": 101,
+        "fox_news_comments": 1528,
+        "edos_semeval2023_sexism": 20000,
+        "reddit_online_misogyny_eacl2021": 6200,
+        "gab_hate_corpus_kennedy_devtest": 5163,
+        "stormfront_vicomtech": 10871,
+        "convabuse": 4184,
+        "strudel_github_toxicity": 1759,
+        "openai_moderation_eval": 859,
+        "mlma_hate_speech_en": 4949,
     }
-    assert set(df["label"].unique()) <= set(LABELS)
-    assert (df["text"] != "").all()
     by = {(s, lab): n for s, lab, n in df.group_by("source", "label").len().iter_rows()}
+
+    def labels(source: str) -> dict[str, int]:
+        return {lab: by[(source, lab)] for lab in LABELS if (source, lab) in by}
+
+    # Every source has safe and non-safe texts, except Civil Comments spans (every post is toxic by design).
+    for source in SHARED_SOURCE_NAMES:
+        got = labels(source)
+        assert set(got) - {"safe"}, source
+        assert ("safe" in got) == (source != "civil_comments_toxic_spans"), source
     assert (
         by[("davidson", "harmful")] + by[("davidson", "extremely_harmful")] == 1146
     )  # Davidson's hate class
-    assert ("civil_comments_toxic_spans", "safe") not in by and (
-        "civil_comments_toxic_spans",
-        "potentially_harmful",
-    ) not in by
+    # Upstream counts from each SOURCE.md, after the mapping:
+    assert labels("fox_news_comments") == {"safe": 1093, "harmful": 435}
+    assert labels("edos_semeval2023_sexism") == {
+        "safe": 15146,  # not sexist
+        "potentially_harmful": 1665,  # 3. animosity
+        "harmful": 2271 + 475,  # 2. derogation + 4. prejudiced discussions
+        "extremely_harmful": 443,  # 1. threats, plans to harm and incitement
+    }
+    assert labels("stormfront_vicomtech") == {"safe": 9507, "potentially_harmful": 168, "harmful": 1196}
+    assert labels("gab_hate_corpus_kennedy_devtest") == {
+        "safe": 2279 + 2240,  # none of hd / cv / vo in dev + test
+        "potentially_harmful": 152,  # vo only
+        "harmful": 464,  # hd without cv
+        "extremely_harmful": 28,  # cv
+    }
+    openai = labels("openai_moderation_eval")
+    assert openai["safe"] == 337 and openai["harmful"] + openai["extremely_harmful"] == 522
+    assert labels("mlma_hate_speech_en")["safe"] == 661
+    # Aggregated or filtered here; ranges around the measured counts.
+    convabuse = labels("convabuse")
+    assert 3200 <= convabuse["safe"] <= 3400 and 80 <= convabuse["extremely_harmful"] <= 140  # 3297, 111
+    reddit = labels("reddit_online_misogyny_eacl2021")
+    assert 5550 <= reddit["safe"] <= 5750 and 10 <= reddit["extremely_harmful"] <= 25  # 5650, 18
+    assert labels("strudel_github_toxicity") == {"safe": 1573, "harmful": 186}
