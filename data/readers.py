@@ -630,7 +630,8 @@ def read_reddit_misogyny(root: Path) -> pl.LazyFrame:
     extremely_harmful. An entry annotated several times (one row per misogynistic span) keeps its most severe
     label. Entries whose post is an image (`image` == "Yes", the label may depend on the picture) are dropped.
     In 14 rows an unquoted comma split the body and the rest landed in `image`: the text is rejoined as
-    body + "," + image. Scores (null where not flagged): identity_attack = 1.0 for misogynistic rows, insult =
+    body + "," + image. Reddit's placeholders "[removed]" and "[deleted]" (no text left) become "" (dropped by
+    the loader, as every empty text). Scores (null where not flagged): identity_attack = 1.0 for misogynistic rows, insult =
     1.0 for either personal attack, threat = 1.0 for Threatening_*. source_id = `entry_id`.
     """
     path = root / "reddit_online_misogyny_eacl2021" / "data" / "final_labels.csv"
@@ -658,6 +659,7 @@ def read_reddit_misogyny(root: Path) -> pl.LazyFrame:
     )
     image = pl.col("image").fill_null("").str.strip_chars()
     body = pl.col("body").fill_null("")
+    body = pl.when(body.str.strip_chars().is_in(["[removed]", "[deleted]"])).then(pl.lit("")).otherwise(body)
     text = (
         pl.when((image == "") | (image == "Yes"))
         .then(body)

@@ -321,6 +321,7 @@ def test_reddit_misogyny_aggregates_entries_drops_images_and_rejoins_split_bodie
             reddit_row("split", "The only true pill is the honk pill", "Nonmisogynistic", "None_of_the_categories",
                        image="everything else is fantasy"),
             reddit_row("odd", "hm", "Misogynistic", "None_of_the_categories"),
+            reddit_row("gone", "[deleted]", "Nonmisogynistic", "None_of_the_categories"),
         ],
     )  # fmt: skip
     got = rows_by_id(read_reddit_misogyny(tmp_path))
@@ -333,9 +334,11 @@ def test_reddit_misogyny_aggregates_entries_drops_images_and_rejoins_split_bodie
         "threat": "extremely_harmful",
         "control": "harmful",
         "split": "safe",
+        "gone": "safe",
     }  # "picture" is an image post: dropped
     assert got["safe"]["text"] == "Stay hydrated, it helps"
     assert got["split"]["text"] == "The only true pill is the honk pill,everything else is fantasy"
+    assert got["gone"]["text"] == ""  # Reddit's placeholder, not a text: the loader drops it
     assert (got["safe"]["identity_attack"], got["multi"]["identity_attack"]) == (None, 1.0)
     assert (got["attack"]["insult"], got["threat"]["threat"], got["control"]["threat"]) == (1.0, 1.0, None)
     assert got["odd"]["problem"] == (
@@ -654,7 +657,7 @@ def test_load_shared_sources_reads_all_thirteen_real_sets():
     counts = dict(df.group_by("source").len().iter_rows())
     # First wave: the counts in /work/shared/data/README.md (OLID: 11,916 train + 1,324 val).
     # Second wave (measured; see each reader's docstring): ConvAbuse 4,185 turns less one empty; Reddit 6,383
-    # entries less 172 image posts and 11 empty bodies; Stormfront 10,944 less 73 idk/skip; GitHub 1,597
+    # entries less 172 image posts, 11 empty bodies and 132 "[removed]" / "[deleted]"; Stormfront 10,944 less 73 idk/skip; GitHub 1,597
     # comments + 178 issues less 5 CJK and 11 empty; OpenAI 337 safe + 522 positive; MLMA 5,647 less 698
     # mixed normal + toxic.
     assert counts == {
@@ -664,7 +667,7 @@ def test_load_shared_sources_reads_all_thirteen_real_sets():
         "jigsaw_wikipedia": 101,
         "fox_news_comments": 1528,
         "edos_semeval2023_sexism": 20000,
-        "reddit_online_misogyny_eacl2021": 6200,
+        "reddit_online_misogyny_eacl2021": 6068,
         "gab_hate_corpus_kennedy_devtest": 5163,
         "stormfront_vicomtech": 10871,
         "convabuse": 4184,
@@ -707,5 +710,5 @@ def test_load_shared_sources_reads_all_thirteen_real_sets():
     convabuse = labels("convabuse")
     assert 3200 <= convabuse["safe"] <= 3400 and 80 <= convabuse["extremely_harmful"] <= 140  # 3297, 111
     reddit = labels("reddit_online_misogyny_eacl2021")
-    assert 5550 <= reddit["safe"] <= 5750 and 10 <= reddit["extremely_harmful"] <= 25  # 5650, 18
+    assert 5400 <= reddit["safe"] <= 5650 and 10 <= reddit["extremely_harmful"] <= 25  # 5518, 18
     assert labels("strudel_github_toxicity") == {"safe": 1573, "harmful": 186}
