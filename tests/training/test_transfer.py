@@ -1,0 +1,124 @@
+"""The transfer harness and the decision that ships: weights that make style say nothing about harm, thresholds
+that keep their false-flag budget, the moderator's rule computed the same way, and leave-one-domain-out that
+never trains on the domain it scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.labels import LABELS
+from moderator import decide
+from training import transfer
+from training.transfer import Corpus, Decision, balanced_weights, decide_many, decision_metrics, fit_decision
+
+
+def corpus_of(rows: list[tuple[str, int, str, str]]) -> Corpus:
+    text, label, source, split = zip(*rows)
+    return Corpus(list(text), np.array(label), np.array(source), np.array(source), np.array(split))
+
+
+def test_within_a_domain_every_label_weighs_the_same_so_style_predicts_nothing():
+    # tweets: 6 safe, 2 harmful; news: 1 safe, 9 harmful. Unweighted, "news" alone predicts harm.
+    rows = [("t", 0, "tweets", "train")] * 6 + [("t", 2, "tweets", "train")] * 2
+    rows += [("n", 0, "news", "train")] + [("n", 2, "news", "train")] * 9
+    c = corpus_of(rows)
+    w = balanced_weights(c)
+    for domain in ("tweets", "news"):
+        in_domain = c.domain == domain
+        safe, harmful = w[in_domain & (c.label == 0)].sum(), w[in_domain & (c.label == 2)].sum()
+        assert safe == pytest.approx(harmful)  # P(harmful | domain) is the same in both domains
+    assert w.mean() == pytest.approx(1.0)
+
+
+def test_decide_many_is_the_moderators_rule():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), size=500)
+    thresholds = {"potentially_harmful": 0.35, "harmful": 0.5, "extremely_harmful": 0.2}
+    expected = [LABELS.index(decide(dict(zip(LABELS, row)), thresholds)) for row in probs.tolist()]
+    assert decide_many(probs, thresholds).tolist() == expected
+
+
+def _separable(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, size=n)
+    logits = rng.normal(size=(n, 4)) + 2.5 * np.eye(4)[labels]
+    return logits, labels
+
+
+@pytest.mark.parametrize("budget", [0.01, 0.05, 0.2])
+def test_thresholds_keep_the_false_flag_budget_on_the_data_they_were_fitted_on(budget):
+    logits, labels = _separable(4000, 1)
+    decision = fit_decision(logits, labels, np.full(4, 0.25), false_flag_budget=budget)
+    flagged_safe = (decision.labels(logits)[labels == 0] >= 2).mean()
+    assert flagged_safe <= budget
+    assert flagged_safe > budget * 0.6  # the threshold is as low as the budget allows, not just safe
+    assert decision.thresholds["potentially_harmful"] <= decision.thresholds["harmful"]
+
+
+def test_temperature_calibrates_overconfident_logits():
+    logits, labels = _separable(6000, 2)
+    # With unit Gaussian noise around a 2.5 offset, the calibrated logits are 2.5 * logits (Bayes' rule), so
+    # 4 * logits are too confident by a factor 4 / 2.5.
+    decision = fit_decision(4 * logits, labels, np.full(4, 0.25), prior=[0.25] * 4)
+    assert decision.temperature == pytest.approx(4 / 2.5, rel=0.05)
+    before = transfer.weighted_ece(transfer.softmax(4 * logits), labels)
+    after = transfer.weighted_ece(decision.probs(4 * logits), labels)
+    assert after < 0.03 < before
+
+
+def test_the_prior_shift_is_the_label_shift_correction():
+    # A model trained on a balanced mix, served for 90% safe traffic: odds of safe rise by 0.9/0.25 : 0.1/0.75 ...
+    d = Decision(1.0, [0.25] * 4, [0.7, 0.1, 0.1, 0.1], {"potentially_harmful": 0.5, "harmful": 0.5,
+                                                         "extremely_harmful": 0.5}, 0.03)
+    p = d.probs(np.zeros((1, 4)))[0]
+    assert p == pytest.approx([0.7, 0.1, 0.1, 0.1])  # an uninformative text gets the traffic mix
+
+
+def test_decision_metrics_by_hand():
+    y = np.array([0, 0, 0, 0, 1, 2, 3, 3])
+    pred = np.array([0, 2, 0, 1, 1, 2, 1, 3])
+    m = decision_metrics(y, pred, base_rate=0.1)
+    assert m["false_flag_rate"] == 0.25  # 1 of 4 safe texts flagged harmful or worse
+    assert m["recall"] == pytest.approx(2 / 3, abs=1e-4)  # 2 of 3 harmful-or-worse flagged
+    # precision at a 10% base rate: 0.1 * 2/3 / (0.1 * 2/3 + 0.9 * 0.25)
+    assert m["precision_at_base_rate"] == pytest.approx(0.0667 / (0.0667 + 0.225), abs=1e-3)
+
+
+def test_weighted_ece_by_hand():
+    probs = np.array([[0.9, 0.1, 0, 0], [0.9, 0.1, 0, 0], [0.6, 0.4, 0, 0]])
+    y = np.array([0, 1, 0])
+    # bin (0.867, 0.933]: confidence 0.9, accuracy 0.5; bin (0.533, 0.6]: confidence 0.6, accuracy 1
+    assert transfer.weighted_ece(probs, y) == pytest.approx(2 / 3 * 0.4 + 1 / 3 * 0.4)
+    assert transfer.weighted_ece(probs, y, np.array([1.0, 0.0, 0.0])) == pytest.approx(0.1)
+
+
+class Memorise(transfer.Recipe):
+    """Remembers which texts it was trained on; scores a text harmful when it contains "bad"."""
+
+    seen: set[str] = set()
+
+    def fit(self, texts, labels, weights):
+        Memorise.seen |= set(texts)
+
+    def logits(self, texts):
+        return np.array([[0.0, 0.0, 3.0, 0.0] if "bad" in t else [3.0, 0.0, 0.0, 0.0] for t in texts])
+
+
+def test_leave_one_domain_out_never_trains_on_the_domain_it_scores():
+    rows = []
+    for domain in ("tweets", "news", "forum"):
+        for i in range(30):
+            split = "train" if i < 20 else "validation" if i < 25 else "test"
+            rows.append((f"{domain} fine {i}", 0, domain, split))
+            rows.append((f"{domain} bad {i}", 2, domain, split))
+    c = corpus_of(rows)
+    report = transfer.leave_one_domain_out(c, Memorise, log=lambda m: None)
+    assert set(report["domains"]) == {"tweets", "news", "forum"}
+    for domain, row in report["domains"].items():
+        assert row["n"] == 60  # every text of the held-out domain, all splits
+        assert row["false_flag_rate"] == 0.0 and row["recall"] == 1.0
+    Memorise.seen = set()
+    transfer.leave_one_domain_out(c, Memorise, domains=["news"], log=lambda m: None)
+    assert Memorise.seen and not any(t.startswith("news") for t in Memorise.seen)
+    assert report["mean"]["recall"] == 1.0 and report["mean"]["worst_false_flag_rate"]["value"] == 0.0

@@ -1,0 +1,708 @@
+"""How the offline classifier generalises: the corpus, the decision rule it ships with, and leave-one-domain-out.
+
+    uv run --all-extras python -m training.transfer --recipe ngram               # ~10 minutes on 2 cores
+    uv run --all-extras python -m training.transfer --recipe ngram encoder combo --out out/transfer
+
+A figure from a split of the training sources says how well a model learned those sources, style included, not
+how it does on a platform it never saw. The model-selection figure here is leave-one-domain-out: for each domain
+(tweets, news comments, Reddit/Gab, a forum, GitHub, chatbot logs, API traffic, ...) a model is trained on every
+other domain, its decision thresholds are chosen on the validation split of those domains, and it is scored on
+every text of the held-out domain. Reported per held-out domain and per source in it, at those thresholds:
+
+  false_flag_rate   safe texts flagged harmful-or-worse
+  recall            harmful-or-worse texts flagged harmful-or-worse
+  macro_f1, qwk     the 4-level decision against the 4-level labels (quadratic weighted kappa is the ordinal
+                    agreement: 1 perfect, 0 chance)
+  precision_at_base_rate   precision of a flag on traffic whose harmful-or-worse share is the stated base rate
+                    (BASE_RATE_HARMFUL), from the recall and false-flag rate: what a platform's reviewers see
+
+The same pieces build the shipped model (`training.train_embedded`): `load_corpus` (every shared source, each
+domain's labels balanced so that style says nothing about harm, single-harm sources' negatives screened),
+`fit_decision` (temperature, the prior shift to a stated label mix, thresholds for a false-flag budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.labels import LABELS, SEVERITY
+from core.settings import ROOT
+
+HARMFUL = SEVERITY["harmful"]
+SPLITS = ("train", "validation", "test")
+# The label mix the shipped probabilities describe: a platform's traffic, mostly safe. A setting
+# (LABEL_PRIOR) moves it; thresholds are chosen under it.
+DEFAULT_PRIOR: dict[str, float] = {"safe": 0.80, "potentially_harmful": 0.12, "harmful": 0.06, "extremely_harmful": 0.02}
+# Share of safe texts a shipped model may flag harmful-or-worse on its validation split.
+DEFAULT_FALSE_FLAG_BUDGET = 0.03
+BASE_RATE_HARMFUL = DEFAULT_PRIOR["harmful"] + DEFAULT_PRIOR["extremely_harmful"]
+CLEAN_SENTENCES = "civil_comments_clean_sentences"
+# The leave-out unit is the platform: EDOS mixes Reddit and Gab posts, so Reddit and Gab sources leave together.
+DOMAIN_GROUPS = {"reddit": "reddit_gab", "gab": "reddit_gab"}
+
+
+def split_of(key: str) -> str:
+    """80/10/10 by a hash of the near-duplicate key: the same text is in the same split in every run."""
+    bucket = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) % 100
+    return "train" if bucket < 80 else "validation" if bucket < 90 else "test"
+
+
+# --------------------------------------------------------------------------------------------- the corpus
+
+
+@dataclass
+class Corpus:
+    text: list[str]
+    label: np.ndarray  # label index (0..3)
+    source: np.ndarray  # source name
+    domain: np.ndarray  # domain name (the leave-out unit)
+    split: np.ndarray  # train / validation / test
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    def take(self, mask: np.ndarray) -> "Corpus":
+        idx = np.flatnonzero(mask)
+        return Corpus([self.text[i] for i in idx], self.label[idx], self.source[idx], self.domain[idx],
+                      self.split[idx], self.info)
+
+
+def civil_clean_sentences(shared_root: Path, limit: int, seed: int) -> list[str]:
+    """Sentences of Civil Comments toxic-span posts that overlap no rater's span: safe text from the same news
+    comments as the toxic posts (that set has no safe posts of its own)."""
+    import re
+
+    import polars as pl
+
+    folder = shared_root / "civil_comments_toxic_spans"
+    comments = pl.read_csv(folder / "comments_dev.csv", infer_schema=False)
+    annotations = pl.read_csv(folder / "annotations_dev.csv", infer_schema=False)
+    spans = pl.read_csv(folder / "spans_dev.csv", infer_schema=False)
+    spans = spans.join(annotations.select("annotation", "comment_id"), on="annotation").with_columns(
+        pl.col("start").cast(pl.Int64, strict=False), pl.col("end").cast(pl.Int64, strict=False)
+    )
+    by_post: dict[str, list[tuple[int, int]]] = {}
+    for cid, start, end in spans.select("comment_id", "start", "end").iter_rows():
+        if start is not None and end is not None:
+            by_post.setdefault(cid, []).append((start, end))
+    sentence = re.compile(r"[^.!?\n]+[.!?]*")
+    out: list[str] = []
+    for cid, text in comments.select("comment_id", "comment_text").iter_rows():
+        marked = by_post.get(cid)
+        if not marked or not text:
+            continue  # posts without spans are toxic as a whole: nothing in them is known to be clean
+        for m in sentence.finditer(text):
+            s = m.group().strip()
+            if len(s) >= 30 and not any(m.start() < e and b < m.end() for b, e in marked):
+                out.append(s)
+    order = np.random.default_rng(seed).permutation(len(out))[:limit]
+    return [out[i] for i in sorted(order)]
+
+
+def load_corpus(shared_root: Path, *, clean_sentences: int = 6000, seed: int = 13,
+                sources: Sequence[str] | None = None) -> Corpus:
+    """Every shared source (data.readers), plus clean Civil Comments sentences, near-duplicates removed (the
+    most severe label of disagreeing copies kept), each text with its domain and split."""
+    import polars as pl
+
+    from data.readers import SHARED_SOURCES, clean_text, dedupe_key, load_shared_sources
+
+    domains = {s.name: DOMAIN_GROUPS.get(s.domain, s.domain) for s in SHARED_SOURCES}
+    df = load_shared_sources(shared_root, sources=sources)
+    if clean_sentences and (sources is None or "civil_comments_toxic_spans" in sources):
+        clean = civil_clean_sentences(shared_root, clean_sentences, seed)
+        extra = pl.DataFrame({"text": clean, "label": ["safe"] * len(clean), "source": [CLEAN_SENTENCES] * len(clean)})
+        df = pl.concat([df, extra.with_columns(clean_text(pl.col("text")))])
+        domains[CLEAN_SENTENCES] = domains["civil_comments_toxic_spans"]
+    df = df.with_columns(dedupe_key(pl.col("text")).alias("key")).filter(pl.col("key").str.len_chars() > 0)
+    before = df.height
+    df = (
+        df.with_columns(pl.col("label").replace_strict(SEVERITY).alias("sev"))
+        .sort("sev", descending=True)
+        .unique(subset="key", keep="first", maintain_order=True)
+        .sort("source", "key")  # a stable order, whatever the readers' order
+    )
+    keys = df["key"].to_list()
+    return Corpus(
+        text=df["text"].to_list(),
+        label=df["sev"].to_numpy().astype(np.int64),
+        source=np.array(df["source"].to_list()),
+        domain=np.array([domains[s] for s in df["source"].to_list()]),
+        split=np.array([split_of(k) for k in keys]),
+        info={"texts": df.height, "near_duplicates_removed": before - df.height},
+    )
+
+
+def balanced_weights(corpus: Corpus) -> np.ndarray:
+    """Sample weights under which style says nothing about harm: within each domain every label it has carries
+    the same total weight, and every domain the same total (times the number of labels it has). A model can then
+    not lower its loss by learning that tweets are offensive and news comments toxic."""
+    w = np.zeros(len(corpus), dtype=np.float64)
+    for domain in np.unique(corpus.domain):
+        in_domain = corpus.domain == domain
+        present = np.unique(corpus.label[in_domain])
+        for label in present:
+            mask = in_domain & (corpus.label == label)
+            w[mask] = 1.0 / mask.sum()
+    return w * (len(w) / w.sum())
+
+
+def effective_prior(labels: np.ndarray, weights: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+    """The label mix the model was fitted under (weighted); a label it never saw gets `floor`, so the shift to
+    another mix stays finite."""
+    prior = np.bincount(labels, weights=weights, minlength=len(LABELS)) / weights.sum()
+    prior = np.maximum(prior, floor)
+    return prior / prior.sum()
+
+
+# --------------------------------------------------------------------------------------------- decisions
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def decide_many(probs: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+    """moderator.decide for a matrix: the most severe label whose P(label or worse) reaches its threshold."""
+    tail = np.cumsum(probs[:, ::-1], axis=1)[:, ::-1]  # tail[:, k] = P(label k or worse)
+    out = np.zeros(len(probs), dtype=np.int64)
+    for k in range(1, len(LABELS)):
+        out = np.where(tail[:, k] >= thresholds[LABELS[k]], k, out)
+    return out
+
+
+@dataclass
+class Decision:
+    """What turns a model's logits into served probabilities and labels: softmax(logits / T + bias), where
+    bias = log(prior) - log(train_prior) moves the probabilities from the training mix to the stated traffic mix,
+    then cumulative thresholds."""
+
+    temperature: float
+    train_prior: list[float]
+    prior: list[float]
+    thresholds: dict[str, float]
+    false_flag_budget: float
+    fitted_on: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bias(self) -> np.ndarray:
+        return np.log(np.asarray(self.prior)) - np.log(np.asarray(self.train_prior))
+
+    def probs(self, logits: np.ndarray) -> np.ndarray:
+        return softmax(np.asarray(logits, dtype=np.float64) / self.temperature + self.bias)
+
+    def labels(self, logits: np.ndarray) -> np.ndarray:
+        return decide_many(self.probs(logits), self.thresholds)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "temperature": round(self.temperature, 6),
+            "train_prior": [round(p, 6) for p in self.train_prior],
+            "prior": [round(p, 6) for p in self.prior],
+            "thresholds": {k: round(v, 6) for k, v in self.thresholds.items()},
+            "false_flag_budget": self.false_flag_budget,
+            "fitted_on": self.fitted_on,
+        }
+
+
+def prior_weights(labels: np.ndarray, prior: Sequence[float]) -> np.ndarray:
+    """Weights that give `labels` the label mix `prior` (for a label present in the data)."""
+    counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
+    per_label = np.where(counts > 0, np.asarray(prior) / np.maximum(counts, 1), 0.0)
+    w = per_label[labels]
+    return w * (len(w) / w.sum())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
+    """The temperature minimising the weighted negative log-likelihood (golden-section search in log T)."""
+    def nll(log_t: float) -> float:
+        p = softmax(logits / math.exp(log_t))
+        return float(-(weights * np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1))).sum() / weights.sum())
+
+    lo, hi = math.log(0.05), math.log(20.0)
+    g = (math.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = nll(b)
+    return float(math.exp((lo + hi) / 2))
+
+
+def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray, *,
+                 prior: Sequence[float] | None = None, false_flag_budget: float = DEFAULT_FALSE_FLAG_BUDGET,
+                 fitted_on: dict | None = None) -> Decision:
+    """Fit the decision on validation logits: a temperature under the training mix (the model's own prior),
+    the shift to `prior`, then thresholds: harmful-or-worse at the lowest value that flags at most
+    `false_flag_budget` of the safe texts, and the other two by the best validation macro-F1 given it."""
+    prior = list(prior or [DEFAULT_PRIOR[label] for label in LABELS])
+    temperature = fit_temperature(logits, labels, prior_weights(labels, train_prior))
+    decision = Decision(temperature, list(map(float, train_prior)), prior, {}, false_flag_budget, fitted_on or {})
+    p = decision.probs(logits)
+    tail = np.cumsum(p[:, ::-1], axis=1)[:, ::-1]
+    safe_tail = np.sort(tail[labels == 0, HARMFUL])
+    if len(safe_tail):
+        # the smallest threshold above the (1 - budget) quantile of the safe texts' P(harmful or worse)
+        k = int(math.floor(false_flag_budget * len(safe_tail)))
+        t_harmful = float(np.nextafter(safe_tail[len(safe_tail) - k - 1], 1.0)) if k < len(safe_tail) else 0.0
+    else:
+        t_harmful = 0.5
+    t_harmful = min(max(t_harmful, 1e-4), 0.999)
+    # extremely_harmful is a flag too: its threshold is at least harmful's (P(extreme) <= P(harmful or worse)),
+    # so it never flags a text the budget let through.
+    best = (-1.0, 0.5, t_harmful)
+    for t1 in np.quantile(tail[:, 1], np.linspace(0.05, 0.95, 37)):
+        if t1 > t_harmful:  # potentially_harmful must be reachable before harmful
+            continue
+        for t3 in np.quantile(tail[:, 3], np.linspace(0.05, 0.99, 48)):
+            t3 = float(max(t3, t_harmful))
+            th = {"potentially_harmful": float(t1), "harmful": t_harmful, "extremely_harmful": t3}
+            score = macro_f1_idx(labels, decide_many(p, th))
+            if score > best[0]:
+                best = (score, float(t1), t3)
+    decision.thresholds = {"potentially_harmful": best[1], "harmful": t_harmful, "extremely_harmful": best[2]}
+    return decision
+
+
+# --------------------------------------------------------------------------------------------- metrics
+
+
+def macro_f1_idx(y: np.ndarray, pred: np.ndarray) -> float:
+    f1s = []
+    for k in np.unique(y):
+        tp = np.sum((y == k) & (pred == k))
+        fp = np.sum((y != k) & (pred == k))
+        fn = np.sum((y == k) & (pred != k))
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(f1s)) if f1s else 0.0
+
+
+def qwk_idx(y: np.ndarray, pred: np.ndarray) -> float:
+    from training.model_evaluation import quadratic_weighted_kappa
+
+    cm = np.zeros((len(LABELS), len(LABELS)))
+    np.add.at(cm, (y, pred), 1)
+    return quadratic_weighted_kappa(cm)
+
+
+def decision_metrics(y: np.ndarray, pred: np.ndarray, probs: np.ndarray | None = None,
+                     base_rate: float = BASE_RATE_HARMFUL) -> dict[str, Any]:
+    """The transfer figures for one set of texts (see the module docstring)."""
+    safe, harmful = y == 0, y >= HARMFUL
+    flagged = pred >= HARMFUL
+    fpr = float(flagged[safe].mean()) if safe.any() else None
+    recall = float(flagged[harmful].mean()) if harmful.any() else None
+    out: dict[str, Any] = {
+        "n": int(len(y)),
+        "safe": int(safe.sum()),
+        "harmful_or_worse": int(harmful.sum()),
+        "false_flag_rate": _r(fpr),
+        "recall": _r(recall),
+        "macro_f1": _r(macro_f1_idx(y, pred)) if len(y) else None,
+        "qwk": _r(qwk_idx(y, pred)) if len(np.unique(y)) > 1 else None,
+        "binary_auc": None,
+    }
+    if fpr is not None and recall is not None:
+        flagged_share = base_rate * recall + (1 - base_rate) * fpr
+        out["precision_at_base_rate"] = _r(base_rate * recall / flagged_share) if flagged_share else None
+    if probs is not None and safe.any() and harmful.any():
+        tail = probs[:, HARMFUL:].sum(axis=1)
+        out["binary_auc"] = _r(_auc(tail[harmful], tail[safe]))
+    return out
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(a random positive scores above a random negative), ties counting half (Mann-Whitney)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def _r(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None else round(float(x), digits)
+
+
+def weighted_ece(probs: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, bins: int = 15) -> float:
+    """Expected calibration error of the top probability (15 equal-width bins), each text weighted (the weights
+    give the data the stated label mix, so the figure is the calibration a platform with that mix sees)."""
+    weights = np.ones(len(y)) if weights is None else weights
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == y).astype(np.float64)
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    total, ece = weights.sum(), 0.0
+    for b in range(bins):
+        m = which == b
+        if m.any() and weights[m].sum() > 0:
+            wb = weights[m]
+            ece += wb.sum() / total * abs(np.average(correct[m], weights=wb) - np.average(confidence[m], weights=wb))
+    return float(ece)
+
+
+# --------------------------------------------------------------------------------------------- recipes
+
+
+class Recipe:
+    """A way to train a model on texts: fit on (texts, labels, weights), return logits for texts."""
+
+    name = "recipe"
+
+    def fit(self, texts: list[str], labels: np.ndarray, weights: np.ndarray) -> None: ...
+
+    def logits(self, texts: list[str]) -> np.ndarray: ...
+
+
+class NgramStore:
+    """The binary n-gram matrix of a whole corpus, hashed once (every feature in at least two texts); a fold's
+    vocabulary is then a column selection by that fold's own document frequencies, which is what
+    `select_vocabulary` on the fold's texts would pick, without hashing the corpus again for every fold."""
+
+    def __init__(self, texts: list[str], min_df: int = 2):
+        from training.train_embedded import binary_matrix, select_vocabulary
+
+        self.vocab = select_vocabulary(texts, max_features=10**9, min_df=min_df)
+        self.matrix = binary_matrix(texts, self.vocab)
+        self.row = {t: i for i, t in enumerate(texts)}
+
+    def rows(self, texts: Sequence[str]):
+        """Rows for `texts`; a text outside the corpus is hashed now (over the same vocabulary)."""
+        from scipy.sparse import vstack
+
+        from training.train_embedded import binary_matrix
+
+        known = [self.row.get(t, -1) for t in texts]
+        if min(known, default=0) >= 0:
+            return self.matrix[known]
+        new = [i for i, r in enumerate(known) if r < 0]
+        extra = binary_matrix([texts[i] for i in new], self.vocab)
+        stacked = vstack([self.matrix, extra]).tocsr()
+        for j, i in enumerate(new):
+            known[i] = self.matrix.shape[0] + j
+        return stacked[known]
+
+
+class NgramRecipe(Recipe):
+    """The embedded model's features (classifiers.features: word 1-2-grams and char 3-5-grams, binary, IDF,
+    L2) and a multinomial logistic regression. With a `store`, texts are looked up in it instead of hashed."""
+
+    name = "ngram"
+
+    def __init__(self, c: float = 8.0, max_features: int = 200_000, min_df: int = 2, max_iter: int = 100,
+                 store: NgramStore | None = None):
+        self.c, self.max_features, self.min_df, self.max_iter, self.store = c, max_features, min_df, max_iter, store
+
+    def binary(self, texts: list[str]):
+        from training.train_embedded import binary_matrix
+
+        if self.store is None:
+            return binary_matrix(texts, self.vocab)
+        return self.store.rows(texts)[:, self.columns]
+
+    def choose_vocabulary(self, texts: list[str]) -> None:
+        from training.train_embedded import select_vocabulary
+
+        if self.store is None:
+            self.vocab = select_vocabulary(texts, self.max_features, self.min_df)
+            return
+        df = np.asarray((self.store.rows(texts) > 0).sum(axis=0)).ravel()
+        eligible = np.flatnonzero(df >= self.min_df)
+        top = eligible[np.argsort(-df[eligible], kind="stable")[: self.max_features]]
+        self.columns = np.sort(top)
+        self.vocab = self.store.vocab[self.columns]
+
+    def features(self, texts: list[str]):
+        return self.tfidf.transform(self.binary(texts))
+
+    def fit(self, texts, labels, weights) -> None:
+        from sklearn.feature_extraction.text import TfidfTransformer
+        from sklearn.linear_model import LogisticRegression
+
+        self.choose_vocabulary(texts)
+        self.tfidf = TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True).fit(self.binary(texts))
+        self.model = LogisticRegression(C=self.c, max_iter=self.max_iter, tol=1e-3)
+        self.model.fit(self.features(texts), labels, sample_weight=weights)
+
+    def logits(self, texts) -> np.ndarray:
+        return _full_logits(self.model, self.features(texts))
+
+
+class EncoderRecipe(Recipe):
+    """all-MiniLM-L6-v2 sentence vectors (classifiers.encoder) and a multinomial logistic regression."""
+
+    name = "encoder"
+
+    def __init__(self, cache: "EmbeddingCache", c: float = 4.0):
+        self.cache, self.c = cache, c
+
+    def fit(self, texts, labels, weights) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        self.model = LogisticRegression(C=self.c, max_iter=1000, tol=1e-5)
+        self.model.fit(self.cache.vectors(texts), labels, sample_weight=weights)
+
+    def logits(self, texts) -> np.ndarray:
+        return _full_logits(self.model, self.cache.vectors(texts))
+
+
+class ComboRecipe(NgramRecipe):
+    """Both: the n-gram features and the sentence vector (scaled by `alpha`) in one logistic regression."""
+
+    name = "combo"
+
+    def __init__(self, cache: "EmbeddingCache", c: float = 8.0, alpha: float = 1.0, **kw):
+        super().__init__(c=c, **kw)
+        self.cache, self.alpha = cache, alpha
+
+    def features(self, texts):
+        from scipy.sparse import csr_matrix, hstack
+
+        return hstack([super().features(texts), csr_matrix(self.alpha * self.cache.vectors(texts))]).tocsr()
+
+
+def _full_logits(model, x) -> np.ndarray:
+    """Decision values for all four labels in LABELS order (a label missing from training gets -inf-ish)."""
+    raw = model.decision_function(x)
+    if raw.ndim == 1:  # two classes
+        raw = np.stack([-raw / 2, raw / 2], axis=1)
+    out = np.full((raw.shape[0], len(LABELS)), -30.0)
+    out[:, model.classes_.astype(int)] = raw
+    return out
+
+
+class EmbeddingCache:
+    """Sentence vectors by text, kept on disk (out/cache/embeddings.npz): the corpus is encoded once."""
+
+    def __init__(self, path: Path = ROOT / "out" / "cache" / "embeddings.npz"):
+        self.path = path
+        self.table: dict[str, np.ndarray] = {}
+        if path.is_file():
+            with np.load(path) as npz:
+                self.table = dict(zip(npz["keys"].tolist(), npz["vectors"]))
+        self._encoder = None
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+    def vectors(self, texts: Sequence[str]) -> np.ndarray:
+        keys = [self.key(t) for t in texts]
+        missing = sorted({k: t for k, t in zip(keys, texts) if k not in self.table}.items())
+        if missing:
+            if self._encoder is None:
+                from classifiers.encoder import SentenceEncoder
+
+                self._encoder = SentenceEncoder()
+            started = time.time()
+            for i in range(0, len(missing), 4096):
+                part = missing[i : i + 4096]
+                for (k, _), v in zip(part, self._encoder.encode([t for _, t in part])):
+                    self.table[k] = v
+                print(f"  encoded {min(i + 4096, len(missing))}/{len(missing)} texts "
+                      f"({time.time() - started:.0f} s)", file=sys.stderr)
+            self.save()
+        return np.stack([self.table[k] for k in keys]) if keys else np.zeros((0, 384), np.float32)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        keys = list(self.table)
+        tmp = self.path.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=np.array(keys), vectors=np.stack([self.table[k] for k in keys]))
+        tmp.replace(self.path)
+
+
+# --------------------------------------------------------------------------------------------- leave one out
+
+
+def screen_single_harm(corpus: Corpus, make: Callable[[], Recipe], threshold: float = 0.5) -> tuple[np.ndarray, dict]:
+    """Training-set screening of the negatives of single-harm sources (annotators judged only sexism or only
+    hate, so a "safe" text there may be abusive in another way): a model trained on the multi-harm sources'
+    training split scores them, and those it puts at P(harmful or worse) >= threshold (under the training mix)
+    are left out of training. Returns the mask of texts to keep for training and counts per source."""
+    from data.readers import SHARED_SOURCES
+
+    single = {s.name for s in SHARED_SOURCES if s.single_harm}
+    is_single = np.isin(corpus.source, list(single))
+    candidates = is_single & (corpus.label == 0)
+    keep = np.ones(len(corpus), dtype=bool)
+    if not candidates.any():
+        return keep, {}
+    trainer = corpus.take(~is_single & (corpus.split == "train"))
+    model = make()
+    model.fit(trainer.text, trainer.label, balanced_weights(trainer))
+    idx = np.flatnonzero(candidates)
+    p = softmax(model.logits([corpus.text[i] for i in idx]))
+    drop = p[:, HARMFUL:].sum(axis=1) >= threshold
+    keep[idx[drop]] = False
+    counts = {s: {"negatives": int(np.sum(candidates & (corpus.source == s))),
+                  "left_out": int(np.sum(~keep & (corpus.source == s)))} for s in sorted(single)}
+    return keep, counts
+
+
+def leave_one_domain_out(corpus: Corpus, make: Callable[[], Recipe], *, train_keep: np.ndarray | None = None,
+                         budget: float = DEFAULT_FALSE_FLAG_BUDGET, domains: Sequence[str] | None = None,
+                         log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict[str, Any]:
+    """For each domain: train on the other domains' train split, fit the decision on their validation split,
+    score every text of the held-out domain. Per domain and per source, plus the mean over domains."""
+    train_keep = np.ones(len(corpus), dtype=bool) if train_keep is None else train_keep
+    results: dict[str, Any] = {}
+    for domain in domains or sorted(np.unique(corpus.domain)):
+        started = time.time()
+        inside = corpus.domain == domain
+        train = corpus.take(~inside & (corpus.split == "train") & train_keep)
+        val = corpus.take(~inside & (corpus.split == "validation"))
+        held = corpus.take(inside)
+        weights = balanced_weights(train)
+        model = make()
+        model.fit(train.text, train.label, weights)
+        decision = fit_decision(model.logits(val.text), val.label, effective_prior(train.label, weights),
+                                false_flag_budget=budget)
+        z = model.logits(held.text)
+        probs, pred = decision.probs(z), decision.labels(z)
+        row = decision_metrics(held.label, pred, probs)
+        row["by_source"] = {s: decision_metrics(held.label[held.source == s], pred[held.source == s],
+                                                probs[held.source == s]) for s in np.unique(held.source)}
+        row["thresholds"] = decision.thresholds
+        row["validation_false_flag_rate"] = decision_metrics(val.label, decision.labels(model.logits(val.text)))["false_flag_rate"]
+        results[str(domain)] = row
+        log(f"  {domain:<24} n={row['n']:>6}  false flags {_pct(row['false_flag_rate'])}  recall {_pct(row['recall'])}  "
+            f"macro-F1 {row['macro_f1']}  QWK {row['qwk']}  AUC {row['binary_auc']}  ({time.time() - started:.0f} s)")
+    return {"domains": results, "mean": mean_over(results)}
+
+
+def moderated_labels(logits_of: Callable[[list[str]], np.ndarray], decision: Decision, texts: list[str],
+                     normalizer) -> np.ndarray:
+    """Labels as the moderator gives them: the more severe of the text's and its normalized form's decision."""
+    normalized = [normalizer.normalize(t).text for t in texts]
+    return np.maximum(decision.labels(logits_of(texts)), decision.labels(logits_of(normalized)))
+
+
+def functional_report(logits_of: Callable[[list[str]], np.ndarray], decision: Decision, normalizer) -> dict[str, Any]:
+    """The functional suite (data.functional: plain cases and a coded version of each flagged case), labelled
+    through the moderator's rule, scored per family."""
+    from data.functional import coded_cases, load_suite, suite_report
+
+    cases = load_suite()
+    cases += coded_cases(cases)
+    pred = moderated_labels(logits_of, decision, [c.text for c in cases], normalizer)
+    return suite_report(cases, [LABELS[k] for k in pred])
+
+
+def mean_over(results: dict[str, dict]) -> dict[str, Any]:
+    """Unweighted mean over held-out domains of each figure (a domain without safe or harmful texts does not
+    count for that figure), and the worst domain's false-flag rate."""
+    out: dict[str, Any] = {}
+    for key in ("false_flag_rate", "recall", "macro_f1", "qwk", "binary_auc", "precision_at_base_rate"):
+        values = [r[key] for r in results.values() if r.get(key) is not None]
+        out[key] = _r(np.mean(values)) if values else None
+    fprs = {d: r["false_flag_rate"] for d, r in results.items() if r.get("false_flag_rate") is not None}
+    if fprs:
+        worst = max(fprs, key=fprs.get)
+        out["worst_false_flag_rate"] = {"domain": worst, "value": fprs[worst]}
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "  n/a" if x is None else f"{100 * x:5.1f}%"
+
+
+def make_recipe(name: str, *, cache: EmbeddingCache | None = None, store: NgramStore | None = None,
+                **kw) -> Callable[[], Recipe]:
+    if name == "ngram":
+        return lambda: NgramRecipe(store=store, **kw)
+    if name == "encoder":
+        return lambda: EncoderRecipe(cache or EmbeddingCache(), **kw)
+    if name == "combo":
+        return lambda: ComboRecipe(cache or EmbeddingCache(), store=store, **kw)
+    raise ValueError(f"unknown recipe {name!r} (ngram, encoder, combo)")
+
+
+def all_domains_report(corpus: Corpus, make: Callable[[], Recipe], keep: np.ndarray,
+                       budget: float = DEFAULT_FALSE_FLAG_BUDGET) -> dict[str, Any]:
+    """A model trained on every domain (as shipped, without augmentation): its own test split (a home figure,
+    not a transfer one), calibration at the stated prior, and the functional suite through the normalizer."""
+    from normalizer import Normalizer, load_database
+    from core.settings import DEFAULT_PATTERN_DB
+
+    train = corpus.take((corpus.split == "train") & keep)
+    val, test = corpus.take(corpus.split == "validation"), corpus.take(corpus.split == "test")
+    weights = balanced_weights(train)
+    model = make()
+    model.fit(train.text, train.label, weights)
+    decision = fit_decision(model.logits(val.text), val.label, effective_prior(train.label, weights),
+                            false_flag_budget=budget)
+    z = model.logits(test.text)
+    probs = decision.probs(z)
+    home = decision_metrics(test.label, decision.labels(z), probs)
+    home["ece_at_prior"] = _r(weighted_ece(probs, test.label, prior_weights(test.label, decision.prior)))
+    home["ece_as_sampled"] = _r(weighted_ece(probs, test.label))
+    functional = functional_report(model.logits, decision, Normalizer(load_database(DEFAULT_PATTERN_DB)))
+    return {"test": home, "decision": decision.as_dict(), "functional": functional}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--recipe", nargs="+", default=["ngram"], choices=("ngram", "encoder", "combo"))
+    parser.add_argument("--c", type=float, help="inverse regularisation (default: the recipe's)")
+    parser.add_argument("--alpha", type=float, default=1.0, help="combo: weight of the sentence vector")
+    parser.add_argument("--budget", type=float, default=DEFAULT_FALSE_FLAG_BUDGET, help="validation false-flag budget")
+    parser.add_argument("--no-screen", action="store_true", help="keep single-harm sources' negatives as they come")
+    parser.add_argument("--domains", nargs="*", help="only these held-out domains")
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "transfer")
+    args = parser.parse_args(argv)
+
+    from data.readers import DataError
+
+    try:
+        corpus = load_corpus(args.shared)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"corpus: {len(corpus)} texts in {len(np.unique(corpus.domain))} domains", file=sys.stderr)
+    cache = EmbeddingCache() if {"encoder", "combo"} & set(args.recipe) else None
+    if cache is not None:
+        cache.vectors(corpus.text)  # encode the corpus once, up front
+    store = NgramStore(corpus.text) if {"ngram", "combo"} & set(args.recipe) else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for name in args.recipe:
+        kw = {"c": args.c} if args.c else {}
+        if name == "combo":
+            kw["alpha"] = args.alpha
+        make = make_recipe(name, cache=cache, store=store, **kw)
+        keep, screened = (np.ones(len(corpus), bool), {}) if args.no_screen else screen_single_harm(corpus, make)
+        print(f"{name}: leave one domain out (screened out of training: {screened})", file=sys.stderr)
+        report = leave_one_domain_out(corpus, make, train_keep=keep, budget=args.budget, domains=args.domains)
+        report.update(recipe=name, settings={**kw, "budget": args.budget, "screen": not args.no_screen}, screened=screened)
+        report["all_domains"] = all_domains_report(corpus, make, keep, args.budget)
+        print(f"{name}: all domains: test {json.dumps(report['all_domains']['test'])}; functional suite "
+              f"{json.dumps(report['all_domains']['functional']['overall'], default=str)[:400]}", file=sys.stderr)
+        (args.out / f"transfer_{name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        summary[name] = report["mean"]
+        print(f"{name}: mean {json.dumps(report['mean'])}", file=sys.stderr)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
