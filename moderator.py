@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from classifiers.base import Classifier, ClassifierError, LabelScores
+from classifiers.registry import OFFLINE_BACKENDS
 from core.labels import LABELS, SEVERITY
 from core.settings import Settings, get_settings
 from normalizer import NormalizationResult
@@ -113,14 +114,14 @@ class Moderator:
         normalizer = ReloadingNormalizer(settings.pattern_db_path, settings.pattern_db_reload_seconds)
         classifier = create_classifier(settings)
         fallback = None
-        if classifier.name != "embedded" and settings.fallback_policy == "embedded":
+        if classifier.name not in OFFLINE_BACKENDS and settings.fallback_policy == "embedded":
             fallback = create_classifier(settings, "embedded")
         return cls(normalizer, classifier, settings, fallback)
 
     @property
     def mock_mode(self) -> bool:
-        """True when Stage 2 is the embedded offline model rather than the tuned LLM."""
-        return self.classifier.name == "embedded"
+        """True when Stage 2 is an offline model (embedded or encoder tier) rather than the tuned LLM."""
+        return self.classifier.name in OFFLINE_BACKENDS
 
     # ------------------------------------------------------------------ pipeline
     def moderate(self, text: str, request_id: str | None = None) -> dict[str, Any]:
@@ -180,7 +181,7 @@ class Moderator:
                     "matches": [m.as_dict() for m in result.matches] if result else [],
                     "stage1_status": "ok" if result else "error",
                     "stage2_status": stage2_status,
-                    "mock_mode": backend.name == "embedded",
+                    "mock_mode": backend.name in OFFLINE_BACKENDS,
                     "model": {"backend": backend.name, "version": backend.version},
                     "pattern_db_version": normalizer.version,
                     "latency_ms": round(elapsed_ms, 3),

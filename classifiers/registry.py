@@ -1,6 +1,8 @@
 """The one list of classifier backends. Adding a backend is one line here.
 
 - `embedded`: the n-gram model shipped in models/embedded/ (offline; responses say mock_mode=true).
+- `encoder`: the slower offline tier in models/encoder/ (n-grams and an all-MiniLM-L6-v2 sentence vector; the
+  encoder extra; mock_mode=true too).
 - `sagemaker`: the tuned model behind a SageMaker endpoint (`classifiers/sagemaker.py`: timeouts, retries,
   circuit breaker, validated answers).
 - `transformers`: the tuned model in this process (`classifiers/transformers.py`, over the same inference core
@@ -24,6 +26,12 @@ def _embedded(settings: Settings) -> Classifier:
     return EmbeddedClassifier(settings.embedded_model_path, prior=settings.prior)
 
 
+def _encoder(settings: Settings) -> Classifier:
+    from classifiers.embedded import EncoderTierClassifier
+
+    return EncoderTierClassifier(settings.encoder_model_path, prior=settings.prior)
+
+
 def _sagemaker(settings: Settings) -> Classifier:
     from classifiers.sagemaker import SagemakerClassifier
 
@@ -42,9 +50,14 @@ def _transformers(settings: Settings) -> Classifier:
 
 BACKENDS: dict[str, Callable[[Settings], Classifier]] = {
     "embedded": _embedded,
+    "encoder": _encoder,
     "sagemaker": _sagemaker,
     "transformers": _transformers,
 }
+
+
+# Backends that run offline, without the tuned LLM: their answers say mock_mode=true.
+OFFLINE_BACKENDS = frozenset({"embedded", "encoder"})
 
 
 def create_classifier(settings: Settings, backend: str | None = None) -> Classifier:

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PATTERN_DB = ROOT / "data" / "dataset" / "algospeak_patterns.json"
 DEFAULT_EMBEDDED_MODEL = ROOT / "models" / "embedded" / "model.npz"
+DEFAULT_ENCODER_MODEL = ROOT / "models" / "encoder" / "model.npz"
 
 
 class Settings(BaseSettings):
@@ -34,8 +35,10 @@ class Settings(BaseSettings):
     # --- Stage 2: the classifier
     # embedded: the shipped n-gram model (offline). sagemaker: the endpoint. transformers: in-process model.
     # auto: sagemaker when an endpoint name is set, else embedded.
-    classifier_backend: Literal["auto", "embedded", "sagemaker", "transformers"] = "auto"
+    # encoder: the slower offline tier (n-grams + a sentence encoder; the encoder extra).
+    classifier_backend: Literal["auto", "embedded", "encoder", "sagemaker", "transformers"] = "auto"
     embedded_model_path: Path = DEFAULT_EMBEDDED_MODEL
+    encoder_model_path: Path = DEFAULT_ENCODER_MODEL
     sagemaker_endpoint_name: str | None = None
     aws_region: str = "us-east-1"
     sagemaker_timeout_seconds: float = 5.0
@@ -106,6 +109,9 @@ class Settings(BaseSettings):
     # also held to production's own figures when the gate is given production's report (--baseline).
     gate_max_false_alarm_rate: float = Field(0.10, ge=0.0, le=1.0)
     gate_max_ece: float = Field(0.15, ge=0.0, le=1.0)
+    # The functional suite (data/dataset/functional_suite.json) against production's report: harmful cases flagged
+    # may not fall, nor harmless cases flagged rise, by more than this share.
+    gate_max_functional_regression: float = Field(0.02, ge=0.0, le=1.0)
     # Experiment tracking (MLflow): unset means a local mlruns/ folder.
     mlflow_tracking_uri: str | None = None
 
@@ -117,7 +123,8 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("sagemaker_endpoint_name", "api_key", "label_prior", "s3_bucket", "mlflow_tracking_uri", "aws_endpoint_url",
-                     "transformers_model_path", "transformers_base_model", mode="before")
+                     "transformers_model_path", "transformers_base_model", "threshold_potentially_harmful",
+                     "threshold_harmful", "threshold_extremely_harmful", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

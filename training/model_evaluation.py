@@ -231,8 +231,20 @@ class TimedClassifier:
             out[i : i + len(batch)] = [[s[label] for label in LABELS] for s in scores]
         return out
 
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """The decision as served: the model's own thresholds (or 0.5), as the moderator resolves them."""
+        from moderator import resolve_thresholds
+
+        return resolve_thresholds({}, self.classifier)
+
+    def decide(self, probs: np.ndarray) -> list[str]:
+        from training.transfer import decide_many
+
+        return [LABELS[i] for i in decide_many(probs, self.thresholds)] if len(probs) else []
+
     def labels(self, texts: Sequence[str]) -> list[str]:
-        return [LABELS[i] for i in self.probs(texts).argmax(axis=1)] if len(texts) else []
+        return self.decide(self.probs(texts)) if len(texts) else []
 
     def speed(self) -> dict[str, Any]:
         if not self.calls:
@@ -340,6 +352,24 @@ def false_alarm_report(classifier, normalizer, sets: dict[str, list[str]]) -> di
     return out
 
 
+# --------------------------------------------------------------------------------------------- functional suite
+
+
+def functional_suite_report(classifier, normalizer) -> dict:
+    """The team's functional suite (data/dataset/functional_suite.json: 509 plain cases in 10 families, and a coded
+    version of each flagged case), labelled as the moderator labels (the more severe of raw and normalized),
+    scored per family by `data.functional.suite_report`."""
+    from data.functional import coded_cases, load_suite, suite_report
+
+    timed = _as_timed(classifier)
+    cases = load_suite()
+    cases += coded_cases(cases)
+    texts = [c.text for c in cases]
+    raw = timed.labels(texts)
+    norm = timed.labels([normalizer.normalize(t).text for t in texts])
+    return suite_report(cases, [a if SEVERITY[a] >= SEVERITY[b] else b for a, b in zip(raw, norm)])
+
+
 # --------------------------------------------------------------------------------------------- data
 
 
@@ -376,17 +406,19 @@ def seen_by_embedded(rows: list[dict]) -> list[bool]:
     import polars as pl
 
     from data.readers import SHARED_SOURCE_NAMES, dedupe_key, load_shared_sources
-    from training.train_embedded import split_of
+    from training.transfer import CLEAN_SENTENCES, split_of
+
+    trained_sources = {*SHARED_SOURCE_NAMES, CLEAN_SENTENCES}
 
     def keys_of(texts: list[str]) -> list[str]:
         return pl.DataFrame({"text": texts}).select(dedupe_key(pl.col("text"))).to_series().to_list()
 
     keys = keys_of([r["text"] for r in rows])
-    if all(r.get("source") in SHARED_SOURCE_NAMES for r in rows):
+    if all(r.get("source") in trained_sources for r in rows):
         shared_keys: set[str] = set()
     else:
         shared_keys = set(keys_of(load_shared_sources()["text"].to_list()))
-    return [split_of(k) == "train" and (r.get("source") in SHARED_SOURCE_NAMES or k in shared_keys)
+    return [split_of(k) == "train" and (r.get("source") in trained_sources or k in shared_keys)
             for r, k in zip(rows, keys)]
 
 
@@ -414,7 +446,7 @@ def evaluate(classifier, rows: list[dict], *, normalizer, augmenter, db, n_varia
     texts = [r["text"] for r in rows]
     y_true = [r["label"] for r in rows]
     probs = timed.probs(texts)
-    y_pred = [LABELS[i] for i in probs.argmax(axis=1)] if len(rows) else []
+    y_pred = timed.decide(probs)
     metrics = classification_metrics(y_true, y_pred)
 
     by_source: dict[str, Any] = {}
@@ -439,6 +471,7 @@ def evaluate(classifier, rows: list[dict], *, normalizer, augmenter, db, n_varia
         "n": len(safe_in_data),
         "rate_without_normalizer": round(float(np.mean(_flagged([y_pred[i] for i, label in enumerate(y_true) if label == "safe"]))), 4) if safe_in_data else 0.0,
     }
+    functional = functional_suite_report(timed, normalizer)
     name = getattr(classifier, "classifier", classifier).name
     version = getattr(getattr(classifier, "classifier", classifier), "version", "unknown")
     summary = {
@@ -454,19 +487,23 @@ def evaluate(classifier, rows: list[dict], *, normalizer, augmenter, db, n_varia
         "variant_recall_with_normalizer": robustness["variants"]["variant_recall_with_normalizer"],
         "false_alarm_rate": alarms["rate"],
         "ece": calibration["ece"],
+        "functional_hateful_flagged": functional["overall"]["hateful_flagged"],
+        "functional_non_hateful_flagged": functional["overall"]["non_hateful_flagged"],
+        "functional_coded_gap_points": functional["overall"]["coded"]["gap_points"],
     }
     if temperature is not None:
         summary["ece_calibrated"] = calibration["ece_calibrated"]
     return {
         "model": {"backend": name, "version": version},
         "data": data_info or {"rows_evaluated": len(rows)},
-        "decision": "argmax",
+        "decision": {"rule": "cumulative thresholds (moderator.decide)", "thresholds": timed.thresholds},
         "summary": summary,
         **{k: metrics[k] for k in ("per_label", "confusion_matrix", "harmful_or_worse")},
         "labels": list(LABELS),
         "by_source": by_source,
         "robustness": robustness,
         "false_alarms": alarms,
+        "functional_suite": functional,
         "calibration": calibration,
         "speed": timed.speed(),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -491,6 +528,7 @@ def gate(report: dict, baseline: dict | None, settings) -> dict[str, Any]:
     if s["ece"] > settings.gate_max_ece:
         reasons.append(f"expected calibration error {s['ece']:.4f} is above {settings.gate_max_ece:.4f} (GATE_MAX_ECE)")
     thresholds = {
+        "max_functional_regression": settings.gate_max_functional_regression,
         "min_macro_f1": settings.gate_min_macro_f1,
         "max_macro_f1_drop": settings.gate_max_macro_f1_drop,
         "max_false_alarm_rate": settings.gate_max_false_alarm_rate,
@@ -511,6 +549,13 @@ def gate(report: dict, baseline: dict | None, settings) -> dict[str, Any]:
                 f"macro-F1 {s['macro_f1']:.4f} is {b['macro_f1'] - s['macro_f1']:.4f} below the production model's "
                 f"{b['macro_f1']:.4f} (allowed drop {settings.gate_max_macro_f1_drop:.4f}, GATE_MAX_MACRO_F1_DROP)"
             )
+        # The functional suite is the same for every run: no data fingerprint needed.
+        allowed = settings.gate_max_functional_regression
+        for key, worse, what in (("functional_hateful_flagged", -1, "harmful cases flagged"),
+                                 ("functional_non_hateful_flagged", 1, "harmless cases flagged")):
+            if s.get(key) is not None and b.get(key) is not None and worse * (s[key] - b[key]) > allowed:
+                reasons.append(f"functional suite: {what} {s[key]:.3f} against production's {b[key]:.3f} "
+                               f"(allowed change {allowed:.3f}, GATE_MAX_FUNCTIONAL_REGRESSION)")
     return {
         "passed": not reasons,
         "reasons": reasons,
@@ -588,6 +633,18 @@ def render_markdown(report: dict, command: str | None = None) -> str:
         lines.append(f"| {name} | {row['n']} | {row['rate_without_normalizer']:.3f} | {row['rate_with_normalizer']:.3f} |")
     row = fa["safe_texts_in_data"]
     lines.append(f"| safe texts in the data | {row['n']} | {row['rate_without_normalizer']:.3f} | |")
+    fs = report.get("functional_suite")
+    if fs:
+        o = fs["overall"]
+        lines += ["", f"Functional suite (`data/dataset/functional_suite.json`, through the normalizer): harmful cases "
+                  f"flagged **{_f(o['hateful_flagged'])}**, harmless cases flagged **{_f(o['non_hateful_flagged'])}**, "
+                  f"coded versions {_f(o['coded']['coded_flagged'])} against their plain {_f(o['coded']['plain_flagged'])}.",
+                  "", "| family | cases | harmful flagged | harmless flagged | exact label | coded gap (points) |",
+                  "|---|---|---|---|---|---|"]
+        for family, row in fs["families"].items():
+            gap = row["coded"]["gap_points"]
+            lines.append(f"| {family} | {row['n']} | {_f(row['hateful_flagged'])} | {_f(row['non_hateful_flagged'])} "
+                         f"| {_f(row['accuracy'])} | {'' if gap is None else f'{gap:+.1f}'} |")
     c = report["calibration"]
     lines += ["", f"Calibration: ECE {c['ece']:.4f} ({c['bins']} equal-width bins of the top probability)"
               + (f"; temperature {c['temperature']:.3f} fitted on validation gives ECE {c['ece_calibrated']:.4f}." if "temperature" in c else ".")]

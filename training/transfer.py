@@ -15,6 +15,8 @@ every text of the held-out domain. Reported per held-out domain and per source i
                     agreement: 1 perfect, 0 chance)
   precision_at_base_rate   precision of a flag on traffic whose harmful-or-worse share is the stated base rate
                     (BASE_RATE_HARMFUL), from the recall and false-flag rate: what a platform's reviewers see
+  review_recall, review_rate_of_safe   the same two at "potentially_harmful or worse" (a review queue rather
+                    than a removal): harmful-or-worse texts that reach it, and safe texts that do
 
 The same pieces build the shipped model (`training.train_embedded`): `load_corpus` (every shared source, each
 domain's labels balanced so that style says nothing about harm, single-harm sources' negatives screened),
@@ -27,8 +29,10 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,7 +313,7 @@ def decision_metrics(y: np.ndarray, pred: np.ndarray, probs: np.ndarray | None =
                      base_rate: float = BASE_RATE_HARMFUL) -> dict[str, Any]:
     """The transfer figures for one set of texts (see the module docstring)."""
     safe, harmful = y == 0, y >= HARMFUL
-    flagged = pred >= HARMFUL
+    flagged, reviewed = pred >= HARMFUL, pred >= 1
     fpr = float(flagged[safe].mean()) if safe.any() else None
     recall = float(flagged[harmful].mean()) if harmful.any() else None
     out: dict[str, Any] = {
@@ -321,6 +325,8 @@ def decision_metrics(y: np.ndarray, pred: np.ndarray, probs: np.ndarray | None =
         "macro_f1": _r(macro_f1_idx(y, pred)) if len(y) else None,
         "qwk": _r(qwk_idx(y, pred)) if len(np.unique(y)) > 1 else None,
         "binary_auc": None,
+        "review_recall": _r(reviewed[harmful].mean()) if harmful.any() else None,
+        "review_rate_of_safe": _r(reviewed[safe].mean()) if safe.any() else None,
     }
     if fpr is not None and recall is not None:
         flagged_share = base_rate * recall + (1 - base_rate) * fpr
@@ -434,13 +440,16 @@ class NgramRecipe(Recipe):
         return self.tfidf.transform(self.binary(texts))
 
     def fit(self, texts, labels, weights) -> None:
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.feature_extraction.text import TfidfTransformer
         from sklearn.linear_model import LogisticRegression
 
         self.choose_vocabulary(texts)
         self.tfidf = TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True).fit(self.binary(texts))
         self.model = LogisticRegression(C=self.c, max_iter=self.max_iter, tol=1e-3)
-        self.model.fit(self.features(texts), labels, sample_weight=weights)
+        with warnings.catch_warnings():  # 100 iterations is a chosen budget (same held-out figures as 300), not a bug
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.model.fit(self.features(texts), labels, sample_weight=weights)
 
     def logits(self, texts) -> np.ndarray:
         return _full_logits(self.model, self.features(texts))
@@ -525,7 +534,7 @@ class EmbeddingCache:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         keys = list(self.table)
-        tmp = self.path.with_suffix(".tmp.npz")
+        tmp = self.path.with_name(f"{self.path.stem}.{os.getpid()}.tmp.npz")  # one per process: runs may overlap
         np.savez(tmp, keys=np.array(keys), vectors=np.stack([self.table[k] for k in keys]))
         tmp.replace(self.path)
 
@@ -533,11 +542,13 @@ class EmbeddingCache:
 # --------------------------------------------------------------------------------------------- leave one out
 
 
-def screen_single_harm(corpus: Corpus, make: Callable[[], Recipe], threshold: float = 0.5) -> tuple[np.ndarray, dict]:
+def screen_single_harm(corpus: Corpus, make: Callable[[], Recipe] | None = None,
+                       threshold: float = 0.5) -> tuple[np.ndarray, dict]:
     """Training-set screening of the negatives of single-harm sources (annotators judged only sexism or only
     hate, so a "safe" text there may be abusive in another way): a model trained on the multi-harm sources'
     training split scores them, and those it puts at P(harmful or worse) >= threshold (under the training mix)
-    are left out of training. Returns the mask of texts to keep for training and counts per source."""
+    are left out of training. The screening model is the sentence-encoder recipe unless `make` is given: it is
+    a fast, decent detector of abuse in general. Returns the mask of texts to keep and counts per source."""
     from data.readers import SHARED_SOURCES
 
     single = {s.name for s in SHARED_SOURCES if s.single_harm}
@@ -547,7 +558,7 @@ def screen_single_harm(corpus: Corpus, make: Callable[[], Recipe], threshold: fl
     if not candidates.any():
         return keep, {}
     trainer = corpus.take(~is_single & (corpus.split == "train"))
-    model = make()
+    model = make() if make is not None else EncoderRecipe(EmbeddingCache())
     model.fit(trainer.text, trainer.label, balanced_weights(trainer))
     idx = np.flatnonzero(candidates)
     p = softmax(model.logits([corpus.text[i] for i in idx]))
@@ -558,31 +569,44 @@ def screen_single_harm(corpus: Corpus, make: Callable[[], Recipe], threshold: fl
     return keep, counts
 
 
-def leave_one_domain_out(corpus: Corpus, make: Callable[[], Recipe], *, train_keep: np.ndarray | None = None,
+def leave_one_domain_out(corpus: Corpus, make: Callable[[], Recipe], *, screen: bool = True,
                          budget: float = DEFAULT_FALSE_FLAG_BUDGET, domains: Sequence[str] | None = None,
-                         log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict[str, Any]:
+                         log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+                         keep_logits: dict | None = None) -> dict[str, Any]:
     """For each domain: train on the other domains' train split, fit the decision on their validation split,
-    score every text of the held-out domain. Per domain and per source, plus the mean over domains."""
-    train_keep = np.ones(len(corpus), dtype=bool) if train_keep is None else train_keep
+    score every text of the held-out domain. Per domain and per source, plus the mean over domains.
+    With `screen`, each fold screens the single-harm negatives of its own training domains (`screen_single_harm`
+    on them alone, so the held-out domain never shapes what is trained on); the held-out domain is scored on its
+    labels as they come. `keep_logits`, a dict, receives each fold's validation and held-out logits."""
     results: dict[str, Any] = {}
     for domain in domains or sorted(np.unique(corpus.domain)):
         started = time.time()
         inside = corpus.domain == domain
-        train = corpus.take(~inside & (corpus.split == "train") & train_keep)
-        val = corpus.take(~inside & (corpus.split == "validation"))
-        held = corpus.take(inside)
+        rest, held = corpus.take(~inside), corpus.take(inside)
+        keep = screen_single_harm(rest)[0] if screen else np.ones(len(rest), dtype=bool)
+        train = rest.take((rest.split == "train") & keep)
+        # Thresholds are fitted on validation texts screened like the training texts: the single-harm sources'
+        # negatives that are abusive in another way would otherwise set the false-flag budget.
+        val = rest.take((rest.split == "validation") & keep)
         weights = balanced_weights(train)
         model = make()
         model.fit(train.text, train.label, weights)
-        decision = fit_decision(model.logits(val.text), val.label, effective_prior(train.label, weights),
+        val_logits = model.logits(val.text)
+        decision = fit_decision(val_logits, val.label, effective_prior(train.label, weights),
                                 false_flag_budget=budget)
         z = model.logits(held.text)
+        if keep_logits is not None:
+            keep_logits[f"{domain}/validation"] = val_logits
+            keep_logits[f"{domain}/validation_label"] = val.label
+            keep_logits[f"{domain}/held"] = z
+            keep_logits[f"{domain}/held_label"] = held.label
+            keep_logits[f"{domain}/train_prior"] = effective_prior(train.label, weights)
         probs, pred = decision.probs(z), decision.labels(z)
         row = decision_metrics(held.label, pred, probs)
         row["by_source"] = {s: decision_metrics(held.label[held.source == s], pred[held.source == s],
                                                 probs[held.source == s]) for s in np.unique(held.source)}
         row["thresholds"] = decision.thresholds
-        row["validation_false_flag_rate"] = decision_metrics(val.label, decision.labels(model.logits(val.text)))["false_flag_rate"]
+        row["validation_false_flag_rate"] = decision_metrics(val.label, decision.labels(val_logits))["false_flag_rate"]
         results[str(domain)] = row
         log(f"  {domain:<24} n={row['n']:>6}  false flags {_pct(row['false_flag_rate'])}  recall {_pct(row['recall'])}  "
             f"macro-F1 {row['macro_f1']}  QWK {row['qwk']}  AUC {row['binary_auc']}  ({time.time() - started:.0f} s)")
@@ -611,7 +635,8 @@ def mean_over(results: dict[str, dict]) -> dict[str, Any]:
     """Unweighted mean over held-out domains of each figure (a domain without safe or harmful texts does not
     count for that figure), and the worst domain's false-flag rate."""
     out: dict[str, Any] = {}
-    for key in ("false_flag_rate", "recall", "macro_f1", "qwk", "binary_auc", "precision_at_base_rate"):
+    for key in ("false_flag_rate", "recall", "macro_f1", "qwk", "binary_auc", "precision_at_base_rate",
+                "review_recall", "review_rate_of_safe"):
         values = [r[key] for r in results.values() if r.get(key) is not None]
         out[key] = _r(np.mean(values)) if values else None
     fprs = {d: r["false_flag_rate"] for d, r in results.items() if r.get("false_flag_rate") is not None}
@@ -644,7 +669,7 @@ def all_domains_report(corpus: Corpus, make: Callable[[], Recipe], keep: np.ndar
     from core.settings import DEFAULT_PATTERN_DB
 
     train = corpus.take((corpus.split == "train") & keep)
-    val, test = corpus.take(corpus.split == "validation"), corpus.take(corpus.split == "test")
+    val, test = corpus.take((corpus.split == "validation") & keep), corpus.take(corpus.split == "test")
     weights = balanced_weights(train)
     model = make()
     model.fit(train.text, train.label, weights)
@@ -682,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = EmbeddingCache() if {"encoder", "combo"} & set(args.recipe) else None
     if cache is not None:
         cache.vectors(corpus.text)  # encode the corpus once, up front
+    if {"ngram", "combo"} & set(args.recipe):
+        print("hashing the corpus's n-grams once", file=sys.stderr)
     store = NgramStore(corpus.text) if {"ngram", "combo"} & set(args.recipe) else None
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {}
@@ -690,10 +717,14 @@ def main(argv: list[str] | None = None) -> int:
         if name == "combo":
             kw["alpha"] = args.alpha
         make = make_recipe(name, cache=cache, store=store, **kw)
-        keep, screened = (np.ones(len(corpus), bool), {}) if args.no_screen else screen_single_harm(corpus, make)
-        print(f"{name}: leave one domain out (screened out of training: {screened})", file=sys.stderr)
-        report = leave_one_domain_out(corpus, make, train_keep=keep, budget=args.budget, domains=args.domains)
-        report.update(recipe=name, settings={**kw, "budget": args.budget, "screen": not args.no_screen}, screened=screened)
+        print(f"{name}: leave one domain out", file=sys.stderr)
+        logits: dict[str, np.ndarray] = {}
+        report = leave_one_domain_out(corpus, make, screen=not args.no_screen, budget=args.budget,
+                                      domains=args.domains, keep_logits=logits)
+        np.savez_compressed(args.out / f"transfer_{name}_logits.npz", **logits)
+        keep, screened = (np.ones(len(corpus), bool), {}) if args.no_screen else screen_single_harm(corpus)
+        report.update(recipe=name, settings={**kw, "budget": args.budget, "screen": not args.no_screen},
+                      screened_for_the_all_domains_model=screened)
         report["all_domains"] = all_domains_report(corpus, make, keep, args.budget)
         print(f"{name}: all domains: test {json.dumps(report['all_domains']['test'])}; functional suite "
               f"{json.dumps(report['all_domains']['functional']['overall'], default=str)[:400]}", file=sys.stderr)

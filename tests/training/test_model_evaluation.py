@@ -97,8 +97,8 @@ def test_gate_reasons():
     assert ev.gate(_report(0.70), _report(0.705), settings) == {
         "passed": True, "reasons": [], "candidate": {"backend": "x", "version": "v", "macro_f1": 0.70,
                                                      "false_alarm_rate": 0.01, "ece": 0.05},
-        "baseline": {"thresholds": {"min_macro_f1": 0.6, "max_macro_f1_drop": 0.01, "max_false_alarm_rate": 0.05,
-                                    "max_ece": 0.1},
+        "baseline": {"thresholds": {"max_functional_regression": 0.02, "min_macro_f1": 0.6,
+                                    "max_macro_f1_drop": 0.01, "max_false_alarm_rate": 0.05, "max_ece": 0.1},
                      "model": {"backend": "x", "version": "v"}, "summary": _report(0.705)["summary"],
                      "data": _report(0.705)["data"]},
     }
@@ -108,6 +108,22 @@ def test_gate_reasons():
     other_data = ev.gate(_report(0.70), _report(0.70, sha="def"), settings)
     assert other_data["reasons"] and "different data" in other_data["reasons"][0]
     assert ev.gate(_report(0.65), None, settings)["passed"]  # thresholds alone
+
+
+def test_gate_holds_the_functional_suite_against_production():
+    settings = _gate_settings()
+
+    def report(hateful, harmless):
+        r = _report(0.70)
+        r["summary"] |= {"functional_hateful_flagged": hateful, "functional_non_hateful_flagged": harmless}
+        return r
+
+    assert ev.gate(report(0.80, 0.05), report(0.81, 0.04), settings)["passed"]  # within 0.02 either way
+    misses = ev.gate(report(0.70, 0.05), report(0.80, 0.05), settings)["reasons"]
+    assert misses == ["functional suite: harmful cases flagged 0.700 against production's 0.800 (allowed change "
+                      "0.020, GATE_MAX_FUNCTIONAL_REGRESSION)"]
+    over_flags = ev.gate(report(0.80, 0.10), report(0.80, 0.05), settings)["reasons"]
+    assert len(over_flags) == 1 and "harmless cases flagged 0.100" in over_flags[0]
 
 
 # --------------------------------------------------------------------------------------------- end to end
