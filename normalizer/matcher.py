@@ -405,7 +405,7 @@ class Normalizer:
             original = text[o_start:o_end]
             techniques = list(techniques)
             if rule != "safe_context":
-                for t in describe_change(original) if not original.isascii() else ():
+                for t in describe_change(original) if not (original.isascii() and original.isprintable()) else ():
                     if t not in techniques:
                         techniques.insert(0, t)
             if out != original and out:

@@ -2,7 +2,8 @@
 
 `canonicalize(text)` returns the text the matcher searches: case-folded, compatibility-decomposed
 (fullwidth and styled letters such as 𝐤𝐢𝐥𝐥 or ⓚⓘⓛⓛ become plain letters), combining marks and invisible
-characters (zero-width, bidi controls, tag characters, variation selectors, emoji skin tones) removed,
+characters (control characters, format characters such as zero-width and bidi controls, tag characters,
+variation selectors, emoji skin tones) removed with their offsets kept,
 whitespace runs collapsed to one space, and Cyrillic/Greek look-alike letters folded to Latin in
 mixed-script words only, so that Russian or Greek text stays as it is.
 
@@ -43,13 +44,16 @@ _INVISIBLE_RANGES = (
 
 
 def is_invisible(char: str) -> bool:
+    """Removed before matching: control characters (U+0000-U+001F, U+007F-U+009F) other than whitespace, every
+    format character (category Cf: zero-width, bidi, tags, ...) and the fillers and selectors listed above.
+    A superset of what the API counts as invisible, so "k\\x00ill" and "un\\x01alive" are read as words."""
     cp = ord(char)
     if cp < 0xAD:
-        return False
+        return (cp < 0x20 or 0x7F <= cp <= 0x9F) and not char.isspace()
     for lo, hi in _INVISIBLE_RANGES:
         if lo <= cp <= hi:
             return True
-    return unicodedata.category(char) == "Cc" and char not in "\t\n\r"
+    return unicodedata.category(char) in ("Cc", "Cf") and not char.isspace()
 
 
 _WORD = re.compile(r"\w+")
