@@ -29,7 +29,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.labels import LABELS
 from core.settings import Settings, get_settings
 
 log = logging.getLogger("api")
@@ -370,14 +369,15 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
             "classifier": {"backend": m.classifier.name, "version": m.classifier.version},
             "mock_mode": m.mock_mode,
         }
-        try:
-            scores = m.classifier.classify(["readiness probe"])[0]
-            ok = abs(sum(scores.values()) - 1.0) < 1e-3 and set(scores) == set(LABELS)
-        except Exception as exc:  # the probe's failure is the answer
+        from moderator import _checked
+
+        try:  # the same check every moderation answer passes: one probability per label, summing to 1
+            _checked(m.classifier.classify(["readiness probe"]), 1)
+        except Exception as exc:  # the probe's failure (or a malformed answer) is the answer
             body.update(status="not ready", reason=f"classifier probe failed: {exc}")
             return JSONResponse(body, status_code=503)
-        body["status"] = "ready" if ok else "not ready"
-        return JSONResponse(body, status_code=200 if ok else 503)
+        body["status"] = "ready"
+        return JSONResponse(body, status_code=200)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics_endpoint() -> Response:

@@ -1,0 +1,337 @@
+"""The moderator's rules, each tested with a scripted classifier and an input where the rule decides the outcome.
+
+- more severe wins, in both directions, and `evasion_gap` = severity(normalized) - severity(raw);
+- `confidence` is P(label or worse) for a flag and P(safe) for safe;
+- a malformed classifier answer is refused (fallback, or ModerationUnavailable), never answered;
+- thresholds: settings > the model's own > 0.5.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from classifiers.base import ClassifierError
+from core.labels import LABELS, SEVERITY
+from core.settings import DEFAULT_PATTERN_DB, Settings
+from moderator import DEFAULT_THRESHOLD, ModerationUnavailable, Moderator, _checked, confidence, decide, resolve_thresholds
+from normalizer.reload import ReloadingNormalizer
+from tests.scripted import EXTREME, HARMFUL, POTENTIALLY, SAFE, Scripted, down
+
+CODED = "go k1ll yourself"  # the normalizer rewrites it ...
+DECODED = "go kill yourself"  # ... to this
+PLAIN = "hello there"  # the normalizer leaves it alone
+HALF = {"potentially_harmful": 0.5, "harmful": 0.5, "extremely_harmful": 0.5}
+
+
+@pytest.fixture(scope="module")
+def normalizer():
+    return ReloadingNormalizer(DEFAULT_PATTERN_DB, 0)
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return Settings(environment="test", prediction_log_url="", _env_file=None)
+
+
+@pytest.fixture
+def make(normalizer, settings):
+    def build(classifier, fallback=None, settings_=None):
+        return Moderator(normalizer, classifier, settings_ or settings, fallback)
+
+    return build
+
+
+def test_the_fixture_texts_are_what_the_tests_assume(normalizer):
+    assert normalizer.current().normalize(CODED).text == DECODED
+    assert not normalizer.current().normalize(PLAIN).changed
+
+
+def _rounded(scores):
+    return {k: round(v, 6) for k, v in scores.items()}
+
+
+# ---------------------------------------------------------------------------------------------- more severe wins
+def test_the_original_reading_wins_when_normalizing_would_make_the_text_look_safer(make):
+    classifier = Scripted({CODED: EXTREME, DECODED: SAFE})
+    [result] = make(classifier).moderate_batch([CODED])
+    assert classifier.calls == [[DECODED, CODED]]  # one batch: the normalized text, then the original
+    assert result["classification"] == "extremely_harmful"
+    assert result["scores"] == _rounded(EXTREME)  # the scores of the reading that won
+    assert result["confidence"] == pytest.approx(EXTREME["extremely_harmful"])
+    assert result["normalized_classification"] == "safe"
+    assert result["raw_classification"] == "extremely_harmful"
+    assert result["raw_scores"] == _rounded(EXTREME)
+    assert result["evasion_gap"] == -3  # severity(normalized) - severity(raw)
+    assert result["normalized_text"] == DECODED and result["original_text"] == CODED
+
+
+def test_the_normalized_reading_wins_when_it_is_more_severe(make):
+    classifier = Scripted({CODED: SAFE, DECODED: EXTREME})
+    [result] = make(classifier).moderate_batch([CODED])
+    assert result["classification"] == "extremely_harmful"
+    assert result["scores"] == _rounded(EXTREME)
+    assert result["confidence"] == pytest.approx(EXTREME["extremely_harmful"])
+    assert result["normalized_classification"] == "extremely_harmful"
+    assert result["raw_classification"] == "safe"
+    assert result["raw_scores"] == _rounded(SAFE)
+    assert result["evasion_gap"] == 3
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized", "label", "gap"),
+    [
+        (POTENTIALLY, HARMFUL, "harmful", 1),
+        (HARMFUL, POTENTIALLY, "harmful", -1),
+        (SAFE, POTENTIALLY, "potentially_harmful", 1),
+        (EXTREME, HARMFUL, "extremely_harmful", -1),
+    ],
+)
+def test_more_severe_wins_between_neighbouring_labels(make, raw, normalized, label, gap):
+    [result] = make(Scripted({CODED: raw, DECODED: normalized})).moderate_batch([CODED])
+    assert result["classification"] == label
+    assert result["scores"] == _rounded(raw if SEVERITY[decide(raw, HALF)] > SEVERITY[decide(normalized, HALF)] else normalized)
+    assert result["evasion_gap"] == gap == SEVERITY[result["normalized_classification"]] - SEVERITY[result["raw_classification"]]
+
+
+def test_a_tie_reports_the_normalized_reading(make):
+    other_harmful = {"safe": 0.3, "potentially_harmful": 0.05, "harmful": 0.55, "extremely_harmful": 0.1}
+    [result] = make(Scripted({CODED: other_harmful, DECODED: HARMFUL})).moderate_batch([CODED])
+    assert result["classification"] == result["raw_classification"] == result["normalized_classification"] == "harmful"
+    assert result["scores"] == _rounded(HARMFUL)
+    assert result["evasion_gap"] == 0
+
+
+def test_an_unchanged_text_is_classified_once_and_has_no_raw_reading(make):
+    classifier = Scripted({PLAIN: HARMFUL})
+    [result] = make(classifier).moderate_batch([PLAIN])
+    assert classifier.calls == [[PLAIN]]
+    assert result["classification"] == result["normalized_classification"] == "harmful"
+    assert result["raw_classification"] is None and result["raw_scores"] is None
+    assert result["evasion_gap"] == 0
+    assert result["algospeak_detected"] is False and result["matches"] == []
+
+
+def test_a_batch_pairs_each_text_with_its_own_readings(make):
+    """Changed and unchanged texts interleaved: each result takes its scores from its own slots."""
+    table = {
+        PLAIN: POTENTIALLY,
+        CODED: EXTREME, DECODED: SAFE,
+        "i will unal1ve you": SAFE, "i will kill you": HARMFUL,
+        "good morning": SAFE,
+    }  # fmt: skip
+    texts = [PLAIN, CODED, "good morning", "i will unal1ve you"]
+    classifier = Scripted(table)
+    results = make(classifier).moderate_batch(texts, ["a", "b", "c", "d"])
+    assert classifier.calls == [[PLAIN, DECODED, CODED, "good morning", "i will kill you", "i will unal1ve you"]]
+    assert [r["original_text"] for r in results] == texts
+    assert [r["request_id"] for r in results] == ["a", "b", "c", "d"]
+    assert [r["classification"] for r in results] == ["potentially_harmful", "extremely_harmful", "safe", "harmful"]
+    assert [r["raw_classification"] for r in results] == [None, "extremely_harmful", None, "safe"]
+    assert [r["evasion_gap"] for r in results] == [0, -3, 0, 2]
+
+
+# ---------------------------------------------------------------------------------------------- confidence
+TAIL_CASES = [
+    # scores, label at 0.5, P(label), P(label or worse)
+    ({"safe": 0.3, "potentially_harmful": 0.1, "harmful": 0.35, "extremely_harmful": 0.25}, "harmful", 0.35, 0.6),
+    ({"safe": 0.45, "potentially_harmful": 0.3, "harmful": 0.15, "extremely_harmful": 0.1}, "potentially_harmful", 0.3, 0.55),
+    ({"safe": 0.6, "potentially_harmful": 0.2, "harmful": 0.1, "extremely_harmful": 0.1}, "safe", 0.6, 0.6),
+    ({"safe": 0.2, "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.6}, "extremely_harmful", 0.6, 0.6),
+]
+
+
+@pytest.mark.parametrize(("scores", "label", "p_label", "expected"), TAIL_CASES)
+def test_confidence_is_the_probability_behind_the_decision(scores, label, p_label, expected):
+    assert decide(scores, HALF) == label
+    assert scores[label] == p_label
+    assert confidence(scores, label) == pytest.approx(expected)
+
+
+def test_confidence_of_safe_is_p_safe_not_the_whole_mass():
+    scores = {"safe": 0.6, "potentially_harmful": 0.2, "harmful": 0.1, "extremely_harmful": 0.1}
+    assert confidence(scores, "safe") == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize(("scores", "label", "p_label", "expected"), TAIL_CASES)
+def test_the_result_carries_that_confidence(make, scores, label, p_label, expected):
+    [result] = make(Scripted({PLAIN: scores})).moderate_batch([PLAIN])
+    assert result["classification"] == label
+    assert result["confidence"] == pytest.approx(expected)
+
+
+def test_confidence_comes_from_the_reading_that_won(make):
+    raw = {"safe": 0.3, "potentially_harmful": 0.1, "harmful": 0.35, "extremely_harmful": 0.25}  # harmful, 0.6
+    [result] = make(Scripted({CODED: raw, DECODED: SAFE})).moderate_batch([CODED])
+    assert result["classification"] == "harmful"
+    assert result["confidence"] == pytest.approx(0.6)
+
+
+# ---------------------------------------------------------------------------------------------- the answer check
+GOOD = {"safe": 0.7, "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1}
+MALFORMED = {
+    "too few results": lambda texts: [dict(GOOD)] * (len(texts) - 1),
+    "too many results": lambda texts: [dict(GOOD)] * (len(texts) + 1),
+    "no results": lambda texts: [],
+    "not a list": lambda texts: tuple(dict(GOOD) for _ in texts),
+    "an item is not a dict": lambda texts: [[0.7, 0.1, 0.1, 0.1] for _ in texts],
+    "a missing label": lambda texts: [{"safe": 0.8, "potentially_harmful": 0.1, "harmful": 0.1} for _ in texts],
+    "an extra label": lambda texts: [{**GOOD, "spam": 0.0} for _ in texts],
+    "a renamed label": lambda texts: [{"benign": 0.7, "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1} for _ in texts],
+    "a negative value": lambda texts: [{"safe": 1.2, "potentially_harmful": -0.2, "harmful": 0.0, "extremely_harmful": 0.0} for _ in texts],
+    "a value above one": lambda texts: [{"safe": 1.5, "potentially_harmful": 0.0, "harmful": 0.0, "extremely_harmful": 0.0} for _ in texts],
+    "NaN": lambda texts: [{"safe": math.nan, "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1} for _ in texts],
+    "infinity": lambda texts: [{"safe": math.inf, "potentially_harmful": 0.0, "harmful": 0.0, "extremely_harmful": 0.0} for _ in texts],
+    "a string value": lambda texts: [{"safe": "0.7", "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1} for _ in texts],
+    "0.5 each (sums to 2)": lambda texts: [dict.fromkeys(LABELS, 0.5) for _ in texts],
+    "sums to 0.5": lambda texts: [{"safe": 0.2, "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1} for _ in texts],
+    "sums to 1.01": lambda texts: [{"safe": 0.71, "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1} for _ in texts],
+    "only the second text is bad": lambda texts: [dict(GOOD), dict.fromkeys(LABELS, 0.5)][: len(texts)],
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_the_answer_check_refuses(case):
+    with pytest.raises(ClassifierError):
+        _checked(MALFORMED[case]([PLAIN, "good morning"]), 2)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        [dict(GOOD), {"safe": 1, "potentially_harmful": 0, "harmful": 0, "extremely_harmful": 0}],  # ints are fine
+        [{"safe": 0.7004, "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1}, dict(GOOD)],  # rounding
+        [{"safe": 0.0, "potentially_harmful": 0.0, "harmful": 0.0, "extremely_harmful": 1.0}, dict(GOOD)],  # the edges
+    ],
+)
+def test_the_answer_check_passes_probabilities(answer):
+    assert _checked(answer, 2) is answer
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_malformed_answer_is_never_answered(make, case):
+    """With a fallback the fallback answers and says so; without, moderation is unavailable."""
+    texts = [PLAIN, "good morning"]
+    broken = Scripted(name="sagemaker", answer=MALFORMED[case])
+    fallback = Scripted({PLAIN: HARMFUL}, name="embedded", version="fb-1")
+    results = make(broken, fallback).moderate_batch(texts)
+    assert fallback.calls == [texts]
+    assert [r["stage2_status"] for r in results] == ["fallback:embedded"] * 2
+    assert [r["classification"] for r in results] == ["harmful", "safe"]
+    assert all(r["model"] == {"backend": "embedded", "version": "fb-1"} and r["mock_mode"] for r in results)
+    with pytest.raises(ModerationUnavailable):
+        make(Scripted(name="sagemaker", answer=MALFORMED[case])).moderate_batch(texts)
+
+
+def test_a_backend_bug_is_a_failure_too(make):
+    broken = Scripted(name="sagemaker", error=KeyError("logits"))
+    [result] = make(broken, Scripted(name="embedded")).moderate_batch([PLAIN])
+    assert result["stage2_status"] == "fallback:embedded"
+    with pytest.raises(ModerationUnavailable, match="logits"):
+        make(Scripted(name="sagemaker", error=KeyError("logits"))).moderate_batch([PLAIN])
+
+
+def test_a_malformed_fallback_answer_is_refused_too(make):
+    fallback = Scripted(name="embedded", answer=MALFORMED["0.5 each (sums to 2)"])
+    with pytest.raises(ModerationUnavailable, match="both failed"):
+        make(down(), fallback).moderate_batch([PLAIN])
+
+
+def test_a_healthy_backend_answers_itself(make):
+    primary = Scripted({PLAIN: HARMFUL}, name="sagemaker", version="endpoint-v9")
+    fallback = Scripted(name="embedded")
+    [result] = make(primary, fallback).moderate_batch([PLAIN], ["rid-1"])
+    assert fallback.calls == []
+    assert result["stage2_status"] == "ok" and result["stage1_status"] == "ok"
+    assert result["model"] == {"backend": "sagemaker", "version": "endpoint-v9"}
+    assert result["mock_mode"] is False
+    assert result["request_id"] == "rid-1"
+    assert result["classification"] == "harmful"
+
+
+class FailsOn:
+    """A normalizer (the ReloadingNormalizer interface) with a bug on one text."""
+
+    def __init__(self, inner: ReloadingNormalizer, bad: str):
+        self.inner = inner.current()
+        self.bad = bad
+        self.version = self.inner.version
+
+    def current(self):
+        return self
+
+    def normalize(self, text):
+        if text == self.bad:
+            raise RuntimeError("normalizer bug")
+        return self.inner.normalize(text)
+
+
+def test_a_normalizer_failure_classifies_the_original_text(normalizer, settings):
+    classifier = Scripted({CODED: HARMFUL, DECODED: SAFE})
+    moderator = Moderator(FailsOn(normalizer, CODED), classifier, settings)
+    [failed, fine] = moderator.moderate_batch([CODED, "i will unal1ve you"])
+    assert classifier.calls == [[CODED, "i will kill you", "i will unal1ve you"]]
+    assert failed["stage1_status"] == "error" and fine["stage1_status"] == "ok"
+    assert failed["normalized_text"] == CODED and failed["matches"] == [] and failed["algospeak_detected"] is False
+    assert failed["classification"] == "harmful" and failed["raw_classification"] is None
+
+
+# ---------------------------------------------------------------------------------------------- thresholds
+class NoAttribute:
+    name = "bare"
+    version = "0"
+
+    def classify(self, texts):
+        return [dict(SAFE) for _ in texts]
+
+
+NONE = {"potentially_harmful": None, "harmful": None, "extremely_harmful": None}
+
+
+def test_thresholds_default_to_one_half():
+    assert resolve_thresholds(NONE, Scripted()) == dict.fromkeys(LABELS[1:], DEFAULT_THRESHOLD) == HALF
+    assert resolve_thresholds(NONE, NoAttribute()) == HALF
+    assert resolve_thresholds({}, Scripted()) == HALF
+
+
+def test_the_models_own_thresholds_beat_the_default():
+    own = Scripted(thresholds={"harmful": 0.8})  # a partial set: the rest stay at 0.5
+    assert resolve_thresholds(NONE, own) == {"potentially_harmful": 0.5, "harmful": 0.8, "extremely_harmful": 0.5}
+
+
+def test_settings_beat_the_models_own_thresholds():
+    own = Scripted(thresholds={"potentially_harmful": 0.3, "harmful": 0.8, "extremely_harmful": 0.9})
+    configured = {"potentially_harmful": None, "harmful": 0.4, "extremely_harmful": 0.0}  # 0.0 is a setting, not "unset"
+    assert resolve_thresholds(configured, own) == {"potentially_harmful": 0.3, "harmful": 0.4, "extremely_harmful": 0.0}
+
+
+def test_threshold_is_reached_at_equality():
+    scores = {"safe": 0.5, "potentially_harmful": 0.0, "harmful": 0.0, "extremely_harmful": 0.5}
+    assert decide(scores, HALF) == "extremely_harmful"
+    assert decide(scores, {**HALF, "extremely_harmful": 0.51}) == "harmful"  # the tail reaches 0.5 there
+
+
+TUNED = {"potentially_harmful": 0.3, "harmful": 0.8, "extremely_harmful": 0.9}
+SIXTY = {"safe": 0.3, "potentially_harmful": 0.1, "harmful": 0.5, "extremely_harmful": 0.1}  # P(harmful+) = 0.6
+
+
+def test_the_models_thresholds_change_the_label(make, settings):
+    [untuned] = make(Scripted({PLAIN: SIXTY})).moderate_batch([PLAIN])
+    assert untuned["classification"] == "harmful" and untuned["confidence"] == pytest.approx(0.6)
+    [tuned] = make(Scripted({PLAIN: SIXTY}, thresholds=TUNED)).moderate_batch([PLAIN])
+    assert tuned["classification"] == "potentially_harmful"  # 0.6 < the model's 0.8
+    assert tuned["confidence"] == pytest.approx(0.7)
+    override = settings.model_copy(update={"threshold_harmful": 0.55})
+    [overridden] = make(Scripted({PLAIN: SIXTY}, thresholds=TUNED), settings_=override).moderate_batch([PLAIN])
+    assert overridden["classification"] == "harmful"
+
+
+def test_the_fallback_decides_with_its_own_thresholds(make):
+    primary = Scripted(name="sagemaker", thresholds={"potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1},
+                       error=ClassifierError("down"))  # fmt: skip
+    [result] = make(primary, Scripted({PLAIN: SIXTY}, name="embedded", thresholds=TUNED)).moderate_batch([PLAIN])
+    assert result["stage2_status"] == "fallback:embedded"
+    assert result["classification"] == "potentially_harmful"
+    [untuned] = make(down(), Scripted({PLAIN: SIXTY}, name="embedded")).moderate_batch([PLAIN])
+    assert untuned["classification"] == "harmful"
