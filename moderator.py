@@ -179,7 +179,8 @@ class Moderator:
                     "raw_scores": {k: round(v, 6) for k, v in raw_scores.items()} if raw_scores else None,
                     "evasion_gap": SEVERITY[normalized_label] - SEVERITY[raw_label] if raw_label else 0,
                     "matches": [m.as_dict() for m in result.matches] if result else [],
-                    "stage1_status": "ok" if result else "error",
+                    # degraded: the text's decoding budget ran out and part of it was left as written
+                    "stage1_status": ("degraded" if result.degraded else "ok") if result else "error",
                     "stage2_status": stage2_status,
                     "mock_mode": backend.name in OFFLINE_BACKENDS,
                     "model": {"backend": backend.name, "version": backend.version},

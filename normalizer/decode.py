@@ -111,9 +111,15 @@ def _collapse_variants(word: str) -> list[str]:
     return variants
 
 
-def decode_token(token: str, known: dict[str, object]) -> tuple[str, list[str], int] | None:
+def decode_token(
+    token: str, known: dict[str, object], trie: KnownTrie | None = None, budget: Budget | None = None
+) -> tuple[str, list[str], int] | None:
     """The known term a token decodes to, the techniques used, and how many characters of the token it
-    covers (trailing punctuation such as the "!" of "k!ll!" stays outside), or None."""
+    covers (trailing punctuation such as the "!" of "k!ll!" stays outside), or None.
+
+    With `trie` (the known words' `KnownTrie`), a candidate no reading of which can spell a known word is
+    dismissed in one linear walk instead of trying its up to 64 x 8 spellings; `budget` is charged one unit
+    per spelling tried (at most 1,024 per call)."""
     if len(token) > _MAX_TOKEN or token in known:  # a known term stays itself: "bbbj" is a form, not "bj"
         return None
     base = token.rstrip(_TRAILING_SYMBOLS)
@@ -123,9 +129,17 @@ def decode_token(token: str, known: dict[str, object]) -> tuple[str, list[str], 
     for candidate in dict.fromkeys((token, stripped)):
         if not candidate or candidate[0] == "*" or not _letters_outnumber_digits(candidate):
             continue  # a leading "*" is decoration ("*whore*"), not a masked letter
+        if trie is not None:
+            if budget is not None:
+                budget.spend(len(candidate))
+            if not trie.spells(candidate):
+                continue
         has_leet = any(c in LEET for c in candidate)
         for variant in _leet_variants(candidate) if has_leet else [candidate]:
-            for word in _collapse_variants(variant):
+            words = _collapse_variants(variant)
+            if budget is not None:
+                budget.spend(len(words))
+            for word in words:
                 if word in known and word != candidate:
                     techniques = []
                     if any(c in LEET and c != "*" for c in candidate):
@@ -138,24 +152,169 @@ def decode_token(token: str, known: dict[str, object]) -> tuple[str, list[str], 
     return None
 
 
-def decode_spaced(run: str, known: dict[str, object]) -> list[tuple[int, int, str, list[str]]]:
+def squeeze(word: str) -> str:
+    """Every run of one repeated character cut to one: "kiiilll" -> "kil". Collapsing repetition never changes it."""
+    return "".join(c for k, c in enumerate(word) if k == 0 or word[k - 1] != c)
+
+
+# Each character and every letter it can be read as (itself included: "1488" is a known form as written).
+_READINGS: dict[str, str] = {c: c + LEET[c] for c in LEET}
+
+
+class KnownTrie:
+    """The known words as a trie of their squeezed spellings, for a linear filter of spaced-out sub-runs.
+
+    A sub-run of characters can decode to a known word only if some reading of its characters (each one itself or
+    a letter it stands for) squeezes to a known word squeezed: leetspeak keeps the length, collapsing repetition
+    keeps the squeezed spelling. Walking the trie from one start reads every end that passes in one pass; only
+    those ends reach `decode_token`, so most sub-runs (all of them, in "4.l.i.k.l.3.$.0") cost one trie step.
+    """
+
+    __slots__ = ("children", "terminal", "last")
+
+    def __init__(self, known: dict[str, object]):
+        self.children: list[dict[str, int]] = [{}]
+        self.terminal: list[bool] = [False]
+        self.last: list[str] = [""]
+        for word in known:
+            node = 0
+            for c in squeeze(word):
+                nxt = self.children[node].get(c)
+                if nxt is None:
+                    nxt = len(self.children)
+                    self.children[node][c] = nxt
+                    self.children.append({})
+                    self.terminal.append(False)
+                    self.last.append(c)
+                node = nxt
+            self.terminal[node] = True
+
+    def spells(self, chars: str) -> bool:
+        """Whether some reading of all of `chars` squeezes to a known word squeezed."""
+        children, last = self.children, self.last
+        states = {0}
+        for char in chars:
+            readings = _READINGS.get(char, char)
+            following: set[int] = set()
+            for s in states:
+                for r in readings:
+                    if r == last[s]:
+                        following.add(s)
+                    else:
+                        nxt = children[s].get(r)
+                        if nxt is not None:
+                            following.add(nxt)
+            if not following:
+                return False
+            states = following
+        return any(self.terminal[s] for s in states)
+
+    def ends(self, chars: list[str], start: int, budget: "Budget | None" = None) -> list[int]:
+        """Every j > start + 2 for which chars[start:j] may decode to a known word, longest first."""
+        children, terminal, last = self.children, self.terminal, self.last
+        states = {0}
+        found: list[int] = []
+        for j in range(start, len(chars)):
+            readings = _READINGS.get(chars[j], chars[j])
+            following: set[int] = set()
+            for s in states:
+                for r in readings:
+                    if r == last[s]:
+                        following.add(s)  # a repeated letter: squeezed away
+                    else:
+                        nxt = children[s].get(r)
+                        if nxt is not None:
+                            following.add(nxt)
+            if budget is not None:
+                budget.spend(1 + len(states))
+            if not following:
+                break
+            states = following
+            if j - start >= 2 and any(terminal[s] for s in states):
+                found.append(j + 1)
+        found.reverse()
+        return found
+
+
+class Budget:
+    """Work units one text may spend on generic decoding: a trie step, or one spelling `decode_token` tries, is
+    one unit (each well under a microsecond). When it runs out, the rest of the text's candidates are left
+    undecoded and `exhausted` says so: cost stays bounded by the length of the text, never by how the text is
+    built."""
+
+    __slots__ = ("remaining", "spent", "exhausted", "capped")
+
+    def __init__(self, units: int):
+        self.remaining = units
+        self.spent = 0
+        self.exhausted = False  # the text's budget ran out: later runs were not decoded
+        self.capped = False  # a run reached its own cap of decode_token calls: its rest was not decoded
+
+    @property
+    def degraded(self) -> bool:
+        return self.exhausted or self.capped
+
+    @classmethod
+    def for_text(cls, length: int) -> "Budget":
+        return cls(4_096 + 64 * length)
+
+    def spend(self, units: int) -> None:
+        self.spent += units
+        self.remaining -= units
+        if self.remaining < 0:
+            self.exhausted = True
+
+
+_MAX_CALLS_PER_RUN = 64  # decode_token calls one spaced run may make (each start's candidates count)
+
+
+def decode_spaced(
+    run: str,
+    known: dict[str, object],
+    index: KnownTrie | None = None,
+    cache: dict[str, object] | None = None,
+    budget: Budget | None = None,
+) -> list[tuple[int, int, str, list[str]]]:
     """Spaced-out words inside a run of single characters: "a k i l l" -> [(2, 9, "kill", ["spacing"])].
 
-    Offsets are relative to the run. The longest known word wins; runs are short, so trying every
-    sub-run is cheap.
+    Offsets are relative to the run. The longest known word wins. Bounded: a run has at most 40 characters,
+    the trie filter (`KnownTrie`) passes only sub-runs that can still spell a known word, `decode_token`
+    results are memoised in `cache` (shared across texts), a run makes at most 64 uncached calls, and `budget`
+    caps the whole text's decoding work.
     """
     chars = [(m.start(), m.group()) for m in _NOT_SEPARATOR.finditer(run)]
     if len(chars) > _MAX_TOKEN:
         return []
+    if index is None:
+        index = KnownTrie(known)
+    if cache is None:
+        cache = {}
+    letters = [c for _, c in chars]
     found: list[tuple[int, int, str, list[str]]] = []
+    calls = 0
     i = 0
     while i <= len(chars) - 3:
+        if budget is not None and budget.exhausted:
+            break
         hit = None
-        for j in range(len(chars), i + 2, -1):
-            joined = "".join(c for _, c in chars[i:j])
-            decoded = decode_token(joined, known) if any(c in LEET for c in joined) else None
-            if decoded and decoded[2] == len(joined):
-                hit = (j, decoded[0], ["spacing", *decoded[1]])
+        for j in index.ends(letters, i, budget):
+            joined = "".join(letters[i:j])
+            if any(c in LEET for c in joined):
+                decoded = cache.get(joined, False)
+                if decoded is False:
+                    if calls >= _MAX_CALLS_PER_RUN or (budget is not None and budget.exhausted):
+                        if budget is not None:  # the rest of this run stays as written, and the result says so
+                            budget.capped = True
+                        return found
+                    calls += 1
+                    decoded = decode_token(joined, known, index, budget)
+                    if len(cache) > 100_000:
+                        cache.clear()
+                    cache[joined] = decoded
+            else:
+                decoded = None
+            if decoded and decoded[2] == len(joined):  # type: ignore[index]
+                hit = (j, decoded[0], ["spacing", *decoded[1]])  # type: ignore[index]
             elif joined in known:
                 hit = (j, joined, ["spacing"])
             if hit:

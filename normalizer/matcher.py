@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import ahocorasick
 
 from normalizer.database import Entry, PatternDatabase
-from normalizer.decode import decode_spaced, decode_token, find_candidates
+from normalizer.decode import Budget, KnownTrie, decode_spaced, decode_token, find_candidates
 from normalizer.unicode import canonicalize, describe_change, fold_form
 
 _WORD_RE = re.compile(r"\w+")
@@ -71,6 +71,9 @@ class NormalizationResult:
     text: str
     matches: list[Match] = field(default_factory=list)
     db_version: str = ""
+    # True when the text's decoding budget ran out and some of it was left undecoded (the cheaper path):
+    # the moderator reports it as stage1_status "degraded".
+    degraded: bool = False
 
     @property
     def algospeak_detected(self) -> bool:
@@ -131,7 +134,7 @@ class Normalizer:
         self.version = db.version
         self._automaton = ahocorasick.Automaton()  # word forms, padded with spaces, over the projection
         self._symbols = ahocorasick.Automaton()  # forms with symbols or emoji, boundary-checked
-        self._token_cache: dict[str, tuple[str, list[str]] | None] = {}
+        self._token_cache: dict[str, object] = {}  # decode_token results, for tokens and spaced runs alike
         # Known terms for generic decoding: single-word forms, replacement words, words of phrases.
         self._known: dict[str, tuple[str, Entry]] = {}
         pending: dict[str, list[_Form]] = {}
@@ -176,6 +179,7 @@ class Normalizer:
         if symbols:
             self._symbols.make_automaton()
         self._has_words, self._has_symbols = bool(words), bool(symbols)
+        self._known_trie = KnownTrie(self._known)
         self._regex = re.compile("|".join(regex_parts), re.IGNORECASE) if regex_parts else None
 
     # ------------------------------------------------------------------ public API
@@ -183,29 +187,34 @@ class Normalizer:
         if not isinstance(text, str):
             raise TypeError(f"normalize() takes a str, not {type(text).__name__}")
         canon = canonicalize(text)
-        decodings = self._decode(canon.text)
+        budget = Budget.for_text(len(text))
+        decodings = self._decode(canon.text, budget)
         if canon.starts is not None:
             decodings = self._merge(decodings, self._unicode_decodings(text, canon))
         decoded, spans = self._apply_decodings(canon.text, decodings)
         hits = self._find(decoded)
         chosen, kept = self._resolve(hits, decodings, spans)
-        return self._assemble(text, canon, spans, chosen, [decodings[i] for i in kept])
+        result = self._assemble(text, canon, spans, chosen, [decodings[i] for i in kept])
+        result.degraded = budget.degraded
+        return result
 
     # ------------------------------------------------------------------ steps
-    def _decode(self, canon: str) -> list[_Decoding]:
+    def _decode(self, canon: str, budget: Budget | None = None) -> list[_Decoding]:
         known = self._known
         found: list[_Decoding] = []
         spaced, tokens = find_candidates(canon)
+        cache = self._token_cache
         for start, end in spaced:
-            for a, b, word, techniques in decode_spaced(canon[start:end], known):
+            for a, b, word, techniques in decode_spaced(canon[start:end], known, self._known_trie, cache, budget):
                 kind, entry = known[word]
                 found.append(_Decoding(start + a, start + b, word, techniques, kind, entry))
-        cache = self._token_cache
         for start, end in tokens:
             token = canon[start:end]
             decoded = cache.get(token, False)
             if decoded is False:
-                decoded = decode_token(token, known)
+                if budget is not None and budget.exhausted:
+                    continue  # out of budget: the token stays as written (the result says degraded)
+                decoded = decode_token(token, known, self._known_trie, budget)
                 if len(cache) > 100_000:
                     cache.clear()
                 cache[token] = decoded
