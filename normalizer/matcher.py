@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import ahocorasick
 
 from normalizer.database import Entry, PatternDatabase
+from normalizer.regex_safety import compile_linear
 from normalizer.decode import Budget, KnownTrie, decode_spaced, decode_token, find_candidates
 from normalizer.unicode import canonicalize, describe_change, fold_form
 
@@ -140,6 +141,7 @@ class Normalizer:
         pending: dict[str, list[_Form]] = {}
         regex_parts: list[str] = []
         self._regex_entries: dict[str, Entry] = {}
+        self._regex_edges: dict[str, tuple[bool, bool]] = {}  # a \b at the start, at the end
 
         for entry in db.entries:
             for form in entry.forms:
@@ -158,6 +160,7 @@ class Normalizer:
             for pattern in entry.patterns:
                 group = f"p{len(self._regex_entries)}"
                 self._regex_entries[group] = entry
+                self._regex_edges[group] = (pattern.startswith(r"\b"), pattern.endswith(r"\b") and not pattern.endswith(r"\\b"))
                 regex_parts.append(f"(?P<{group}>{pattern})")
         for entry in db.entries:
             if entry.action == "rewrite" and entry.replacement:
@@ -180,7 +183,9 @@ class Normalizer:
             self._symbols.make_automaton()
         self._has_words, self._has_symbols = bool(words), bool(symbols)
         self._known_trie = KnownTrie(self._known)
-        self._regex = re.compile("|".join(regex_parts), re.IGNORECASE) if regex_parts else None
+        # RE2: linear in the text whatever the patterns (normalizer.regex_safety); each was checked on loading.
+        self._regex = compile_linear("|".join(regex_parts)) if regex_parts else None
+        self._regex_groups = [(name, self._regex.groupindex[name]) for name in self._regex_entries] if regex_parts else []
 
     # ------------------------------------------------------------------ public API
     def normalize(self, text: str) -> NormalizationResult:
@@ -301,7 +306,14 @@ class Normalizer:
             for m in self._regex.finditer(text):
                 if m.end() == m.start():
                     continue
-                entry = self._regex_entries[m.lastgroup]  # type: ignore[index]
+                group = next(name for name, index in self._regex_groups if m.start(index) >= 0)
+                entry = self._regex_entries[group]
+                left_b, right_b = self._regex_edges[group]
+                # RE2's \b is ASCII: hold an edge \b to the Unicode word rule ("kys" is not a word in "kysя").
+                if left_b and m.start() > 0 and _is_word_char(text[m.start() - 1]) and _is_word_char(text[m.start()]):
+                    continue
+                if right_b and m.end() < n and _is_word_char(text[m.end()]) and _is_word_char(text[m.end() - 1]):
+                    continue
                 if entry.context and not self._context_ok(text, m.start(), m.end(), entry):
                     continue
                 rule = "safe_context" if entry.action == "protect" else "pattern"

@@ -189,11 +189,21 @@ def _edit_database_while_serving(client, live_db, original):
          "examples": {"positive": ["zorblax them"], "negative": []}}
     )  # fmt: skip
     live_db.write_text(json.dumps(document), encoding="utf-8")
-    assert client.post("/normalize", json={"text": "zorblax"}).json()["normalized_text"] == "kill"
+    # The reload runs on a background thread (never on a request): the new database is in force shortly after.
+    assert _eventually(lambda: client.post("/normalize", json={"text": "zorblax"}).json()["normalized_text"] == "kill")
     live_db.write_text("{ not json", encoding="utf-8")
+    assert _eventually(lambda: "not valid JSON" in (client.get("/ready").json()["pattern_db_error"] or ""))
     body = client.post("/normalize", json={"text": "zorblax"}).json()
     assert body["normalized_text"] == "kill"  # the last good database stays in force
-    assert "not valid JSON" in client.get("/ready").json()["pattern_db_error"]
+
+
+def _eventually(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def test_predictions_are_logged_without_raw_text(client, server_settings):
