@@ -72,6 +72,9 @@ class EmbeddedClassifier:
         self._scorer = Scorer(self._index, weights, idf2, intercept)
         self.version = hashlib.sha256(raw).hexdigest()[:12]
         self.temperature, self.bias, self.thresholds = decision_of(self.meta, self.path, prior)
+        # The label mix the served probabilities describe (None: as trained); evaluation weighs calibration by it.
+        decision = self.meta.get("decision")
+        self.prior = list(prior) if prior is not None else (decision["prior"] if decision else None)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Logits from the compiled kernel (`classifiers.kernel`)."""

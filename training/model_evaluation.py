@@ -459,6 +459,13 @@ def evaluate(classifier, rows: list[dict], *, normalizer, augmenter, db, n_varia
     y_index = np.array([SEVERITY[label] for label in y_true], dtype=int)
     ece, bins = expected_calibration_error(probs, y_index)
     calibration: dict[str, Any] = {"bins": ECE_BINS, "ece": round(ece, 4), "table": bins}
+    prior = getattr(getattr(classifier, "classifier", classifier), "prior", None)
+    if prior is not None and len(rows):
+        from training.transfer import prior_weights, weighted_ece
+
+        # The served probabilities describe traffic with this label mix: calibration is judged on it.
+        calibration["prior"] = prior
+        calibration["ece_at_prior"] = round(weighted_ece(probs, y_index, prior_weights(y_index, prior)), 4)
     if temperature is not None:
         after, after_bins = expected_calibration_error(apply_temperature(probs, temperature), y_index)
         calibration.update(temperature=round(temperature, 4), ece_calibrated=round(after, 4), table_calibrated=after_bins)
@@ -487,6 +494,7 @@ def evaluate(classifier, rows: list[dict], *, normalizer, augmenter, db, n_varia
         "variant_recall_with_normalizer": robustness["variants"]["variant_recall_with_normalizer"],
         "false_alarm_rate": alarms["rate"],
         "ece": calibration["ece"],
+        "ece_at_prior": calibration.get("ece_at_prior"),
         "functional_hateful_flagged": functional["overall"]["hateful_flagged"],
         "functional_non_hateful_flagged": functional["overall"]["non_hateful_flagged"],
         "functional_coded_gap_points": functional["overall"]["coded"]["gap_points"],
@@ -525,8 +533,10 @@ def gate(report: dict, baseline: dict | None, settings) -> dict[str, Any]:
             f"false-alarm rate {s['false_alarm_rate']:.4f} on safe idioms and identity terms is above "
             f"{settings.gate_max_false_alarm_rate:.4f} (GATE_MAX_FALSE_ALARM_RATE)"
         )
-    if s["ece"] > settings.gate_max_ece:
-        reasons.append(f"expected calibration error {s['ece']:.4f} is above {settings.gate_max_ece:.4f} (GATE_MAX_ECE)")
+    # A model that states its traffic mix is judged at that mix; others on the data as sampled.
+    ece, where = (s["ece_at_prior"], " at the model's stated label mix") if s.get("ece_at_prior") is not None else (s["ece"], "")
+    if ece > settings.gate_max_ece:
+        reasons.append(f"expected calibration error{where} {ece:.4f} is above {settings.gate_max_ece:.4f} (GATE_MAX_ECE)")
     thresholds = {
         "max_functional_regression": settings.gate_max_functional_regression,
         "min_macro_f1": settings.gate_min_macro_f1,
@@ -647,6 +657,8 @@ def render_markdown(report: dict, command: str | None = None) -> str:
                          f"| {_f(row['accuracy'])} | {'' if gap is None else f'{gap:+.1f}'} |")
     c = report["calibration"]
     lines += ["", f"Calibration: ECE {c['ece']:.4f} ({c['bins']} equal-width bins of the top probability)"
+              + (f", **{c['ece_at_prior']:.4f}** weighted to the label mix the model states ({c['prior']})"
+                 if c.get("ece_at_prior") is not None else "")
               + (f"; temperature {c['temperature']:.3f} fitted on validation gives ECE {c['ece_calibrated']:.4f}." if "temperature" in c else ".")]
     sp = report["speed"]
     if sp.get("texts"):

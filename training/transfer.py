@@ -49,7 +49,7 @@ SPLITS = ("train", "validation", "test")
 # (LABEL_PRIOR) moves it; thresholds are chosen under it.
 DEFAULT_PRIOR: dict[str, float] = {"safe": 0.80, "potentially_harmful": 0.12, "harmful": 0.06, "extremely_harmful": 0.02}
 # Share of safe texts a shipped model may flag harmful-or-worse on its validation split.
-DEFAULT_FALSE_FLAG_BUDGET = 0.03
+DEFAULT_FALSE_FLAG_BUDGET = 0.04
 BASE_RATE_HARMFUL = DEFAULT_PRIOR["harmful"] + DEFAULT_PRIOR["extremely_harmful"]
 CLEAN_SENTENCES = "civil_comments_clean_sentences"
 # The leave-out unit is the platform: EDOS mixes Reddit and Gab posts, so Reddit and Gab sources leave together.

@@ -96,3 +96,58 @@ def test_stricter_threshold_flags_more():
     scores = {"safe": 0.7, "potentially_harmful": 0.1, "harmful": 0.15, "extremely_harmful": 0.05}
     assert decide(scores, {"potentially_harmful": 0.5, "harmful": 0.5, "extremely_harmful": 0.5}) == "safe"
     assert decide(scores, {"potentially_harmful": 0.5, "harmful": 0.2, "extremely_harmful": 0.5}) == "harmful"
+
+
+class Tuned:
+    """A backend that says P(harmful or worse) = 0.6 for everything and was tuned to flag only from 0.8."""
+
+    name = "embedded"
+    version = "tuned-v1"
+    thresholds = {"potentially_harmful": 0.3, "harmful": 0.8, "extremely_harmful": 0.9}
+
+    def classify(self, texts):
+        return [{"safe": 0.3, "potentially_harmful": 0.1, "harmful": 0.5, "extremely_harmful": 0.1} for _ in texts]
+
+
+def test_the_models_own_thresholds_decide_unless_settings_override_them(server_settings):
+    [tuned] = _moderator(server_settings, Tuned(), None).moderate_batch(["hello"])
+    assert tuned["classification"] == "potentially_harmful"  # 0.6 < the model's 0.8 for harmful
+    assert tuned["confidence"] == pytest.approx(0.7)
+    override = server_settings.model_copy(update={"threshold_harmful": 0.5})
+    [overridden] = _moderator(override, Tuned(), None).moderate_batch(["hello"])
+    assert overridden["classification"] == "harmful"
+
+
+def test_the_fallback_decides_with_its_own_thresholds(server_settings):
+    untuned = BrokenBackend()  # no thresholds of its own: 0.5 would flag 0.6 as harmful
+    [result] = _moderator(server_settings, untuned, Tuned()).moderate_batch(["hello"])
+    assert result["stage2_status"] == "fallback:embedded"
+    assert result["classification"] == "potentially_harmful"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("safe=0.9,harmful=0.1", "missing potentially_harmful, extremely_harmful"),
+        ("safe=0.9,potentially_harmful=0.05,harmful=0.03,extremely_harmful=0.03", "sum to 1"),
+        ("safe=0.9,potentially_harmful=x,harmful=0.05,extremely_harmful=0.05", "'x' is not a number"),
+        ("benign=0.9,potentially_harmful=0.05,harmful=0.03,extremely_harmful=0.02", "unknown label 'benign'"),
+        ("safe=1,potentially_harmful=0,harmful=0,extremely_harmful=0", "between 0 and 1"),
+    ],
+)
+def test_a_malformed_label_prior_is_refused_with_the_reason(value, message):
+    with pytest.raises(ValueError, match=message):
+        Settings(label_prior=value, _env_file=None)
+
+
+def test_a_stated_prior_moves_the_embedded_models_probabilities(embedded):
+    from core.settings import parse_prior
+
+    text = ["you people are disgusting and should leave"]
+    [base] = embedded.classify(text)
+    harmful_traffic = EmbeddedClassifier(DEFAULT_EMBEDDED_MODEL, prior=parse_prior(
+        "safe=0.4,potentially_harmful=0.2,harmful=0.2,extremely_harmful=0.2"))
+    [shifted] = harmful_traffic.classify(text)
+    assert shifted["harmful"] + shifted["extremely_harmful"] > base["harmful"] + base["extremely_harmful"]
+    assert shifted["safe"] < base["safe"]
+    assert harmful_traffic.thresholds == embedded.thresholds  # the decision rule is the model's; only the mix moved

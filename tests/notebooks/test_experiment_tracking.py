@@ -50,5 +50,7 @@ def test_notebook_compares_the_runs(tmp_path, monkeypatch):
     assert "3 run(s)" in text
     assert "eval-embedded-new" in text and "train-tiny" in text and "validation_macro_f1=0.61" in text
     assert "eval_reliability.png" in text  # the latest evaluation run's plot was fetched
+    # the transfer table of the shipped model, from models/embedded/transfer.json
+    assert "held-out domain" in text and "MEAN" in text and "api_traffic" in text
     images = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 2  # the comparison figure and the run's plot

@@ -9,38 +9,42 @@ import pytest
 from classifiers.base import ClassifierError
 from classifiers.embedded import EmbeddedClassifier
 from core.labels import LABELS
-from training.train_embedded import main, source_balanced_weights, split_of
+from core.settings import DEFAULT_EMBEDDED_MODEL
+from moderator import decide
+from training.train_embedded import main, split_of
 
 
-def test_training_writes_a_loadable_artifact_with_its_report(tmp_path):
+def test_training_writes_a_loadable_artifact_with_its_decision_and_report(tmp_path):
     out = tmp_path / "model.npz"
-    assert main(["--limit", "3000", "--clean-sentences", "300", "--out", str(out), "--c", "8"]) == 0
+    assert main(["--limit", "4000", "--clean-sentences", "300", "--out", str(out), "--c", "8", "--budget", "0.05"]) == 0
     classifier = EmbeddedClassifier(out)
     [scores] = classifier.classify(["you are a disgusting idiot and i hope you die"])
     assert set(scores) == set(LABELS) and abs(sum(scores.values()) - 1) < 1e-5
     card = json.loads(out.with_name("model_card.json").read_text())
-    assert 0 <= card["test_macro_f1"] <= 1 and card["test_by_source"] and card["robustness"]["by_technique"]
-    assert classifier.meta["test_macro_f1"] == card["test_macro_f1"]
+    decision = card["decision"]
+    assert classifier.thresholds == pytest.approx(decision["thresholds"])
+    assert decision["false_flag_budget"] == 0.05 and decision["temperature"] > 0
+    assert card["test"]["n"] > 0 and card["test_by_source"] and card["robustness"]["by_technique"]
+    assert card["test"]["false_flag_rate"] < 0.15  # the budget is fitted on validation; test is near it
+    assert classifier.meta["test"] == card["test"]
 
 
-def test_shipped_model_beats_chance_on_its_own_report():
-    classifier = EmbeddedClassifier("models/embedded/model.npz")
-    assert classifier.meta["test_macro_f1"] > 0.55
-    assert classifier.meta["features"] > 10_000
+def test_the_shipped_model_tells_plain_harm_from_harmless_talk():
+    classifier = EmbeddedClassifier(DEFAULT_EMBEDDED_MODEL)
+    flagged = ["i hope you die you worthless piece of shit", "I will kill you", "you are a fucking idiot"]
+    # Tuned for few false flags, the model sends this one to review rather than flagging it (README, known limits).
+    reviewed = ["go kill yourself nobody wants you here"]
+    harmless = ["thanks for the help, the build works now", "my neighbour is muslim and we often cook together"]
+    labels = [decide(s, classifier.thresholds) for s in classifier.classify(flagged + reviewed + harmless)]
+    assert all(label in ("harmful", "extremely_harmful") for label in labels[:3]), labels
+    assert labels[3] != "safe", labels
+    assert labels[4:] == ["safe", "safe"], labels
 
 
 def test_split_is_stable_and_proportioned():
     splits = [split_of(f"text {i}") for i in range(20_000)]
     assert splits == [split_of(f"text {i}") for i in range(20_000)]
     assert 0.77 < splits.count("train") / len(splits) < 0.83
-
-
-def test_sources_weigh_the_same_within_a_label():
-    labels = ["safe"] * 4 + ["harmful"] * 2
-    sources = ["a", "a", "a", "b", "c", "c"]
-    w = source_balanced_weights(labels, sources)
-    assert w[:3].sum() == pytest.approx(w[3])
-    assert w[4:].sum() == pytest.approx(w[:4].sum() / 2)
 
 
 def test_artifacts_that_do_not_describe_themselves_are_refused(tmp_path):

@@ -1,0 +1,106 @@
+"""The offline models' artifacts: the decision block serving applies (temperature, prior shift, thresholds), the
+encoder tier's two parts adding up, and the sentence encoder itself."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from classifiers.base import ClassifierError
+from classifiers.embedded import EmbeddedClassifier, EncoderTierClassifier, save_artifact
+from classifiers.features import hash_features
+from core.labels import LABELS
+from training.transfer import Decision
+
+TEXTS = ["you are an idiot", "have a lovely day", "i will hurt you", "the build passed"]
+
+
+def _artifact(path, decision: dict | None, encoder_weights=None, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    vocab = np.unique(hash_features(TEXTS)[1])
+    meta = {"trained_at": "test"} | ({"decision": decision} if decision else {})
+    save_artifact(path, vocab, rng.normal(size=(4, len(vocab))), np.ones(len(vocab)), rng.normal(size=4), meta,
+                  encoder_weights=encoder_weights, encoder_alpha=0.5)
+    return path
+
+
+DECISION = {"temperature": 2.0, "train_prior": [0.4, 0.2, 0.3, 0.1], "prior": [0.8, 0.1, 0.07, 0.03],
+            "thresholds": {"potentially_harmful": 0.3, "harmful": 0.4, "extremely_harmful": 0.6}}
+
+
+def test_served_probabilities_are_the_fitted_decisions(tmp_path):
+    raw = EmbeddedClassifier(_artifact(tmp_path / "raw.npz", None))
+    tuned = EmbeddedClassifier(_artifact(tmp_path / "tuned.npz", DECISION))
+    assert raw.thresholds is None and tuned.thresholds == DECISION["thresholds"]
+    expected = Decision(2.0, DECISION["train_prior"], DECISION["prior"], DECISION["thresholds"], 0.03).probs(
+        tuned.logits(TEXTS))
+    served = np.array([[s[label] for label in LABELS] for s in tuned.classify(TEXTS)])
+    np.testing.assert_allclose(served, expected, atol=1e-6)
+    untuned = np.array([[s[label] for label in LABELS] for s in raw.classify(TEXTS)])
+    assert not np.allclose(served, untuned, atol=1e-3)  # the decision block is really applied
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"temperature": 0}, "temperature must be positive"),
+        ({"prior": [0.5, 0.5, 0, 0]}, "prior must be 4 positive shares"),
+        ({"train_prior": [0.9, 0.3, 0.1, 0.1]}, "train_prior must be 4 positive shares"),
+        ({"thresholds": {"harmful": 0.5}}, "malformed decision block"),
+    ],
+)
+def test_a_malformed_decision_block_is_refused(tmp_path, change, message):
+    with pytest.raises(ClassifierError, match=message):
+        EmbeddedClassifier(_artifact(tmp_path / "bad.npz", DECISION | change))
+
+
+def test_a_prior_cannot_be_applied_to_a_model_without_its_training_mix(tmp_path):
+    with pytest.raises(ClassifierError, match="no training prior"):
+        EmbeddedClassifier(_artifact(tmp_path / "raw.npz", None), prior=[0.7, 0.1, 0.1, 0.1])
+
+
+class FixedVectors:
+    """A stand-in sentence encoder: a fixed vector per text (the real one is tested below)."""
+
+    def encode(self, texts):
+        return np.array([np.full(384, (len(t) % 7) / 7.0, dtype=np.float32) for t in texts])
+
+
+def test_the_encoder_tier_adds_the_sentence_part_to_the_ngram_part(tmp_path):
+    weights = np.random.default_rng(1).normal(size=(4, 384))
+    path = _artifact(tmp_path / "combo.npz", DECISION, encoder_weights=weights)
+    tier = EncoderTierClassifier(path, encoder=FixedVectors())
+    ngram_only = EmbeddedClassifier(path)
+    expected = ngram_only.logits(TEXTS) + 0.5 * FixedVectors().encode(TEXTS) @ weights.T
+    np.testing.assert_allclose(tier.logits(TEXTS), expected, atol=1e-4)
+    np.testing.assert_allclose(tier.logits(TEXTS), tier.reference_logits(TEXTS), atol=1e-4)
+    assert tier.name == "encoder" and tier.thresholds == DECISION["thresholds"]
+    with pytest.raises(ClassifierError, match="not an encoder-tier artifact"):
+        EncoderTierClassifier(_artifact(tmp_path / "plain.npz", DECISION), encoder=FixedVectors())
+
+
+def test_the_sentence_encoder_puts_paraphrases_together():
+    pytest.importorskip("onnxruntime")
+    from classifiers.encoder import SentenceEncoder
+
+    encoder = SentenceEncoder()
+    texts = ["I hope you die", "the weather is lovely today", "I wish you were dead", "", "a" * 5000]
+    vectors = encoder.encode(texts)
+    assert vectors.shape == (5, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    similarity = vectors @ vectors.T
+    assert similarity[0, 2] > 0.6 > similarity[0, 1]  # a paraphrase is near, an unrelated sentence is not
+    # length-sorted batching hands vectors back in input order
+    np.testing.assert_allclose(encoder.encode(texts[::-1]), vectors[::-1], atol=1e-5)
+    assert encoder.encode([]).shape == (0, 384)
+
+
+def test_the_shipped_models_describe_their_decision():
+    from core.settings import DEFAULT_EMBEDDED_MODEL
+
+    model = EmbeddedClassifier(DEFAULT_EMBEDDED_MODEL)
+    card = json.loads(DEFAULT_EMBEDDED_MODEL.with_name("model_card.json").read_text())
+    assert model.thresholds == pytest.approx(card["decision"]["thresholds"])
+    assert model.temperature == pytest.approx(card["decision"]["temperature"], rel=1e-5)
