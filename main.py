@@ -18,7 +18,8 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any, Literal
 
@@ -137,21 +138,71 @@ class FastJSON(JSONResponse):
         return orjson.dumps(content)
 
 
+class Overloaded(Exception):
+    """Every worker is busy and the queue is full: the client should retry shortly (503 with Retry-After)."""
+
+
+class WorkerPool:
+    """Where the heavy work runs: normalizing, classifying, prediction-log records and rendering the JSON answer.
+
+    A thread pool with a bounded queue. The event loop only parses requests and hands jobs over, so `/health`
+    answers within milliseconds however slow a text, a batch or the Stage 2 endpoint is. `pending` counts jobs
+    running or waiting (it is changed on the event loop only, and a job counts until its thread is done with it,
+    even when its client went away); a job beyond `capacity` is refused with Overloaded.
+    """
+
+    def __init__(self, workers: int, capacity: int):
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="moderation")
+        self.capacity = capacity
+        self.pending = 0
+
+    @property
+    def full(self) -> bool:
+        return self.pending >= self.capacity
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.pending >= self.capacity:
+            raise Overloaded(f"{self.pending} jobs are running or waiting")
+        loop = asyncio.get_running_loop()
+        self.pending += 1
+        future = self.executor.submit(fn, *args)
+        future.add_done_callback(lambda _: _call_soon(loop, self._done))
+        return await asyncio.wrap_future(future)
+
+    def _done(self) -> None:
+        self.pending -= 1
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    try:
+        loop.call_soon_threadsafe(callback)
+    except RuntimeError:  # the loop is closed (shutdown): nothing left to count
+        pass
+
+
 class MicroBatcher:
     """Moderates concurrent single-text requests together: one classifier call per loop turn, not per request.
 
     A request queues its text and waits; the first one schedules a flush for the event loop's next turn, by
     which time the other requests that arrived together have queued theirs. No timer: a lone request waits for
-    nobody. The work runs on the event loop itself (it is short and holds the GIL anyway).
+    nobody. The batch itself runs on the worker pool (`work(texts, request_ids)` returns one rendered answer
+    per text), never on the event loop.
     """
 
-    def __init__(self, moderator, max_batch: int):
-        self.moderator = moderator
+    def __init__(self, work: Callable[[list[str], list[str]], list[Any]], pool: WorkerPool, max_batch: int):
+        self.work = work
+        self.pool = pool
         self.max_batch = max_batch
         self.pending: list[tuple[str, str, asyncio.Future]] = []
         self.scheduled = False
+        self.running: set[asyncio.Task] = set()
 
-    async def submit(self, text: str, request_id: str) -> dict:
+    async def submit(self, text: str, request_id: str) -> Any:
+        if self.pool.full:
+            raise Overloaded(f"{self.pool.pending} jobs are running or waiting")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.pending.append((text, request_id, future))
@@ -168,14 +219,21 @@ class MicroBatcher:
         live = [item for item in batch if not item[2].done()]  # a client that went away is skipped
         if not live:
             return
+        task = asyncio.ensure_future(self._run(live))
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+
+    async def _run(self, live: list[tuple[str, str, asyncio.Future]]) -> None:
         try:
-            results = self.moderator.moderate_batch([t for t, _, _ in live], [r for _, r, _ in live])
-        except Exception as exc:  # every waiting request gets the failure (ModerationUnavailable -> 503)
+            results = await self.pool.run(self.work, [t for t, _, _ in live], [r for _, r, _ in live])
+        except Exception as exc:  # every waiting request gets the failure (ModerationUnavailable, Overloaded -> 503)
             for _, _, future in live:
-                future.set_exception(exc)
+                if not future.done():
+                    future.set_exception(exc)
             return
         for (_, _, future), result in zip(live, results):
-            future.set_result(result)
+            if not future.done():
+                future.set_result(result)
 
 
 # ---------------------------------------------------------------------------------------------- middleware
@@ -264,9 +322,17 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         from monitoring.prediction_log import PredictionLog
 
         app.state.moderator = moderator or Moderator.from_settings(settings)
-        app.state.batcher = MicroBatcher(app.state.moderator, settings.max_batch_size)
-        app.state.prediction_log = PredictionLog.from_settings(settings)
+        app.state.pool = WorkerPool(settings.moderation_workers, settings.moderation_queue_size)
+        # put_timeout=0: a full log queue drops the record and counts it (algospeak_prediction_log_dropped_total),
+        # it never makes a worker, let alone the event loop, wait for the database.
+        app.state.prediction_log = PredictionLog.from_settings(settings, put_timeout=0.0)
         app.state.prediction_log.start()
+
+        def moderate_rendered(texts: list[str], ids: list[str]) -> list[bytes]:  # on a worker thread
+            return [orjson.dumps(r) for r in record(app, app.state.moderator.moderate_batch(texts, ids))]
+
+        app.state.moderate_rendered = moderate_rendered
+        app.state.batcher = MicroBatcher(moderate_rendered, app.state.pool, settings.max_batch_size)
         app.state.started = time.time()
         # The vocabulary and the automaton are large and live forever: move them out of the collector's way,
         # so full collections stay short and do not show up as latency spikes.
@@ -281,7 +347,10 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
             )
         log.info("pattern database %s, classifier %s %s", m.normalizer.current().version, m.classifier.name, m.classifier.version)
         yield
+        app.state.pool.close()
         app.state.prediction_log.close()
+        if moderator is None and hasattr(m.normalizer, "close"):
+            m.normalizer.close()  # the reload thread of the moderator built here
 
     app = FastAPI(
         title="Algospeak-aware moderation",
@@ -316,11 +385,11 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         if len(text) > settings.max_text_chars:
             raise HTTPException(422, f"{where} has {len(text)} characters; the limit is {settings.max_text_chars}")
 
-    def record(request: Request, results: list[dict]) -> list[dict]:
+    def record(app: FastAPI, results: list[dict]) -> list[dict]:  # on a worker thread; never blocks
         from monitoring import metrics
 
         metrics.observe_batch(results)
-        plog = request.app.state.prediction_log
+        plog = app.state.prediction_log
         for result in results:
             plog.record(result)
         return results
@@ -330,8 +399,8 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         """Normalize and classify one text."""
         check_text(body.text)
         with unavailable_is_503():
-            result = await request.app.state.batcher.submit(body.text, rid)
-        return FastJSON(record(request, [result])[0])
+            rendered = await request.app.state.batcher.submit(body.text, rid)
+        return Response(rendered, media_type="application/json")
 
     @app.post("/moderate/batch", response_model=BatchResult, dependencies=auth, responses={503: {"model": ErrorOut}})
     async def moderate_batch(body: BatchRequest, request: Request, rid: RequestId) -> Any:
@@ -343,19 +412,30 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         for i, text in enumerate(body.texts):
             check_text(text, f"texts[{i}]")
         ids = [f"{rid}-{i}" for i in range(len(body.texts))]
+        moderate_rendered = request.app.state.moderate_rendered
+
+        def work() -> bytes:  # on a worker thread: moderation, logging and the (possibly large) JSON answer
+            return b'{"results":[' + b",".join(moderate_rendered(body.texts, ids)) + b"]}"
+
         with unavailable_is_503():
-            results = request.app.state.moderator.moderate_batch(body.texts, ids)
-        return FastJSON({"results": record(request, results)})
+            rendered = await request.app.state.pool.run(work)
+        return Response(rendered, media_type="application/json")
 
     @app.post("/normalize", response_model=NormalizeResult, dependencies=auth)
     async def normalize(body: ModerateRequest, request: Request, rid: RequestId) -> Any:
         """Stage 1 alone: decode algospeak and report every match."""
         check_text(body.text)
-        result = request.app.state.moderator.normalizer.current().normalize(body.text)
-        return FastJSON({"request_id": rid, **result.as_dict()})
+        normalizer = request.app.state.moderator.normalizer.current()
+
+        def work() -> bytes:
+            return orjson.dumps({"request_id": rid, **normalizer.normalize(body.text).as_dict()})
+
+        with unavailable_is_503():
+            rendered = await request.app.state.pool.run(work)
+        return Response(rendered, media_type="application/json")
 
     @app.get("/health")
-    def health(request: Request) -> dict:
+    async def health(request: Request) -> dict:  # on the event loop itself: it only has to be alive
         """Liveness: the process answers."""
         return {"status": "ok", "uptime_s": round(time.time() - request.app.state.started, 1)}
 
@@ -402,20 +482,27 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
                 exc = HTTPException(413, f"request body is larger than the {settings.max_body_bytes}-byte limit")
             else:
                 exc = HTTPException(422, "the request body is not valid JSON in UTF-8")
-        return JSONResponse({"detail": exc.detail, "request_id": request_id(request)}, status_code=exc.status_code)
+        return JSONResponse(
+            {"detail": exc.detail, "request_id": request_id(request)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),  # Allow on 405, Retry-After on 503
+        )
 
     return app
 
 
 @contextmanager
 def unavailable_is_503() -> Iterator[None]:
-    """Stage 2 could not answer under the fallback policy: tell the client so (503), never a guessed label."""
+    """Stage 2 could not answer under the fallback policy: tell the client so (503), never a guessed label.
+    Every worker busy and the queue full: 503 with Retry-After."""
     from moderator import ModerationUnavailable
 
     try:
         yield
     except ModerationUnavailable as exc:
         raise HTTPException(503, f"moderation is unavailable: {exc}") from exc
+    except Overloaded as exc:
+        raise HTTPException(503, f"the server is busy ({exc}); retry shortly", headers={"Retry-After": "1"}) from exc
 
 
 def _document_limits(app: FastAPI, settings: Settings) -> None:

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(20_000, gt=0)
     max_batch_size: int = Field(256, gt=0)
     max_body_bytes: int = Field(2_000_000, gt=0)
+    # Normalizing, classifying, logging and rendering run on this many worker threads, never on the event loop;
+    # at most MODERATION_QUEUE_SIZE jobs (a /moderate micro-batch or a /moderate/batch call is one job) run or
+    # wait at once, and beyond that the API answers 503 with Retry-After.
+    moderation_workers: int = Field(4, ge=1, le=256)
+    moderation_queue_size: int = Field(64, ge=1)
     api_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000

@@ -1,5 +1,6 @@
 """Issue 13 over HTTP: nothing a client sends or a slow dependency does freezes the server or slips harm past it."""
 
+from core.labels import LABELS
 from normalizer.decode import Budget
 
 ISSUE_UNIT = "4.l.i.k.l.3.$.0.a.$.1.o.4.l.a.@.i.i.!.o.o.0.6.|.1.!.|.|.4.t.t.t.3.!.!.!.o.7.@.t zz "
@@ -9,11 +10,13 @@ def test_control_characters_do_not_hide_algospeak(client):
     """Finding 6: 'go un\\u0001alive yourself' was safe with no algospeak; 'k\\u0000ill yourself' lost severity."""
     body = client.post("/moderate", json={"text": "go un\u0001alive yourself"}).json()
     assert body["algospeak_detected"] and body["normalized_text"] == "go kill yourself"
-    assert body["classification"] == client.post("/moderate", json={"text": "go unalive yourself"}).json()["classification"]
+    visible = client.post("/moderate", json={"text": "go unalive yourself"}).json()
+    assert body["normalized_classification"] == visible["normalized_classification"]  # the same reading
     hidden = client.post("/moderate", json={"text": "k\u0000ill yourself"}).json()
     plain = client.post("/moderate", json={"text": "kill yourself"}).json()
     assert hidden["normalized_text"] == "kill yourself"
-    assert hidden["classification"] == plain["classification"]
+    assert hidden["normalized_classification"] == plain["classification"]
+    assert LABELS.index(hidden["classification"]) >= LABELS.index(plain["classification"])
 
 
 def test_the_spaced_leet_input_answers_promptly(client):
@@ -30,3 +33,158 @@ def test_a_degraded_normalization_is_reported(client, monkeypatch):
     body = client.post("/moderate", json={"text": "k 1 l l them all"}).json()
     assert body["stage1_status"] == "degraded"
     assert body["normalized_text"] == "k 1 l l them all"
+
+
+# ---------------------------------------------------------------------------------------------- nothing on the loop
+import queue  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+
+from core.settings import DEFAULT_PATTERN_DB, Settings  # noqa: E402
+from moderator import Moderator  # noqa: E402
+from normalizer.reload import ReloadingNormalizer  # noqa: E402
+from tests.api.conftest import LiveServer  # noqa: E402
+from tests.scripted import Tagged  # noqa: E402
+
+
+def _distinct_spaced_runs(size: int, seed: int) -> str:
+    import random
+
+    rng = random.Random(seed)
+    runs = []
+    while sum(map(len, runs)) < size:
+        runs.append(".".join(rng.choices("aeiloqstkd0134567@$!|+*", k=40)) + " zz ")
+    return "".join(runs)[:size]
+
+
+def _health_while(client: httpx.Client, busy: threading.Thread, min_polls: int = 5) -> list[float]:
+    """/health latencies (seconds) measured while `busy` runs."""
+    latencies = []
+    busy.start()
+    time.sleep(0.05)
+    while busy.is_alive() or len(latencies) < min_polls:
+        started = time.perf_counter()
+        response = client.get("/health")
+        latencies.append(time.perf_counter() - started)
+        assert response.status_code == 200
+        time.sleep(0.01)
+    busy.join()
+    return latencies
+
+
+def test_health_answers_within_50ms_while_the_worst_input_is_moderated(client, server_settings):
+    """The issue's worst inputs at this server's limits (16 texts of 5,000 characters), again and again, while
+    /health is polled: before, moderation ran on the event loop and /health waited for all of it."""
+    texts = [(ISSUE_UNIT * 100)[: server_settings.max_text_chars]] * 8
+    texts += [_distinct_spaced_runs(server_settings.max_text_chars, seed) for seed in range(8)]
+    port = client.base_url.port
+    done = []
+
+    def moderate_worst() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as other:
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                response = other.post("/moderate/batch", json={"texts": texts})
+                assert response.status_code == 200
+                done.append(response.elapsed.total_seconds())
+
+    latencies = _health_while(client, threading.Thread(target=moderate_worst))
+    assert done, "the worst input was never moderated"
+    assert len(latencies) >= 5
+    assert max(latencies) < 0.050, f"/health took {max(latencies) * 1000:.0f} ms (batches took {done})"
+
+
+class BlackHole(Tagged):
+    """A Stage 2 that never answers until released (a silent endpoint)."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Semaphore(0)
+
+    def classify(self, texts):
+        self.entered.release()
+        self.release.wait(30)
+        return super().classify(texts)
+
+
+@pytest.fixture
+def black_hole(tmp_path):
+    settings = Settings(
+        environment="test", pattern_db_path=DEFAULT_PATTERN_DB, pattern_db_reload_seconds=0,
+        prediction_log_url=f"sqlite:///{tmp_path / 'log.db'}", moderation_workers=2, moderation_queue_size=2,
+        _env_file=None,
+    )  # fmt: skip
+    classifier = BlackHole()
+    moderator = Moderator(ReloadingNormalizer(DEFAULT_PATTERN_DB, 0), classifier, settings)
+    server = LiveServer(settings, moderator)
+    with server as c:
+        try:
+            yield server, c, classifier
+        finally:
+            classifier.release.set()
+
+
+def test_a_black_hole_endpoint_neither_freezes_health_nor_queues_without_bound(black_hole):
+    server, client, classifier = black_hole
+    answers: queue.Queue = queue.Queue()
+
+    def post(text: str) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=60) as other:
+            answers.put(other.post("/moderate/batch", json={"texts": [text]}))
+
+    stuck = [threading.Thread(target=post, args=(f"text {i}",)) for i in range(2)]
+    for t in stuck:
+        t.start()
+    assert classifier.entered.acquire(timeout=10) and classifier.entered.acquire(timeout=10)
+    # Both workers wait on the endpoint; the queue (2) is full: more work is refused at once, with Retry-After.
+    started = time.perf_counter()
+    refused = client.post("/moderate", json={"text": "one more"})
+    assert time.perf_counter() - started < 1.0
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert "busy" in refused.json()["detail"]
+    assert client.post("/moderate/batch", json={"texts": ["and more"]}).status_code == 503
+    # The loop is free: /health answers at once although every worker is stuck.
+    latencies = []
+    for _ in range(20):
+        t = time.perf_counter()
+        assert client.get("/health").status_code == 200
+        latencies.append(time.perf_counter() - t)
+    assert max(latencies) < 0.050, latencies
+    classifier.release.set()
+    for t in stuck:
+        t.join(30)
+    assert [answers.get().status_code for _ in stuck] == [200, 200]
+    assert client.post("/moderate", json={"text": "after the storm"}).status_code == 200
+
+
+def test_a_full_prediction_log_queue_drops_and_counts_instead_of_blocking(client, monkeypatch):
+    """Finding 4: with the log's queue full, every record waited 2 s on the loop (43.7 s for one 64-text batch)."""
+    import monitoring.prediction_log as prediction_log
+    from monitoring.metrics import LOG_DROPPED
+
+    real_put = queue.Queue.put
+
+    def always_full(self, item, block=True, timeout=None):
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
+            if not block or timeout is not None and timeout <= 0:
+                raise queue.Full
+            time.sleep(timeout or 2.0)  # what a blocking put would cost
+            raise queue.Full
+        return real_put(self, item, block, timeout)
+
+    monkeypatch.setattr(prediction_log.queue.Queue, "put", always_full)
+    before = LOG_DROPPED.labels(reason="queue_full")._value.get()
+    started = time.perf_counter()
+    response = client.post("/moderate/batch", json={"texts": [f"text {i}" for i in range(16)]})
+    elapsed = time.perf_counter() - started
+    monkeypatch.undo()
+    assert response.status_code == 200
+    assert elapsed < 1.0, f"{elapsed:.1f} s"
+    assert LOG_DROPPED.labels(reason="queue_full")._value.get() - before == 16
+    metrics = client.get("/metrics").text
+    assert 'algospeak_prediction_log_dropped_total{reason="queue_full"}' in metrics
