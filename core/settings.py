@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # --- Monitoring
     prediction_log_url: str | None = "sqlite:///predictions.db"
     prediction_log_queue_size: int = 10_000
+    # The secret key of the text digests in the prediction log (HMAC-SHA256). Required in production; unset in
+    # development, a random key per process (with a warning), so digests only match within one run.
+    text_hash_key: SecretStr | None = None
 
     # --- Data and AWS
     s3_bucket: str | None = None
@@ -129,7 +132,7 @@ class Settings(BaseSettings):
 
     @field_validator("sagemaker_endpoint_name", "api_key", "label_prior", "s3_bucket", "mlflow_tracking_uri", "aws_endpoint_url",
                      "transformers_model_path", "transformers_base_model", "threshold_potentially_harmful",
-                     "threshold_harmful", "threshold_extremely_harmful", mode="before")
+                     "threshold_harmful", "threshold_extremely_harmful", "text_hash_key", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -138,6 +141,12 @@ class Settings(BaseSettings):
     def _production_is_guarded(self) -> "Settings":
         if self.environment == "production" and not self.api_key:
             raise ValueError("API_KEY must be set when ENVIRONMENT=production")
+        if self.environment == "production" and len(self.api_key or "") < 16:
+            raise ValueError("API_KEY must have at least 16 characters when ENVIRONMENT=production")
+        if self.environment == "production" and self.prediction_log_url and not self.text_hash_key:
+            raise ValueError("TEXT_HASH_KEY must be set when ENVIRONMENT=production (the prediction log's text digests)")
+        if self.text_hash_key is not None and len(self.text_hash_key.get_secret_value()) < 16:
+            raise ValueError("TEXT_HASH_KEY must have at least 16 characters")
         return self
 
     @property

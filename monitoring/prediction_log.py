@@ -11,8 +11,11 @@ counting it (`stats()["dropped"]`, the `algospeak_prediction_log_dropped_total` 
 warning. A failed insert is retried with back-off before its records are counted as dropped.
 
 Any SQLAlchemy URL works; SQLite (the default) is opened in WAL mode so readers (the `status` command,
-drift detection) never block the writer. The text is stored as its sha256 unless `log_text` is on; the
-features drift detection needs (length, character classes, label, scores, techniques...) are always kept.
+drift detection) never block the writer. The text is stored only as an HMAC-SHA256 under a secret key
+(`TEXT_HASH_KEY`; the column keeps its old name, `text_sha256`) unless `log_text` is on: equal texts share a
+digest, but a digest cannot be tested against guesses without the key. Without a key (development, tests) a
+random one is made for the process, with a warning: digests then match only within one run. The features
+drift detection needs (length, character classes, label, scores, techniques...) are always kept.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -55,7 +59,7 @@ from monitoring.features import (
     entry_ids_of,
     normalize_label,
     techniques_of,
-    text_sha256,
+    text_hmac,
 )
 
 log = logging.getLogger(__name__)
@@ -67,7 +71,7 @@ predictions = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False, index=True),  # Unix seconds (UTC) when record() was called
     Column("request_id", String(128)),
-    Column("text_sha256", String(64), nullable=False),
+    Column("text_sha256", String(64), nullable=False),  # HMAC-SHA256 of the text under TEXT_HASH_KEY
     Column("text", Text),  # only with log_text
     Column("normalized_text", Text),  # only with log_text
     Column("text_length", Integer, nullable=False),
@@ -94,8 +98,9 @@ predictions = Table(
 _STOP = object()
 
 
-def to_row(result: Mapping[str, Any], *, ts: float, log_text: bool) -> dict[str, Any]:
-    """The table row for one moderation result. Raises ValueError for a result without a usable label."""
+def to_row(result: Mapping[str, Any], *, ts: float, log_text: bool, hash_key: bytes | None = None) -> dict[str, Any]:
+    """The table row for one moderation result. Raises ValueError for a result without a usable label.
+    `hash_key`: the text's digest key (None: this process's random key)."""
     get = result.get
     text = get("original_text")
     if not isinstance(text, str):
@@ -123,7 +128,7 @@ def to_row(result: Mapping[str, Any], *, ts: float, log_text: bool) -> dict[str,
     return {
         "ts": ts,
         "request_id": str(request_id)[:128] if request_id is not None else None,
-        "text_sha256": text_sha256(text),
+        "text_sha256": text_hmac(text, hash_key or _process_key()),
         "text": text if log_text else None,
         "normalized_text": normalized if log_text else None,
         "text_length": stats["length"],
@@ -155,6 +160,17 @@ def to_row(result: Mapping[str, Any], *, ts: float, log_text: bool) -> dict[str,
 
 
 _LABELS = frozenset(LABELS)
+_PROCESS_KEY: bytes | None = None
+
+
+def _process_key() -> bytes:
+    """A random key for this process, for a log opened without TEXT_HASH_KEY (said once, as a warning)."""
+    global _PROCESS_KEY
+    if _PROCESS_KEY is None:
+        _PROCESS_KEY = os.urandom(32)
+        log.warning("prediction log: TEXT_HASH_KEY is not set; text digests use a random key for this process "
+                    "only (set it to compare digests across restarts; production requires it)")  # fmt: skip
+    return _PROCESS_KEY
 
 
 def _json(value: Any) -> str:
@@ -213,9 +229,13 @@ class PredictionLog:
         flush_interval: float = 0.2,
         put_timeout: float = 2.0,
         max_retries: int = 5,
+        hash_key: bytes | str | None = None,
     ) -> None:
         self.url = url or None
         self.log_text = log_text
+        if isinstance(hash_key, str):
+            hash_key = hash_key.encode("utf-8")
+        self.hash_key: bytes = hash_key or (_process_key() if self.url else b"")
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.linger = min(0.05, flush_interval)
@@ -242,6 +262,7 @@ class PredictionLog:
             settings.prediction_log_url,
             log_text=settings.log_text,
             queue_size=settings.prediction_log_queue_size,
+            hash_key=settings.text_hash_key.get_secret_value() if settings.text_hash_key else None,
             **kwargs,
         )
 
@@ -411,7 +432,7 @@ class PredictionLog:
         rows = []
         for ts, result in items:
             try:
-                rows.append(to_row(result, ts=ts, log_text=self.log_text))
+                rows.append(to_row(result, ts=ts, log_text=self.log_text, hash_key=self.hash_key))
             except Exception as exc:
                 log.warning("prediction log: unusable result (%s)", exc)
                 self._drop("invalid")

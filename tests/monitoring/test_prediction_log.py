@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, insert
 
 from core.settings import Settings
 from monitoring import MonitoringInputError
-from monitoring.features import text_sha256
+from monitoring.features import text_hmac, text_sha256
 from monitoring.prediction_log import PredictionLog, predictions, read_records, to_row
 from tests.monitoring import synth
 
@@ -118,7 +118,8 @@ def test_text_is_hashed_unless_log_text(tmp_path):
         stored = read_records(url).records
         assert len(stored) == len(rows)
         for got, sent in zip(stored, rows):
-            assert got["text_sha256"] == text_sha256(sent["original_text"])
+            assert got["text_sha256"] == text_hmac(sent["original_text"], log.hash_key)
+            assert got["text_sha256"] != text_sha256(sent["original_text"])  # keyed: not the plain SHA-256
             assert got["text"] == (sent["original_text"] if log_text else None)
             assert got["text_length"] == len(sent["original_text"])
             assert got["label"] == sent["classification"]
