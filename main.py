@@ -16,6 +16,7 @@ import hmac
 import logging
 import re
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -244,12 +245,30 @@ class BodyTooLarge(Exception):
     pass
 
 
+# JSON in UTF-16 or UTF-32 (which Python's json would quietly accept): a NUL in the first 4 bytes or a UTF-16 BOM.
+def _not_utf8(first_chunk: bytes) -> bool:
+    return b"\x00" in first_chunk[:4] or first_chunk[:2] in (b"\xff\xfe", b"\xfe\xff")
+
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"]+", re.IGNORECASE)
+_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?(?:[\\/][^\s\\/'\":;,]+)+[\\/]([^\s\\/'\":;,]+)")
+
+
+def scrub(message: str) -> str:
+    """An error message for clients: URLs (internal endpoints) and absolute paths (only the file name stays) out."""
+    return _PATH.sub(r"\1", _URL.sub("<url>", message))
+
+
 class RequestContext:
     """Pure ASGI middleware: request id in and out, body-size limit (413), request metrics, one log line."""
 
-    def __init__(self, app, max_body_bytes: int):
+    def __init__(self, app, max_body_bytes: int, known_paths: set[str] | None = None, read_timeout: float = 30.0):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Metrics label a request by its route; any other path is "other", so random URLs cannot crowd real
+        # endpoints out of the capped label set.
+        self.known_paths = known_paths
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -274,13 +293,28 @@ class RequestContext:
 
         received = 0
 
+        body_done = False
+
         async def limited_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:
+                return await receive()
+            try:  # a client that stops sending half-way does not hold a connection (and its memory) forever
+                message = await asyncio.wait_for(receive(), self.read_timeout)
+            except TimeoutError:
+                raise HTTPException(
+                    408, f"the request body did not arrive within {self.read_timeout:g} s", headers={"Connection": "close"}
+                ) from None
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                if received == 0 and chunk and _not_utf8(chunk):
+                    raise HTTPException(422, "the request body is not UTF-8 (UTF-16 and UTF-32 are not accepted)")
+                received += len(chunk)
                 if received > limit:
                     raise BodyTooLarge
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
             return message
 
         try:
@@ -297,7 +331,10 @@ class RequestContext:
             await response(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            observe_request(scope.get("path", ""), status_holder["status"], seconds)
+            path = scope.get("path", "")
+            if self.known_paths is not None and path not in self.known_paths:
+                path = "other"
+            observe_request(path, status_holder["status"], seconds)
             log.info(
                 "request_id=%s method=%s path=%s status=%s ms=%.2f",
                 request_id, scope.get("method"), scope.get("path"), status_holder["status"], seconds * 1000,
@@ -360,17 +397,22 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         lifespan=lifespan,
         responses={413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
     )
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    known_paths: set[str] = set()  # filled below, once the routes exist
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, known_paths=known_paths,
+                       read_timeout=settings.body_read_timeout_seconds)  # fmt: skip
     _document_limits(app, settings)
 
-    def require_key(request: Request) -> None:
+    def has_key(request: Request) -> bool:
         if settings.api_key is None:
-            return
+            return True
         given = request.headers.get("x-api-key") or ""
         auth = request.headers.get("authorization") or ""
         if not given and auth.lower().startswith("bearer "):
             given = auth[7:]
-        if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+        return hmac.compare_digest(given.encode(), settings.api_key.encode())
+
+    def require_key(request: Request) -> None:
+        if not has_key(request):
             raise HTTPException(401, "missing or wrong API key (send it as X-API-Key)")
 
     auth = [Depends(require_key)]
@@ -441,23 +483,44 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
 
     @app.get("/ready", responses={503: {"model": ErrorOut}})
     def ready(request: Request) -> Any:
-        """Readiness: the pattern database is loaded and the classifier answers a probe."""
+        """Readiness: the pattern database is loaded and the classifier answers a probe. With an API key set,
+        only a caller with the key sees the details; error messages never carry URLs or absolute paths."""
         m = request.app.state.moderator
-        body: dict[str, Any] = {
+        failure = probe_classifier(m)
+        status = 200 if failure is None else 503
+        body: dict[str, Any] = {"status": "ready" if failure is None else "not ready"}
+        if settings.api_key is not None and not has_key(request):
+            return JSONResponse(body, status_code=status)
+        error = m.normalizer.last_error
+        body.update({
             "pattern_db_version": m.normalizer.current().version,
-            "pattern_db_error": m.normalizer.last_error,
+            "pattern_db_error": scrub(error) if error else None,
             "classifier": {"backend": m.classifier.name, "version": m.classifier.version},
             "mock_mode": m.mock_mode,
-        }
+        })  # fmt: skip
+        if failure is not None:
+            body["reason"] = scrub(f"classifier probe failed: {failure}")
+        return JSONResponse(body, status_code=status)
+
+    probe_lock = threading.Lock()
+    last_probe: dict[str, Any] = {"finished": 0.0, "failure": None}
+
+    def probe_classifier(m) -> str | None:
+        """The classifier's answer to one probe (None: fine). One probe at a time: callers that arrive while one
+        is running share its result, so a flood of /ready sends the endpoint one call at a time, not a flood."""
         from moderator import _checked
 
-        try:  # the same check every moderation answer passes: one probability per label, summing to 1
-            _checked(m.classifier.classify(["readiness probe"]), 1)
-        except Exception as exc:  # the probe's failure (or a malformed answer) is the answer
-            body.update(status="not ready", reason=f"classifier probe failed: {exc}")
-            return JSONResponse(body, status_code=503)
-        body["status"] = "ready"
-        return JSONResponse(body, status_code=200)
+        arrived = time.monotonic()
+        with probe_lock:
+            if last_probe["finished"] >= arrived:
+                return last_probe["failure"]
+            try:  # the same check every moderation answer passes: one probability per label, summing to 1
+                _checked(m.classifier.classify(["readiness probe"]), 1)
+                failure = None
+            except Exception as exc:  # the probe's failure (or a malformed answer) is the answer
+                failure = str(exc) or type(exc).__name__
+            last_probe.update(finished=time.monotonic(), failure=failure)
+            return failure
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics_endpoint() -> Response:
@@ -473,6 +536,11 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
         ]
+        content_type = request.headers.get("content-type", "")
+        media = content_type.split(";")[0].strip().lower()
+        if request.method == "POST" and media and media != "application/json" and not media.endswith("+json"):
+            detail: Any = f"the request body must be JSON sent as Content-Type: application/json, not {media[:100]}"
+            return JSONResponse({"detail": detail, "request_id": request_id(request)}, status_code=422)
         return JSONResponse({"detail": errors, "request_id": request_id(request)}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -488,6 +556,7 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
             headers=getattr(exc, "headers", None),  # Allow on 405, Retry-After on 503
         )
 
+    known_paths.update(getattr(route, "path", "") for route in app.routes)
     return app
 
 
@@ -499,8 +568,8 @@ def unavailable_is_503() -> Iterator[None]:
 
     try:
         yield
-    except ModerationUnavailable as exc:
-        raise HTTPException(503, f"moderation is unavailable: {exc}") from exc
+    except ModerationUnavailable as exc:  # the reason, without internal URLs or paths
+        raise HTTPException(503, scrub(f"moderation is unavailable: {exc}")) from exc
     except Overloaded as exc:
         raise HTTPException(503, f"the server is busy ({exc}); retry shortly", headers={"Retry-After": "1"}) from exc
 

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     # wait at once, and beyond that the API answers 503 with Retry-After.
     moderation_workers: int = Field(4, ge=1, le=256)
     moderation_queue_size: int = Field(64, ge=1)
+    # A request body that has not fully arrived after this many seconds is answered 408 and its connection closed.
+    body_read_timeout_seconds: float = Field(30.0, gt=0)
     api_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000

@@ -188,3 +188,123 @@ def test_a_full_prediction_log_queue_drops_and_counts_instead_of_blocking(client
     assert LOG_DROPPED.labels(reason="queue_full")._value.get() - before == 16
     metrics = client.get("/metrics").text
     assert 'algospeak_prediction_log_dropped_total{reason="queue_full"}' in metrics
+
+
+# ---------------------------------------------------------------------------------------------- point 8
+import json  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+
+from tests.scripted import SAFE, down  # noqa: E402
+
+KEY = "k" * 24
+
+
+def test_405_says_which_methods_are_allowed(client):
+    response = client.get("/moderate")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert client.post("/health").headers["allow"] == "GET"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])
+def test_utf16_and_utf32_bodies_are_refused(client, encoding):
+    body = json.dumps({"text": "go k1ll yourself"}).encode(encoding)
+    response = client.post("/moderate", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "not UTF-8" in response.json()["detail"]
+
+
+def test_a_text_plain_body_gets_a_message_naming_the_content_type(client):
+    response = client.post("/moderate", content=b'{"text": "hello"}', headers={"content-type": "text/plain"})
+    assert response.status_code == 422
+    assert "application/json" in response.json()["detail"] and "text/plain" in response.json()["detail"]
+
+
+def test_real_endpoints_keep_their_metric_label_after_random_paths(client):
+    for i in range(80):
+        client.get(f"/no-such-path-{i}")
+    client.get("/health")
+    metrics = client.get("/metrics").text
+    assert 'path="/health"' in metrics and 'path="other"' in metrics
+    assert "no-such-path" not in metrics
+
+
+@pytest.fixture
+def guarded(tmp_path):
+    """A server with an API key, a SageMaker-like Stage 2 that fails with its URL, no fallback, and a database
+    copy that the test breaks."""
+    db = tmp_path / "patterns.json"
+    shutil.copy(DEFAULT_PATTERN_DB, db)
+    settings = Settings(environment="test", api_key=KEY, pattern_db_path=db, pattern_db_reload_seconds=0.01,
+                        prediction_log_url="", fallback_policy="error", body_read_timeout_seconds=0.5,
+                        _env_file=None)  # fmt: skip
+    classifier = down("Could not connect to the endpoint URL: https://runtime.sagemaker.eu-west-1.amazonaws.com/"
+                      "endpoints/prod-moderation-7/invocations")  # fmt: skip
+    moderator = Moderator(ReloadingNormalizer(db, 0.01), classifier, settings)
+    server = LiveServer(settings, moderator)
+    with server as c:
+        yield server, c, db
+    moderator.normalizer.close()
+
+
+def test_ready_shows_details_only_with_the_key_and_never_paths_or_urls(guarded):
+    server, client, db = guarded
+    db.write_text("{ not json", encoding="utf-8")
+    deadline = time.monotonic() + 10
+    while client.get("/ready", headers={"X-API-Key": KEY}).json().get("pattern_db_error") is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    anonymous = client.get("/ready")
+    assert anonymous.status_code == 503
+    assert anonymous.json() == {"status": "not ready"}  # no paths, no endpoint name, no versions
+    detailed = client.get("/ready", headers={"X-API-Key": KEY}).json()
+    assert "not valid JSON" in detailed["pattern_db_error"] and "patterns.json" in detailed["pattern_db_error"]
+    text = json.dumps(detailed)
+    assert str(db.parent) not in text and "amazonaws.com" not in text and "<url>" in detailed["reason"]
+    # A 503 from moderation names the failure but not the internal endpoint URL.
+    failed = client.post("/moderate", json={"text": "hello"}, headers={"X-API-Key": KEY})
+    assert failed.status_code == 503
+    assert "amazonaws.com" not in failed.text and "Could not connect" in failed.json()["detail"]
+
+
+def test_an_incomplete_body_is_not_held_open(guarded):
+    server, _, _ = guarded
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        raw.sendall(b"POST /moderate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"X-API-Key: " + KEY.encode() + b"\r\nContent-Length: 100\r\n\r\n{\"text\": ")  # fmt: skip
+        started = time.monotonic()
+        answer = raw.recv(4096)
+        assert b" 408 " in answer.split(b"\r\n")[0]
+        assert time.monotonic() - started < 5
+
+
+def test_a_flood_of_ready_probes_the_classifier_one_call_at_a_time(tmp_path):
+    settings = Settings(environment="test", pattern_db_path=DEFAULT_PATTERN_DB, pattern_db_reload_seconds=0,
+                        prediction_log_url="", _env_file=None)  # fmt: skip
+    in_flight, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow_probe():
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        time.sleep(0.2)
+        with lock:
+            in_flight[0] -= 1
+        return [dict(SAFE)]
+
+    classifier = Tagged(probe=slow_probe)
+    server = LiveServer(settings, Moderator(ReloadingNormalizer(DEFAULT_PATTERN_DB, 0), classifier, settings))
+    with server:
+        def ready(_):
+            with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as c:
+                return c.get("/ready").status_code
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            codes = list(pool.map(ready, range(20)))
+    assert codes == [200] * 20
+    assert most[0] == 1
+    assert sum(1 for call in classifier.calls if call == ["readiness probe"]) < 20
