@@ -103,7 +103,8 @@ class ModerationResult(BaseModel):
     raw_classification: Label | None = Field(description="label of the original text, when the normalizer changed it")
     raw_scores: Scores | None
     evasion_gap: int = Field(description="severity of the normalized reading minus that of the original")
-    matches: list[MatchOut]
+    matches: list[MatchOut] = Field(description="the first MAX_MATCHES_PER_TEXT matches")
+    matches_omitted: int = Field(0, description="matches beyond MAX_MATCHES_PER_TEXT, not listed")
     stage1_status: str
     stage2_status: str
     mock_mode: bool
@@ -121,7 +122,8 @@ class NormalizeResult(BaseModel):
     original_text: str
     normalized_text: str
     algospeak_detected: bool
-    matches: list[MatchOut]
+    matches: list[MatchOut] = Field(description="the first MAX_MATCHES_PER_TEXT matches")
+    matches_omitted: int = Field(0, description="matches beyond MAX_MATCHES_PER_TEXT, not listed")
     pattern_db_version: str
 
 
@@ -470,7 +472,8 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         normalizer = request.app.state.moderator.normalizer.current()
 
         def work() -> bytes:
-            return orjson.dumps({"request_id": rid, **normalizer.normalize(body.text).as_dict()})
+            result = normalizer.normalize(body.text)
+            return orjson.dumps({"request_id": rid, **result.as_dict(settings.max_matches_per_text)})
 
         with unavailable_is_503():
             rendered = await request.app.state.pool.run(work)

@@ -178,7 +178,9 @@ class Moderator:
                     "raw_classification": raw_label,
                     "raw_scores": {k: round(v, 6) for k, v in raw_scores.items()} if raw_scores else None,
                     "evasion_gap": SEVERITY[normalized_label] - SEVERITY[raw_label] if raw_label else 0,
-                    "matches": [m.as_dict() for m in result.matches] if result else [],
+                    # a bounded answer: at most MAX_MATCHES_PER_TEXT matches, and how many more there were
+                    "matches": [m.as_dict() for m in result.matches[: self.settings.max_matches_per_text]] if result else [],
+                    "matches_omitted": max(0, len(result.matches) - self.settings.max_matches_per_text) if result else 0,
                     # degraded: the text's decoding budget ran out and part of it was left as written
                     "stage1_status": ("degraded" if result.degraded else "ok") if result else "error",
                     "stage2_status": stage2_status,

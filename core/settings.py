@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # wait at once, and beyond that the API answers 503 with Retry-After.
     moderation_workers: int = Field(4, ge=1, le=256)
     moderation_queue_size: int = Field(64, ge=1)
+    # At most this many matches per text in an answer (the rest are counted in matches_omitted): a text of 20,000
+    # characters can hold 5,000 matches, and a batch of them made answers of 120 MB.
+    max_matches_per_text: int = Field(100, ge=0)
     # A request body that has not fully arrived after this many seconds is answered 408 and its connection closed.
     body_read_timeout_seconds: float = Field(30.0, gt=0)
     api_key: str | None = None

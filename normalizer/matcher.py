@@ -84,14 +84,19 @@ class NormalizationResult:
     def changed(self) -> bool:
         return self.text != self.original
 
-    def as_dict(self) -> dict:
-        return {
+    def as_dict(self, max_matches: int | None = None) -> dict:
+        """With `max_matches`, at most that many matches, and `matches_omitted` counting the rest."""
+        shown = self.matches if max_matches is None else self.matches[:max_matches]
+        out = {
             "original_text": self.original,
             "normalized_text": self.text,
             "algospeak_detected": self.algospeak_detected,
-            "matches": [m.as_dict() for m in self.matches],
+            "matches": [m.as_dict() for m in shown],
             "pattern_db_version": self.db_version,
         }
+        if max_matches is not None:
+            out["matches_omitted"] = len(self.matches) - len(shown)
+        return out
 
 
 @dataclass(frozen=True, slots=True)

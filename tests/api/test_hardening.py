@@ -308,3 +308,19 @@ def test_a_flood_of_ready_probes_the_classifier_one_call_at_a_time(tmp_path):
     assert codes == [200] * 20
     assert most[0] == 1
     assert sum(1 for call in classifier.calls if call == ["readiness probe"]) < 20
+
+
+def test_answers_are_bounded_matches_capped_with_a_count_of_the_rest(client, server_settings):
+    """Finding 3: a 2 MB request of '@ss ' answered with 122.8 MB of matches. Now at most MAX_MATCHES_PER_TEXT
+    matches per text come back, with the number left out; the normalized text is still complete."""
+    text = ("@ss " * 2_000)[: server_settings.max_text_chars]
+    body = client.post("/moderate/batch", json={"texts": [text] * 4}).json()
+    cap = server_settings.max_matches_per_text
+    for result in body["results"]:
+        assert len(result["matches"]) == cap
+        assert result["matches_omitted"] == text.count("@ss") - cap
+        assert "@ss" not in result["normalized_text"]
+    normalized = client.post("/normalize", json={"text": text}).json()
+    assert len(normalized["matches"]) == cap and normalized["matches_omitted"] == text.count("@ss") - cap
+    small = client.post("/moderate", json={"text": "go k1ll yourself"}).json()
+    assert small["matches_omitted"] == 0 and len(small["matches"]) == 1
