@@ -560,6 +560,9 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         )
 
     known_paths.update(getattr(route, "path", "") for route in app.routes)
+    from monitoring.metrics import register_paths
+
+    register_paths(known_paths)
     return app
 
 

@@ -91,6 +91,12 @@ _paths: set[str] = set()
 _paths_lock = threading.Lock()
 
 
+def register_paths(paths) -> None:
+    """The application's own routes: always labelled as themselves, however many other paths were seen."""
+    with _paths_lock:
+        _paths.update(paths)
+
+
 def _path_label(path: str) -> str:
     with _paths_lock:
         if path in _paths:
