@@ -155,9 +155,14 @@ def labelled_file(tmp_path):
 
 
 def _hand_check(report, classifier):
-    """The report's numbers, recomputed here from the classifier's own answers."""
+    """The report's numbers, recomputed here from the classifier's own answers, decided as the moderator decides
+    (the model's own thresholds, not the most probable label)."""
+    from moderator import decide, resolve_thresholds
+
     scores = classifier.classify([t for t, _ in TEXTS])
-    predicted = [max(LABELS, key=s.get) for s in scores]
+    thresholds = resolve_thresholds({}, classifier)
+    predicted = [decide(s, thresholds) for s in scores]
+    assert report["decision"]["thresholds"] == thresholds
     cm = np.zeros((4, 4), dtype=int)
     for (_, label), p in zip(TEXTS, predicted):
         cm[LABELS.index(label), LABELS.index(p)] += 1
