@@ -57,10 +57,14 @@ DEFAULT_THRESHOLD = 0.5
 
 
 def resolve_thresholds(configured: dict[str, float | None], classifier: Classifier) -> dict[str, float]:
-    """Per label: the configured threshold, else the one the model was tuned with, else 0.5."""
+    """Per label: the configured threshold, else the one the model was tuned with, else 0.5. extremely_harmful's
+    is raised to harmful's when below it: P(extremely) <= P(harmful or worse), so a lower bar would let the more
+    severe label through where the harmful bar was not met (e.g. THRESHOLD_HARMFUL=0.5 over a model's 0.225)."""
     own = getattr(classifier, "thresholds", None) or {}
-    return {label: configured.get(label) if configured.get(label) is not None else own.get(label, DEFAULT_THRESHOLD)
-            for label in LABELS[1:]}
+    out = {label: configured.get(label) if configured.get(label) is not None else own.get(label, DEFAULT_THRESHOLD)
+           for label in LABELS[1:]}
+    out["extremely_harmful"] = max(out["extremely_harmful"], out["harmful"])
+    return out
 
 
 _LABEL_SET = frozenset(LABELS)
@@ -103,8 +107,11 @@ class Moderator:
         self.fallback = fallback
         self.settings = settings
         self.thresholds = resolve_thresholds(settings.thresholds, classifier)
-        # The fallback answers with its own tuning (a different model's probabilities mean different things).
+        # The fallback decides with its own tuned thresholds (a different model's probabilities mean different
+        # things), under the same THRESHOLD_* overrides.
         self.fallback_thresholds = resolve_thresholds(settings.thresholds, fallback) if fallback else None
+        log.info("decision thresholds for %s: %s%s", classifier.name, self.thresholds,
+                 " (THRESHOLD_* settings override the model's)" if any(v is not None for v in settings.thresholds.values()) else "")
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> "Moderator":

@@ -113,6 +113,8 @@ def decision_of(meta: dict, path: Path, prior: Sequence[float] | None = None
             raise ClassifierError(f"{path}: this model has no training prior, so LABEL_PRIOR cannot be applied; retrain it")
         return 1.0, np.zeros(len(LABELS), dtype=np.float32), None
     try:
+        if isinstance(decision["temperature"], bool):
+            raise TypeError("temperature is a boolean")
         temperature = float(decision["temperature"])
         train_prior = np.asarray(decision["train_prior"], dtype=np.float64)
         target = np.asarray(prior if prior is not None else decision["prior"], dtype=np.float64)
@@ -122,8 +124,11 @@ def decision_of(meta: dict, path: Path, prior: Sequence[float] | None = None
     for name, p in (("train_prior", train_prior), ("prior", target)):
         if p.shape != (len(LABELS),) or not np.all(p > 0) or abs(p.sum() - 1) > 1e-3:
             raise ClassifierError(f"{path}: {name} must be {len(LABELS)} positive shares summing to 1, got {p.tolist()}")
-    if not (temperature > 0 and np.isfinite(temperature)):
-        raise ClassifierError(f"{path}: temperature must be positive, got {temperature}")
+    if not (1e-3 <= temperature <= 1e3):
+        raise ClassifierError(f"{path}: temperature must be positive (between 0.001 and 1000), got {temperature}")
+    for label, value in thresholds.items():
+        if not 0.0 <= value <= 1.0:  # NaN fails this too
+            raise ClassifierError(f"{path}: threshold for {label} must be a probability, got {value}")
     bias = (np.log(target) - np.log(train_prior)).astype(np.float32)
     return temperature, bias, thresholds
 
@@ -171,6 +176,10 @@ class EncoderTierClassifier(EmbeddedClassifier):
     name = "encoder"
 
     def __init__(self, path: Path | str, prior: Sequence[float] | None = None, encoder=None):
+        if not Path(path).is_file():
+            raise ClassifierError(
+                f"no encoder-tier model at {path}: none ships (it measured no better than the embedded model; README, "
+                "'Which offline model'); build one with: uv run --all-extras python -m training.train_embedded --recipe combo")
         super().__init__(path, prior)
         try:
             with np.load(self.path, allow_pickle=False) as npz:

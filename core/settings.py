@@ -182,9 +182,15 @@ def parse_prior(text: str) -> list[float]:
     for part in text.split(","):
         name, _, value = part.partition("=")
         name = name.strip()
+        if not name:
+            raise ValueError("LABEL_PRIOR: an empty entry (a stray comma?); give label=share for each of " + ", ".join(LABELS))
+        if name in shares:
+            raise ValueError(f"LABEL_PRIOR: {name} is given twice")
         if name not in LABELS:
             raise ValueError(f"LABEL_PRIOR: unknown label {name!r}; give all of {', '.join(LABELS)} as label=share")
         try:
+            if not value.strip().isascii():
+                raise ValueError
             shares[name] = float(value)
         except ValueError:
             raise ValueError(f"LABEL_PRIOR: {name}={value.strip()!r} is not a number") from None

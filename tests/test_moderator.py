@@ -296,14 +296,14 @@ def test_thresholds_default_to_one_half():
 
 
 def test_the_models_own_thresholds_beat_the_default():
-    own = Scripted(thresholds={"harmful": 0.8})  # a partial set: the rest stay at 0.5
-    assert resolve_thresholds(NONE, own) == {"potentially_harmful": 0.5, "harmful": 0.8, "extremely_harmful": 0.5}
+    own = Scripted(thresholds={"harmful": 0.8})  # a partial set: the rest stay at 0.5, but extreme never below harmful
+    assert resolve_thresholds(NONE, own) == {"potentially_harmful": 0.5, "harmful": 0.8, "extremely_harmful": 0.8}
 
 
 def test_settings_beat_the_models_own_thresholds():
     own = Scripted(thresholds={"potentially_harmful": 0.3, "harmful": 0.8, "extremely_harmful": 0.9})
-    configured = {"potentially_harmful": None, "harmful": 0.4, "extremely_harmful": 0.0}  # 0.0 is a setting, not "unset"
-    assert resolve_thresholds(configured, own) == {"potentially_harmful": 0.3, "harmful": 0.4, "extremely_harmful": 0.0}
+    configured = {"potentially_harmful": None, "harmful": 0.0, "extremely_harmful": 0.0}  # 0.0 is a setting, not "unset"
+    assert resolve_thresholds(configured, own) == {"potentially_harmful": 0.3, "harmful": 0.0, "extremely_harmful": 0.0}
 
 
 def test_threshold_is_reached_at_equality():

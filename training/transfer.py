@@ -2,6 +2,8 @@
 
     uv run --all-extras python -m training.transfer --recipe ngram               # ~10 minutes on 2 cores
     uv run --all-extras python -m training.transfer --recipe ngram encoder combo --out out/transfer
+    uv run --all-extras python -m training.transfer --sweep out/transfer/transfer_ngram_logits.npz   # other budgets
+    uv run --all-extras python -m training.transfer --score old_model.npz      # a shipped artifact, per domain
 
 A figure from a split of the training sources says how well a model learned those sources, style included, not
 how it does on a platform it never saw. The model-selection figure here is leave-one-domain-out: for each domain
@@ -259,7 +261,14 @@ def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray
     """Fit the decision on validation logits: a temperature under the training mix (the model's own prior),
     the shift to `prior`, then thresholds: harmful-or-worse at the lowest value that flags at most
     `false_flag_budget` of the safe texts, and the other two by the best validation macro-F1 given it."""
-    prior = list(prior or [DEFAULT_PRIOR[label] for label in LABELS])
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    if not len(labels) or not np.isfinite(logits).all():
+        raise ValueError("fit_decision needs validation texts with finite logits")
+    if not 0.0 <= false_flag_budget < 1.0:
+        raise ValueError(f"false_flag_budget must be in [0, 1), got {false_flag_budget}")
+    prior = list(prior) if prior is not None else [DEFAULT_PRIOR[label] for label in LABELS]
+    if len(prior) != len(LABELS) or min(prior) <= 0 or abs(sum(prior) - 1) > 1e-3:
+        raise ValueError(f"prior must be {len(LABELS)} positive shares summing to 1, got {prior}")
     temperature = fit_temperature(logits, labels, prior_weights(labels, train_prior))
     decision = Decision(temperature, list(map(float, train_prior)), prior, {}, false_flag_budget, fitted_on or {})
     p = decision.probs(logits)
@@ -274,7 +283,7 @@ def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray
     t_harmful = min(max(t_harmful, 1e-4), 0.999)
     # extremely_harmful is a flag too: its threshold is at least harmful's (P(extreme) <= P(harmful or worse)),
     # so it never flags a text the budget let through.
-    best = (-1.0, 0.5, t_harmful)
+    best = (-1.0, t_harmful, t_harmful)
     for t1 in np.quantile(tail[:, 1], np.linspace(0.05, 0.95, 37)):
         if t1 > t_harmful:  # potentially_harmful must be reachable before harmful
             continue
@@ -285,6 +294,10 @@ def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray
             if score > best[0]:
                 best = (score, float(t1), t3)
     decision.thresholds = {"potentially_harmful": best[1], "harmful": t_harmful, "extremely_harmful": best[2]}
+    # What the thresholds achieve on the data they were fitted on: above the budget only when the model's
+    # probabilities are saturated (ties at 1) and no threshold can separate the safe texts.
+    flagged = decision.labels(logits)[labels == 0] >= HARMFUL
+    decision.fitted_on["validation_false_flag_rate"] = round(float(flagged.mean()), 4) if len(flagged) else None
     return decision
 
 
@@ -684,6 +697,38 @@ def all_domains_report(corpus: Corpus, make: Callable[[], Recipe], keep: np.ndar
     return {"test": home, "decision": decision.as_dict(), "functional": functional}
 
 
+def score_artifact(corpus: Corpus, path: Path) -> dict[str, Any]:
+    """An existing embedded artifact scored on every domain as it would serve (its own decision, or 0.5), with no
+    training: how a shipped model does on each domain (a transfer figure only for domains it never saw)."""
+    from classifiers.embedded import EmbeddedClassifier
+    from moderator import resolve_thresholds
+
+    model = EmbeddedClassifier(path)
+    thresholds = resolve_thresholds({}, model)
+    out: dict[str, Any] = {"model": str(path), "version": model.version, "thresholds": thresholds, "domains": {}}
+    for domain in sorted(np.unique(corpus.domain)):
+        held = corpus.take(corpus.domain == domain)
+        probs = np.array([[s[label] for label in LABELS] for s in model.classify(held.text)])
+        out["domains"][str(domain)] = decision_metrics(held.label, decide_many(probs, thresholds), probs)
+    return out
+
+
+def sweep_budgets(logits_path: Path, budgets: Sequence[float]) -> list[dict[str, Any]]:
+    """Refit each fold's decision at other false-flag budgets from the fold logits a leave-one-domain-out run saved
+    (transfer_<recipe>_logits.npz): the trade-off between false flags and recall, without retraining."""
+    z = np.load(logits_path)
+    domains = sorted({k.split("/")[0] for k in z.files})
+    rows = []
+    for budget in budgets:
+        per = {}
+        for d in domains:
+            decision = fit_decision(z[f"{d}/validation"], z[f"{d}/validation_label"], z[f"{d}/train_prior"],
+                                    false_flag_budget=budget)
+            per[d] = decision_metrics(z[f"{d}/held_label"], decision.labels(z[f"{d}/held"]))
+        rows.append({"budget": budget, **mean_over(per)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
@@ -694,7 +739,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-screen", action="store_true", help="keep single-harm sources' negatives as they come")
     parser.add_argument("--domains", nargs="*", help="only these held-out domains")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "transfer")
+    parser.add_argument("--score", type=Path, metavar="MODEL_NPZ",
+                        help="no training: score this embedded artifact on every domain with its own decision")
+    parser.add_argument("--sweep", type=Path, metavar="LOGITS_NPZ",
+                        help="no training: refit a saved run's fold decisions at other budgets (--budgets)")
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.02, 0.03, 0.04, 0.05, 0.08, 0.1, 0.15, 0.2, 0.25])
     args = parser.parse_args(argv)
+
+    if args.sweep:
+        for row in sweep_budgets(args.sweep, args.budgets):
+            print(f"budget {row['budget']:.2f}: mean safe flagged {_pct(row['false_flag_rate'])}, worst "
+                  f"{_pct(row['worst_false_flag_rate']['value'])} ({row['worst_false_flag_rate']['domain']}), "
+                  f"mean recall {_pct(row['recall'])}, review recall {_pct(row['review_recall'])}")
+        return 0
 
     from data.readers import DataError
 
@@ -704,6 +761,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"corpus: {len(corpus)} texts in {len(np.unique(corpus.domain))} domains", file=sys.stderr)
+    if args.score:
+        report = score_artifact(corpus, args.score)
+        for domain, row in report["domains"].items():
+            print(f"  {domain:<24} n={row['n']:>6}  false flags {_pct(row['false_flag_rate'])}  recall "
+                  f"{_pct(row['recall'])}  AUC {row['binary_auc']}", file=sys.stderr)
+        print(json.dumps(report, indent=2))
+        return 0
     cache = EmbeddingCache() if {"encoder", "combo"} & set(args.recipe) else None
     if cache is not None:
         cache.vectors(corpus.text)  # encode the corpus once, up front

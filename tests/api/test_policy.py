@@ -151,3 +151,36 @@ def test_a_stated_prior_moves_the_embedded_models_probabilities(embedded):
     assert shifted["harmful"] + shifted["extremely_harmful"] > base["harmful"] + base["extremely_harmful"]
     assert shifted["safe"] < base["safe"]
     assert harmful_traffic.thresholds == embedded.thresholds  # the decision rule is the model's; only the mix moved
+
+
+def test_a_harmful_threshold_above_the_models_extreme_one_still_bars_the_extreme_label(server_settings):
+    # THRESHOLD_HARMFUL=0.5 over a model tuned at 0.225 for both: P(extreme)=0.3 with P(harmful or worse)=0.45
+    # must not come out extremely_harmful when it is not even harmful.
+    from moderator import resolve_thresholds
+
+    class Low(Tuned):
+        thresholds = {"potentially_harmful": 0.2, "harmful": 0.225, "extremely_harmful": 0.225}
+
+        def classify(self, texts):
+            return [{"safe": 0.5, "potentially_harmful": 0.05, "harmful": 0.15, "extremely_harmful": 0.3} for _ in texts]
+
+    settings = server_settings.model_copy(update={"threshold_harmful": 0.5})
+    assert resolve_thresholds(settings.thresholds, Low())["extremely_harmful"] == 0.5
+    [result] = _moderator(settings, Low(), None).moderate_batch(["hello"])
+    assert result["classification"] == "potentially_harmful"
+
+
+def test_label_prior_refuses_duplicates_and_stray_commas():
+    with pytest.raises(ValueError, match="given twice"):
+        Settings(label_prior="safe=0.1,safe=0.8,potentially_harmful=0.1,harmful=0.05,extremely_harmful=0.05",
+                 _env_file=None)
+    with pytest.raises(ValueError, match="stray comma"):
+        Settings(label_prior="safe=0.8,potentially_harmful=0.1,harmful=0.05,extremely_harmful=0.05,",
+                 _env_file=None)
+
+
+def test_the_encoder_backend_without_its_model_says_how_to_build_one(tmp_path):
+    from classifiers.embedded import EncoderTierClassifier
+
+    with pytest.raises(ClassifierError, match="none ships.*--recipe combo"):
+        EncoderTierClassifier(tmp_path / "missing.npz")

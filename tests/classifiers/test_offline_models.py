@@ -46,6 +46,10 @@ def test_served_probabilities_are_the_fitted_decisions(tmp_path):
     ("change", "message"),
     [
         ({"temperature": 0}, "temperature must be positive"),
+        ({"temperature": 5e-324}, "temperature must be positive"),
+        ({"temperature": True}, "malformed decision block"),
+        ({"thresholds": {"potentially_harmful": 0.3, "harmful": "nan", "extremely_harmful": 0.6}}, "must be a probability"),
+        ({"thresholds": {"potentially_harmful": 0.3, "harmful": 0.4, "extremely_harmful": 5}}, "must be a probability"),
         ({"prior": [0.5, 0.5, 0, 0]}, "prior must be 4 positive shares"),
         ({"train_prior": [0.9, 0.3, 0.1, 0.1]}, "train_prior must be 4 positive shares"),
         ({"thresholds": {"harmful": 0.5}}, "malformed decision block"),

@@ -122,3 +122,48 @@ def test_leave_one_domain_out_never_trains_on_the_domain_it_scores():
     transfer.leave_one_domain_out(c, Memorise, domains=["news"], log=lambda m: None)
     assert Memorise.seen and not any(t.startswith("news") for t in Memorise.seen)
     assert report["mean"]["recall"] == 1.0 and report["mean"]["worst_false_flag_rate"]["value"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("logits", "labels", "message"),
+    [
+        (np.zeros((0, 4)), np.zeros(0, dtype=int), "finite logits"),
+        (np.array([[0.0, np.nan, 0, 0]]), np.array([0]), "finite logits"),
+    ],
+)
+def test_fit_decision_refuses_what_it_cannot_fit(logits, labels, message):
+    with pytest.raises(ValueError, match=message):
+        fit_decision(logits, labels, np.full(4, 0.25))
+
+
+def test_degenerate_validation_still_gives_ordered_thresholds():
+    # only safe texts, all logits equal: nothing to learn, but the thresholds must still make sense
+    decision = fit_decision(np.zeros((50, 4)), np.zeros(50, dtype=int), np.full(4, 0.25))
+    t = decision.thresholds
+    assert t["potentially_harmful"] <= t["harmful"] <= t["extremely_harmful"]
+    assert decision.fitted_on["validation_false_flag_rate"] == 0.0
+
+
+def test_a_budget_sweep_trades_false_flags_for_recall(tmp_path):
+    arrays = {}
+    for i, domain in enumerate(("a", "b")):
+        logits, labels = _separable(1500, 10 + i)
+        arrays |= {f"{domain}/validation": logits[:500], f"{domain}/validation_label": labels[:500],
+                   f"{domain}/held": logits[500:], f"{domain}/held_label": labels[500:],
+                   f"{domain}/train_prior": np.full(4, 0.25)}
+    np.savez(tmp_path / "logits.npz", **arrays)
+    rows = transfer.sweep_budgets(tmp_path / "logits.npz", [0.02, 0.2])
+    assert [r["budget"] for r in rows] == [0.02, 0.2]
+    assert rows[0]["false_flag_rate"] < rows[1]["false_flag_rate"] and rows[0]["recall"] < rows[1]["recall"]
+
+
+def test_scoring_a_shipped_artifact_uses_its_own_decision():
+    from classifiers.embedded import EmbeddedClassifier
+    from core.settings import DEFAULT_EMBEDDED_MODEL
+
+    rows = [("thanks, the build passed", 0, "github", "test"), ("you are a fucking idiot", 2, "github", "test"),
+            ("have a lovely day", 0, "tweets", "test"), ("I will kill you", 3, "tweets", "test")]
+    report = transfer.score_artifact(corpus_of(rows), DEFAULT_EMBEDDED_MODEL)
+    assert report["thresholds"]["harmful"] == EmbeddedClassifier(DEFAULT_EMBEDDED_MODEL).thresholds["harmful"]
+    for domain in ("github", "tweets"):
+        assert report["domains"][domain]["false_flag_rate"] == 0.0 and report["domains"][domain]["recall"] == 1.0
