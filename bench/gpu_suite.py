@@ -425,11 +425,9 @@ def synthetic_rows(n: int, seed: int = 0) -> list[dict]:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from training.model_evaluation import sha256_file as digest  # the project's one definition
+
+    return digest(path)
 
 
 class SectionLog:
