@@ -100,17 +100,21 @@ def per_label_scores(cm: np.ndarray) -> dict[str, dict[str, float]]:
     return out
 
 
+def macro_f1_of(cm: np.ndarray) -> float:
+    """Mean F1 over the labels that occur (row sum > 0) of a confusion matrix (rows true, columns predicted)."""
+    f1s = []
+    for i in range(cm.shape[0]):
+        if cm[i, :].sum():
+            tp, fp, fn = cm[i, i], cm[:, i].sum() - cm[i, i], cm[i, :].sum() - cm[i, i]
+            f1s.append(2 * tp / (2 * tp + fp + fn))  # = 2PR/(P+R), unrounded
+    return float(np.mean(f1s)) if f1s else 0.0
+
+
 def macro_f1(y_true: Sequence[str], y_pred: Sequence[str]) -> tuple[float, dict[str, dict[str, float]]]:
     """Mean F1 over the labels that occur in `y_true` (a label absent from the data is not scored), and the
     per-label precision/recall/F1/support."""
     cm = confusion_matrix(y_true, y_pred)
-    per = per_label_scores(cm)
-    f1s = []
-    for i, label in enumerate(LABELS):
-        if per[label]["support"]:
-            tp, fp, fn = cm[i, i], cm[:, i].sum() - cm[i, i], cm[i, :].sum() - cm[i, i]
-            f1s.append(2 * tp / (2 * tp + fp + fn))  # = 2PR/(P+R), unrounded
-    return (float(np.mean(f1s)) if f1s else 0.0), per
+    return macro_f1_of(cm), per_label_scores(cm)
 
 
 def quadratic_weighted_kappa(cm: np.ndarray) -> float:
@@ -146,24 +150,30 @@ def binary_harmful(cm: np.ndarray) -> dict[str, float]:
     return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": tp + fn}
 
 
-def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> tuple[float, list[dict]]:
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS,
+                               weights: np.ndarray | None = None) -> tuple[float, list[dict]]:
     """ECE over `bins` equal-width bins (lo, hi] of the top probability (the first bin includes 0):
-    sum over bins of (share of texts) * |accuracy - mean confidence|. Returns it and the per-bin table."""
+    sum over bins of (share of texts) * |accuracy - mean confidence|, each text counted with its weight (default
+    1; weights that give the data another label mix measure the calibration that mix sees). Returns it and the
+    per-bin table (n is the number of texts in the bin)."""
     probs = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y)
     if len(probs) == 0:
         return 0.0, []
+    weights = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
     confidence = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == y).astype(np.float64)
     which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    total = weights.sum()
     ece, table = 0.0, []
     for b in range(bins):
         mask = which == b
         n = int(mask.sum())
         row = {"lo": round(b / bins, 4), "hi": round((b + 1) / bins, 4), "n": n, "accuracy": None, "confidence": None}
-        if n:
-            acc, conf = float(correct[mask].mean()), float(confidence[mask].mean())
-            ece += n / len(y) * abs(acc - conf)
+        w = weights[mask]
+        if n and w.sum() > 0:
+            acc, conf = float(np.average(correct[mask], weights=w)), float(np.average(confidence[mask], weights=w))
+            ece += w.sum() / total * abs(acc - conf)
             row.update(accuracy=round(acc, 4), confidence=round(conf, 4))
         table.append(row)
     return float(ece), table

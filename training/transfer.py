@@ -234,25 +234,17 @@ def prior_weights(labels: np.ndarray, prior: Sequence[float]) -> np.ndarray:
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
-    """The temperature minimising the weighted negative log-likelihood (golden-section search in log T)."""
+    """The temperature minimising the weighted negative log-likelihood (bounded search in log T)."""
+    from scipy.optimize import minimize_scalar
+
+    rows = np.arange(len(labels))
+
     def nll(log_t: float) -> float:
         p = softmax(logits / math.exp(log_t))
-        return float(-(weights * np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1))).sum() / weights.sum())
+        return float(-(weights * np.log(np.clip(p[rows, labels], 1e-12, 1))).sum() / weights.sum())
 
-    lo, hi = math.log(0.05), math.log(20.0)
-    g = (math.sqrt(5) - 1) / 2
-    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-    fa, fb = nll(a), nll(b)
-    for _ in range(60):
-        if fa < fb:
-            hi, b, fb = b, a, fa
-            a = hi - g * (hi - lo)
-            fa = nll(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + g * (hi - lo)
-            fb = nll(b)
-    return float(math.exp((lo + hi) / 2))
+    result = minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded", options={"xatol": 1e-4})
+    return float(math.exp(result.x))
 
 
 def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray, *,
@@ -305,21 +297,22 @@ def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray
 
 
 def macro_f1_idx(y: np.ndarray, pred: np.ndarray) -> float:
-    f1s = []
-    for k in np.unique(y):
-        tp = np.sum((y == k) & (pred == k))
-        fp = np.sum((y != k) & (pred == k))
-        fn = np.sum((y == k) & (pred != k))
-        f1s.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(f1s)) if f1s else 0.0
+    """model_evaluation's macro-F1 (labels present in `y`), on label indices."""
+    from training.model_evaluation import macro_f1_of
+
+    return macro_f1_of(_confusion(y, pred))
+
+
+def _confusion(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    cm = np.zeros((len(LABELS), len(LABELS)), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y), np.asarray(pred)), 1)
+    return cm
 
 
 def qwk_idx(y: np.ndarray, pred: np.ndarray) -> float:
     from training.model_evaluation import quadratic_weighted_kappa
 
-    cm = np.zeros((len(LABELS), len(LABELS)))
-    np.add.at(cm, (y, pred), 1)
-    return quadratic_weighted_kappa(cm)
+    return quadratic_weighted_kappa(_confusion(y, pred))
 
 
 def decision_metrics(y: np.ndarray, pred: np.ndarray, probs: np.ndarray | None = None,
@@ -363,19 +356,11 @@ def _r(x: float | None, digits: int = 4) -> float | None:
 
 
 def weighted_ece(probs: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, bins: int = 15) -> float:
-    """Expected calibration error of the top probability (15 equal-width bins), each text weighted (the weights
-    give the data the stated label mix, so the figure is the calibration a platform with that mix sees)."""
-    weights = np.ones(len(y)) if weights is None else weights
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == y).astype(np.float64)
-    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    total, ece = weights.sum(), 0.0
-    for b in range(bins):
-        m = which == b
-        if m.any() and weights[m].sum() > 0:
-            wb = weights[m]
-            ece += wb.sum() / total * abs(np.average(correct[m], weights=wb) - np.average(confidence[m], weights=wb))
-    return float(ece)
+    """model_evaluation's ECE (top probability, 15 equal-width bins), each text weighted: weights that give the
+    data the stated label mix measure the calibration a platform with that mix sees."""
+    from training.model_evaluation import expected_calibration_error
+
+    return expected_calibration_error(probs, y, bins, weights)[0]
 
 
 # --------------------------------------------------------------------------------------------- recipes
