@@ -28,6 +28,7 @@ from classifiers.base import ClassifierError, LabelScores
 from classifiers.features import VERSION as FEATURE_VERSION
 from classifiers.features import FeatureIndex, feature_matrix_indices
 from classifiers.kernel import Scorer
+from core.categories import CATEGORIES
 from core.labels import LABELS
 
 _REQUIRED = ("labels", "feature_version", "vocab", "weights", "idf2", "intercept", "meta")
@@ -69,8 +70,16 @@ class EmbeddedClassifier:
         self._weights = weights
         self._idf2 = idf2
         self._intercept = intercept
-        self._scorer = Scorer(self._index, weights, idf2, intercept)
-        self.version = hashlib.sha256(raw).hexdigest()[:12]
+        sha = hashlib.sha256(raw).hexdigest()
+        self.version = sha[:12]
+        # Harm-category heads over the same features (training.categories), scored in the same kernel pass.
+        self.categories = load_category_heads(self.path.with_name(CATEGORY_ARTIFACT), sha, len(vocab))
+        if self.categories is None:
+            self._scorer = Scorer(self._index, weights, idf2, intercept)
+        else:
+            heads = self.categories
+            self._scorer = Scorer(self._index, np.hstack([weights, heads.weights]), idf2,
+                                  np.concatenate([intercept, heads.intercept]))
         self.temperature, self.bias, self.thresholds = decision_of(self.meta, self.path, prior)
         # The label mix the served probabilities describe (None: as trained); evaluation weighs calibration by it.
         decision = self.meta.get("decision")
@@ -78,7 +87,18 @@ class EmbeddedClassifier:
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Logits from the compiled kernel (`classifiers.kernel`)."""
-        return self._scorer.logits(texts)
+        return self._scorer.logits(texts)[:, : len(LABELS)]
+
+    def classify_with_categories(self, texts: Sequence[str]) -> tuple[list[LabelScores], list[dict[str, float]] | None]:
+        """Severity scores (as `classify`) and, when the model ships category heads, {category: probability} for
+        each text, from one pass of the kernel."""
+        if not texts:
+            return [], ([] if self.categories is not None else None)
+        z = self._scorer.logits(texts)
+        scores = self._severity(z[:, : len(LABELS)])
+        if self.categories is None:
+            return scores, None
+        return scores, self.categories.probabilities(z[:, len(LABELS) :])
 
     def reference_logits(self, texts: Sequence[str]) -> np.ndarray:
         """Logits computed with numpy from `classifiers.features`, the definition the kernel must match."""
@@ -94,13 +114,70 @@ class EmbeddedClassifier:
     def classify(self, texts: Sequence[str]) -> list[LabelScores]:
         if not texts:
             return []
-        z = self.logits(texts) / self.temperature + self.bias
+        return self._severity(self.logits(texts))
+
+    def _severity(self, logits: np.ndarray) -> list[LabelScores]:
+        z = logits / self.temperature + self.bias
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
         if not np.isfinite(p).all():
             raise ClassifierError("embedded model produced non-finite probabilities")
         return [dict(zip(LABELS, row)) for row in p.tolist()]
+
+
+CATEGORY_ARTIFACT = "categories.npz"
+
+
+class CategoryHeads:
+    """The category heads of a `categories.npz` (training.categories): weights over the severity model's
+    vocabulary (IDF folded in), intercepts, Platt calibration and per-category thresholds. A category without a
+    head (too few labelled examples to learn) has threshold 1 and is listed in `missing`."""
+
+    def __init__(self, weights, intercept, thresholds, a, b, shipped: list[str]):
+        self.weights, self.intercept = weights, intercept
+        self.thresholds = dict(zip(CATEGORIES, (float(t) for t in thresholds)))
+        self._a, self._b = a.astype(np.float64), b.astype(np.float64)
+        self.shipped = tuple(c for c in CATEGORIES if c in shipped)
+        self.missing = tuple(c for c in CATEGORIES if c not in shipped)
+
+    def probabilities(self, logits: np.ndarray) -> list[dict[str, float]]:
+        p = 1.0 / (1.0 + np.exp(-(self._a * logits + self._b)))
+        if not np.isfinite(p).all():
+            raise ClassifierError("embedded model produced non-finite category probabilities")
+        p[:, [CATEGORIES.index(c) for c in self.missing]] = 0.0
+        return [dict(zip(CATEGORIES, row)) for row in p.tolist()]
+
+    def flagged(self, probabilities: dict[str, float]) -> list[str]:
+        return [c for c in self.shipped if probabilities[c] >= self.thresholds[c]]
+
+
+def load_category_heads(path: Path, model_sha256: str, n_vocab: int) -> CategoryHeads | None:
+    """The heads beside a model (None when there are none); ClassifierError when they belong to another model."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            categories = tuple(str(x) for x in npz["categories"])
+            weights = npz["weights"].astype(np.float32)
+            intercept = npz["intercept"].astype(np.float32)
+            thresholds = npz["thresholds"].astype(np.float64)
+            a, b = npz["platt_a"], npz["platt_b"]
+            meta = json.loads(str(npz["meta"]))
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise ClassifierError(f"cannot load the category heads {path}: {exc}") from exc
+    if categories != CATEGORIES:
+        raise ClassifierError(f"{path}: heads for {categories}, this code expects {CATEGORIES}")
+    if meta.get("model_sha256") != model_sha256:
+        raise ClassifierError(
+            f"{path}: trained on the features of another model (sha256 {str(meta.get('model_sha256'))[:12]}, this "
+            f"model {model_sha256[:12]}); retrain them: uv run --all-extras python -m training.categories")
+    n = len(CATEGORIES)
+    if weights.shape != (n_vocab, n) or intercept.shape != (n,) or thresholds.shape != (n,) or a.shape != (n,) or b.shape != (n,):
+        raise ClassifierError(f"{path}: arrays do not match the model's vocabulary and {n} categories")
+    if not np.all((thresholds > 0) & (thresholds <= 1)):
+        raise ClassifierError(f"{path}: thresholds must be probabilities in (0, 1]")
+    return CategoryHeads(weights, intercept, thresholds, a, b, list(meta.get("shipped", [])))
 
 
 def decision_of(meta: dict, path: Path, prior: Sequence[float] | None = None
@@ -203,6 +280,9 @@ class EncoderTierClassifier(EmbeddedClassifier):
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self.encoder.encode(list(texts))
         return super().logits(texts) + self._alpha * vectors @ self._encoder_weights.T
+
+    def classify_with_categories(self, texts: Sequence[str]) -> tuple[list[LabelScores], list[dict[str, float]] | None]:
+        return self.classify(texts), None  # no category heads for this tier
 
     def reference_logits(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self.encoder.encode(list(texts))

@@ -28,14 +28,19 @@ _EMPTY = np.uint64(0)
 
 
 def vocabulary_table(index: FeatureIndex, weights: np.ndarray, idf2: np.ndarray) -> np.ndarray:
-    """One 32-byte record per slot of `index`'s open-addressing table: the feature hash (0 when empty) as
-    uint64, then as float32 the feature's weight for each label and its squared IDF. A probe that hits
-    reads everything the feature contributes from one cache line."""
-    if weights.shape[1] > 5:
-        raise ValueError("a 32-byte record holds at most 5 labels' weights")
-    table = np.zeros((len(index.keys), 4), dtype=np.uint64)
+    """One record per slot of `index`'s open-addressing table: the feature hash (0 when empty) as uint64, then
+    as float32 the feature's weight for each output and its squared IDF. 32 bytes for up to 5 outputs (the
+    severity model), 64 for up to 13 (severity and category heads): a probe that hits reads everything the
+    feature contributes from one cache line (the table starts on a 64-byte boundary)."""
+    outputs = weights.shape[1]
+    if outputs > 13:
+        raise ValueError("a 64-byte record holds at most 13 outputs' weights")
+    words = 4 if outputs <= 5 else 8
+    raw = np.zeros(len(index.keys) * words + 8, dtype=np.uint64)
+    skip = (-raw.ctypes.data % 64) // 8  # start the first record on a cache-line boundary
+    table = raw[skip : skip + len(index.keys) * words].reshape(len(index.keys), words)
     table[:, 0] = index.keys
-    floats = table.view(np.float32)  # (slots, 8): [key, key, w0, w1, w2, w3, idf2, pad]
+    floats = table.view(np.float32)  # (slots, 2 * words): [key, key, w0 .. w(outputs-1), idf2, pad]
     used = index.values >= 0
     floats[used, 2 : 2 + weights.shape[1]] = weights[index.values[used]]
     floats[used, 2 + weights.shape[1]] = idf2[index.values[used]]

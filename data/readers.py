@@ -6,8 +6,9 @@ Every reader returns a polars LazyFrame with the standard columns (`STANDARD_SCH
     label       one of LABELS
     source      the source name (e.g. "jigsaw_unintended_bias")
     source_id   the row's id in its source, for tracing a record back
-    toxicity, severe_toxicity, obscene, identity_attack, insult, threat, sexual_explicit
-                subtype scores in [0, 1] where the source has them, else null
+    toxicity, severe_toxicity, obscene, identity_attack, insult, threat, sexual_explicit, self_harm, sexual_minors
+                subtype scores in [0, 1] where the source has them, else null (unknown, not 0); the harm
+                categories (`data.categories`) are read from them
     problem     null for a good row; otherwise why it is unusable ("record 12, column 'target': not a number: 'x'")
 
 Bad input never turns silently into a wrong dataset: a missing column, an empty file, a malformed CSV row or a
@@ -54,6 +55,8 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "insult",
     "threat",
     "sexual_explicit",
+    "self_harm",
+    "sexual_minors",
 )
 STANDARD_SCHEMA: dict[str, pl.DataType] = {
     "text": pl.String(),
@@ -1023,8 +1026,8 @@ def read_openai_moderation(root: Path) -> pl.LazyFrame:
     harmful (a lower bound when a more severe flag is unknown); all 8 flags present and 0 -> safe. A text with
     no positive flag and at least one missing flag is dropped (its label is unknown). Scores: identity_attack
     from H (1 also when H2 = 1), threat from V (1 also when H2 = 1), sexual_explicit from S (1 also when S3 = 1),
-    insult from HR, toxicity = 1.0 for a positive text and 0.0 for a safe one; null where the flag is missing;
-    self-harm (SH) has no score column. source_id = line number. A flag other than 0/1 or a missing
+    insult from HR, self_harm from SH, sexual_minors from S3, toxicity = 1.0 for a positive text and 0.0 for a
+    safe one; null where the flag is missing. source_id = line number. A flag other than 0/1 or a missing
     `prompt` -> `problem`.
     """
     path = root / "openai_moderation_eval" / "data" / "samples-1680.jsonl.gz"
@@ -1037,6 +1040,8 @@ def read_openai_moderation(root: Path) -> pl.LazyFrame:
         "threat",
         "sexual_explicit",
         "insult",
+        "self_harm",
+        "sexual_minors",
         "problem",
     )
     cols: dict[str, list] = {k: [] for k in keys}
@@ -1072,6 +1077,8 @@ def read_openai_moderation(root: Path) -> pl.LazyFrame:
         )
         cols["sexual_explicit"].append(score(flags["S"] == 1 or flags["S3"] == 1, flags["S"] == 0))
         cols["insult"].append(score(flags["HR"] == 1, flags["HR"] == 0))
+        cols["self_harm"].append(score(flags["SH"] == 1, flags["SH"] == 0))
+        cols["sexual_minors"].append(score(flags["S3"] == 1, flags["S3"] == 0))
         cols["problem"].append(problem)
     return _frame(cols, "openai_moderation_eval")
 
@@ -1338,8 +1345,10 @@ def load_shared_sources(
     root: Path = DEFAULT_SHARED_ROOT,
     on_bad_rows: OnBadRows = "error",
     sources: Iterable[str] | str | None = None,
+    with_scores: bool = False,
 ) -> pl.DataFrame:
-    """text, label, source for the shared sets, cleaned, without empty texts, in SHARED_SOURCES order.
+    """text, label, source for the shared sets, cleaned, without empty texts, in SHARED_SOURCES order; with
+    `with_scores` also the subtype score columns (SCORE_COLUMNS, null where a source does not judge them).
 
     `sources`: the names to read (a name or an iterable of SHARED_SOURCE_NAMES); None reads all 13. An unknown
     name raises ValueError listing the valid ones. Raises DataError (naming the file) when a set is missing or
@@ -1352,7 +1361,8 @@ def load_shared_sources(
         df = collect_checked(source.read(root), [root / f for f in source.files])
         df, _ = check_problems(df, on_bad_rows, {source.name: _source_path(root, source)})
         frames.append(df)
-    return pl.concat(frames).filter(pl.col("text") != "").select("text", "label", "source")
+    columns = ("text", "label", "source", *(SCORE_COLUMNS if with_scores else ()))
+    return pl.concat(frames).filter(pl.col("text") != "").select(columns)
 
 
 def _source_path(root: Path, source: SharedSource) -> Path:

@@ -551,6 +551,9 @@ def test_openai_moderation_missing_flags_are_unknown(tmp_path):
     # V = 0 but H and H2 unknown: a hate threat is not excluded, so threat is unknown too.
     assert (got["5"]["identity_attack"], got["5"]["threat"], got["5"]["toxicity"]) == (None, None, 1.0)
     assert (got["3"]["sexual_explicit"], got["2"]["threat"]) == (1.0, 1.0)
+    # The flags the harm categories need and no Jigsaw column holds: SH -> self_harm, S3 -> sexual_minors.
+    assert (got["5"]["self_harm"], got["3"]["sexual_minors"], got["1"]["self_harm"]) == (1.0, 1.0, 0.0)
+    assert (got["4"]["self_harm"], got["4"]["sexual_minors"]) == (0.0, None)
 
 
 def test_mlma_mapping_drops_mixed_normal_and_decodes_escapes(tmp_path):
