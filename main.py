@@ -15,7 +15,6 @@ import gc
 import hmac
 import logging
 import re
-import sys
 import threading
 import time
 import uuid
@@ -528,11 +527,17 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics_endpoint() -> Response:
         """Prometheus metrics."""
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        import os
+
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
         from monitoring.metrics import REGISTRY
 
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        registry = REGISTRY
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # several server processes: the sum over all of them
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -598,14 +603,22 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def main() -> None:
-    import uvicorn
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import logging.config
 
+    from core.serving import auto_workers, logging_config, prepare_workers, serve, server_config
+
+    parser = argparse.ArgumentParser(description="Serve the moderation API (settings: .env.example).")
+    parser.add_argument("--workers", type=int, help="server processes (default: SERVER_WORKERS; 0 = one per core)")
+    args = parser.parse_args(argv)
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
-    uvicorn.run(
-        "main:create_app", factory=True, host=settings.host, port=settings.port, log_level="warning", access_log=False
-    )
+    logging.config.dictConfig(logging_config(settings.log_level))
+    workers = args.workers if args.workers is not None else settings.server_workers
+    workers = workers or auto_workers()
+    prepare_workers(settings, workers)
+    log.info("serving on %s:%s with %d process(es)", settings.host, settings.port, workers)
+    serve(server_config(settings, workers))
 
 
 if __name__ == "__main__":

@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     max_matches_per_text: int = Field(100, ge=0)
     # A request body that has not fully arrived after this many seconds is answered 408 and its connection closed.
     body_read_timeout_seconds: float = Field(30.0, gt=0)
+    # ... and a request whose line and headers have not all arrived this long after the server began waiting for
+    # it (slowloris: headers sent a byte at a time) has its connection closed (408 when part of it arrived).
+    header_read_timeout_seconds: float = Field(10.0, gt=0)
+    # Server processes (python main.py; --workers overrides). 0 = one per usable core, at most 8. Each is a whole
+    # server with its own worker threads, micro-batcher, prediction-log writer and database reload thread.
+    server_workers: int = Field(0, ge=0, le=64)
     api_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
