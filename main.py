@@ -428,13 +428,11 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         if len(text) > settings.max_text_chars:
             raise HTTPException(422, f"{where} has {len(text)} characters; the limit is {settings.max_text_chars}")
 
-    def record(app: FastAPI, results: list[dict]) -> list[dict]:  # on a worker thread; never blocks
+    def record(app: FastAPI, results: list[dict]) -> list[dict]:  # on a worker thread; never waits for the database
         from monitoring import metrics
 
         metrics.observe_batch(results)
-        plog = app.state.prediction_log
-        for result in results:
-            plog.record(result)
+        app.state.prediction_log.record_many(results)  # durable mode: in the journal before the answer is sent
         return results
 
     @app.post("/moderate", response_model=ModerationResult, dependencies=auth, responses={503: {"model": ErrorOut}})

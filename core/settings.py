@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     # --- Monitoring
     prediction_log_url: str | None = "sqlite:///predictions.db"
     prediction_log_queue_size: int = 10_000
+    # Durable prediction log: a folder for write-ahead journals (unset = off). Each record is appended to this
+    # process's journal (and fsynced, with PREDICTION_LOG_JOURNAL_FSYNC) before its answer is sent; the writer moves
+    # journals into the database, and a journal left by a killed process is replayed at the next start.
+    prediction_log_journal_dir: Path | None = None
+    prediction_log_journal_fsync: bool = True
     # The secret key of the text digests in the prediction log (HMAC-SHA256). Required in production; unset in
     # development, a random key per process (with a warning), so digests only match within one run.
     text_hash_key: SecretStr | None = None
@@ -143,7 +148,8 @@ class Settings(BaseSettings):
 
     @field_validator("sagemaker_endpoint_name", "api_key", "label_prior", "s3_bucket", "mlflow_tracking_uri", "aws_endpoint_url",
                      "transformers_model_path", "transformers_base_model", "threshold_potentially_harmful",
-                     "threshold_harmful", "threshold_extremely_harmful", "text_hash_key", mode="before")
+                     "threshold_harmful", "threshold_extremely_harmful", "text_hash_key",
+                     "prediction_log_journal_dir", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
