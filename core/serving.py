@@ -136,6 +136,9 @@ def server_config(settings: Any, workers: int, app: Any = "main:create_app", **o
         host=settings.host, port=settings.port, workers=workers, http=HeaderDeadline,
         log_config=logging_config(settings.log_level), access_log=False,
         timeout_graceful_shutdown=30,
+        # The supervisor kills a worker that does not answer its ping (a thread, not the event loop) in this time,
+        # and a worker still starting counts: uvicorn's 5 s killed workers starting on a busy machine, over and over.
+        timeout_worker_healthcheck=60,
     )  # fmt: skip
     if isinstance(app, str):
         kwargs["factory"] = True
