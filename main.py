@@ -15,6 +15,7 @@ import gc
 import hmac
 import logging
 import re
+import sys
 import threading
 import time
 import uuid
@@ -376,6 +377,8 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         # so full collections stay short and do not show up as latency spikes.
         gc.collect()
         gc.freeze()
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)  # the loop is not starved by a long text
         m = app.state.moderator
         if m.mock_mode:
             log.warning(
@@ -385,6 +388,7 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
             )
         log.info("pattern database %s, classifier %s %s", m.normalizer.current().version, m.classifier.name, m.classifier.version)
         yield
+        sys.setswitchinterval(switch_interval)
         app.state.pool.close()
         app.state.prediction_log.close()
         if moderator is None and hasattr(m.normalizer, "close"):

@@ -1,16 +1,18 @@
 """Normal traffic while an attacker sends the worst inputs (issue 13), and one server process against several.
 
-    uv run --frozen --all-extras python -m bench.bench_adversarial               # ~4 minutes; needs wrk
-    uv run --frozen --all-extras python -m bench.bench_adversarial --workers 1 2 --seconds 10 --rounds 2
+    uv run --frozen --all-extras python -m bench.bench_adversarial               # ~6 minutes; needs wrk
+    uv run --frozen --all-extras python -m bench.bench_adversarial --runs 1 2 --seconds 10 --rounds 2
 
-For each process count, one server (python main.py, SERVER_WORKERS=n, prediction log on) is measured in
-alternating phases, so that other load on the machine hits both alike:
+Each run is a process count, optionally with settings ("1:GIL_SWITCH_INTERVAL_MS=5"); the default compares one
+process, two, and one with Python's default GIL switch interval. A server (python main.py, SERVER_WORKERS=n,
+prediction log on) is started for every run and all stay up; each round measures every run in turn, so that other
+load on the machine falls on all of them alike:
 - clean: wrk sends /moderate with real texts (16 connections);
 - attacked: the same wrk run while two clients send /moderate/batch requests of 16 worst-case texts at the
   API's length limit (20,000 characters: the families of bench/bench_worst_case.py, spaced leetspeak, look-alikes,
   "@ss " ...) back to back, and /health is polled.
-Reported per process count: normal requests/s and p99 clean and attacked, their ratio, the attacker's texts/s and
-503s, /health's p99 under attack. Between process counts: the clean requests/s ratio. Medians over the rounds.
+Reported per run (medians over the rounds): normal requests/s and p99 clean and attacked, their ratio, the
+attacker's texts/s and statuses, /health's p99 under attack; and each run's requests/s relative to the first.
 Results: bench/results/adversarial.json.
 """
 
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -104,24 +107,37 @@ def _pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else float("nan")
 
 
-def measure(workers: int, single: Path, batches: list[list[str]], seconds: float, rounds: int, workdir: Path) -> dict:
-    env = {"PREDICTION_LOG_URL": f"sqlite:///{workdir / f'p{workers}.db'}", "LOG_LEVEL": "WARNING",
-           "SERVER_WORKERS": str(workers), "TEXT_HASH_KEY": "bench-key-0123456789"}  # fmt: skip
-    clean, attacked = [], []
-    with serve_api(env) as base:
-        run_wrk(base + "/moderate", single, 16, 3)  # warm-up
+def measure(runs: list[str], single: Path, batches: list[list[str]], seconds: float, rounds: int, workdir: Path) -> dict:
+    """All servers run at once (idle but for the one measured); each round measures each run, clean then attacked,
+    so that the machine's other load falls on every run alike."""
+    clean: dict[str, list[dict]] = {run: [] for run in runs}
+    attacked: dict[str, list[dict]] = {run: [] for run in runs}
+    with ExitStack() as stack:
+        bases = {}
+        for i, run in enumerate(runs):
+            workers, *settings = run.split(":")
+            env = {"PREDICTION_LOG_URL": f"sqlite:///{workdir / f'p{i}.db'}", "LOG_LEVEL": "WARNING",
+                   "SERVER_WORKERS": workers, "TEXT_HASH_KEY": "bench-key-0123456789"}  # fmt: skip
+            env.update(item.split("=", 1) for item in settings)
+            bases[run] = stack.enter_context(serve_api(env))
+            run_wrk(bases[run] + "/moderate", single, 16, 3)  # warm-up
         for r in range(rounds):
-            clean.append(run_wrk(base + "/moderate", single, 16, seconds))
-            with Attack(base, batches) as attack:
-                result = run_wrk(base + "/moderate", single, 16, seconds)
-            result.update(attack_texts_per_second=round(attack.texts / attack.seconds, 1), attack_status=attack.status,
-                          health_p50_ms=_pct(attack.health_ms, 0.5), health_p99_ms=_pct(attack.health_ms, 0.99))  # fmt: skip
-            attacked.append(result)
-            print(f"  workers={workers} round {r + 1}: clean {clean[-1]['requests_per_second']:,.0f} req/s "
-                  f"p99 {clean[-1].get('p99_ms')} ms | attacked {result['requests_per_second']:,.0f} req/s "
-                  f"p99 {result.get('p99_ms')} ms, attacker {result['attack_texts_per_second']} texts/s "
-                  f"{result['attack_status']}, /health p99 {result['health_p99_ms']} ms", file=sys.stderr, flush=True)
+            for run, base in bases.items():
+                clean[run].append(run_wrk(base + "/moderate", single, 16, seconds))
+                with Attack(base, batches) as attack:
+                    result = run_wrk(base + "/moderate", single, 16, seconds)
+                result.update(attack_texts_per_second=round(attack.texts / attack.seconds, 1),
+                              attack_status=attack.status, health_p50_ms=_pct(attack.health_ms, 0.5),
+                              health_p99_ms=_pct(attack.health_ms, 0.99))  # fmt: skip
+                attacked[run].append(result)
+                print(f"  {run} round {r + 1}: clean {clean[run][-1]['requests_per_second']:,.0f} req/s "
+                      f"p99 {clean[run][-1].get('p99_ms')} ms | attacked {result['requests_per_second']:,.0f} req/s "
+                      f"p99 {result.get('p99_ms')} ms, attacker {result['attack_texts_per_second']} texts/s "
+                      f"{result['attack_status']}, /health p99 {result['health_p99_ms']} ms", file=sys.stderr, flush=True)
+    return {run: summarize(clean[run], attacked[run]) for run in runs}
 
+
+def summarize(clean: list[dict], attacked: list[dict]) -> dict:
     def med(rows: list[dict], key: str) -> float:
         return round(statistics.median(r[key] for r in rows if key in r), 2)
 
@@ -139,9 +155,10 @@ def measure(workers: int, single: Path, batches: list[list[str]], seconds: float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="process counts (default 1 2)")
+    parser.add_argument("--runs", nargs="+", default=["1", "2", "1:GIL_SWITCH_INTERVAL_MS=5"],
+                        help="process counts, each optionally with :KEY=VALUE settings (default %(default)s)")
     parser.add_argument("--seconds", type=float, default=10, help="per phase (default %(default)s)")
-    parser.add_argument("--rounds", type=int, default=2, help="clean/attacked pairs per process count")
+    parser.add_argument("--rounds", type=int, default=3, help="clean/attacked pairs per run (default %(default)s)")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         print("error: wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -153,26 +170,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         single = workdir / "single.lua"
         single.write_text(_lua([json.dumps({"text": t}) for t in texts]), encoding="utf-8")
-        runs = {str(w): measure(w, single, batches, args.seconds, args.rounds, workdir) for w in args.workers}
+        runs = measure(args.runs, single, batches, args.seconds, args.rounds, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"{'processes':>9}  {'clean req/s':>11}  {'p99 ms':>7}  {'attacked req/s':>14}  {'p99 ms':>7}  "
+    print(f"{'run':<28}  {'clean req/s':>11}  {'p99 ms':>7}  {'attacked req/s':>14}  {'p99 ms':>7}  "
           f"{'ratio':>6}  {'attack texts/s':>14}  {'/health p99 ms':>14}")
     for w, run in runs.items():
         s = run["summary"]
-        print(f"{w:>9}  {s['clean_rps']:>11,.0f}  {s['clean_p99_ms']:>7}  {s['attacked_rps']:>14,.0f}  "
+        print(f"{w:<28}  {s['clean_rps']:>11,.0f}  {s['clean_p99_ms']:>7}  {s['attacked_rps']:>14,.0f}  "
               f"{s['attacked_p99_ms']:>7}  {s['rps_ratio_attacked_to_clean']:>6}  {s['attack_texts_per_second']:>14}  "
               f"{s['health_p99_ms_under_attack']:>14}")
     scaling = {}
-    if "1" in runs:
-        base = runs["1"]["summary"]
+    if args.runs[0] in runs:
+        base = runs[args.runs[0]]["summary"]
         for w, run in runs.items():
             scaling[w] = {k: round(run["summary"][k] / base[k], 2) for k in ("clean_rps", "attacked_rps")}
-        print("requests/s relative to one process:", scaling)
+        print(f"requests/s relative to run {args.runs[0]}:", scaling)
     path = write_result("adversarial", {
         "texts": source, "normal_connections": 16, "seconds_per_phase": args.seconds, "rounds": args.rounds,
         "attack": {"clients": 2, "texts_per_batch": ATTACK_BATCH, "chars_per_text": ATTACK_CHARS, "families": list(FAMILIES)},
-        "runs": runs, "relative_to_one_process": scaling,
+        "runs": runs, "relative_to_first_run": scaling,
     })  # fmt: skip
     print(f"wrote {path}")
     return 0

@@ -379,7 +379,11 @@ class PredictionLog:
         if thread is not None and self._journal is not None:
             self._wake.set()
             thread.join(timeout)
-            self._journal.close(self)
+            if thread.is_alive():  # the database is stuck: the journal stays for the next start's replay
+                log.error("prediction log: writer still busy after %.0fs; the journal %s is kept", timeout,
+                          self._journal.path)  # fmt: skip
+            else:
+                self._journal.close(self)
         elif thread is not None:
             try:
                 self._queue.put(_STOP, timeout=timeout)

@@ -1,6 +1,7 @@
 """Issue 13, serving: the header-read deadline (slowloris) and several server processes behind one port."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -119,9 +120,10 @@ def test_several_server_processes_share_one_port_the_metrics_and_the_log(tmp_pat
     """python main.py --workers 2: two processes answer on one port; /metrics adds up both; a worker killed with
     SIGKILL is replaced and the service keeps answering; on SIGINT each drains its prediction-log queue."""
     port = _free_port()
-    db = tmp_path / "log.db"
-    env = {**os.environ, "PORT": str(port), "PREDICTION_LOG_URL": f"sqlite:///{db}", "PATTERN_DB_RELOAD_SECONDS": "0",
-           "ENVIRONMENT": "test", "LOG_LEVEL": "WARNING"}  # fmt: skip
+    db, patterns = tmp_path / "log.db", tmp_path / "patterns.json"
+    shutil.copy(DEFAULT_PATTERN_DB, patterns)
+    env = {**os.environ, "PORT": str(port), "PREDICTION_LOG_URL": f"sqlite:///{db}", "PATTERN_DB_PATH": str(patterns),
+           "PATTERN_DB_RELOAD_SECONDS": "0.2", "ENVIRONMENT": "test", "LOG_LEVEL": "WARNING"}  # fmt: skip
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     server = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--workers", "2"], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
@@ -161,6 +163,18 @@ def test_several_server_processes_share_one_port_the_metrics_and_the_log(tmp_pat
             assert _answers(base, timeout=30)  # the other one serves meanwhile (slowly on a busy machine)
             time.sleep(0.5)
         assert httpx.post(base + "/moderate", json={"text": "one more"}, timeout=60).status_code == 200
+
+        # An edit of the pattern database reaches every process (each reloads it on its own).
+        patterns.write_text(patterns.read_text(encoding="utf-8").replace('"version": "1.0.0"', '"version": "9.9.9"', 1),
+                            encoding="utf-8")  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            seen = {httpx.post(base + "/normalize", json={"text": "k1ll"}, timeout=60).json()["pattern_db_version"]
+                    for _ in range(10)}  # fmt: skip
+            if seen == {"9.9.9"}:
+                break
+            assert time.monotonic() < deadline, f"versions still served: {seen}"
+            time.sleep(0.5)
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=90)
