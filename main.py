@@ -377,6 +377,8 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         # so full collections stay short and do not show up as latency spikes.
         gc.collect()
         gc.freeze()
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)  # the loop is not starved by a long text
         m = app.state.moderator
         if m.mock_mode:
             log.warning(
@@ -386,6 +388,7 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
             )
         log.info("pattern database %s, classifier %s %s", m.normalizer.current().version, m.classifier.name, m.classifier.version)
         yield
+        sys.setswitchinterval(switch_interval)
         app.state.pool.close()
         app.state.prediction_log.close()
         if moderator is None and hasattr(m.normalizer, "close"):
@@ -429,13 +432,11 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         if len(text) > settings.max_text_chars:
             raise HTTPException(422, f"{where} has {len(text)} characters; the limit is {settings.max_text_chars}")
 
-    def record(app: FastAPI, results: list[dict]) -> list[dict]:  # on a worker thread; never blocks
+    def record(app: FastAPI, results: list[dict]) -> list[dict]:  # on a worker thread; never waits for the database
         from monitoring import metrics
 
         metrics.observe_batch(results)
-        plog = app.state.prediction_log
-        for result in results:
-            plog.record(result)
+        app.state.prediction_log.record_many(results)  # durable mode: in the journal before the answer is sent
         return results
 
     @app.post("/moderate", response_model=ModerationResult, dependencies=auth, responses={503: {"model": ErrorOut}})
@@ -528,11 +529,17 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics_endpoint() -> Response:
         """Prometheus metrics."""
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        import os
+
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
         from monitoring.metrics import REGISTRY
 
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        registry = REGISTRY
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # several server processes: the sum over all of them
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -598,14 +605,22 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def main() -> None:
-    import uvicorn
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import logging.config
 
+    from core.serving import auto_workers, logging_config, prepare_workers, serve, server_config
+
+    parser = argparse.ArgumentParser(description="Serve the moderation API (settings: .env.example).")
+    parser.add_argument("--workers", type=int, help="server processes (default: SERVER_WORKERS; 0 = one per core)")
+    args = parser.parse_args(argv)
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
-    uvicorn.run(
-        "main:create_app", factory=True, host=settings.host, port=settings.port, log_level="warning", access_log=False
-    )
+    logging.config.dictConfig(logging_config(settings.log_level))
+    workers = args.workers if args.workers is not None else settings.server_workers
+    workers = workers or auto_workers()
+    prepare_workers(settings, workers)
+    log.info("serving on %s:%s with %d process(es)", settings.host, settings.port, workers)
+    serve(server_config(settings, workers))
 
 
 if __name__ == "__main__":

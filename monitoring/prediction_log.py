@@ -95,6 +95,15 @@ predictions = Table(
     Column("latency_ms", Float),
 )
 
+# Durable mode: how far each write-ahead journal has been copied into `predictions`, updated in the same
+# transaction as the rows it covers, so a replay after a crash neither loses nor repeats a record.
+journal_positions = Table(
+    "prediction_log_journal",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("position", Integer, nullable=False),
+)
+
 _STOP = object()
 
 
@@ -230,6 +239,8 @@ class PredictionLog:
         put_timeout: float = 2.0,
         max_retries: int = 5,
         hash_key: bytes | str | None = None,
+        journal_dir: str | Path | None = None,
+        journal_fsync: bool = True,
     ) -> None:
         self.url = url or None
         self.log_text = log_text
@@ -251,6 +262,10 @@ class PredictionLog:
         self._written = 0
         self._dropped: dict[str, int] = {}
         self._last_drop_warning = 0.0
+        self.journal_dir = Path(journal_dir) if journal_dir and self.url else None
+        self.journal_fsync = journal_fsync
+        self._journal: _Journal | None = None
+        self._wake = threading.Event()
 
     @classmethod
     def from_settings(cls, settings: Any = None, **kwargs: Any) -> PredictionLog:
@@ -263,6 +278,8 @@ class PredictionLog:
             log_text=settings.log_text,
             queue_size=settings.prediction_log_queue_size,
             hash_key=settings.text_hash_key.get_secret_value() if settings.text_hash_key else None,
+            journal_dir=getattr(settings, "prediction_log_journal_dir", None),
+            journal_fsync=getattr(settings, "prediction_log_journal_fsync", True),
             **kwargs,
         )
 
@@ -281,7 +298,10 @@ class PredictionLog:
                 return
             self._engine = make_engine(self.url)  # type: ignore[arg-type]
             self._ensure_schema()  # failures are retried by the writer
-            self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+            if self.journal_dir is not None:
+                self._journal = _Journal(self.journal_dir, self.journal_fsync)
+            run = self._run if self._journal is None else self._run_journal
+            self._thread = threading.Thread(target=run, name="prediction-log-writer", daemon=True)
             self._thread.start()
             atexit.register(self.close)
 
@@ -294,6 +314,8 @@ class PredictionLog:
             return False
         if self._thread is None:
             self.start()
+        if self._journal is not None:
+            return self.record_many([result]) == 1
         try:
             self._queue.put((time.time(), dict(result)), timeout=self.put_timeout)
         except queue.Full:
@@ -301,8 +323,40 @@ class PredictionLog:
             return False
         return True
 
+    def record_many(self, results: list[Mapping[str, Any]]) -> int:
+        """Queue several results; the number queued. In durable mode they are in the journal (one write, one
+        fsync) when this returns."""
+        if self._journal is None:
+            if self._thread is None and self.enabled and not self._closed:
+                self.start()
+            if self._journal is None:
+                return sum(self.record(r) for r in results)
+        if self._closed:
+            self._drop("closed", len(results))
+            return 0
+        now = time.time()
+        lines = []
+        for result in results:
+            try:
+                lines.append(orjson.dumps(to_row(result, ts=now, log_text=self.log_text, hash_key=self.hash_key)))
+            except Exception as exc:
+                log.warning("prediction log: unusable result (%s)", exc)
+                self._drop("invalid")
+        if not lines:
+            return 0
+        try:
+            self._journal.append(b"\n".join(lines) + b"\n", len(lines))
+        except OSError as exc:  # a full or failing disk: counted, and moderation goes on
+            log.error("prediction log: cannot write the journal %s (%s)", self._journal.path, exc)
+            self._drop("journal_error", len(lines))
+            return 0
+        self._wake.set()
+        return len(lines)
+
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Wait until everything queued so far is written (or dropped); False on timeout."""
+        if self._journal is not None:
+            return self._journal.wait_copied(self._journal.appended, timeout)
         if self._thread is None:
             return self._queue.unfinished_tasks == 0
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -322,7 +376,15 @@ class PredictionLog:
             self._closed = True
             thread = self._thread
         atexit.unregister(self.close)
-        if thread is not None:
+        if thread is not None and self._journal is not None:
+            self._wake.set()
+            thread.join(timeout)
+            if thread.is_alive():  # the database is stuck: the journal stays for the next start's replay
+                log.error("prediction log: writer still busy after %.0fs; the journal %s is kept", timeout,
+                          self._journal.path)  # fmt: skip
+            else:
+                self._journal.close(self)
+        elif thread is not None:
             try:
                 self._queue.put(_STOP, timeout=timeout)
             except queue.Full:
@@ -352,8 +414,9 @@ class PredictionLog:
         with self._lock:
             dropped = dict(self._dropped)
             written = self._written
+        queued = self._queue.qsize() if self._journal is None else self._journal.appended - self._journal.copied
         return {"written": written, "dropped": sum(dropped.values()), "dropped_by_reason": dropped,
-                "queued": self._queue.qsize(), "enabled": self.enabled}
+                "queued": queued, "enabled": self.enabled, "durable": self._journal is not None}
 
     # ------------------------------------------------------------------------------------------- internals
 
@@ -415,6 +478,122 @@ class PredictionLog:
                     self._queue.task_done()
                 metrics.LOG_QUEUE.set(self._queue.qsize())
 
+    # ------------------------------------------------------------------------------------- durable mode
+
+    def _run_journal(self) -> None:
+        """The writer in durable mode: first the journals of stopped processes, then this process's journal, copied
+        into the database as it grows; a database that fails is retried on the next round (the journal keeps it)."""
+        journal = self._journal
+        assert journal is not None
+        try:
+            self._replay_orphans()
+        except Exception:
+            log.exception("prediction log: replaying old journals failed; they stay for the next start")
+        while True:
+            stopping = self._closed
+            if not stopping:
+                self._wake.wait(self.flush_interval)
+                self._wake.clear()
+                if self.linger and not self._closed:
+                    time.sleep(self.linger)  # records arriving together share a transaction
+            try:
+                while data := journal.pending():
+                    if not self._copy(journal.name, journal.position, data):
+                        break
+                    journal.advance(data)
+                if not stopping:
+                    journal.maybe_rotate(self)
+            except Exception:  # the writer must survive anything; the journal still holds the records
+                log.exception("prediction log: unexpected journal writer error")
+            metrics.LOG_QUEUE.set(journal.appended - journal.copied)
+            if stopping:
+                return
+
+    def _copy(self, name: str, start: int, data: bytes) -> bool:
+        """Insert the journal lines `data` (which begin at byte `start` of journal `name`) and move the journal's
+        position past them, in one transaction. False when the database keeps failing (nothing is lost)."""
+        rows = []
+        for line in data.split(b"\n")[:-1]:
+            try:
+                rows.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                self._drop("journal_corrupt")
+        delay = 0.1
+        for attempt in range(self.max_retries + 1):
+            try:
+                self._ensure_schema()
+                assert self._engine is not None
+                with self._engine.begin() as conn:
+                    if rows:
+                        self._insert(conn, rows)
+                    done = conn.execute(journal_positions.update().where(journal_positions.c.name == name)
+                                        .values(position=start + len(data)))  # fmt: skip
+                    if done.rowcount == 0:
+                        conn.execute(journal_positions.insert().values(name=name, position=start + len(data)))
+                with self._lock:
+                    self._written += len(rows)
+                metrics.LOG_WRITTEN.inc(len(rows))
+                return True
+            except SQLAlchemyError as exc:
+                if attempt == self.max_retries or self._closed and attempt >= 1:
+                    log.error("prediction log: copying journal %s failed %d times (%s); it is kept and retried",
+                              name, attempt + 1, exc)  # fmt: skip
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        return False
+
+    def _journal_position(self, name: str) -> int:
+        self._ensure_schema()
+        assert self._engine is not None
+        with self._engine.connect() as conn:
+            found = conn.execute(select(journal_positions.c.position).where(journal_positions.c.name == name)).scalar()
+        return int(found or 0)
+
+    def _forget_journal(self, name: str) -> None:
+        try:
+            assert self._engine is not None
+            with self._engine.begin() as conn:
+                conn.execute(journal_positions.delete().where(journal_positions.c.name == name))
+        except SQLAlchemyError as exc:  # a stale position of a deleted journal is harmless
+            log.warning("prediction log: cannot forget journal %s (%s)", name, exc)
+
+    def _replay_orphans(self) -> None:
+        """Copy what journals left by stopped (or killed) processes still hold, then delete them. A journal whose
+        process lives is locked and skipped; a torn last line (a write the crash cut short) was never answered."""
+        import fcntl
+
+        assert self.journal_dir is not None and self._journal is not None
+        for path in sorted(self.journal_dir.glob("journal-*.jsonl")):
+            if path.name == self._journal.name:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live process's journal
+                if os.fstat(fd).st_nlink == 0:
+                    continue  # another process replayed it meanwhile
+                position, size, copied = self._journal_position(path.name), os.fstat(fd).st_size, 0
+                while position < size:
+                    data = os.pread(fd, min(size - position, _READ_BYTES), position)
+                    data = data[: data.rfind(b"\n") + 1]
+                    if not data:
+                        break
+                    if not self._copy(path.name, position, data):
+                        raise RuntimeError(f"the database refused the records of {path.name}")
+                    position += len(data)
+                    copied += data.count(b"\n")
+                path.unlink()
+                self._forget_journal(path.name)
+                log.warning("prediction log: %d record(s) recovered from %s, left by a stopped process", copied, path.name)
+            finally:
+                os.close(fd)
+
     def _insert(self, conn: Any, rows: list[dict[str, Any]]) -> None:
         """One executemany through the driver, with the statement compiled once for this database: the
         per-row work SQLAlchemy's generic insert does (bind processing, parameter dicts) costs more than the
@@ -456,6 +635,108 @@ class PredictionLog:
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+_READ_BYTES = 4 << 20
+_ROTATE_BYTES = 16 << 20
+
+
+class _Journal:
+    """This process's write-ahead journal: one JSON row per line, appended (and fsynced) before the answer is sent.
+    Named journal-<pid>-<random>.jsonl in the journal folder and locked (flock) while the process lives, so other
+    processes replay it only once it is dead. Once everything in it is in the database and it has grown past
+    16 MB, a new one is started and the old one deleted."""
+
+    def __init__(self, folder: Path, fsync: bool) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.fsync = fsync
+        self.lock = threading.Lock()
+        self.copied_changed = threading.Condition()
+        self.appended = 0  # records appended by this process
+        self.copied = 0  # ... of which in the database
+        self._open_new()
+
+    def _open_new(self) -> None:
+        import fcntl
+        import uuid
+
+        name = f"journal-{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"
+        draft = self.folder / f".{name}.new"  # locked before it gets a name other processes look for
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(draft, self.folder / name)
+        if self.fsync:
+            dir_fd = os.open(self.folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        self.name, self.path, self.fd = name, self.folder / name, fd
+        self.read_fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        self.size = 0  # bytes appended
+        self.position = 0  # bytes copied into the database
+
+    def append(self, data: bytes, records: int) -> None:
+        with self.lock:
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(self.fd, view) :]
+                if self.fsync:
+                    os.fdatasync(self.fd)
+            except OSError:
+                os.ftruncate(self.fd, self.size)  # no torn line in the middle for the next record to follow
+                raise
+            self.size += len(data)
+            self.appended += records
+
+    def pending(self) -> bytes:
+        """Complete lines not yet in the database (at most _READ_BYTES of them)."""
+        with self.lock:
+            size = self.size
+        if size <= self.position:
+            return b""
+        data = os.pread(self.read_fd, min(size - self.position, _READ_BYTES), self.position)
+        return data[: data.rfind(b"\n") + 1]
+
+    def advance(self, data: bytes) -> None:
+        self.position += len(data)
+        with self.copied_changed:
+            self.copied += data.count(b"\n")
+            self.copied_changed.notify_all()
+
+    def wait_copied(self, records: int, timeout: float | None) -> bool:
+        with self.copied_changed:
+            return self.copied_changed.wait_for(lambda: self.copied >= records, timeout)
+
+    def maybe_rotate(self, plog: PredictionLog) -> None:
+        if self.size < _ROTATE_BYTES:
+            return
+        with self.lock:
+            if self.position != self.size:
+                return
+            old = (self.name, self.path, self.fd, self.read_fd)
+            self._open_new()
+        self._retire(*old, plog)
+
+    def _retire(self, name: str, path: Path, fd: int, read_fd: int, plog: PredictionLog) -> None:
+        path.unlink(missing_ok=True)
+        plog._forget_journal(name)
+        os.close(read_fd)
+        os.close(fd)  # releases the lock
+
+    def close(self, plog: PredictionLog) -> None:
+        """Delete the journal when all of it is in the database; otherwise keep it for the next start's replay."""
+        with self.lock:
+            left = self.appended - self.copied
+            if left:
+                log.error("prediction log: %d record(s) not yet in the database stay in %s; they are replayed at "
+                          "the next start", left, self.path)  # fmt: skip
+                os.close(self.read_fd)
+                os.close(self.fd)
+                return
+            self._retire(self.name, self.path, self.fd, self.read_fd, plog)
 
 
 # ------------------------------------------------------------------------------------------------ reading

@@ -9,6 +9,7 @@ import httpx
 import pytest
 import uvicorn
 
+from core.serving import server_config
 from core.settings import DEFAULT_PATTERN_DB, Settings
 
 
@@ -24,7 +25,9 @@ class LiveServer:
 
         self.app = create_app(settings, moderator)
         self.port = _free_port()
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        # The server main.py runs (header-read deadline included), in this process.
+        config = server_config(settings, 1, app=self.app, host="127.0.0.1", port=self.port, log_config=None,
+                               log_level="warning", lifespan="on")  # fmt: skip
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

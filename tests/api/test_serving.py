@@ -1,0 +1,208 @@
+"""Issue 13, serving: the header-read deadline (slowloris) and several server processes behind one port."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.settings import DEFAULT_PATTERN_DB, ROOT, Settings
+from tests.api.conftest import LiveServer, _free_port
+
+HEADERS = b"GET /health HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow\r\nAccept: */*\r\n"
+
+
+@pytest.fixture(scope="module")
+def deadline_server():
+    settings = Settings(environment="test", pattern_db_path=DEFAULT_PATTERN_DB, pattern_db_reload_seconds=0,
+                        prediction_log_url="", header_read_timeout_seconds=1.0, body_read_timeout_seconds=10,
+                        _env_file=None)  # fmt: skip
+    server = LiveServer(settings)
+    with server as client:
+        yield server, client
+
+
+def _trickle(port: int, data: bytes, every: float, first: bytes = b"") -> tuple[bytes, bool]:
+    """Send `first`, then `data` a byte every `every` seconds; return what the server answered and whether it cut
+    the connection before the client had sent everything."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        if first:
+            raw.sendall(first)
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+                answer += raw.recv(4096)
+        raw.setblocking(False)
+        received = b""
+        for i in range(len(data)):
+            try:
+                raw.sendall(data[i : i + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                return received, True
+            time.sleep(every)
+            try:
+                chunk = raw.recv(4096)
+            except BlockingIOError:
+                continue
+            except ConnectionResetError:
+                return received, True
+            received += chunk
+            if not chunk or b"408" in received:
+                return received, True
+        return received, False
+
+
+def test_a_client_trickling_its_headers_gets_408_and_loses_the_connection(deadline_server):
+    """Slowloris: headers sent a byte every 0.1 s (7 s in all). The bytes keep coming, but the deadline (1 s here)
+    is counted from the connection, not from the last byte: the server answers 408 and closes long before."""
+    server, _ = deadline_server
+    received, cut = _trickle(server.port, HEADERS, 0.1)
+    assert cut, "the server held the trickling connection until the client had sent everything"
+    assert received.startswith(b"HTTP/1.1 408 ")
+    assert b"did not arrive within 1 s" in received
+
+
+def test_the_deadline_applies_to_every_request_on_a_kept_alive_connection(deadline_server):
+    server, _ = deadline_server
+    received, cut = _trickle(server.port, HEADERS, 0.1, first=HEADERS + b"\r\n")
+    assert cut and received.startswith(b"HTTP/1.1 408 ")
+
+
+def test_an_idle_connection_is_closed(deadline_server):
+    server, _ = deadline_server
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        assert raw.recv(4096) == b""  # closed without a word: nothing was asked
+
+
+def test_headers_in_time_and_a_slow_body_are_still_served(deadline_server):
+    """The header deadline does not cut a request whose body takes longer than it (the body has its own)."""
+    server, _ = deadline_server
+    body = b'{"text": "time to unalive myself"}'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        raw.sendall(b"POST /normalize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10])  # fmt: skip
+        time.sleep(1.5)
+        raw.sendall(body[10:])
+        answer = raw.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"kill myself" in answer
+
+
+def test_many_slow_clients_neither_block_health_nor_stay_connected(deadline_server):
+    server, client = deadline_server
+    sockets = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(100)]
+    try:
+        for s in sockets:
+            s.sendall(b"GET /health HTTP/1.1\r\n")
+        assert client.get("/health").status_code == 200
+        answers = [s.recv(4096) for s in sockets]  # blocks until the server answers or closes each one
+        assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers)
+    finally:
+        for s in sockets:
+            s.close()
+
+
+# ---------------------------------------------------------------------------------------------- several processes
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_several_server_processes_share_one_port_the_metrics_and_the_log(tmp_path):
+    """python main.py --workers 2: two processes answer on one port; /metrics adds up both; a worker killed with
+    SIGKILL is replaced and the service keeps answering; on SIGINT each drains its prediction-log queue."""
+    port = _free_port()
+    db, patterns = tmp_path / "log.db", tmp_path / "patterns.json"
+    shutil.copy(DEFAULT_PATTERN_DB, patterns)
+    env = {**os.environ, "PORT": str(port), "PREDICTION_LOG_URL": f"sqlite:///{db}", "PATTERN_DB_PATH": str(patterns),
+           "PATTERN_DB_RELOAD_SECONDS": "0.2", "ENVIRONMENT": "test", "LOG_LEVEL": "WARNING"}  # fmt: skip
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    server = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--workers", "2"], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while len(_children_serving(server.pid)) < 2 or not _answers(base):
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.5)
+        workers = _children_serving(server.pid)
+        texts = [f"time to unalive myself {i}" for i in range(40)]
+
+        def send(part: list[str]) -> None:
+            for text in part:  # a new connection each time: the kernel spreads them over both processes
+                assert httpx.post(base + "/moderate", json={"text": text}, timeout=60).status_code == 200
+
+        threads = [threading.Thread(target=send, args=(texts[i::4],)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        metrics = httpx.get(base + "/metrics", timeout=30).text
+        counted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                      if line.startswith("algospeak_predictions_total{"))  # fmt: skip
+        assert counted == len(texts)  # whichever process answered /metrics, it reports both
+
+        deadline = time.monotonic() + 60  # both processes write to the one log
+        while _logged(db) < len(texts):
+            assert time.monotonic() < deadline, f"{_logged(db)} of {len(texts)} records logged"
+            time.sleep(0.2)
+
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 180
+        while workers[0] in _children_serving(server.pid) or len(_children_serving(server.pid)) < 2:
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            assert _answers(base, timeout=30)  # the other one serves meanwhile (slowly on a busy machine)
+            time.sleep(0.5)
+        assert httpx.post(base + "/moderate", json={"text": "one more"}, timeout=60).status_code == 200
+
+        # An edit of the pattern database reaches every process (each reloads it on its own).
+        patterns.write_text(patterns.read_text(encoding="utf-8").replace('"version": "1.0.0"', '"version": "9.9.9"', 1),
+                            encoding="utf-8")  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            seen = {httpx.post(base + "/normalize", json={"text": "k1ll"}, timeout=60).json()["pattern_db_version"]
+                    for _ in range(10)}  # fmt: skip
+            if seen == {"9.9.9"}:
+                break
+            assert time.monotonic() < deadline, f"versions still served: {seen}"
+            time.sleep(0.5)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=90)
+    assert _logged(db) == len(texts) + 1  # the last one too: a graceful stop drains the queue
+
+
+def _logged(db: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db, timeout=30) as conn:
+        return conn.execute("select count(*) from predictions").fetchone()[0]
+
+
+def _children_serving(pid: int) -> list[int]:
+    """The server's worker processes (the multiprocessing helper that tracks resources is not one)."""
+    out = []
+    for child in _children(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"spawn_main" in cmdline:
+            out.append(child)
+    return out
+
+
+def _answers(base: str, timeout: float = 5) -> bool:
+    try:
+        return httpx.get(base + "/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
