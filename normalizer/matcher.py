@@ -31,6 +31,7 @@ from normalizer.database import Entry, PatternDatabase
 from normalizer.regex_safety import compile_linear
 from normalizer.decode import Budget, KnownTrie, decode_spaced, decode_token, find_candidates
 from normalizer.unicode import canonicalize, describe_change, fold_form
+from normalizer.vocabulary import OpenDecoder, candidate_tokens, harm_lexicon
 
 _WORD_RE = re.compile(r"\w+")
 _WORD_FORM = re.compile(r"\w+(?: \w+)*")
@@ -128,6 +129,12 @@ class _Decoding:
     entry: Entry
 
 
+def _overlaps_any(starts: list[int], spans: list, a: int, b: int) -> bool:
+    """Whether [a, b) overlaps one of `spans` (non-overlapping, sorted, with .start/.end; `starts` their starts)."""
+    i = bisect_right(starts, b - 1) - 1
+    return i >= 0 and spans[i].end > a
+
+
 def _is_word_char(c: str) -> bool:
     return c.isalnum() or c == "_"
 
@@ -188,6 +195,20 @@ class Normalizer:
             self._symbols.make_automaton()
         self._has_words, self._has_symbols = bool(words), bool(symbols)
         self._known_trie = KnownTrie(self._known)
+        # Open-vocabulary decoding (normalizer.vocabulary): any English word, with the category the database
+        # or the harm lexicon gives it. Database terms keep their own entries; other words get one per category.
+        harm: dict[str, str] = dict(harm_lexicon())
+        for word, (kind, entry) in self._known.items():
+            if kind != "part" and entry.category != "safe_context":
+                harm[word] = entry.category
+        self._open = OpenDecoder(harm)
+        self._open_entries = {
+            category: Entry(
+                id=f"open_vocabulary.{category}", forms=(), replacement="", technique="leetspeak",
+                category=category, severity=0 if category == "none" else 1, source=("symspell_en_82765",),
+            )
+            for category in {*harm.values(), "none"}
+        }  # fmt: skip
         # RE2: linear in the text whatever the patterns (normalizer.regex_safety); each was checked on loading.
         self._regex = compile_linear("|".join(regex_parts)) if regex_parts else None
         self._regex_groups = [(name, self._regex.groupindex[name]) for name in self._regex_entries] if regex_parts else []
@@ -234,7 +255,49 @@ class Normalizer:
                 found.append(_Decoding(start, start + covered, word, list(techniques), kind, entry))
         if spaced and tokens:
             found.sort(key=lambda d: d.start)
+        opened = self._decode_open(canon, found, budget)
+        if opened:
+            # A word of a phrase ("world" of "clown world") decoded on its own stands as an English word; inside
+            # the phrase, the phrase's hit still explains it.
+            starts = [o.start for o in opened]
+            found = [d for d in found if d.kind != "part" or not _overlaps_any(starts, opened, d.start, d.end)]
+            return self._merge(found, opened)
         return found
+
+    def _decode_open(self, canon: str, found: list[_Decoding], budget: Budget | None) -> list[_Decoding]:
+        """Tokens no database term explains, decoded to the English word they most clearly spell."""
+        spans = candidate_tokens(canon)
+        if not spans:
+            return []
+        taken = sorted((d for d in found if d.kind != "part"), key=lambda d: d.start)  # non-overlapping
+        taken_starts = [d.start for d in taken]
+        out: list[_Decoding] = []
+        cache = self._token_cache
+        known = self._known
+        for start, end in spans:
+            if end - start > 64 or _overlaps_any(taken_starts, taken, start, end):
+                continue
+            token = canon[start:end]
+            key = "\x00" + token
+            decoded = cache.get(key, False)
+            if decoded is False:
+                if budget is not None:
+                    if budget.exhausted:
+                        continue
+                    budget.spend(len(token))
+                decoded = self._open.decode(token)
+                if len(cache) > 100_000:
+                    cache.clear()
+                cache[key] = decoded
+            if not decoded:
+                continue
+            word, techniques, a, b = decoded  # type: ignore[misc]
+            if word in known and known[word][0] != "part":
+                kind, entry = known[word]  # a database term: its entry explains it (or, failing its context, nothing)
+            else:
+                kind, entry = "open", self._open_entries[self._open.harm.get(word, "none")]
+            out.append(_Decoding(start + a, start + b, word, list(techniques), kind, entry))
+        return out
 
     def _unicode_decodings(self, text: str, canon) -> list[_Decoding]:
         """Known words that only Unicode folding revealed ("kіll" with a Cyrillic і, "k\u200bill", "ｋｉｌｌ")."""
@@ -383,7 +446,7 @@ class Normalizer:
                         if t not in hit.techniques:
                             hit.techniques.insert(0, t)
                 continue
-            if decodings[i].kind == "replacement":
+            if decodings[i].kind in ("replacement", "open"):
                 kept.append(i)
         return chosen, kept
 

@@ -1,0 +1,248 @@
+"""Open-vocabulary decoding: obfuscated tokens decoded to any English word, not only to database terms.
+
+    decoder = OpenDecoder(harm={"hate": "hate", ...})
+    decoder.decode("h@te")       # ("hate", ["leetspeak"], 0, 4)
+    decoder.decode("gr8")        # None: no reading of it is an English word
+    decoder.decode("hello")      # None: a word as written is never rewritten
+
+The word list is SymSpell's English frequency dictionary (82,765 words with corpus counts, shipped inside the
+`symspellpy` wheel; only its text file is read). Candidate readings of a token come from substitution tables
+(leet digits and symbols, currency and letter look-alikes, "v" for "u", "()" for "o"), masking ("*" for a
+letter), in-word punctuation ("sui.cide", "k-i-l-l") and collapsed repetition. A token is rewritten only when:
+
+- it is not itself a word (nor a number, a time, a price, a version, a handle, a hashtag or part of a URL:
+  those never reach the decoder, see `candidate_tokens`);
+- some reading is a word, and the most frequent reading is at least `_CLEAR_RATIO` times as frequent as the
+  next one (otherwise it is ambiguous and stays as written);
+- readings that use only weak evidence (repetition: "sooo"; "v" for "u"; in-word punctuation: "e-mail";
+  masking: "*really*") reach a harm-relevant word: one the pattern database or the harm lexicon knows
+  (`data/dataset/harm_lexicon.json`). "sooo good" and "e-mail" stay as written; "fvck", "sui.cide" do not.
+
+Cost: one regular-expression scan per text; each candidate token tries at most `_MAX_VARIANTS` spellings
+(set look-ups), and results are memoised by the caller.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+HARM_LEXICON_PATH = Path(__file__).resolve().parent.parent / "data" / "dataset" / "harm_lexicon.json"
+
+# Each look-alike and the letters it may stand for (a letter stands for itself).
+SUBSTITUTIONS: dict[str, str] = {
+    "0": "o", "1": "il", "3": "e", "4": "a", "5": "s", "6": "gb", "7": "t", "8": "b", "9": "g",
+    "@": "a", "$": "s", "!": "i", "|": "il", "+": "t", "€": "e", "¡": "i",
+    "¢": "c", "£": "le", "¥": "y", "§": "s", "ø": "o", "(": "c", "#": "h", "ß": "b",
+}  # fmt: skip
+_MASK = "*"
+_JOINERS = ".-_·•~"
+_WEAK = {"repetition", "u_for_v", "punctuation", "masking"}
+_MAX_VARIANTS = 256
+_MAX_TOKEN = 40
+_MIN_WORD = 3  # decoded words shorter than this ("as", "is") are never produced
+_CLEAR_RATIO = 5.0
+_KNOWN_COUNT = 1_000_000  # the count given to harm words the frequency list lacks ("xanax", "heil")
+
+_SYMBOLS = re.escape("".join(SUBSTITUTIONS) + _MASK + ")")
+_CHAR = rf"[\w{_SYMBOLS}]"
+# A token: look-alike characters and letters, with single joiners between them ("sui.cide", "k-i-l-l").
+TOKEN = re.compile(rf"{_CHAR}+(?:[{re.escape(_JOINERS)}]{_CHAR}+)*")
+# Worth decoding: contains a look-alike, a joiner, a "v", or a letter tripled.
+_WORTH = re.compile(rf"[{_SYMBOLS}{re.escape(_JOINERS)}v\d]|([a-z])\1\1")
+# Never decoded: URLs, emails, @handles, #hashtags, inline code, and anything next to them.
+_PROTECTED = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+|(?<!\w)[@#]\w+|`[^`]*`|\S+\.(?:com|org|net|io|gov|edu|co|uk)\b\S*")
+# Numbers with units, ordinals, times, versions: "1st", "10am", "4x4", "v2", "mp3", "3d", "5g", "100k".
+_NUMBER_LIKE = re.compile(r"\d+[a-z]{0,3}|[a-z]{1,3}\d+|\d+x\d+|v\d+(?:[._]\d+)*|\d+(?:[.,:_-]\d+)+[a-z]{0,3}")
+_RUN = re.compile(r"([a-z])\1{2,}")
+
+
+@lru_cache(maxsize=1)
+def english_counts() -> dict[str, int]:
+    """SymSpell's English dictionary: word -> corpus count (82,765 words)."""
+    counts: dict[str, int] = {}
+    text = resources.files("symspellpy").joinpath("frequency_dictionary_en_82_765.txt").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        word, _, count = line.partition(" ")
+        if word and count:
+            counts[word] = int(count)
+    return counts
+
+
+@lru_cache(maxsize=4)
+def harm_lexicon(path: str | None = None) -> dict[str, str]:
+    """Plain harm words -> category, from `data/dataset/harm_lexicon.json`."""
+    document = json.loads(Path(path or HARM_LEXICON_PATH).read_text(encoding="utf-8"))
+    out: dict[str, str] = {}
+    for category, words in document["words"].items():
+        for word in words:
+            out.setdefault(word.casefold(), category)
+    return out
+
+
+def _letters_outnumber_digits(token: str) -> bool:
+    letters = sum(c.isalpha() for c in token)
+    digits = sum(c.isdigit() for c in token)
+    return letters >= 2 and digits <= letters
+
+
+def _collapse(word: str) -> list[str]:
+    runs = list(_RUN.finditer(word))
+    if not runs:
+        return [word]
+    if len(runs) > 3:
+        return [_RUN.sub(r"\1", word), _RUN.sub(r"\1\1", word)]
+    out = []
+    for lengths in itertools.product((1, 2), repeat=len(runs)):
+        pieces, last = [], 0
+        for run, n in zip(runs, lengths):
+            pieces.append(word[last : run.start()])
+            pieces.append(run.group(1) * n)
+            last = run.end()
+        pieces.append(word[last:])
+        out.append("".join(pieces))
+    return out
+
+
+class OpenDecoder:
+    """Decodes one token to the English word it most clearly spells, with the techniques used."""
+
+    def __init__(self, harm: dict[str, str], words: dict[str, int] | None = None):
+        """`harm`: harm-relevant words -> category (the database's known terms and the harm lexicon)."""
+        base = english_counts() if words is None else words
+        self.harm = harm
+        self.counts = dict(base)
+        for word in harm:
+            if " " not in word and word not in self.counts:
+                self.counts[word] = _KNOWN_COUNT
+        self._masked: dict[int, list[str]] = {}  # length -> harm words, for tokens with several masks
+        for word in harm:
+            if " " not in word and word.isalpha():
+                self._masked.setdefault(len(word), []).append(word)
+
+    def is_word(self, token: str) -> bool:
+        return token in self.counts
+
+    def decode(self, token: str) -> tuple[str, list[str], int, int] | None:
+        """(word, techniques, start, end) with the span of `token` the word replaces, or None.
+
+        `token` is casefolded. Decoration around it stays as written: "*whore*" -> "*" + "whore" + "*"."""
+        if len(token) > _MAX_TOKEN:
+            return None
+        core = token.rstrip("!.*$@|+-_~·•()")
+        lead = len(core) - len(core.lstrip("*(_-~.·•"))
+        core = core[lead:]
+        if len(core) < _MIN_WORD or core in self.counts or _NUMBER_LIKE.fullmatch(core):
+            return None
+        if "(" in core and "()" not in core and core.index("(") == 0:
+            return None
+        if not _letters_outnumber_digits(core):
+            return None
+        best = self._best(core)
+        if best is None:
+            return None
+        word, techniques = best
+        return word, techniques, lead, lead + len(core)
+
+    # ------------------------------------------------------------------ internals
+    def _best(self, core: str) -> tuple[str, list[str]] | None:
+        techniques: set[str] = set()
+        text = core
+        if "()" in text:
+            text = text.replace("()", "o")
+            techniques.add("leetspeak")
+        if ")" in text:
+            return None
+        joined = text
+        for j in _JOINERS:
+            joined = joined.replace(j, "")
+        if joined != text:
+            techniques.add("punctuation")
+        if len(joined) < _MIN_WORD or not joined:
+            return None
+        choices: list[str] = []
+        count = 1
+        for c in joined:
+            if c in SUBSTITUTIONS:
+                options = SUBSTITUTIONS[c]
+            elif c == _MASK:
+                options = "aeiou"
+            elif c == "v":
+                options = "vu"
+            else:
+                options = c
+            choices.append(options)
+            count *= len(options)
+        if count > _MAX_VARIANTS:
+            return None
+        scored: dict[str, set[str]] = {}
+        repeated = _RUN.search(joined) is not None or any(c * 3 in joined for c in SUBSTITUTIONS if c in joined)
+        for letters in itertools.product(*choices):
+            variant = "".join(letters)
+            for word in _collapse(variant) if repeated else (variant,):
+                if len(word) < _MIN_WORD or word not in self.counts:
+                    continue
+                used = set(techniques)
+                for c, r in zip(joined, variant):
+                    if c in SUBSTITUTIONS:
+                        used.add("leetspeak")
+                    elif c == _MASK:
+                        used.add("masking")
+                    elif c == "v" and r == "u":
+                        used.add("u_for_v")
+                if word != variant:
+                    used.add("repetition")
+                if word not in scored or len(used) < len(scored[word]):
+                    scored[word] = used
+        if not scored and _MASK in joined:
+            # Several masks ("f**k", "n****r"): only harm words of that length, the reason masks are used.
+            pattern = re.compile(re.escape(joined).replace(re.escape(_MASK), "[a-z]"))
+            for word in self._masked.get(len(joined), ()):
+                if pattern.fullmatch(word):
+                    scored[word] = techniques | {"masking"}
+        if not scored:
+            return None
+        ranked = sorted(scored, key=lambda w: (-self.counts[w], w))
+        word = ranked[0]
+        used = scored[word]
+        if used <= _WEAK and word not in self.harm:
+            return None  # weak evidence only: "sooo", "e-mail", "lovve" stay as written
+        if len(ranked) > 1:
+            runner_up = ranked[1]
+            ratio = self.counts[word] / max(1, self.counts[runner_up])
+            if ratio < _CLEAR_RATIO and not (word in self.harm and runner_up not in self.harm and "masking" in used):
+                return None  # ambiguous: "he11" could be "hell" or "heil" only if their counts were close
+        order = ["leetspeak", "masking", "punctuation", "u_for_v", "repetition"]
+        names = {"punctuation": "character_insertion", "u_for_v": "homoglyph"}
+        return word, [names.get(t, t) for t in order if t in used]
+
+
+def candidate_tokens(text: str) -> list[tuple[int, int]]:
+    """Spans of `text` (canonical, casefolded) worth open-vocabulary decoding, outside protected spans."""
+    if not _WORTH.search(text):
+        return []
+    protected: list[tuple[int, int]] = []
+    if any(c in text for c in "/@#`") or ".com" in text or "www" in text:
+        protected = [m.span() for m in _PROTECTED.finditer(text)]
+    out = []
+    k = 0
+    for m in TOKEN.finditer(text):
+        a, b = m.span()
+        while k < len(protected) and protected[k][1] <= a:
+            k += 1
+        if k < len(protected) and protected[k][0] < b:
+            continue
+        token = m.group()
+        if _WORTH.search(token) and not token.isdigit():
+            out.append((a, b))
+    return out
+
+
+def zipf(count: int, total: float = 1e12) -> float:
+    """A count on the Zipf scale (log10 of occurrences per billion words), for reports."""
+    return round(math.log10(count * 1e9 / total), 2) if count else 0.0
