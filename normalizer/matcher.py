@@ -117,6 +117,7 @@ class _Hit:
     key: str
     rule: str
     techniques: list[str]
+    rewrite: bool = False  # an annotated entry whose rewrite_when context holds here
 
 
 @dataclass(slots=True)
@@ -356,7 +357,8 @@ class Normalizer:
                     if form.entry.context and not self._context_ok(text, start, end, form.entry):
                         continue
                     rule = "safe_context" if form.entry.action == "protect" else "pattern"
-                    hits.append(_Hit(start, end, form.entry, form.key, rule, [form.entry.technique]))
+                    hits.append(_Hit(start, end, form.entry, form.key, rule, [form.entry.technique],
+                                     self._rewrites(text, start, end, form.entry)))
         if self._has_symbols:
             for end_index, forms in self._symbols.iter(text):
                 end = end_index + 1
@@ -369,7 +371,8 @@ class Normalizer:
                     if form.entry.context and not self._context_ok(text, start, end, form.entry):
                         continue
                     rule = "safe_context" if form.entry.action == "protect" else "pattern"
-                    hits.append(_Hit(start, end, form.entry, form.key, rule, [form.entry.technique]))
+                    hits.append(_Hit(start, end, form.entry, form.key, rule, [form.entry.technique],
+                                     self._rewrites(text, start, end, form.entry)))
         if self._regex is not None:
             for m in self._regex.finditer(text):
                 if m.end() == m.start():
@@ -385,19 +388,27 @@ class Normalizer:
                 if entry.context and not self._context_ok(text, m.start(), m.end(), entry):
                     continue
                 rule = "safe_context" if entry.action == "protect" else "pattern"
-                hits.append(_Hit(m.start(), m.end(), entry, m.group().lower(), rule, [entry.technique]))
+                hits.append(_Hit(m.start(), m.end(), entry, m.group().lower(), rule, [entry.technique],
+                                 self._rewrites(text, m.start(), m.end(), entry)))
         return hits
 
+    @classmethod
+    def _rewrites(cls, text: str, start: int, end: int, entry: Entry) -> bool:
+        return entry.rewrite_when is not None and cls._context_ok(text, start, end, entry, entry.rewrite_when)
+
     @staticmethod
-    def _context_ok(text: str, start: int, end: int, entry: Entry) -> bool:
-        ctx = entry.context
+    def _context_ok(text: str, start: int, end: int, entry: Entry, ctx=None) -> bool:
+        ctx = ctx or entry.context
         assert ctx is not None
         reach = ctx.window * 16
-        before = _WORD_RE.findall(text[max(0, start - reach) : start])[-ctx.window :]
-        after = _WORD_RE.findall(text[end : end + reach])[: ctx.window]
+        left, right = text[max(0, start - reach) : start], text[end : end + reach]
+        before = _WORD_RE.findall(left)[-ctx.window :]
+        after = _WORD_RE.findall(right)[: ctx.window]
         nearby = before + after
         near_text = " " + " ".join(nearby) + " "
         def present(term: str) -> bool:
+            if not term[0].isalnum():  # an emoji or symbol term: anywhere in the window's characters
+                return term in left[-ctx.window * 2 :] or term in right[: ctx.window * 2]
             return (" " + term + " ") in near_text if " " in term else term in nearby
         if ctx.require_any and not any(present(t) for t in ctx.require_any):
             return False
@@ -467,26 +478,27 @@ class Normalizer:
             ca, cb = (to_canon(a, False), to_canon(b, True)) if spans else (a, b)
             return canon.original_span(ca, cb)
 
-        edits: list[tuple[int, int, str, str, Entry, str, list[str]]] = []
+        edits: list[tuple[int, int, str, str, Entry, str, list[str], str]] = []
         for h in chosen:
             o_start, o_end = to_original(h.start, h.end)
-            if h.entry.action == "rewrite":
+            if h.entry.action == "rewrite" or h.rewrite:
                 meaning = h.entry.replacement_for(h.key)
                 out = meaning
             else:
                 meaning = h.entry.replacement_for(h.key)
                 out = text[o_start:o_end]
-            edits.append((o_start, o_end, out, meaning, h.entry, h.rule, h.techniques))
+            action = "rewrite" if h.rewrite else h.entry.action
+            edits.append((o_start, o_end, out, meaning, h.entry, h.rule, h.techniques, action))
         for d in kept:
             o_start, o_end = canon.original_span(d.start, d.end)
-            edits.append((o_start, o_end, d.word, d.word, d.entry, "decode", list(d.techniques)))
+            edits.append((o_start, o_end, d.word, d.word, d.entry, "decode", list(d.techniques), "rewrite"))
         edits.sort(key=lambda e: e[0])
 
         pieces: list[str] = []
         matches: list[Match] = []
         last = 0
         length = 0
-        for o_start, o_end, out, meaning, entry, rule, techniques in edits:
+        for o_start, o_end, out, meaning, entry, rule, techniques, action in edits:
             if o_start < last:  # cannot happen for well-formed spans; never emit overlapping edits
                 continue
             pieces.append(text[last:o_start])
@@ -509,8 +521,8 @@ class Normalizer:
                 Match(
                     start=o_start, end=o_end, norm_start=length, norm_end=length + len(out),
                     original=original, replacement=out, meaning=meaning, entry_id=entry.id, rule=rule,
-                    techniques=techniques, category=entry.category, severity=entry.severity, action=entry.action
-                    if rule != "decode" else "rewrite",
+                    techniques=techniques, category=entry.category, severity=entry.severity,
+                    action=action,
                 )
             )
             length += len(out)
