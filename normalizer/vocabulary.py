@@ -38,11 +38,13 @@ HARM_LEXICON_PATH = Path(__file__).resolve().parent.parent / "data" / "dataset" 
 SUBSTITUTIONS: dict[str, str] = {
     "0": "o", "1": "il", "3": "e", "4": "a", "5": "s", "6": "gb", "7": "t", "8": "b", "9": "g",
     "@": "a", "$": "s", "!": "i", "|": "il", "+": "t", "€": "e", "¡": "i",
-    "¢": "c", "£": "le", "¥": "y", "§": "s", "ø": "o", "(": "c", "#": "h", "ß": "b",
+    "¢": "c", "£": "fle", "¥": "y", "§": "s", "ø": "o", "(": "c", "#": "h", "ß": "b",
 }  # fmt: skip
 _MASK = "*"
 _JOINERS = ".-_·•~"
-_WEAK = {"repetition", "u_for_v", "punctuation", "masking"}
+_WEAK = {"repetition", "u_for_v", "punctuation", "masking", "weak"}
+# Tokens shaped like identifiers ("perl5", "ssse3", "r1b", "mp3") decode only to harm-relevant words.
+_IDENTIFIER = re.compile(r"[a-z]+\d+|[a-z]\d[a-z]|\d[a-z]{1,2}")
 _MAX_VARIANTS = 256
 _MAX_TOKEN = 40
 _MIN_WORD = 3  # decoded words shorter than this ("as", "is") are never produced
@@ -134,7 +136,7 @@ class OpenDecoder:
         `token` is casefolded. Decoration around it stays as written: "*whore*" -> "*" + "whore" + "*"."""
         if len(token) > _MAX_TOKEN:
             return None
-        core = token.rstrip("!.*$@|+-_~·•()")
+        core = token.rstrip("!.*$@|+-_~·•()#")
         lead = len(core) - len(core.lstrip("*(_-~.·•"))
         core = core[lead:]
         if len(core) < _MIN_WORD or core in self.counts or _NUMBER_LIKE.fullmatch(core):
@@ -163,6 +165,12 @@ class OpenDecoder:
             joined = joined.replace(j, "")
         if joined != text:
             techniques.add("punctuation")
+            if any(piece.isdigit() for piece in re.split(f"[{re.escape(_JOINERS)}]", text)):
+                return None  # "qt-5", "ar-10", "gen.1", "13-if": numbers, not letters
+        # Weak evidence: a leading "$" or "+" ("$end", "$watch" in code, "+had"), a Nordic "ø" ("møtt"),
+        # an identifier's shape ("perl5", "r1b").
+        if text[0] in "$+" and not any(c in SUBSTITUTIONS for c in text[1:]) or "ø" in text or _IDENTIFIER.fullmatch(text):
+            techniques.add("weak")
         if len(joined) < _MIN_WORD or not joined:
             return None
         choices: list[str] = []
@@ -210,7 +218,7 @@ class OpenDecoder:
         ranked = sorted(scored, key=lambda w: (-self.counts[w], w))
         word = ranked[0]
         used = scored[word]
-        if used <= _WEAK and word not in self.harm:
+        if (used <= _WEAK or "weak" in used) and word not in self.harm:
             return None  # weak evidence only: "sooo", "e-mail", "lovve" stay as written
         if len(ranked) > 1:
             runner_up = ranked[1]
@@ -219,7 +227,7 @@ class OpenDecoder:
                 return None  # ambiguous: "he11" could be "hell" or "heil" only if their counts were close
         order = ["leetspeak", "masking", "punctuation", "u_for_v", "repetition"]
         names = {"punctuation": "character_insertion", "u_for_v": "homoglyph"}
-        return word, [names.get(t, t) for t in order if t in used]
+        return word, [names.get(t, t) for t in order if t in used] or ["leetspeak"]
 
 
 def candidate_tokens(text: str) -> list[tuple[int, int]]:
