@@ -226,6 +226,8 @@ class Normalizer:
         decoded, spans = self._apply_decodings(canon.text, decodings)
         hits = self._find(decoded)
         chosen, kept = self._resolve(hits, decodings, spans)
+        if any(h.entry.rewrite_when is not None and not h.rewrite for h in chosen):
+            self._rewrite_in_context(decoded, chosen)
         result = self._assemble(text, canon, spans, chosen, [decodings[i] for i in kept])
         result.degraded = budget.degraded
         return result
@@ -391,6 +393,27 @@ class Normalizer:
                 hits.append(_Hit(m.start(), m.end(), entry, m.group().lower(), rule, [entry.technique],
                                  self._rewrites(text, m.start(), m.end(), entry)))
         return hits
+
+    def _rewrite_in_context(self, decoded: str, chosen: list[_Hit]) -> None:
+        """Emoji codes (rewrite_when) judged on the text as it will read: the other rewrites applied, so that the
+        context is the same on a second pass ("fu(k 🍑" reads "fuck 🍑" and is judged as such)."""
+        pieces: list[str] = []
+        moved: list[tuple[int, int, _Hit]] = []
+        last = length = 0
+        for h in chosen:
+            pieces.append(decoded[last : h.start])
+            length += h.start - last
+            out = h.entry.replacement_for(h.key) if h.entry.action == "rewrite" or h.rewrite else decoded[h.start : h.end]
+            out = f" {out} " if out != decoded[h.start : h.end] else out
+            pieces.append(out)
+            moved.append((length, length + len(out), h))
+            length += len(out)
+            last = h.end
+        pieces.append(decoded[last:])
+        reading = "".join(pieces)
+        for start, end, h in moved:
+            if h.entry.rewrite_when is not None and not h.rewrite:
+                h.rewrite = self._rewrites(reading, start, end, h.entry)
 
     @classmethod
     def _rewrites(cls, text: str, start: int, end: int, entry: Entry) -> bool:

@@ -38,7 +38,7 @@ HARM_LEXICON_PATH = Path(__file__).resolve().parent.parent / "data" / "dataset" 
 SUBSTITUTIONS: dict[str, str] = {
     "0": "o", "1": "il", "3": "e", "4": "a", "5": "s", "6": "gb", "7": "t", "8": "b", "9": "g",
     "@": "a", "$": "s", "!": "i", "|": "il", "+": "t", "€": "e", "¡": "i",
-    "¢": "c", "£": "fle", "¥": "y", "§": "s", "ø": "o", "(": "c", "#": "h", "ß": "b",
+    "¢": "c", "£": "fle", "¥": "y", "§": "s", "ø": "o", "(": "c", "ß": "b",
 }  # fmt: skip
 _MASK = "*"
 _JOINERS = ".-_·•~"
@@ -58,7 +58,12 @@ TOKEN = re.compile(rf"{_CHAR}+(?:[{re.escape(_JOINERS)}]{_CHAR}+)*")
 # Worth decoding: contains a look-alike, a joiner, a "v", or a letter tripled.
 _WORTH = re.compile(rf"[{_SYMBOLS}{re.escape(_JOINERS)}v\d]|([a-z])\1\1")
 # Never decoded: URLs, emails, @handles, #hashtags, inline code, and anything next to them.
-_PROTECTED = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+|(?<!\w)[@#]\w+|`[^`]*`|\S+\.(?:com|org|net|io|gov|edu|co|uk)\b\S*")
+# ASCII character classes, so that a neighbour rewritten on the first pass cannot change what is protected.
+_URL_CHARS = r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]"
+_PROTECTED = re.compile(
+    rf"(?:https?://|www\.){_URL_CHARS}+|[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{{2,}}"
+    rf"|(?<![A-Za-z0-9_])[@#]\w+|`[^`]*`|[A-Za-z0-9.-]+\.(?:com|org|net|io|gov|edu|co|uk)\b{_URL_CHARS}*"
+)
 # Numbers with units, ordinals, times, versions: "1st", "10am", "4x4", "v2", "mp3", "3d", "5g", "100k".
 _NUMBER_LIKE = re.compile(r"\d+[a-z]{0,3}|[a-z]{1,3}\d+|\d+x\d+|v\d+(?:[._]\d+)*|\d+(?:[.,:_-]\d+)+[a-z]{0,3}")
 _RUN = re.compile(r"([a-z])\1{2,}")
@@ -165,8 +170,12 @@ class OpenDecoder:
             joined = joined.replace(j, "")
         if joined != text:
             techniques.add("punctuation")
-            if any(piece.isdigit() for piece in re.split(f"[{re.escape(_JOINERS)}]", text)):
+            pieces = re.split(f"[{re.escape(_JOINERS)}]", text)
+            if any(piece.isdigit() for piece in pieces):
                 return None  # "qt-5", "ar-10", "gen.1", "13-if": numbers, not letters
+            longer = [p for p in pieces if len(p) > 1]
+            if longer and all(p in self.counts for p in longer):
+                return None  # words joined by punctuation ("e-mail", "t-shirt", "e.whore"), not one word split
         # Weak evidence: a leading "$" or "+" ("$end", "$watch" in code, "+had"), a Nordic "ø" ("møtt"),
         # an identifier's shape ("perl5", "r1b").
         if text[0] in "$+" and not any(c in SUBSTITUTIONS for c in text[1:]) or "ø" in text or _IDENTIFIER.fullmatch(text):
@@ -189,7 +198,9 @@ class OpenDecoder:
         if count > _MAX_VARIANTS:
             return None
         scored: dict[str, set[str]] = {}
-        repeated = _RUN.search(joined) is not None or any(c * 3 in joined for c in SUBSTITUTIONS if c in joined)
+        # Collapse repetition only when the token itself repeats ("kiiill", "k!!!ll"), not when joining pieces
+        # or reading symbols makes a run ("ss.suicide", "cocaine*3").
+        repeated = _RUN.search(text) is not None or any(c * 3 in text for c in SUBSTITUTIONS if c in text)
         for letters in itertools.product(*choices):
             variant = "".join(letters)
             for word in _collapse(variant) if repeated else (variant,):
