@@ -130,6 +130,9 @@ class _Decoding:
     entry: Entry
 
 
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
 def _overlaps_any(starts: list[int], spans: list, a: int, b: int) -> bool:
     """Whether [a, b) overlaps one of `spans` (non-overlapping, sorted, with .start/.end; `starts` their starts)."""
     i = bisect_right(starts, b - 1) - 1
@@ -221,13 +224,26 @@ class Normalizer:
         canon = canonicalize(text)
         budget = Budget.for_text(len(text))
         decodings = self._decode(canon.text, budget)
+        if canon.starts is not None and decodings:
+            # A decoding must not split one original character: "⅚" folds to "5⁄6", and "b0ll⅚" is not "bolls".
+            starts = canon.starts
+            n = len(starts)
+            decodings = [
+                d for d in decodings
+                if (d.start == 0 or starts[d.start] != starts[d.start - 1]) and (d.end >= n or starts[d.end] != starts[d.end - 1])
+            ]
         if canon.starts is not None:
             decodings = self._merge(decodings, self._unicode_decodings(text, canon))
         decoded, spans = self._apply_decodings(canon.text, decodings)
-        hits = self._find(decoded)
+        deferred: list[_Hit] = []
+        hits = self._find(decoded, deferred)
         chosen, kept = self._resolve(hits, decodings, spans)
-        if any(h.entry.rewrite_when is not None and not h.rewrite for h in chosen):
-            self._rewrite_in_context(decoded, chosen)
+        if deferred or any(h.entry.rewrite_when is not None and not h.rewrite for h in chosen):
+            # Contexts judged on the text as it will read, so that a second pass judges them the same way.
+            extra = self._judge_on_reading(decoded, chosen, deferred)
+            if extra:
+                chosen, kept = self._resolve(hits + extra, decodings, spans)
+                self._judge_on_reading(decoded, chosen, [])
         result = self._assemble(text, canon, spans, chosen, [decodings[i] for i in kept])
         result.degraded = budget.degraded
         return result
@@ -345,7 +361,9 @@ class Normalizer:
         pieces.append(canon[last:])
         return "".join(pieces), spans
 
-    def _find(self, text: str) -> list[_Hit]:
+    def _find(self, text: str, deferred: list[_Hit] | None = None) -> list[_Hit]:
+        """Hits in the decoded text; hits whose context rule fails go to `deferred` (judged again on the text as
+        it will read, see `_judge_on_reading`)."""
         hits: list[_Hit] = []
         n = len(text)
         if self._has_words:
@@ -356,11 +374,14 @@ class Normalizer:
                 end = end_index - 1  # projected index end_index is the trailing space = text index end_index - 1
                 for form in forms:
                     start = end - form.length
-                    if form.entry.context and not self._context_ok(text, start, end, form.entry):
-                        continue
                     rule = "safe_context" if form.entry.action == "protect" else "pattern"
-                    hits.append(_Hit(start, end, form.entry, form.key, rule, [form.entry.technique],
-                                     self._rewrites(text, start, end, form.entry)))
+                    hit = _Hit(start, end, form.entry, form.key, rule, [form.entry.technique],
+                               self._rewrites(text, start, end, form.entry))
+                    if form.entry.context and not self._context_ok(text, start, end, form.entry):
+                        if deferred is not None:
+                            deferred.append(hit)
+                        continue
+                    hits.append(hit)
         if self._has_symbols:
             for end_index, forms in self._symbols.iter(text):
                 end = end_index + 1
@@ -370,11 +391,14 @@ class Normalizer:
                         continue
                     if form.right_word and end < n and _is_word_char(text[end]):
                         continue
-                    if form.entry.context and not self._context_ok(text, start, end, form.entry):
-                        continue
                     rule = "safe_context" if form.entry.action == "protect" else "pattern"
-                    hits.append(_Hit(start, end, form.entry, form.key, rule, [form.entry.technique],
-                                     self._rewrites(text, start, end, form.entry)))
+                    hit = _Hit(start, end, form.entry, form.key, rule, [form.entry.technique],
+                               self._rewrites(text, start, end, form.entry))
+                    if form.entry.context and not self._context_ok(text, start, end, form.entry):
+                        if deferred is not None:
+                            deferred.append(hit)
+                        continue
+                    hits.append(hit)
         if self._regex is not None:
             for m in self._regex.finditer(text):
                 if m.end() == m.start():
@@ -387,33 +411,61 @@ class Normalizer:
                     continue
                 if right_b and m.end() < n and _is_word_char(text[m.end()]) and _is_word_char(text[m.end() - 1]):
                     continue
-                if entry.context and not self._context_ok(text, m.start(), m.end(), entry):
-                    continue
                 rule = "safe_context" if entry.action == "protect" else "pattern"
-                hits.append(_Hit(m.start(), m.end(), entry, m.group().lower(), rule, [entry.technique],
-                                 self._rewrites(text, m.start(), m.end(), entry)))
+                hit = _Hit(m.start(), m.end(), entry, m.group().lower(), rule, [entry.technique],
+                           self._rewrites(text, m.start(), m.end(), entry))
+                if entry.context and not self._context_ok(text, m.start(), m.end(), entry):
+                    if deferred is not None:
+                        deferred.append(hit)
+                    continue
+                hits.append(hit)
         return hits
 
-    def _rewrite_in_context(self, decoded: str, chosen: list[_Hit]) -> None:
-        """Emoji codes (rewrite_when) judged on the text as it will read: the other rewrites applied, so that the
-        context is the same on a second pass ("fu(k 🍑" reads "fuck 🍑" and is judged as such)."""
+    def _judge_on_reading(self, decoded: str, chosen: list[_Hit], deferred: list[_Hit]) -> list[_Hit]:
+        """Emoji codes (rewrite_when) and context-gated hits judged on the text as it will read, with the chosen
+        rewrites applied: "fu(k 🍑" reads "fuck 🍑", and "in:0❄1488" reads "in:0 cocaine 1488", and a second pass
+        sees exactly that. Sets `rewrite` on chosen emoji hits; returns the deferred hits whose context now holds."""
         pieces: list[str] = []
         moved: list[tuple[int, int, _Hit]] = []
-        last = length = 0
+        shifts: list[tuple[int, int]] = []  # (decoded end of a chosen hit, cumulative shift after it)
+        last = length = shift = 0
         for h in chosen:
             pieces.append(decoded[last : h.start])
             length += h.start - last
-            out = h.entry.replacement_for(h.key) if h.entry.action == "rewrite" or h.rewrite else decoded[h.start : h.end]
-            out = f" {out} " if out != decoded[h.start : h.end] else out
+            written = decoded[h.start : h.end]
+            out = h.entry.replacement_for(h.key) if h.entry.action == "rewrite" or h.rewrite else written
+            if out != written:
+                if h.start > 0 and _is_word_char(out[0]) and _is_word_char(decoded[h.start - 1]):
+                    out = " " + out
+                if h.end < len(decoded) and _is_word_char(out[-1]) and _is_word_char(decoded[h.end]):
+                    out = out + " "
             pieces.append(out)
             moved.append((length, length + len(out), h))
             length += len(out)
+            shift += len(out) - (h.end - h.start)
+            shifts.append((h.end, shift))
             last = h.end
         pieces.append(decoded[last:])
         reading = "".join(pieces)
         for start, end, h in moved:
             if h.entry.rewrite_when is not None and not h.rewrite:
                 h.rewrite = self._rewrites(reading, start, end, h.entry)
+        if not deferred:
+            return []
+        ends = [e for e, _ in shifts]
+        starts = [h.start for h in chosen]
+        accepted: list[_Hit] = []
+        for d in deferred:
+            i = bisect_right(starts, d.end - 1) - 1
+            if i >= 0 and chosen[i].end > d.start:
+                continue  # overlaps a chosen hit
+            k = bisect_right(ends, d.start) - 1
+            offset = shifts[k][1] if k >= 0 else 0
+            a, b = d.start + offset, d.end + offset
+            if self._context_ok(reading, a, b, d.entry):
+                d.rewrite = self._rewrites(reading, a, b, d.entry)
+                accepted.append(d)
+        return accepted
 
     @classmethod
     def _rewrites(cls, text: str, start: int, end: int, entry: Entry) -> bool:
@@ -524,6 +576,13 @@ class Normalizer:
         for o_start, o_end, out, meaning, entry, rule, techniques, action in edits:
             if o_start < last:  # cannot happen for well-formed spans; never emit overlapping edits
                 continue
+            # Bidi controls inside a rewritten span are kept after the replacement: an override or isolate opened
+            # before a rewrite keeps its closing mark ("\u202ek1ll\u202c" -> "\u202ekill\u202c", not an
+            # unterminated override that reverses the rest of the text).
+            if out != text[o_start:o_end] and rule != "safe_context":
+                controls = "".join(c for c in text[o_start:o_end] if c in _BIDI_CONTROLS)
+                if controls:
+                    out = out + controls
             pieces.append(text[last:o_start])
             length += o_start - last
             original = text[o_start:o_end]

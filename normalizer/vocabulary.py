@@ -41,6 +41,8 @@ SUBSTITUTIONS: dict[str, str] = {
     "¢": "c", "£": "fle", "¥": "y", "§": "s", "ø": "o", "(": "c", "ß": "b",
 }  # fmt: skip
 _MASK = "*"
+# Look-alikes only this decoder reads (normalizer.decode's LEET table lacks them).
+_EXTRA_SYMBOLS = frozenset("¢£¥§ø(ß")
 _JOINERS = ".-_·•~"
 _WEAK = {"repetition", "u_for_v", "punctuation", "masking", "weak"}
 # Tokens shaped like identifiers ("perl5", "ssse3", "r1b", "mp3") decode only to harm-relevant words.
@@ -150,6 +152,8 @@ class OpenDecoder:
             return None
         if not _letters_outnumber_digits(core):
             return None
+        if core[0] in _EXTRA_SYMBOLS and core[1:] in self.counts:
+            return None  # "£whore": a symbol before a word, the way the generic decoder reads it too
         best = self._best(core)
         if best is None:
             return None

@@ -70,7 +70,17 @@ def test_emoji_codes_are_reported_everywhere_and_rewritten_in_context(product):
     assert any(m.action == "annotate" and m.original == "🔫" for m in water_pistol.matches)
 
 
-@pytest.mark.parametrize("text", ["h3ll0 w0rld", "sui.cide k-i-l-l-e-d", "send me pics of that 🍑", "fu(k th@t"])
-def test_decoding_is_idempotent(product, text):
-    once = product.normalize(text).text
-    assert product.normalize(once).text == once
+@pytest.mark.parametrize(
+    "text",
+    [
+        "h3ll0 w0rld", "sui.cide k-i-l-l-e-d", "send me pics of that 🍑", "fu(k th@t", "fu(k 🍑", "un@11ve 🔫 £",
+        # texts that changed on a second normalization before (issue 13): a context judged before a neighbour
+        # was rewritten, a run read from symbols, words joined by punctuation, a symbol before a decoded word
+        "IN:0❄1488", "cocaine*3", "❄*3f*ck", "ß.sewer slide", "ß-$uicide🍑$uicide", "£wh*re", "h@teİ❄sui.cide🔫",
+        "kіll½k.i.l.l(",
+    ],
+)  # fmt: skip
+def test_decoding_is_idempotent(product, mini, text):
+    for normalizer in (product, mini):
+        once = normalizer.normalize(text).text
+        assert normalizer.normalize(once).text == once
