@@ -206,6 +206,10 @@ class Normalizer:
             if kind != "part" and entry.category != "safe_context":
                 harm[word] = entry.category
         self._open = OpenDecoder(harm)
+        # Tokens of the database's own symbol forms ("|<ill" of "|<ill yourself"): the database reads them.
+        self._symbol_tokens = frozenset(
+            token for key in pending if not _WORD_FORM.fullmatch(key) for token in key.split(" ") if not token.isalnum()
+        )
         self._open_entries = {
             category: Entry(
                 id=f"open_vocabulary.{category}", forms=(), replacement="", technique="leetspeak",
@@ -297,6 +301,8 @@ class Normalizer:
             if end - start > 64 or _overlaps_any(taken_starts, taken, start, end):
                 continue
             token = canon[start:end]
+            if token in self._symbol_tokens:
+                continue
             key = "\x00" + token
             decoded = cache.get(key, False)
             if decoded is False:

@@ -41,6 +41,12 @@ SUBSTITUTIONS: dict[str, str] = {
     "¢": "c", "£": "fle", "¥": "y", "§": "s", "ø": "o", "(": "c", "ß": "b",
 }  # fmt: skip
 _MASK = "*"
+# Multi-character look-alikes (the leet table's "|<" for k, "/\\" for a, ...), read before single characters.
+MULTI: dict[str, str] = {
+    "|\\/|": "m", "/\\/\\": "m", "|\\|": "n", "|_|": "u", "(_)": "u", "|-|": "h", "/\\": "a", "\\/": "v",
+    "|<": "k", "|)": "d", "|2": "r", "|=": "f", "><": "x", "()": "o", "^": "a", "©": "c", "µ": "u",
+}  # fmt: skip
+_MULTI_ORDER = sorted(MULTI, key=len, reverse=True)
 # Look-alikes only this decoder reads (normalizer.decode's LEET table lacks them).
 _EXTRA_SYMBOLS = frozenset("¢£¥§ø(ß")
 _JOINERS = ".-_·•~"
@@ -53,18 +59,18 @@ _MIN_WORD = 3  # decoded words shorter than this ("as", "is") are never produced
 _CLEAR_RATIO = 5.0
 _KNOWN_COUNT = 1_000_000  # the count given to harm words the frequency list lacks ("xanax", "heil")
 
-_SYMBOLS = re.escape("".join(SUBSTITUTIONS) + _MASK + ")")
+_SYMBOLS = re.escape("".join(SUBSTITUTIONS) + _MASK + ")<>/\\^©µ")
 _CHAR = rf"[\w{_SYMBOLS}]"
 # A token: look-alike characters and letters, with single joiners between them ("sui.cide", "k-i-l-l").
 TOKEN = re.compile(rf"{_CHAR}+(?:[{re.escape(_JOINERS)}]{_CHAR}+)*")
 # Worth decoding: contains a look-alike, a joiner, a "v", or a letter tripled.
-_WORTH = re.compile(rf"[{_SYMBOLS}{re.escape(_JOINERS)}v\d]|([a-z])\1\1")
+_WORTH = re.compile(rf"[{_SYMBOLS}{re.escape(_JOINERS)}v\dx]|ph|([a-z])\1\1")
 # Never decoded: URLs, emails, @handles, #hashtags, inline code, and anything next to them.
 # ASCII character classes, so that a neighbour rewritten on the first pass cannot change what is protected.
 _URL_CHARS = r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]"
 _PROTECTED = re.compile(
     rf"(?:https?://|www\.){_URL_CHARS}+|[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{{2,}}"
-    rf"|(?<![A-Za-z0-9_])[@#]\w+|`[^`]*`|[A-Za-z0-9.-]+\.(?:com|org|net|io|gov|edu|co|uk)\b{_URL_CHARS}*"
+    rf"|(?<![A-Za-z0-9_])(?:@\w{4,}|#\w+)|`[^`]*`|[A-Za-z0-9.-]+\.(?:com|org|net|io|gov|edu|co|uk)\b{_URL_CHARS}*"
 )
 # Numbers with units, ordinals, times, versions: "1st", "10am", "4x4", "v2", "mp3", "3d", "5g", "100k".
 _NUMBER_LIKE = re.compile(r"\d+[a-z]{0,3}|[a-z]{1,3}\d+|\d+x\d+|v\d+(?:[._]\d+)*|\d+(?:[.,:_-]\d+)+[a-z]{0,3}")
@@ -98,6 +104,11 @@ def _letters_outnumber_digits(token: str) -> bool:
     letters = sum(c.isalpha() for c in token)
     digits = sum(c.isdigit() for c in token)
     return letters >= 2 and digits <= letters
+
+
+def _has_letters(token: str) -> bool:
+    """Some letter or letter-like symbol: "5h17" and "@55" may be words, "2024" and "12:30" are not."""
+    return any(c.isalpha() or (c in SUBSTITUTIONS and not c.isdigit()) or c == _MASK for c in token)
 
 
 def _collapse(word: str) -> list[str]:
@@ -150,24 +161,36 @@ class OpenDecoder:
             return None
         if "(" in core and "()" not in core and core.index("(") == 0:
             return None
-        if not _letters_outnumber_digits(core):
+        if not _has_letters(core):
             return None
+        mostly_digits = not _letters_outnumber_digits(core)  # "5h17", "@55": only to a harm word
         if core[0] in _EXTRA_SYMBOLS and core[1:] in self.counts:
             return None  # "£whore": a symbol before a word, the way the generic decoder reads it too
-        best = self._best(core)
+        best = self._best(core, weak=mostly_digits)
+        if best is None and token.endswith(_MASK) and not core.endswith(_MASK) and len(token) - lead - len(core) == 1:
+            core = core + _MASK  # a final mask, not decoration: "overdos*"
+            best = self._best(core)
+        if best is None and "ph" in core:
+            best = self._best(core.replace("ph", "f"), weak=mostly_digits)  # "phuck"
+        if best is None and "x" in core and core.replace("x", "") and not core.startswith("x"):
+            best = self._best(core.replace("x", _MASK), weak=True)  # "x" as a mask: "fxck", harm words only
+        if best is None and _MASK in core.strip(_MASK):
+            best = self._best(core.replace(_MASK, "."), weak=mostly_digits)  # "*" between letters: "r*i*f*l*e"
         if best is None:
             return None
         word, techniques = best
         return word, techniques, lead, lead + len(core)
 
     # ------------------------------------------------------------------ internals
-    def _best(self, core: str) -> tuple[str, list[str]] | None:
-        techniques: set[str] = set()
+    def _best(self, core: str, weak: bool = False) -> tuple[str, list[str]] | None:
+        techniques: set[str] = {"weak"} if weak else set()
         text = core
-        if "()" in text:
-            text = text.replace("()", "o")
-            techniques.add("leetspeak")
-        if ")" in text:
+        if any(c in text for c in "|()/\\<>^©µ"):
+            for seq in _MULTI_ORDER:
+                if seq in text:
+                    text = text.replace(seq, MULTI[seq])
+                    techniques.add("leetspeak")
+        if any(c in text for c in ")/\\<>"):
             return None
         joined = text
         for j in _JOINERS:
@@ -177,9 +200,8 @@ class OpenDecoder:
             pieces = re.split(f"[{re.escape(_JOINERS)}]", text)
             if any(piece.isdigit() for piece in pieces):
                 return None  # "qt-5", "ar-10", "gen.1", "13-if": numbers, not letters
-            longer = [p for p in pieces if len(p) > 1]
-            if longer and all(p in self.counts for p in longer):
-                return None  # words joined by punctuation ("e-mail", "t-shirt", "e.whore"), not one word split
+            if any(len(p) == 1 for p in pieces) and any(len(p) > 1 for p in pieces):
+                return None  # a letter joined to a word ("e-mail", "t-shirt", "x-ray", "e.whore"), not a word split
         # Weak evidence: a leading "$" or "+" ("$end", "$watch" in code, "+had"), a Nordic "ø" ("møtt"),
         # an identifier's shape ("perl5", "r1b").
         if text[0] in "$+" and not any(c in SUBSTITUTIONS for c in text[1:]) or "ø" in text or _IDENTIFIER.fullmatch(text):
