@@ -16,7 +16,8 @@ from real labelled texts. Families:
   the harmful context its glossary describes, constructed for this benchmark.
 - `emoji_innocent`: real texts labelled safe in /work/shared/data that contain a code emoji (source: the data
   set), plus constructed everyday uses where the data has too few.
-- `minced_acronym` (wp_minced_oath, wp_algospeak): minced oaths, acronyms and coded phrases in daily use.
+- `minced_acronym` (wp_minced_oath, wp_algospeak, lorenz2022): minced oaths, acronyms and coded phrases in daily
+  use; words that are coded only in context ("corn", "accountant") are given a sentence of that context.
 """
 
 from __future__ import annotations
@@ -175,25 +176,24 @@ MINCED = [
     ("he said the f-word", "fuck", "wp_minced_oath"), ("the s word", "shit", "wp_minced_oath"),
     ("she used the n word", "nigger", "wp_minced_oath"), ("the c word", "cunt", "wp_minced_oath"),
     ("the b word", "bitch", "wp_minced_oath"), ("son of a gun", "son of a bitch", "wp_minced_oath"),
-    ("sob", "son of a bitch", "wp_minced_oath"), ("mofo", "motherfucker", "wp_minced_oath"),
-    ("mf", "motherfucker", "wp_minced_oath"), ("what the eff", "fuck", "wp_minced_oath"),
+    ("that sob stole my car", "son of a bitch", "wp_minced_oath"), ("mofo", "motherfucker", "wp_minced_oath"),
+    ("this mf really said that", "motherfucker", "wp_minced_oath"), ("what the eff", "fuck", "wp_minced_oath"),
     ("holy crap", "shit", "wp_minced_oath"), ("bullcrap", "bullshit", "wp_minced_oath"),
-    ("bs", "bullshit", "wp_minced_oath"), ("dagnabbit", "damn", "wp_minced_oath"), ("gosh darn", "god damn", "wp_minced_oath"),
+    ("that is total bs", "bullshit", "wp_minced_oath"), ("dagnabbit", "damn", "wp_minced_oath"), ("gosh darn", "god damn", "wp_minced_oath"),
     ("goldarn", "god damn", "wp_minced_oath"), ("gadzooks", "god", "wp_minced_oath"), ("zounds", "god", "wp_minced_oath"),
-    ("sugar!", "shit", "wp_minced_oath"),
     ("kys", "kill yourself", "wp_algospeak"), ("just kys", "kill yourself", "wp_algospeak"),
     ("kms", "kill myself", "wp_algospeak"), ("stfu", "shut the fuck up", "wp_algospeak"),
     ("gtfo", "get the fuck out", "wp_algospeak"), ("wtf", "what the fuck", "wp_algospeak"),
     ("fml", "fuck my life", "wp_algospeak"), ("ffs", "for fuck's sake", "wp_algospeak"),
     ("lmfao", "laughing my fucking ass off", "wp_algospeak"), ("gfy", "go fuck yourself", "wp_algospeak"),
     ("foad", "fuck off and die", "wp_algospeak"), ("stfd", "sit the fuck down", "wp_algospeak"),
-    ("pos", "piece of shit", "wp_algospeak"), ("smd", "suck my dick", "wp_algospeak"),
+    ("you absolute pos", "piece of shit", "wp_algospeak"), ("smd", "suck my dick", "wp_algospeak"),
     ("dtf", "down to fuck", "wp_algospeak"), ("af", "as fuck", "wp_algospeak"),
     ("kysa", "kill yourself", "wp_algospeak"), ("unalive yourself", "kill", "lorenz2022"),
     ("sewer slide", "suicide", "lorenz2022"), ("seggs", "sex", "lorenz2022"), ("le dollar bean", "lesbian", "lorenz2022"),
-    ("corn", "porn", "lorenz2022"), ("accountant", "sex worker", "lorenz2022"), ("mascara", "sexual assault", "lorenz2022"),
-    ("yt people", "white", "wp_algospeak"), ("panini", "pandemic", "lorenz2022"), ("spicy eggplant", "vibrator", "lorenz2022"),
-    ("grape", "rape", "wp_algospeak"), ("sa'd", "sexually assaulted", "wp_algospeak"), ("s/a", "sexual assault", "wp_algospeak"),
+    ("free corn videos, link in bio", "porn", "lorenz2022"), ("she is an accountant on onlyfans, link in bio", "sex worker", "lorenz2022"), ("he did mascara to me without my consent", "sexual assault", "lorenz2022"),
+    ("yt people", "white", "wp_algospeak"), ("during the panini everything was closed", "pandemic", "lorenz2022"), ("spicy eggplant", "vibrator", "lorenz2022"),
+    ("he graped her at the party", "rape", "wp_algospeak"), ("sa'd", "sexually assaulted", "wp_algospeak"), ("surviving s/a", "sexual assault", "wp_algospeak"),
     ("forever nap", "suicide", "wp_algospeak"), ("kermit sewer slide", "suicide", "wp_algospeak"),
     ("self delete", "suicide", "wp_algospeak"), ("self-unalive", "suicide", "wp_algospeak"),
     ("ctb", "suicide", "nyt2021_suicide_site"), ("catch the bus", "suicide", "nyt2021_suicide_site"),

@@ -70,6 +70,7 @@ def score(items: list[dict], outputs: list[tuple[str, list[dict]]]) -> dict:
     return {
         "coded_forms": len(coded),
         "coded_decoded": round(sum(r["decoded"] for r in coded) / len(coded), 4),
+        "coded_reported": round(sum(r["reported"] for r in coded) / len(coded), 4),
         "emoji_harmful_decoded": families.get("emoji_harmful", {}).get("decoded"),
         "emoji_innocent_rewritten": families.get("emoji_innocent", {}).get("rewritten"),
         "emoji_innocent_reported": families.get("emoji_innocent", {}).get("reported"),
@@ -112,7 +113,7 @@ def run_commit(items: list[dict], commit: str) -> list[tuple[str, list[dict]]]:
 
 def _print(name: str, report: dict) -> None:
     print(f"{name}: {report['coded_decoded']:.1%} of {report['coded_forms']} coded forms decoded "
-          f"(target >= {TARGETS['coded']:.0%}); emoji in harmful context {report['emoji_harmful_decoded']:.1%} "
+          f"(target >= {TARGETS['coded']:.0%}), {report['coded_reported']:.1%} decoded or reported; emoji in harmful context {report['emoji_harmful_decoded']:.1%} "
           f"(>= {TARGETS['emoji_harmful']:.0%}); emoji in innocent use rewritten {report['emoji_innocent_rewritten']:.1%} "
           f"(<= {TARGETS['emoji_innocent_rewritten']:.0%}), reported {report['emoji_innocent_reported']:.1%}")  # fmt: skip
     for family, f in report["families"].items():
