@@ -289,7 +289,7 @@ class Normalizer:
 
     def _decode_open(self, canon: str, found: list[_Decoding], budget: Budget | None) -> list[_Decoding]:
         """Tokens no database term explains, decoded to the English word they most clearly spell."""
-        spans = candidate_tokens(canon)
+        spans = candidate_tokens(canon, self._open.is_word)
         if not spans:
             return []
         taken = sorted((d for d in found if d.kind != "part"), key=lambda d: d.start)  # non-overlapping

@@ -267,24 +267,104 @@ class OpenDecoder:
         return word, [names.get(t, t) for t in order if t in used] or ["leetspeak"]
 
 
-def candidate_tokens(text: str) -> list[tuple[int, int]]:
-    """Spans of `text` (canonical, casefolded) worth open-vocabulary decoding, outside protected spans."""
-    if not _WORTH.search(text):
+# Where a token may need decoding: a look-alike symbol or mask, a digit, a joiner between letters, a letter
+# tripled. Plain words with "v", "x" or "ph" are candidates only when they are not words as written.
+_STRONG = re.compile(rf"[{re.escape(''.join(c for c in SUBSTITUTIONS if not c.isalnum()) + _MASK + '<>/^©µ')}]|\d|[a-z][{re.escape(_JOINERS)}][a-z]|([a-z])\1\1")
+_SOFT = re.compile(r"v|x|ph")
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_" + "".join(SUBSTITUTIONS) + _MASK + ")<>/\\^©µ")
+_PROTECT_PARTS = (
+    (("://", "www."), re.compile(rf"(?:https?://|www\.){_URL_CHARS}+")),
+    (("@",), re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}|(?<![A-Za-z0-9_])@\w{4,}")),
+    (("#",), re.compile(r"(?<![A-Za-z0-9_])#\w+")),
+    (("`",), re.compile(r"`[^`]*`")),
+    ((".com", ".org", ".net", ".io", ".gov", ".edu", ".co", ".uk"),
+     re.compile(rf"[A-Za-z0-9.-]+\.(?:com|org|net|io|gov|edu|co|uk)\b{_URL_CHARS}*")),
+)
+
+
+_EDGE_PUNCTUATION = ".,!?;:\"'()[]{}"
+
+
+def _protected_spans(text: str) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for needles, pattern in _PROTECT_PARTS:
+        if any(n in text for n in needles):
+            spans.extend(m.span() for m in pattern.finditer(text))
+    spans.sort()
+    return spans
+
+
+_HIT = re.compile(rf"[{re.escape(''.join(c for c in SUBSTITUTIONS if not c.isalnum()) + _MASK + '<>/^©µ')}\d]|[{re.escape(_JOINERS)}](?=[a-z])")
+
+
+def _expand(text: str, i: int) -> tuple[int, int] | None:
+    """The token around position i, or None when it is longer than 64 characters."""
+    start = i
+    while start > 0 and i - start <= 64:
+        c = text[start - 1]
+        if c in _TOKEN_CHARS or c.isalnum() or (c in _JOINERS and start > 1 and (text[start - 2] in _TOKEN_CHARS or text[start - 2].isalnum())):
+            start -= 1
+        else:
+            break
+    if i - start > 64:
+        return None
+    m = TOKEN.match(text, start)
+    if m is None:
+        return None
+    return start, m.end()
+
+
+def candidate_tokens(text: str, is_word=None) -> list[tuple[int, int]]:
+    """Spans of `text` (canonical, casefolded) worth open-vocabulary decoding, outside protected spans (URLs,
+    emails, handles, hashtags, inline code). `is_word` tells plain words with "v", "x" or "ph" to skip.
+
+    Hits come from scans in C (a look-alike, a mask, a digit, a joiner before a letter, a letter tripled) and
+    from the few whitespace-separated words with "v", "x" or "ph" that are not words; each hit expands to its
+    token once, and tokens over 64 characters are skipped. Linear in the text."""
+    hits = [m.start() for m in _HIT.finditer(text)]
+    if is_word is not None and ("v" in text or "x" in text or "ph" in text):
+        pos = 0
+        for chunk in [w for w in text.split() if "v" in w or "x" in w or "ph" in w]:
+            core = chunk.strip(_EDGE_PUNCTUATION)
+            if core.isalpha() and not is_word(core):
+                at = text.find(core, pos)
+                if at >= 0:
+                    hits.append(at)
+                    pos = at + len(core)
+    if _RUN.search(text):
+        hits.extend(m.start() for m in _RUN.finditer(text))
+    if not hits:
         return []
-    protected: list[tuple[int, int]] = []
-    if any(c in text for c in "/@#`") or ".com" in text or "www" in text:
-        protected = [m.span() for m in _PROTECTED.finditer(text)]
-    out = []
-    k = 0
-    for m in TOKEN.finditer(text):
-        a, b = m.span()
-        while k < len(protected) and protected[k][1] <= a:
-            k += 1
-        if k < len(protected) and protected[k][0] < b:
+    hits.sort()
+    out: list[tuple[int, int]] = []
+    last_end = -1
+    code = [m.span() for m in _PROTECT_PARTS[3][1].finditer(text)] if "`" in text else []
+    for i in hits:
+        if i < last_end:
             continue
-        token = m.group()
-        if _WORTH.search(token) and not token.isdigit():
-            out.append((a, b))
+        span = _expand(text, i)
+        if span is None:
+            last_end = i + 1
+            continue
+        a, b = span
+        last_end = max(b, i + 1)
+        if b <= i or b - a > 64:
+            continue
+        token = text[a:b]
+        if token.isdigit():
+            continue
+        if not (_STRONG.search(token) or (is_word is not None and _SOFT.search(token) and not is_word(token))):
+            continue
+        chunk_start = text.rfind(" ", 0, a) + 1
+        chunk_end = text.find(" ", b)
+        chunk_end = len(text) if chunk_end < 0 else chunk_end
+        chunk = text[chunk_start:chunk_end]
+        if any(c in chunk for c in "/@#."):
+            if any(pa < b - chunk_start and a - chunk_start < pb for pa, pb in _protected_spans(chunk)):
+                continue
+        if code and any(ca < b and a < cb for ca, cb in code):
+            continue
+        out.append((a, b))
     return out
 
 
