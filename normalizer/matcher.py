@@ -278,7 +278,10 @@ class Normalizer:
                 found.append(_Decoding(start, start + covered, word, list(techniques), kind, entry))
         if spaced and tokens:
             found.sort(key=lambda d: d.start)
+        self._superseded: set[int] = set()
         opened = self._decode_open(canon, found, budget)
+        if self._superseded:
+            found = [d for d in found if id(d) not in self._superseded]
         if opened:
             # A word of a phrase ("world" of "clown world") decoded on its own stands as an English word; inside
             # the phrase, the phrase's hit still explains it.
@@ -298,8 +301,19 @@ class Normalizer:
         cache = self._token_cache
         known = self._known
         for start, end in spans:
-            if end - start > 64 or _overlaps_any(taken_starts, taken, start, end):
+            if end - start > 64:
                 continue
+            inside: list[_Decoding] = []
+            if _overlaps_any(taken_starts, taken, start, end):
+                # A decoding of part of the token ("k1ll" of "k1ll£|2"): the whole token's reading, if there is
+                # one, replaces it, since a second pass would read the whole token ("kill£|2" -> "killer").
+                lo = bisect_left(taken_starts, start)
+                hi = bisect_left(taken_starts, end)
+                inside = taken[lo:hi]
+                if lo > 0 and taken[lo - 1].end > start or not inside or any(d.end > end for d in inside) or (
+                    len(inside) == 1 and inside[0].start == start and inside[0].end == end
+                ):
+                    continue
             token = canon[start:end]
             if token in self._symbol_tokens:
                 continue
@@ -317,6 +331,10 @@ class Normalizer:
             if not decoded:
                 continue
             word, techniques, a, b = decoded  # type: ignore[misc]
+            if inside:
+                if any(d.start < start + a or d.end > start + b for d in inside):
+                    continue  # the whole reading does not cover the partial one: keep the partial one
+                self._superseded.update(id(d) for d in inside)
             if word in known and known[word][0] != "part":
                 kind, entry = known[word]  # a database term: its entry explains it (or, failing its context, nothing)
             else:

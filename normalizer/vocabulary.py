@@ -185,6 +185,9 @@ class OpenDecoder:
     def _best(self, core: str, weak: bool = False) -> tuple[str, list[str]] | None:
         techniques: set[str] = {"weak"} if weak else set()
         text = core
+        # Collapse repetition only when the token itself repeats ("kiiill", "k!!!ll"), not when joining pieces,
+        # reading symbols or multi-character look-alikes makes a run ("ss.suicide", "cocaine*3", "fuck|<k").
+        repeated = _RUN.search(core) is not None or any(c * 3 in core for c in SUBSTITUTIONS if c in core)
         if any(c in text for c in "|()/\\<>^©µ"):
             for seq in _MULTI_ORDER:
                 if seq in text:
@@ -224,9 +227,6 @@ class OpenDecoder:
         if count > _MAX_VARIANTS:
             return None
         scored: dict[str, set[str]] = {}
-        # Collapse repetition only when the token itself repeats ("kiiill", "k!!!ll"), not when joining pieces
-        # or reading symbols makes a run ("ss.suicide", "cocaine*3").
-        repeated = _RUN.search(text) is not None or any(c * 3 in text for c in SUBSTITUTIONS if c in text)
         for letters in itertools.product(*choices):
             variant = "".join(letters)
             for word in _collapse(variant) if repeated else (variant,):
@@ -271,6 +271,8 @@ class OpenDecoder:
 # tripled. Plain words with "v", "x" or "ph" are candidates only when they are not words as written.
 _STRONG = re.compile(rf"[{re.escape(''.join(c for c in SUBSTITUTIONS if not c.isalnum()) + _MASK + '<>/^©µ')}]|\d|[a-z][{re.escape(_JOINERS)}][a-z]|([a-z])\1\1")
 _SOFT = re.compile(r"v|x|ph")
+# A run of letters with "v", "x" or "ph" in it (matched from its first letter).
+_SOFT_WORD = re.compile(r"(?<![a-z])[a-z]*?(?:v|x|ph)[a-z]*")
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_" + "".join(SUBSTITUTIONS) + _MASK + ")<>/\\^©µ")
 _PROTECT_PARTS = (
     (("://", "www."), re.compile(rf"(?:https?://|www\.){_URL_CHARS}+")),
@@ -323,14 +325,9 @@ def candidate_tokens(text: str, is_word=None) -> list[tuple[int, int]]:
     token once, and tokens over 64 characters are skipped. Linear in the text."""
     hits = [m.start() for m in _HIT.finditer(text)]
     if is_word is not None and ("v" in text or "x" in text or "ph" in text):
-        pos = 0
-        for chunk in [w for w in text.split() if "v" in w or "x" in w or "ph" in w]:
-            core = chunk.strip(_EDGE_PUNCTUATION)
-            if core.isalpha() and not is_word(core):
-                at = text.find(core, pos)
-                if at >= 0:
-                    hits.append(at)
-                    pos = at + len(core)
+        for m in _SOFT_WORD.finditer(text):
+            if not is_word(m.group()):
+                hits.append(m.start())
     if _RUN.search(text):
         hits.extend(m.start() for m in _RUN.finditer(text))
     if not hits:
