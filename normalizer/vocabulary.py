@@ -63,15 +63,9 @@ _SYMBOLS = re.escape("".join(SUBSTITUTIONS) + _MASK + ")<>/\\^©µ")
 _CHAR = rf"[\w{_SYMBOLS}]"
 # A token: look-alike characters and letters, with single joiners between them ("sui.cide", "k-i-l-l").
 TOKEN = re.compile(rf"{_CHAR}+(?:[{re.escape(_JOINERS)}]{_CHAR}+)*")
-# Worth decoding: contains a look-alike, a joiner, a "v", or a letter tripled.
-_WORTH = re.compile(rf"[{_SYMBOLS}{re.escape(_JOINERS)}v\dx]|ph|([a-z])\1\1")
-# Never decoded: URLs, emails, @handles, #hashtags, inline code, and anything next to them.
-# ASCII character classes, so that a neighbour rewritten on the first pass cannot change what is protected.
+# Never decoded: URLs, emails, @handles, #hashtags, inline code (see `_PROTECT_PARTS`). ASCII character classes,
+# so that a neighbour rewritten on the first pass cannot change what is protected.
 _URL_CHARS = r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]"
-_PROTECTED = re.compile(
-    rf"(?:https?://|www\.){_URL_CHARS}+|[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{{2,}}"
-    rf"|(?<![A-Za-z0-9_])(?:@\w{4,}|#\w+)|`[^`]*`|[A-Za-z0-9.-]+\.(?:com|org|net|io|gov|edu|co|uk)\b{_URL_CHARS}*"
-)
 # Numbers with units, ordinals, times, versions: "1st", "10am", "4x4", "v2", "mp3", "3d", "5g", "100k".
 _NUMBER_LIKE = re.compile(r"\d+[a-z]{0,3}|[a-z]{1,3}\d+|\d+x\d+|v\d+(?:[._]\d+)*|\d+(?:[.,:_-]\d+)+[a-z]{0,3}")
 _RUN = re.compile(r"([a-z])\1{2,}")
