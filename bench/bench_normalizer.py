@@ -85,10 +85,15 @@ def main(argv: list[str] | None = None) -> int:
 
     ours_tps = throughput(ours.normalize, texts)
     naive_tps = throughput(naive.normalize, naive_texts)
+    # The same normalizer without open-vocabulary decoding (issue 16), to show what that path costs.
+    closed = Normalizer(db)
+    closed._decode_open = lambda *args: []  # type: ignore[method-assign]
+    closed_tps = throughput(closed.normalize, texts)
     rewritten = sum(ours.normalize(t).changed for t in texts)
     print(f"{len(texts)} real texts, mean {mean_chars:.0f} characters; database {db.version}, {len(db)} entries")
     print(f"{'':24}{'texts/s':>12}")
     print(f"{'ours':24}{ours_tps:>12,.0f}")
+    print(f"{'ours, no open vocabulary':24}{closed_tps:>12,.0f}")
     print(f"{'naive re.sub loop':24}{naive_tps:>12,.0f}")
     print(f"{'ratio':24}{ours_tps / naive_tps:>11.1f}x")
 
@@ -112,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             "database_version": db.version,
             "ours_texts_per_second": round(ours_tps),
             "naive_texts_per_second": round(naive_tps),
+            "ours_without_open_vocabulary_texts_per_second": round(closed_tps),
             "speedup_vs_naive": round(ours_tps / naive_tps, 1),
             "texts_rewritten_share": round(rewritten / len(texts), 4),
             "scaling_texts_per_second": scaling,

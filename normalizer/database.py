@@ -53,6 +53,9 @@ class Entry:
     replacements: dict[str, str] = field(default_factory=dict)
     patterns: tuple[str, ...] = ()
     context: Context | None = None
+    # For an annotated entry: the context in which its form is rewritten instead (emoji codes: "🍑" is reported
+    # everywhere, rewritten to "butt" only next to sexual words).
+    rewrite_when: Context | None = None
     positive: tuple[str, ...] = ()
     negative: tuple[str, ...] = ()
     source: tuple[str, ...] = ()
@@ -86,15 +89,18 @@ def _words(phrase: str) -> list[str]:
     return re.findall(r"\w+", phrase.casefold())
 
 
+def _context(ctx: dict[str, Any] | None) -> Context | None:
+    if not ctx:
+        return None
+    return Context(
+        require_any=frozenset(w.casefold() for w in ctx.get("require_any", [])),
+        forbid_any=frozenset(w.casefold() for w in ctx.get("forbid_any", [])),
+        window=int(ctx.get("window", 6)),
+    )
+
+
 def _entry(raw: dict[str, Any]) -> Entry:
-    ctx = raw.get("context")
-    context = None
-    if ctx:
-        context = Context(
-            require_any=frozenset(w.casefold() for w in ctx.get("require_any", [])),
-            forbid_any=frozenset(w.casefold() for w in ctx.get("forbid_any", [])),
-            window=int(ctx.get("window", 6)),
-        )
+    context = _context(raw.get("context"))
     return Entry(
         id=raw["id"],
         forms=tuple(raw["forms"]),
@@ -106,6 +112,7 @@ def _entry(raw: dict[str, Any]) -> Entry:
         replacements={fold_form(k): v for k, v in raw.get("replacements", {}).items()},
         patterns=tuple(raw.get("patterns", ())),
         context=context,
+        rewrite_when=_context(raw.get("rewrite_when")),
         positive=tuple(raw["examples"]["positive"]),
         negative=tuple(raw["examples"].get("negative", ())),
         source=tuple(raw["source"]),

@@ -111,6 +111,15 @@ def _collapse_variants(word: str) -> list[str]:
     return variants
 
 
+def _repeats_as_written(candidate: str, variant: str) -> bool:
+    """Whether every run of 3+ letters in `variant` comes from a character written 3+ times in `candidate`."""
+    for run in _RUN.finditer(variant):
+        written = candidate[run.start() : run.end()]
+        if max(written.count(c) for c in written) < 3:  # not repeated as written: "e*3" is not "eee", "ll1" not "lll"
+            return False
+    return True
+
+
 def decode_token(
     token: str, known: dict[str, object], trie: KnownTrie | None = None, budget: Budget | None = None
 ) -> tuple[str, list[str], int] | None:
@@ -136,7 +145,8 @@ def decode_token(
                 continue
         has_leet = any(c in LEET for c in candidate)
         for variant in _leet_variants(candidate) if has_leet else [candidate]:
-            words = _collapse_variants(variant)
+            # A run that only reading symbols created ("cocaine*3" read as "cocaineee") is not repetition.
+            words = _collapse_variants(variant) if _repeats_as_written(candidate, variant) else [variant]
             if budget is not None:
                 budget.spend(len(words))
             for word in words:

@@ -31,6 +31,7 @@ from normalizer.database import Entry, PatternDatabase
 from normalizer.regex_safety import compile_linear
 from normalizer.decode import Budget, KnownTrie, decode_spaced, decode_token, find_candidates
 from normalizer.unicode import canonicalize, describe_change, fold_form
+from normalizer.vocabulary import OpenDecoder, candidate_tokens, harm_lexicon
 
 _WORD_RE = re.compile(r"\w+")
 _WORD_FORM = re.compile(r"\w+(?: \w+)*")
@@ -116,6 +117,7 @@ class _Hit:
     key: str
     rule: str
     techniques: list[str]
+    rewrite: bool = False  # an annotated entry whose rewrite_when context holds here
 
 
 @dataclass(slots=True)
@@ -126,6 +128,15 @@ class _Decoding:
     techniques: list[str]
     kind: str  # "form", "replacement" or "part"
     entry: Entry
+
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
+def _overlaps_any(starts: list[int], spans: list, a: int, b: int) -> bool:
+    """Whether [a, b) overlaps one of `spans` (non-overlapping, sorted, with .start/.end; `starts` their starts)."""
+    i = bisect_right(starts, b - 1) - 1
+    return i >= 0 and spans[i].end > a
 
 
 def _is_word_char(c: str) -> bool:
@@ -188,6 +199,24 @@ class Normalizer:
             self._symbols.make_automaton()
         self._has_words, self._has_symbols = bool(words), bool(symbols)
         self._known_trie = KnownTrie(self._known)
+        # Open-vocabulary decoding (normalizer.vocabulary): any English word, with the category the database
+        # or the harm lexicon gives it. Database terms keep their own entries; other words get one per category.
+        harm: dict[str, str] = dict(harm_lexicon())
+        for word, (kind, entry) in self._known.items():
+            if kind != "part" and entry.category != "safe_context":
+                harm[word] = entry.category
+        self._open = OpenDecoder(harm)
+        # Tokens of the database's own symbol forms ("|<ill" of "|<ill yourself"): the database reads them.
+        self._symbol_tokens = frozenset(
+            token for key in pending if not _WORD_FORM.fullmatch(key) for token in key.split(" ") if not token.isalnum()
+        )
+        self._open_entries = {
+            category: Entry(
+                id=f"open_vocabulary.{category}", forms=(), replacement="", technique="leetspeak",
+                category=category, severity=0 if category == "none" else 1, source=("symspell_en_82765",),
+            )
+            for category in {*harm.values(), "none"}
+        }  # fmt: skip
         # RE2: linear in the text whatever the patterns (normalizer.regex_safety); each was checked on loading.
         self._regex = compile_linear("|".join(regex_parts)) if regex_parts else None
         self._regex_groups = [(name, self._regex.groupindex[name]) for name in self._regex_entries] if regex_parts else []
@@ -199,11 +228,26 @@ class Normalizer:
         canon = canonicalize(text)
         budget = Budget.for_text(len(text))
         decodings = self._decode(canon.text, budget)
+        if canon.starts is not None and decodings:
+            # A decoding must not split one original character: "⅚" folds to "5⁄6", and "b0ll⅚" is not "bolls".
+            starts = canon.starts
+            n = len(starts)
+            decodings = [
+                d for d in decodings
+                if (d.start == 0 or starts[d.start] != starts[d.start - 1]) and (d.end >= n or starts[d.end] != starts[d.end - 1])
+            ]
         if canon.starts is not None:
             decodings = self._merge(decodings, self._unicode_decodings(text, canon))
         decoded, spans = self._apply_decodings(canon.text, decodings)
-        hits = self._find(decoded)
+        deferred: list[_Hit] = []
+        hits = self._find(decoded, deferred)
         chosen, kept = self._resolve(hits, decodings, spans)
+        if deferred or any(h.entry.rewrite_when is not None and not h.rewrite for h in chosen):
+            # Contexts judged on the text as it will read, so that a second pass judges them the same way.
+            extra = self._judge_on_reading(decoded, chosen, deferred)
+            if extra:
+                chosen, kept = self._resolve(hits + extra, decodings, spans)
+                self._judge_on_reading(decoded, chosen, [])
         result = self._assemble(text, canon, spans, chosen, [decodings[i] for i in kept])
         result.degraded = budget.degraded
         return result
@@ -234,7 +278,69 @@ class Normalizer:
                 found.append(_Decoding(start, start + covered, word, list(techniques), kind, entry))
         if spaced and tokens:
             found.sort(key=lambda d: d.start)
+        self._superseded: set[int] = set()
+        opened = self._decode_open(canon, found, budget)
+        if self._superseded:
+            found = [d for d in found if id(d) not in self._superseded]
+        if opened:
+            # A word of a phrase ("world" of "clown world") decoded on its own stands as an English word; inside
+            # the phrase, the phrase's hit still explains it.
+            starts = [o.start for o in opened]
+            found = [d for d in found if d.kind != "part" or not _overlaps_any(starts, opened, d.start, d.end)]
+            return self._merge(found, opened)
         return found
+
+    def _decode_open(self, canon: str, found: list[_Decoding], budget: Budget | None) -> list[_Decoding]:
+        """Tokens no database term explains, decoded to the English word they most clearly spell."""
+        spans = candidate_tokens(canon, self._open.is_word)
+        if not spans:
+            return []
+        taken = sorted((d for d in found if d.kind != "part"), key=lambda d: d.start)  # non-overlapping
+        taken_starts = [d.start for d in taken]
+        out: list[_Decoding] = []
+        cache = self._token_cache
+        known = self._known
+        for start, end in spans:
+            if end - start > 64:
+                continue
+            inside: list[_Decoding] = []
+            if _overlaps_any(taken_starts, taken, start, end):
+                # A decoding of part of the token ("k1ll" of "k1ll£|2"): the whole token's reading, if there is
+                # one, replaces it, since a second pass would read the whole token ("kill£|2" -> "killer").
+                lo = bisect_left(taken_starts, start)
+                hi = bisect_left(taken_starts, end)
+                inside = taken[lo:hi]
+                if lo > 0 and taken[lo - 1].end > start or not inside or any(d.end > end for d in inside) or (
+                    len(inside) == 1 and inside[0].start == start and inside[0].end == end
+                ):
+                    continue
+            token = canon[start:end]
+            if token in self._symbol_tokens:
+                continue
+            key = "\x00" + token
+            decoded = cache.get(key, False)
+            if decoded is False:
+                if budget is not None:
+                    if budget.exhausted:
+                        continue
+                    budget.spend(len(token))
+                decoded = self._open.decode(token)
+                if len(cache) > 100_000:
+                    cache.clear()
+                cache[key] = decoded
+            if not decoded:
+                continue
+            word, techniques, a, b = decoded  # type: ignore[misc]
+            if inside:
+                if any(d.start < start + a or d.end > start + b for d in inside):
+                    continue  # the whole reading does not cover the partial one: keep the partial one
+                self._superseded.update(id(d) for d in inside)
+            if word in known and known[word][0] != "part":
+                kind, entry = known[word]  # a database term: its entry explains it (or, failing its context, nothing)
+            else:
+                kind, entry = "open", self._open_entries[self._open.harm.get(word, "none")]
+            out.append(_Decoding(start + a, start + b, word, list(techniques), kind, entry))
+        return out
 
     def _unicode_decodings(self, text: str, canon) -> list[_Decoding]:
         """Known words that only Unicode folding revealed ("kіll" with a Cyrillic і, "k\u200bill", "ｋｉｌｌ")."""
@@ -279,7 +385,9 @@ class Normalizer:
         pieces.append(canon[last:])
         return "".join(pieces), spans
 
-    def _find(self, text: str) -> list[_Hit]:
+    def _find(self, text: str, deferred: list[_Hit] | None = None) -> list[_Hit]:
+        """Hits in the decoded text; hits whose context rule fails go to `deferred` (judged again on the text as
+        it will read, see `_judge_on_reading`)."""
         hits: list[_Hit] = []
         n = len(text)
         if self._has_words:
@@ -290,10 +398,14 @@ class Normalizer:
                 end = end_index - 1  # projected index end_index is the trailing space = text index end_index - 1
                 for form in forms:
                     start = end - form.length
-                    if form.entry.context and not self._context_ok(text, start, end, form.entry):
-                        continue
                     rule = "safe_context" if form.entry.action == "protect" else "pattern"
-                    hits.append(_Hit(start, end, form.entry, form.key, rule, [form.entry.technique]))
+                    hit = _Hit(start, end, form.entry, form.key, rule, [form.entry.technique],
+                               self._rewrites(text, start, end, form.entry))
+                    if form.entry.context and not self._context_ok(text, start, end, form.entry):
+                        if deferred is not None:
+                            deferred.append(hit)
+                        continue
+                    hits.append(hit)
         if self._has_symbols:
             for end_index, forms in self._symbols.iter(text):
                 end = end_index + 1
@@ -303,10 +415,14 @@ class Normalizer:
                         continue
                     if form.right_word and end < n and _is_word_char(text[end]):
                         continue
-                    if form.entry.context and not self._context_ok(text, start, end, form.entry):
-                        continue
                     rule = "safe_context" if form.entry.action == "protect" else "pattern"
-                    hits.append(_Hit(start, end, form.entry, form.key, rule, [form.entry.technique]))
+                    hit = _Hit(start, end, form.entry, form.key, rule, [form.entry.technique],
+                               self._rewrites(text, start, end, form.entry))
+                    if form.entry.context and not self._context_ok(text, start, end, form.entry):
+                        if deferred is not None:
+                            deferred.append(hit)
+                        continue
+                    hits.append(hit)
         if self._regex is not None:
             for m in self._regex.finditer(text):
                 if m.end() == m.start():
@@ -319,22 +435,79 @@ class Normalizer:
                     continue
                 if right_b and m.end() < n and _is_word_char(text[m.end()]) and _is_word_char(text[m.end() - 1]):
                     continue
-                if entry.context and not self._context_ok(text, m.start(), m.end(), entry):
-                    continue
                 rule = "safe_context" if entry.action == "protect" else "pattern"
-                hits.append(_Hit(m.start(), m.end(), entry, m.group().lower(), rule, [entry.technique]))
+                hit = _Hit(m.start(), m.end(), entry, m.group().lower(), rule, [entry.technique],
+                           self._rewrites(text, m.start(), m.end(), entry))
+                if entry.context and not self._context_ok(text, m.start(), m.end(), entry):
+                    if deferred is not None:
+                        deferred.append(hit)
+                    continue
+                hits.append(hit)
         return hits
 
+    def _judge_on_reading(self, decoded: str, chosen: list[_Hit], deferred: list[_Hit]) -> list[_Hit]:
+        """Emoji codes (rewrite_when) and context-gated hits judged on the text as it will read, with the chosen
+        rewrites applied: "fu(k 🍑" reads "fuck 🍑", and "in:0❄1488" reads "in:0 cocaine 1488", and a second pass
+        sees exactly that. Sets `rewrite` on chosen emoji hits; returns the deferred hits whose context now holds."""
+        pieces: list[str] = []
+        moved: list[tuple[int, int, _Hit]] = []
+        shifts: list[tuple[int, int]] = []  # (decoded end of a chosen hit, cumulative shift after it)
+        last = length = shift = 0
+        for h in chosen:
+            pieces.append(decoded[last : h.start])
+            length += h.start - last
+            written = decoded[h.start : h.end]
+            out = h.entry.replacement_for(h.key) if h.entry.action == "rewrite" or h.rewrite else written
+            if out != written:
+                if h.start > 0 and _is_word_char(out[0]) and _is_word_char(decoded[h.start - 1]):
+                    out = " " + out
+                if h.end < len(decoded) and _is_word_char(out[-1]) and _is_word_char(decoded[h.end]):
+                    out = out + " "
+            pieces.append(out)
+            moved.append((length, length + len(out), h))
+            length += len(out)
+            shift += len(out) - (h.end - h.start)
+            shifts.append((h.end, shift))
+            last = h.end
+        pieces.append(decoded[last:])
+        reading = "".join(pieces)
+        for start, end, h in moved:
+            if h.entry.rewrite_when is not None and not h.rewrite:
+                h.rewrite = self._rewrites(reading, start, end, h.entry)
+        if not deferred:
+            return []
+        ends = [e for e, _ in shifts]
+        starts = [h.start for h in chosen]
+        accepted: list[_Hit] = []
+        for d in deferred:
+            i = bisect_right(starts, d.end - 1) - 1
+            if i >= 0 and chosen[i].end > d.start:
+                continue  # overlaps a chosen hit
+            k = bisect_right(ends, d.start) - 1
+            offset = shifts[k][1] if k >= 0 else 0
+            a, b = d.start + offset, d.end + offset
+            if self._context_ok(reading, a, b, d.entry):
+                d.rewrite = self._rewrites(reading, a, b, d.entry)
+                accepted.append(d)
+        return accepted
+
+    @classmethod
+    def _rewrites(cls, text: str, start: int, end: int, entry: Entry) -> bool:
+        return entry.rewrite_when is not None and cls._context_ok(text, start, end, entry, entry.rewrite_when)
+
     @staticmethod
-    def _context_ok(text: str, start: int, end: int, entry: Entry) -> bool:
-        ctx = entry.context
+    def _context_ok(text: str, start: int, end: int, entry: Entry, ctx=None) -> bool:
+        ctx = ctx or entry.context
         assert ctx is not None
         reach = ctx.window * 16
-        before = _WORD_RE.findall(text[max(0, start - reach) : start])[-ctx.window :]
-        after = _WORD_RE.findall(text[end : end + reach])[: ctx.window]
+        left, right = text[max(0, start - reach) : start], text[end : end + reach]
+        before = _WORD_RE.findall(left)[-ctx.window :]
+        after = _WORD_RE.findall(right)[: ctx.window]
         nearby = before + after
         near_text = " " + " ".join(nearby) + " "
         def present(term: str) -> bool:
+            if not term[0].isalnum():  # an emoji or symbol term: anywhere in the window's characters
+                return term in left[-ctx.window * 2 :] or term in right[: ctx.window * 2]
             return (" " + term + " ") in near_text if " " in term else term in nearby
         if ctx.require_any and not any(present(t) for t in ctx.require_any):
             return False
@@ -383,7 +556,7 @@ class Normalizer:
                         if t not in hit.techniques:
                             hit.techniques.insert(0, t)
                 continue
-            if decodings[i].kind == "replacement":
+            if decodings[i].kind in ("replacement", "open"):
                 kept.append(i)
         return chosen, kept
 
@@ -404,28 +577,36 @@ class Normalizer:
             ca, cb = (to_canon(a, False), to_canon(b, True)) if spans else (a, b)
             return canon.original_span(ca, cb)
 
-        edits: list[tuple[int, int, str, str, Entry, str, list[str]]] = []
+        edits: list[tuple[int, int, str, str, Entry, str, list[str], str]] = []
         for h in chosen:
             o_start, o_end = to_original(h.start, h.end)
-            if h.entry.action == "rewrite":
+            if h.entry.action == "rewrite" or h.rewrite:
                 meaning = h.entry.replacement_for(h.key)
                 out = meaning
             else:
                 meaning = h.entry.replacement_for(h.key)
                 out = text[o_start:o_end]
-            edits.append((o_start, o_end, out, meaning, h.entry, h.rule, h.techniques))
+            action = "rewrite" if h.rewrite else h.entry.action
+            edits.append((o_start, o_end, out, meaning, h.entry, h.rule, h.techniques, action))
         for d in kept:
             o_start, o_end = canon.original_span(d.start, d.end)
-            edits.append((o_start, o_end, d.word, d.word, d.entry, "decode", list(d.techniques)))
+            edits.append((o_start, o_end, d.word, d.word, d.entry, "decode", list(d.techniques), "rewrite"))
         edits.sort(key=lambda e: e[0])
 
         pieces: list[str] = []
         matches: list[Match] = []
         last = 0
         length = 0
-        for o_start, o_end, out, meaning, entry, rule, techniques in edits:
+        for o_start, o_end, out, meaning, entry, rule, techniques, action in edits:
             if o_start < last:  # cannot happen for well-formed spans; never emit overlapping edits
                 continue
+            # Bidi controls inside a rewritten span are kept after the replacement: an override or isolate opened
+            # before a rewrite keeps its closing mark ("\u202ek1ll\u202c" -> "\u202ekill\u202c", not an
+            # unterminated override that reverses the rest of the text).
+            if out != text[o_start:o_end] and rule != "safe_context":
+                controls = "".join(c for c in text[o_start:o_end] if c in _BIDI_CONTROLS)
+                if controls:
+                    out = out + controls
             pieces.append(text[last:o_start])
             length += o_start - last
             original = text[o_start:o_end]
@@ -446,8 +627,8 @@ class Normalizer:
                 Match(
                     start=o_start, end=o_end, norm_start=length, norm_end=length + len(out),
                     original=original, replacement=out, meaning=meaning, entry_id=entry.id, rule=rule,
-                    techniques=techniques, category=entry.category, severity=entry.severity, action=entry.action
-                    if rule != "decode" else "rewrite",
+                    techniques=techniques, category=entry.category, severity=entry.severity,
+                    action=action,
                 )
             )
             length += len(out)

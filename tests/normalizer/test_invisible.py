@@ -57,3 +57,14 @@ def test_the_api_answers_the_issue_examples(product):
     """`go un\\u0001alive yourself` was safe with no algospeak; `k\\u0000ill yourself` lost its severity."""
     assert product.normalize("go un\u0001alive yourself").as_dict()["algospeak_detected"] is True
     assert product.normalize("k\u0000ill yourself").text == product.normalize("kill yourself").text
+
+
+def test_a_rewrite_keeps_the_closing_bidi_mark(product):
+    """An override or isolate around a rewritten word stays terminated (issue 13): the closing mark is not
+    swallowed by the rewrite, so the rest of the text is not displayed reversed."""
+    for text in ["\u202ek1ll\u202c you", "say \u2067unalive\u2069 now", "\u202ek\u202c1ll and more"]:
+        out = product.normalize(text).text
+        for opening, closing in (("\u202e", "\u202c"), ("\u2067", "\u2069")):
+            assert out.count(opening) == text.count(opening)
+            assert out.count(closing) == text.count(closing)
+        assert "kill" in out

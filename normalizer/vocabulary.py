@@ -1,0 +1,364 @@
+"""Open-vocabulary decoding: obfuscated tokens decoded to any English word, not only to database terms.
+
+    decoder = OpenDecoder(harm={"hate": "hate", ...})
+    decoder.decode("h@te")       # ("hate", ["leetspeak"], 0, 4)
+    decoder.decode("gr8")        # None: no reading of it is an English word
+    decoder.decode("hello")      # None: a word as written is never rewritten
+
+The word list is SymSpell's English frequency dictionary (82,765 words with corpus counts, shipped inside the
+`symspellpy` wheel; only its text file is read). Candidate readings of a token come from substitution tables
+(leet digits and symbols, currency and letter look-alikes, "v" for "u", "()" for "o"), masking ("*" for a
+letter), in-word punctuation ("sui.cide", "k-i-l-l") and collapsed repetition. A token is rewritten only when:
+
+- it is not itself a word (nor a number, a time, a price, a version, a handle, a hashtag or part of a URL:
+  those never reach the decoder, see `candidate_tokens`);
+- some reading is a word, and the most frequent reading is at least `_CLEAR_RATIO` times as frequent as the
+  next one (otherwise it is ambiguous and stays as written);
+- readings that use only weak evidence (repetition: "sooo"; "v" for "u"; in-word punctuation: "e-mail";
+  masking: "*really*") reach a harm-relevant word: one the pattern database or the harm lexicon knows
+  (`data/dataset/harm_lexicon.json`). "sooo good" and "e-mail" stay as written; "fvck", "sui.cide" do not.
+
+Cost: one regular-expression scan per text; each candidate token tries at most `_MAX_VARIANTS` spellings
+(set look-ups), and results are memoised by the caller.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+HARM_LEXICON_PATH = Path(__file__).resolve().parent.parent / "data" / "dataset" / "harm_lexicon.json"
+
+# Each look-alike and the letters it may stand for (a letter stands for itself).
+SUBSTITUTIONS: dict[str, str] = {
+    "0": "o", "1": "il", "3": "e", "4": "a", "5": "s", "6": "gb", "7": "t", "8": "b", "9": "g",
+    "@": "a", "$": "s", "!": "i", "|": "il", "+": "t", "€": "e", "¡": "i",
+    "¢": "c", "£": "fle", "¥": "y", "§": "s", "ø": "o", "(": "c", "ß": "b",
+}  # fmt: skip
+_MASK = "*"
+# Multi-character look-alikes (the leet table's "|<" for k, "/\\" for a, ...), read before single characters.
+MULTI: dict[str, str] = {
+    "|\\/|": "m", "/\\/\\": "m", "|\\|": "n", "|_|": "u", "(_)": "u", "|-|": "h", "/\\": "a", "\\/": "v",
+    "|<": "k", "|)": "d", "|2": "r", "|=": "f", "><": "x", "()": "o", "^": "a", "©": "c", "µ": "u",
+}  # fmt: skip
+_MULTI_ORDER = sorted(MULTI, key=len, reverse=True)
+# Look-alikes only this decoder reads (normalizer.decode's LEET table lacks them).
+_EXTRA_SYMBOLS = frozenset("¢£¥§ø(ß")
+_JOINERS = ".-_·•~"
+_WEAK = {"repetition", "u_for_v", "punctuation", "masking", "weak"}
+# Tokens shaped like identifiers ("perl5", "ssse3", "r1b", "mp3") decode only to harm-relevant words.
+_IDENTIFIER = re.compile(r"[a-z]+\d+|[a-z]\d[a-z]|\d[a-z]{1,2}")
+_MAX_VARIANTS = 256
+_MAX_TOKEN = 40
+_MIN_WORD = 3  # decoded words shorter than this ("as", "is") are never produced
+_CLEAR_RATIO = 5.0
+_KNOWN_COUNT = 1_000_000  # the count given to harm words the frequency list lacks ("xanax", "heil")
+
+_SYMBOLS = re.escape("".join(SUBSTITUTIONS) + _MASK + ")<>/\\^©µ")
+_CHAR = rf"[\w{_SYMBOLS}]"
+# A token: look-alike characters and letters, with single joiners between them ("sui.cide", "k-i-l-l").
+TOKEN = re.compile(rf"{_CHAR}+(?:[{re.escape(_JOINERS)}]{_CHAR}+)*")
+# Never decoded: URLs, emails, @handles, #hashtags, inline code (see `_PROTECT_PARTS`). ASCII character classes,
+# so that a neighbour rewritten on the first pass cannot change what is protected.
+_URL_CHARS = r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]"
+# Numbers with units, ordinals, times, versions: "1st", "10am", "4x4", "v2", "mp3", "3d", "5g", "100k".
+_NUMBER_LIKE = re.compile(r"\d+[a-z]{0,3}|[a-z]{1,3}\d+|\d+x\d+|v\d+(?:[._]\d+)*|\d+(?:[.,:_-]\d+)+[a-z]{0,3}")
+_RUN = re.compile(r"([a-z])\1{2,}")
+
+
+@lru_cache(maxsize=1)
+def english_counts() -> dict[str, int]:
+    """SymSpell's English dictionary: word -> corpus count (82,765 words)."""
+    counts: dict[str, int] = {}
+    text = resources.files("symspellpy").joinpath("frequency_dictionary_en_82_765.txt").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        word, _, count = line.partition(" ")
+        if word and count:
+            counts[word] = int(count)
+    return counts
+
+
+@lru_cache(maxsize=4)
+def harm_lexicon(path: str | None = None) -> dict[str, str]:
+    """Plain harm words -> category, from `data/dataset/harm_lexicon.json`."""
+    document = json.loads(Path(path or HARM_LEXICON_PATH).read_text(encoding="utf-8"))
+    out: dict[str, str] = {}
+    for category, words in document["words"].items():
+        for word in words:
+            out.setdefault(word.casefold(), category)
+    return out
+
+
+def _letters_outnumber_digits(token: str) -> bool:
+    letters = sum(c.isalpha() for c in token)
+    digits = sum(c.isdigit() for c in token)
+    return letters >= 2 and digits <= letters
+
+
+def _has_letters(token: str) -> bool:
+    """Some letter or letter-like symbol: "5h17" and "@55" may be words, "2024" and "12:30" are not."""
+    return any(c.isalpha() or (c in SUBSTITUTIONS and not c.isdigit()) or c == _MASK for c in token)
+
+
+def _collapse(word: str) -> list[str]:
+    runs = list(_RUN.finditer(word))
+    if not runs:
+        return [word]
+    if len(runs) > 3:
+        return [_RUN.sub(r"\1", word), _RUN.sub(r"\1\1", word)]
+    out = []
+    for lengths in itertools.product((1, 2), repeat=len(runs)):
+        pieces, last = [], 0
+        for run, n in zip(runs, lengths):
+            pieces.append(word[last : run.start()])
+            pieces.append(run.group(1) * n)
+            last = run.end()
+        pieces.append(word[last:])
+        out.append("".join(pieces))
+    return out
+
+
+class OpenDecoder:
+    """Decodes one token to the English word it most clearly spells, with the techniques used."""
+
+    def __init__(self, harm: dict[str, str], words: dict[str, int] | None = None):
+        """`harm`: harm-relevant words -> category (the database's known terms and the harm lexicon)."""
+        base = english_counts() if words is None else words
+        self.harm = harm
+        self.counts = dict(base)
+        for word in harm:
+            if " " not in word and word not in self.counts:
+                self.counts[word] = _KNOWN_COUNT
+        self._masked: dict[int, list[str]] = {}  # length -> harm words, for tokens with several masks
+        for word in harm:
+            if " " not in word and word.isalpha():
+                self._masked.setdefault(len(word), []).append(word)
+
+    def is_word(self, token: str) -> bool:
+        return token in self.counts
+
+    def decode(self, token: str) -> tuple[str, list[str], int, int] | None:
+        """(word, techniques, start, end) with the span of `token` the word replaces, or None.
+
+        `token` is casefolded. Decoration around it stays as written: "*whore*" -> "*" + "whore" + "*"."""
+        if len(token) > _MAX_TOKEN:
+            return None
+        core = token.rstrip("!.*$@|+-_~·•()#")
+        lead = len(core) - len(core.lstrip("*(_-~.·•"))
+        core = core[lead:]
+        if len(core) < _MIN_WORD or core in self.counts or _NUMBER_LIKE.fullmatch(core):
+            return None
+        if "(" in core and "()" not in core and core.index("(") == 0:
+            return None
+        if not _has_letters(core):
+            return None
+        mostly_digits = not _letters_outnumber_digits(core)  # "5h17", "@55": only to a harm word
+        if core[0] in _EXTRA_SYMBOLS and core[1:] in self.counts:
+            return None  # "£whore": a symbol before a word, the way the generic decoder reads it too
+        best = self._best(core, weak=mostly_digits)
+        if best is None and token.endswith(_MASK) and not core.endswith(_MASK) and len(token) - lead - len(core) == 1:
+            core = core + _MASK  # a final mask, not decoration: "overdos*"
+            best = self._best(core)
+        if best is None and "ph" in core:
+            best = self._best(core.replace("ph", "f"), weak=mostly_digits)  # "phuck"
+        if best is None and "x" in core and core.replace("x", "") and not core.startswith("x"):
+            best = self._best(core.replace("x", _MASK), weak=True)  # "x" as a mask: "fxck", harm words only
+        if best is None and _MASK in core.strip(_MASK):
+            best = self._best(core.replace(_MASK, "."), weak=mostly_digits)  # "*" between letters: "r*i*f*l*e"
+        if best is None:
+            return None
+        word, techniques = best
+        return word, techniques, lead, lead + len(core)
+
+    # ------------------------------------------------------------------ internals
+    def _best(self, core: str, weak: bool = False) -> tuple[str, list[str]] | None:
+        techniques: set[str] = {"weak"} if weak else set()
+        text = core
+        # Collapse repetition only when the token itself repeats ("kiiill", "k!!!ll"), not when joining pieces,
+        # reading symbols or multi-character look-alikes makes a run ("ss.suicide", "cocaine*3", "fuck|<k").
+        repeated = _RUN.search(core) is not None or any(c * 3 in core for c in SUBSTITUTIONS if c in core)
+        if any(c in text for c in "|()/\\<>^©µ"):
+            for seq in _MULTI_ORDER:
+                if seq in text:
+                    text = text.replace(seq, MULTI[seq])
+                    techniques.add("leetspeak")
+        if any(c in text for c in ")/\\<>"):
+            return None
+        joined = text
+        for j in _JOINERS:
+            joined = joined.replace(j, "")
+        if joined != text:
+            techniques.add("punctuation")
+            pieces = re.split(f"[{re.escape(_JOINERS)}]", text)
+            if any(piece.isdigit() for piece in pieces):
+                return None  # "qt-5", "ar-10", "gen.1", "13-if": numbers, not letters
+            if any(len(p) == 1 for p in pieces) and any(len(p) > 1 for p in pieces):
+                return None  # a letter joined to a word ("e-mail", "t-shirt", "x-ray", "e.whore"), not a word split
+        # Weak evidence: a leading "$" or "+" ("$end", "$watch" in code, "+had"), a Nordic "ø" ("møtt"),
+        # an identifier's shape ("perl5", "r1b").
+        if text[0] in "$+" and not any(c in SUBSTITUTIONS for c in text[1:]) or "ø" in text or _IDENTIFIER.fullmatch(text):
+            techniques.add("weak")
+        if len(joined) < _MIN_WORD or not joined:
+            return None
+        choices: list[str] = []
+        count = 1
+        for c in joined:
+            if c in SUBSTITUTIONS:
+                options = SUBSTITUTIONS[c]
+            elif c == _MASK:
+                options = "aeiou"
+            elif c == "v":
+                options = "vu"
+            else:
+                options = c
+            choices.append(options)
+            count *= len(options)
+        if count > _MAX_VARIANTS:
+            return None
+        scored: dict[str, set[str]] = {}
+        for letters in itertools.product(*choices):
+            variant = "".join(letters)
+            for word in _collapse(variant) if repeated else (variant,):
+                if len(word) < _MIN_WORD or word not in self.counts:
+                    continue
+                used = set(techniques)
+                for c, r in zip(joined, variant):
+                    if c in SUBSTITUTIONS:
+                        used.add("leetspeak")
+                    elif c == _MASK:
+                        used.add("masking")
+                    elif c == "v" and r == "u":
+                        used.add("u_for_v")
+                if word != variant:
+                    used.add("repetition")
+                if word not in scored or len(used) < len(scored[word]):
+                    scored[word] = used
+        if not scored and _MASK in joined:
+            # Several masks ("f**k", "n****r"): only harm words of that length, the reason masks are used.
+            pattern = re.compile(re.escape(joined).replace(re.escape(_MASK), "[a-z]"))
+            for word in self._masked.get(len(joined), ()):
+                if pattern.fullmatch(word):
+                    scored[word] = techniques | {"masking"}
+        if not scored:
+            return None
+        ranked = sorted(scored, key=lambda w: (-self.counts[w], w))
+        word = ranked[0]
+        used = scored[word]
+        if (used <= _WEAK or "weak" in used) and word not in self.harm:
+            return None  # weak evidence only: "sooo", "e-mail", "lovve" stay as written
+        if len(ranked) > 1:
+            runner_up = ranked[1]
+            ratio = self.counts[word] / max(1, self.counts[runner_up])
+            if ratio < _CLEAR_RATIO and not (word in self.harm and runner_up not in self.harm and "masking" in used):
+                return None  # ambiguous: "he11" could be "hell" or "heil" only if their counts were close
+        order = ["leetspeak", "masking", "punctuation", "u_for_v", "repetition"]
+        names = {"punctuation": "character_insertion", "u_for_v": "homoglyph"}
+        return word, [names.get(t, t) for t in order if t in used] or ["leetspeak"]
+
+
+# Where a token may need decoding: a look-alike symbol or mask, a digit, a joiner between letters, a letter
+# tripled. Plain words with "v", "x" or "ph" are candidates only when they are not words as written.
+_STRONG = re.compile(rf"[{re.escape(''.join(c for c in SUBSTITUTIONS if not c.isalnum()) + _MASK + '<>/^©µ')}]|\d|[a-z][{re.escape(_JOINERS)}][a-z]|([a-z])\1\1")
+_SOFT = re.compile(r"v|x|ph")
+# A run of letters with "v", "x" or "ph" in it (matched from its first letter).
+_SOFT_WORD = re.compile(r"(?<![a-z])[a-z]*?(?:v|x|ph)[a-z]*")
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_" + "".join(SUBSTITUTIONS) + _MASK + ")<>/\\^©µ")
+_PROTECT_PARTS = (
+    (("://", "www."), re.compile(rf"(?:https?://|www\.){_URL_CHARS}+")),
+    (("@",), re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}|(?<![A-Za-z0-9_])@\w{4,}")),
+    (("#",), re.compile(r"(?<![A-Za-z0-9_])#\w+")),
+    (("`",), re.compile(r"`[^`]*`")),
+    ((".com", ".org", ".net", ".io", ".gov", ".edu", ".co", ".uk"),
+     re.compile(rf"[A-Za-z0-9.-]+\.(?:com|org|net|io|gov|edu|co|uk)\b{_URL_CHARS}*")),
+)
+
+
+_EDGE_PUNCTUATION = ".,!?;:\"'()[]{}"
+
+
+def _protected_spans(text: str) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for needles, pattern in _PROTECT_PARTS:
+        if any(n in text for n in needles):
+            spans.extend(m.span() for m in pattern.finditer(text))
+    spans.sort()
+    return spans
+
+
+_HIT = re.compile(rf"[{re.escape(''.join(c for c in SUBSTITUTIONS if not c.isalnum()) + _MASK + '<>/^©µ')}\d]|[{re.escape(_JOINERS)}](?=[a-z])")
+
+
+def _expand(text: str, i: int) -> tuple[int, int] | None:
+    """The token around position i, or None when it is longer than 64 characters."""
+    start = i
+    while start > 0 and i - start <= 64:
+        c = text[start - 1]
+        if c in _TOKEN_CHARS or c.isalnum() or (c in _JOINERS and start > 1 and (text[start - 2] in _TOKEN_CHARS or text[start - 2].isalnum())):
+            start -= 1
+        else:
+            break
+    if i - start > 64:
+        return None
+    m = TOKEN.match(text, start)
+    if m is None:
+        return None
+    return start, m.end()
+
+
+def candidate_tokens(text: str, is_word=None) -> list[tuple[int, int]]:
+    """Spans of `text` (canonical, casefolded) worth open-vocabulary decoding, outside protected spans (URLs,
+    emails, handles, hashtags, inline code). `is_word` tells plain words with "v", "x" or "ph" to skip.
+
+    Hits come from scans in C (a look-alike, a mask, a digit, a joiner before a letter, a letter tripled) and
+    from the few whitespace-separated words with "v", "x" or "ph" that are not words; each hit expands to its
+    token once, and tokens over 64 characters are skipped. Linear in the text."""
+    hits = [m.start() for m in _HIT.finditer(text)]
+    if is_word is not None and ("v" in text or "x" in text or "ph" in text):
+        for m in _SOFT_WORD.finditer(text):
+            if not is_word(m.group()):
+                hits.append(m.start())
+    if _RUN.search(text):
+        hits.extend(m.start() for m in _RUN.finditer(text))
+    if not hits:
+        return []
+    hits.sort()
+    out: list[tuple[int, int]] = []
+    last_end = -1
+    code = [m.span() for m in _PROTECT_PARTS[3][1].finditer(text)] if "`" in text else []
+    for i in hits:
+        if i < last_end:
+            continue
+        span = _expand(text, i)
+        if span is None:
+            last_end = i + 1
+            continue
+        a, b = span
+        last_end = max(b, i + 1)
+        if b <= i or b - a > 64:
+            continue
+        token = text[a:b]
+        if token.isdigit():
+            continue
+        if not (_STRONG.search(token) or (is_word is not None and _SOFT.search(token) and not is_word(token))):
+            continue
+        chunk_start = text.rfind(" ", 0, a) + 1
+        chunk_end = text.find(" ", b)
+        chunk_end = len(text) if chunk_end < 0 else chunk_end
+        chunk = text[chunk_start:chunk_end]
+        if any(c in chunk for c in "/@#."):
+            if any(pa < b - chunk_start and a - chunk_start < pb for pa, pb in _protected_spans(chunk)):
+                continue
+        if code and any(ca < b and a < cb for ca, cb in code):
+            continue
+        out.append((a, b))
+    return out
+
+
+def zipf(count: int, total: float = 1e12) -> float:
+    """A count on the Zipf scale (log10 of occurrences per billion words), for reports."""
+    return round(math.log10(count * 1e9 / total), 2) if count else 0.0

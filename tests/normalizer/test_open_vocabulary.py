@@ -1,0 +1,86 @@
+"""Open-vocabulary decoding (issue 16): obfuscated ordinary words are decoded; what is not obfuscated stays."""
+
+import pytest
+
+from normalizer.vocabulary import english_counts
+
+
+def _rewrites(normalizer, text):
+    return [m for m in normalizer.normalize(text).matches if m.action == "rewrite"]
+
+
+@pytest.mark.parametrize(
+    "coded, word",
+    [
+        ("m3th", "meth"), ("h@te", "hate"), ("t3rr0rist", "terrorist"), ("r@c1st", "racist"), ("p*rn", "porn"),
+        ("b!tch", "bitch"), ("€xplode", "explode"), ("expl0s1ve", "explosive"), ("sui.cide", "suicide"),
+        ("k-i-l-l-e-d", "killed"), ("wh*re", "whore"), ("fu(k", "fuck"), ("fvck", "fuck"), ("f**k", "fuck"),
+        ("¢ocaine", "cocaine"), ("g()d", "god"), ("h3ll0", "hello"), ("£ucking", "fucking"), ("gr€nade", "grenade"),
+    ],
+)  # fmt: skip
+def test_coded_ordinary_words_are_decoded(product, coded, word):
+    result = product.normalize(f"i said {coded} today")
+    assert result.text == f"i said {word} today"
+
+
+def test_decoded_harm_words_carry_their_category(product):
+    categories = {m.replacement: m.category for m in _rewrites(product, "m3th and expl0s1ves and t3rr0rists")}
+    assert categories.get("meth") == "drugs"
+    assert categories.get("terrorists") == "hate"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call me at 555-0199 or at 10:30pm, it costs $100 or 4.99",  # numbers, times, prices
+        "upgrade to v2.0.1 or python3.11 before 2024-05-01",  # versions, dates
+        "see https://ex4mple.com/h3ll0 and www.t3st.org or mail b0b@ex4mple.com",  # URLs, emails
+        "thanks @h4ter_99 and @m3th0d for the #h3lp",  # handles, hashtags
+        "run `x = a1 + b2` then `k1ll -9`",  # code
+        "a b2b deal, an mp3, a 4x4, covid19, gr8 stuff, perl5 and ssse3, haplogroup r1b, 1st and 3rd, 10am",
+        "sooo good, yesss, e-mail me, the U.S.A., co-op, re-enter, i.e. and e.g.",
+        "jeg har møtt henne, $end it with $watch",
+    ],
+)
+def test_never_touched(product, text):
+    assert product.normalize(text).text == text
+
+
+def test_capitalised_ordinary_words_never_fire(product):
+    words = sorted(english_counts(), key=english_counts().get, reverse=True)[:3000]
+    text = " ".join(w.capitalize() for w in words)
+    fired = [m.original for m in product.normalize(text).matches if m.rule == "decode"]
+    assert fired == []
+
+
+def test_ambiguous_readings_stay_as_written(product):
+    # "he11" reads as "hell" or "heil" or "heli": with no clear winner it must not turn into the slogan
+    assert "heil" not in product.normalize("what the he11").text
+
+
+def test_emoji_codes_are_reported_everywhere_and_rewritten_in_context(product):
+    innocent = product.normalize("peach cobbler season 🍑 at the farm market")
+    assert innocent.text == "peach cobbler season 🍑 at the farm market"
+    harmful = product.normalize("send me pics of that 🍑 tonight")
+    assert "butt" in harmful.text
+    gun = product.normalize("the opps gonna get the 🔫")
+    assert any(m.action == "rewrite" and m.replacement == "gun" for m in gun.matches)
+    water_pistol = product.normalize("summer fun with the kids and a water 🔫")
+    assert water_pistol.text == "summer fun with the kids and a water 🔫"
+    assert any(m.action == "annotate" and m.original == "🔫" for m in water_pistol.matches)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "h3ll0 w0rld", "sui.cide k-i-l-l-e-d", "send me pics of that 🍑", "fu(k th@t", "fu(k 🍑", "un@11ve 🔫 £",
+        # texts that changed on a second normalization before (issue 13): a context judged before a neighbour
+        # was rewritten, a run read from symbols, words joined by punctuation, a symbol before a decoded word
+        "IN:0❄1488", "cocaine*3", "❄*3f*ck", "ß.sewer slide", "ß-$uicide🍑$uicide", "£wh*re", "h@teİ❄sui.cide🔫",
+        "kіll½k.i.l.l(",
+    ],
+)  # fmt: skip
+def test_decoding_is_idempotent(product, mini, text):
+    for normalizer in (product, mini):
+        once = normalizer.normalize(text).text
+        assert normalizer.normalize(once).text == once
