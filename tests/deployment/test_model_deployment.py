@@ -324,7 +324,7 @@ def test_execution_role_policy_is_least_privilege():
         assert not any(a == "*" or a.endswith(":*") for a in actions), statement
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         if "*" in resources:  # only actions that have no resource-level permissions, or are conditioned
-            assert actions == ["ecr:GetAuthorizationToken"] or "Condition" in statement, statement
+            assert set(actions) <= UNSCOPED_ACTIONS or "Condition" in statement, statement
     assert not any(a.startswith("iam:") for s in policy["Statement"] for a in s["Action"])
 
 
@@ -396,7 +396,21 @@ def test_training_role_policy_is_least_privilege():
     assert logs and all(":log-group:/aws/sagemaker/TrainingJobs" in r for r in logs)
 
 
-@pytest.mark.parametrize("name", ["execution_role_policy.json", "training_role_policy.json"])
+# Actions on Resource "*": AWS has no resource-level permission for them, and the SageMaker SDK's role check
+# (iam_role_resolver) simulates the training ones on "*" without context, so a narrower or conditioned grant is
+# refused by the SDK (see tests/training/test_model_training.py, the role check).
+UNSCOPED_ACTIONS = {
+    "ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "s3:ListAllMyBuckets",
+    "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
+    "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
+    "application-autoscaling:RegisterScalableTarget", "application-autoscaling:DeregisterScalableTarget",
+    "application-autoscaling:DescribeScalableTargets", "application-autoscaling:PutScalingPolicy",
+    "application-autoscaling:PutScheduledAction",
+}
+
+
+@pytest.mark.parametrize("name", ["execution_role_policy.json", "training_role_policy.json", "caller_policy.json"])
 def test_role_policies_are_valid_scoped_and_wildcard_free(name):
     policy = json.loads((md.ROOT / "deployment" / "iam" / name).read_text())
     assert policy["Version"] == "2012-10-17" and policy["Statement"]
@@ -406,7 +420,7 @@ def test_role_policies_are_valid_scoped_and_wildcard_free(name):
         assert not any(a in ("*", "sagemaker:*", "s3:*") or a.endswith(":*") for a in actions), statement
         resources = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
         if "*" in resources:  # only actions without resource-level permissions, or under a condition
-            assert actions == ["ecr:GetAuthorizationToken"] or "Condition" in statement, statement
+            assert set(actions) <= UNSCOPED_ACTIONS or "Condition" in statement, statement
         for resource in resources:
             if resource.startswith("arn:aws:s3:::"):
                 if resource == "arn:aws:s3:::${BUCKET}":  # listing: only under the prefix
@@ -415,4 +429,9 @@ def test_role_policies_are_valid_scoped_and_wildcard_free(name):
                 else:
                     assert resource.startswith("arn:aws:s3:::${BUCKET}/${PREFIX}/"), resource
             else:
-                assert resource == "*" or resource.startswith(("arn:aws:ecr:", "arn:aws:logs:", "arn:aws:secretsmanager:")), resource
+                assert resource in ("*", "${KMS_KEY_ARN}") or resource.startswith((
+                    "arn:aws:ecr:", "arn:aws:logs:", "arn:aws:secretsmanager:", "arn:aws:sagemaker:${REGION}:${ACCOUNT}:",
+                    "arn:aws:iam::${ACCOUNT}:role/", "arn:aws:cloudwatch:${REGION}:${ACCOUNT}:alarm:")), resource
+            assert ":763104351884:" not in resource, "the image registry's account differs by region: ${ECR_ACCOUNT}"
+            if resource.startswith("arn:aws:logs:"):  # a log group's ARN in IAM ends in :* (its streams, itself)
+                assert resource.endswith(("/*", ":*")) or resource + ":*" in resources, resource
