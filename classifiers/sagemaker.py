@@ -213,6 +213,13 @@ class SagemakerClassifier:
                    deadline_seconds=settings.sagemaker_deadline_seconds,
                    concurrency=settings.sagemaker_concurrency)
 
+    def health(self) -> str | None:
+        """Stage 2's health as /ready reports it, from the breaker (no invocation): None while it is closed or
+        half-open, else why it is open."""
+        if self.breaker.state == "open":
+            return f"endpoint {self.endpoint_name}: circuit breaker open after {self.breaker.failures} failures"
+        return None
+
     # ------------------------------------------------------------------ Classifier
     def classify(self, texts: Sequence[str]) -> list[LabelScores]:
         texts = list(texts)

@@ -37,6 +37,7 @@ class FakeRuntime:
         self.body_sizes: list[int] = []  # the bytes of each request body received
         self.served: list[str] = []
         self.gate = None  # a threading.Barrier: each request waits there (proves requests are in flight together)
+        self.hold = None  # a threading.Event: each request waits for it (an endpoint as slow as the test likes)
         self.echo = False  # answer "safe" as 0.7 + i/1000 for "text i" (so each caller's answer is its own)
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -87,6 +88,8 @@ class FakeRuntime:
                 kind = fake._next()
                 if fake.gate is not None:
                     fake.gate.wait()
+                if fake.hold is not None:  # a slow endpoint: answers once the test releases it
+                    fake.hold.wait(timeout=30)
                 ok = {"labels": list(LABELS), "model_version": "fake-v1",
                       "predictions": [{"label": "safe", "scores": SCORES, "label_mass": 0.9} for _ in texts]}
                 if fake.echo:

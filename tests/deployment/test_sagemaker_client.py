@@ -4,6 +4,7 @@ fault is survived (retried, or answered by the fallback and said so, or a 503) a
 from __future__ import annotations
 
 import json
+from typing import Any
 import threading
 import time
 
@@ -353,3 +354,49 @@ def test_defaults_are_sized_for_a_t4():
     defaults = Settings()
     assert defaults.sagemaker_batch_max_texts == 32 and defaults.sagemaker_concurrency == 4
     assert 5 < defaults.sagemaker_timeout_seconds < 60
+
+
+def test_ready_reports_stage2_from_the_breaker_without_invoking_the_endpoint(runtime):
+    """A fleet of API pods probed every few seconds must not each invoke the endpoint, nor all go not-ready while
+    the fallback can answer: /ready reads the breaker."""
+    from main import create_app
+
+    for policy, status_when_open in (("embedded", 200), ("error", 503)):
+        runtime.requests.clear()
+        with TestClient(create_app(settings_for(runtime, policy))) as api:
+            for _ in range(5):
+                assert api.get("/ready").status_code == 200
+            assert runtime.requests == []  # no invocation per probe
+            classifier = api.app.state.moderator.classifier
+            for _ in range(classifier.breaker.failures_to_open):
+                classifier.breaker.failure()
+            answer = api.get("/ready")
+            assert answer.status_code == status_when_open, (policy, answer.json())
+            assert runtime.requests == []
+
+
+def test_a_slow_endpoint_does_not_hold_up_the_api(runtime):
+    """The real client, the real app: while /moderate waits on an endpoint that has not answered, /health and
+    /ready answer and another /moderate/batch is accepted; then the endpoint answers and the first request gets it."""
+    from main import create_app
+
+    runtime.hold = threading.Event()
+    settings = settings_for(runtime).model_copy(update={"sagemaker_timeout_seconds": 20.0,
+                                                        "sagemaker_deadline_seconds": 30.0})
+    with TestClient(create_app(settings)) as api:
+        answers: dict[str, Any] = {}
+        slow = threading.Thread(target=lambda: answers.update(
+            first=api.post("/moderate", json={"text": "have a lovely day"})))
+        slow.start()
+        for _ in range(2000):  # until the endpoint holds the request
+            if runtime.requests:
+                break
+            time.sleep(0.005)
+        assert runtime.requests, "the request never reached the endpoint"
+        assert api.get("/health").status_code == 200
+        assert api.get("/ready").status_code == 200
+        assert slow.is_alive() and "first" not in answers  # still waiting on the endpoint
+        runtime.hold.set()
+        slow.join(timeout=30)
+        assert answers["first"].status_code == 200
+        assert answers["first"].json()["stage2_status"] == "ok"
