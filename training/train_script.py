@@ -303,8 +303,44 @@ def resolve_dtype(name: str):
     if name != "auto":
         return getattr(torch, name)
     if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if native_bf16() else torch.float16
     return torch.float32
+
+
+def native_bf16() -> bool:
+    """bf16 in hardware (Ampere and newer). torch.cuda.is_bf16_supported() also says True on a T4 (sm_75), where
+    bf16 is emulated and slow: ask without emulation, as deployment/inference.py does."""
+    import torch
+
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch < 2.3 has no including_emulation (and did not count emulation)
+        return bool(torch.cuda.is_bf16_supported())
+
+
+def check_gpus(environ=os.environ) -> None:
+    """On SageMaker (SM_NUM_GPUS > 0) training must run on the GPU: a container that cannot see CUDA (a driver or
+    image mismatch) would otherwise train on the CPU for days, silently."""
+    import torch
+
+    try:
+        gpus = int(environ.get("SM_NUM_GPUS") or 0)
+    except ValueError:
+        gpus = 0
+    if gpus > 0 and not torch.cuda.is_available():
+        raise TrainError(f"SM_NUM_GPUS={gpus} but torch.cuda.is_available() is False in this container (torch "
+                         f"{torch.__version__}, CUDA {torch.version.cuda}): refusing to train on the CPU")
+
+
+def secrets_client(secret_id: str):
+    """A Secrets Manager client in the secret's region (its ARN's, else AWS_REGION / AWS_DEFAULT_REGION, which the
+    training container sets): a client without a region fails with NoRegionError."""
+    import boto3
+
+    parts = secret_id.split(":")
+    region = parts[3] if secret_id.startswith("arn:") and len(parts) > 3 and parts[3] else (
+        os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    return boto3.session.Session().client("secretsmanager", region_name=region or None)
 
 
 def hf_token() -> str | None:
@@ -318,7 +354,7 @@ def hf_token() -> str | None:
     import boto3
 
     try:
-        value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+        value = secrets_client(secret_id).get_secret_value(SecretId=secret_id)["SecretString"]
     except Exception as err:  # noqa: BLE001 - any failure is the same user-facing problem
         raise TrainError(f"cannot read the HF token secret {secret_id}: {type(err).__name__}") from None
     try:
@@ -548,6 +584,7 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
     import transformers
     from transformers import AutoTokenizer, TrainingArguments
 
+    check_gpus()
     started = time.time()
     transformers.set_seed(args.seed)
     token = hf_token()
