@@ -644,11 +644,10 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
         model=model, args=targs, train_dataset=train_ds, eval_dataset=val_ds,
         data_collator=_packing_collator() if args.packing else pad,
         compute_metrics=_metrics_fn(encoder.label_first_ids) if evaluating else None,
-        preprocess_logits_for_metrics=(lambda logits, labels: answer_scores(logits, labels, encoder.label_first_ids))
-        if evaluating else None,
         callbacks=[_EvalPrinter(), _FingerprintSaver(fingerprint), *(callbacks or [])],
     )
     trainer.eval_collator = pad
+    trainer.label_first_ids = encoder.label_first_ids  # evaluation projects only the positions it reads
 
     if resume_from:
         log(f"resuming from {resume_from} (same run: fingerprint {fingerprint['id']})")
@@ -729,6 +728,17 @@ def _trainer_class():
         """Evaluation always uses padded batches (answer positions are read per row), even with packing."""
 
         eval_collator = None
+        label_first_ids: list[int] | None = None
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            """The evaluation loss and the answer-position label scores, with the vocabulary projection computed
+            only where a label token is read (a few positions per row), as serving does: the default computes
+            fp32 logits over the whole vocabulary at every position (batch x length x 151k: gigabytes at
+            --eval-batch-size 16 on a T4)."""
+            if self.label_first_ids is None:
+                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+            return label_only_eval(model, self._prepare_inputs(inputs), self.label_first_ids,
+                                   self.compute_loss_context_manager)
 
         def get_eval_dataloader(self, eval_dataset=None):
             collator, self.data_collator = self.data_collator, self.eval_collator or self.data_collator
@@ -738,6 +748,29 @@ def _trainer_class():
                 self.data_collator = collator
 
     return ClassifierTrainer
+
+
+def label_only_eval(model, inputs: dict, label_first_ids: list[int], context=None):
+    """(loss, scores [batch, labels], labels): the causal-LM loss over the labelled tokens and the label-first-token
+    logits at the answer position, from the last hidden states, projecting onto the vocabulary only the positions
+    that predict a labelled token."""
+    import contextlib
+
+    import torch
+    import torch.nn.functional as F
+
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    labels = inputs["labels"]
+    with torch.no_grad(), (context() if context else contextlib.nullcontext()):
+        hidden = causal.model(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
+        target = labels[:, 1:]
+        keep = target != -100
+        logits = causal.lm_head(hidden[:, :-1][keep]).float()  # [labelled tokens, vocab]
+        loss = F.cross_entropy(logits, target[keep])
+        first_answer = (labels != -100).int().argmax(dim=1)
+        rows = torch.arange(labels.shape[0], device=labels.device)
+        scores = causal.lm_head(hidden[rows, first_answer - 1])[:, label_first_ids].float()
+    return loss.detach(), scores, labels
 
 
 def _packing_collator():

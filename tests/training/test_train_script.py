@@ -412,3 +412,32 @@ def test_the_hub_token_secret_is_read_in_its_own_region(aws_env, monkeypatch):
         monkeypatch.delenv(name)
     monkeypatch.setenv("HF_TOKEN_SECRET_ID", arn)
     assert train_script.hf_token() == "hf_x"
+
+
+def test_evaluation_projects_only_the_positions_it_reads(tiny_qwen_dir):
+    """The loss and the answer scores equal the full forward pass's, while the vocabulary projection sees only the
+    labelled positions (plus one answer position per row), not batch x length: on a T4 the full fp32 logits of
+    the 3B model at --eval-batch-size 16 are gigabytes."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.prompt import PromptEncoder
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_qwen_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_qwen_dir), dtype=torch.float32).eval()
+    encoder = PromptEncoder(tokenizer, 128)
+    rows = [{"text": f"some text number {i} " * (i + 1), "label": LABELS[i % 4]} for i in range(4)]
+    batch = train_script.PadCollator(tokenizer.pad_token_id or 0)(list(train_script.EncodedDataset(encoder, rows)))
+    with torch.no_grad():
+        full = model(**batch)
+    expected_scores = train_script.answer_scores(full.logits, batch["labels"], encoder.label_first_ids)
+    seen = []
+    hook = model.lm_head.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    try:
+        loss, scores, labels = train_script.label_only_eval(model, batch, encoder.label_first_ids)
+    finally:
+        hook.remove()
+    assert torch.allclose(loss, full.loss, atol=1e-5)
+    assert torch.allclose(scores, expected_scores, atol=1e-4)
+    labelled = int((batch["labels"][:, 1:] != -100).sum())
+    assert seen == [labelled, len(rows)] and labelled < batch["input_ids"].numel() / 4
