@@ -346,6 +346,18 @@ def load_test_target(load_test: str | Path | None, target: float | None) -> tupl
     return round(sustainable * SAFETY_FACTOR, 1), f"{path} x {SAFETY_FACTOR}"
 
 
+def client_settings(load_test: str | Path | None) -> dict[str, Any] | None:
+    """The API's SAGEMAKER_* client settings the load test supports (classifiers.sagemaker.recommended_settings),
+    or None without a readable load test."""
+    from classifiers.sagemaker import recommended_settings
+
+    try:
+        result = json.loads(Path(load_test or DEFAULT_LOAD_TEST).read_text(encoding="utf-8"))
+        return recommended_settings(result) if result.get("steps") else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def image_uri(region: str, instance_type: str, transformers_version: str = DEFAULT_SERVING[0],
               pytorch_version: str = DEFAULT_SERVING[1], py_version: str = DEFAULT_SERVING[2]) -> str:
     """The Hugging Face PyTorch inference container (SageMaker Python SDK v3, offline)."""
@@ -709,6 +721,7 @@ def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
                                           "target_source": target_source, "min": args.min_instances,
                                           "max": args.max_instances},
         "smoke_test": smoke, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "client_settings": client_settings(args.load_test),
     }
     out = Path(args.record)
     out.parent.mkdir(parents=True, exist_ok=True)

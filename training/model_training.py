@@ -204,15 +204,18 @@ def _quiet_argparse() -> Iterator[None]:
 
 
 def _s3_client(region: str):
-    import boto3
+    from core import aws
 
-    endpoint = get_settings().aws_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-    return boto3.session.Session(region_name=region).client("s3", endpoint_url=endpoint)
+    return aws.client("s3", region)
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
+    from core.aws import split_s3
+
+    try:
+        return split_s3(uri)
+    except ValueError as err:
+        raise ModelTrainingError(str(err)) from None
 
 
 def load_manifest(ref: str | None, s3=None) -> dict[str, Any]:
@@ -344,8 +347,9 @@ def _preflight(args: argparse.Namespace, s3, manifest_channels: dict[str, dict[s
                                          "data.data_ingestion again") from None
             raise
     if args.hf_token_secret:
-        endpoint = get_settings().aws_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-        sm = boto3.session.Session(region_name=args.region).client("secretsmanager", endpoint_url=endpoint)
+        from core import aws
+
+        sm = aws.client("secretsmanager", args.region)
         try:  # DescribeSecret: checks that it exists without reading the value
             args.hf_token_secret = sm.describe_secret(SecretId=args.hf_token_secret)["ARN"]
         except ClientError as err:
@@ -473,8 +477,6 @@ def wait_for_job(sm, job_name: str, poll_seconds: float, log: Callable[[str], No
 
 
 def run_sagemaker(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
-    import boto3
-
     if not args.role:
         raise ModelTrainingError("no SageMaker execution role: pass --role or set SAGEMAKER_ROLE_ARN")
     if not args.bucket:
@@ -498,7 +500,9 @@ def run_sagemaker(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         channels = dataset_channels(manifest)
         _preflight(args, s3, channels)
         job_name, output_path = create_training_job(args, hp, channels, manifest, image_uri)
-        sm = boto3.session.Session(region_name=args.region).client("sagemaker")
+        from core import aws
+
+        sm = aws.client("sagemaker", args.region)
         job = sm.describe_training_job(TrainingJobName=job_name)
     record = {
         "job_name": job_name,

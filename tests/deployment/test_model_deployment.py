@@ -475,7 +475,7 @@ def _update_emulated(sm):
     return update_endpoint, sent
 
 
-def test_an_instance_type_change_deregisters_autoscaling_first_and_keeps_the_fleet(staged, capsys):
+def test_an_instance_type_change_deregisters_autoscaling_first_and_keeps_the_fleet(staged, capsys, aws_calls):
     """AWS refuses UpdateEndpoint with another instance type while the variant is a scalable target: deregister,
     update, register again (and keep the scheduled actions). The update keeps the fleet autoscaling grew (3), not
     --min-instances (1)."""
@@ -510,6 +510,7 @@ def test_an_instance_type_change_deregisters_autoscaling_first_and_keeps_the_fle
         deploy_args(staged, "--skip-smoke-test", "--image-uri", "example/image:1", "--instance-type", "ml.g4dn.2xlarge",
                     "--max-instances", "6")), clients=clients)
     assert "deregister_scalable_target" not in order and "update_endpoint" in order
+    assert uncovered_by_the_caller_policy(aws_calls) == []  # the update path's calls too
 
 
 @pytest.mark.parametrize("endpoint", ["a" * 30 + "-stage2-moderation-endpoint", "stage2-" + "x" * 56])
@@ -574,8 +575,6 @@ def test_the_endpoint_reports_the_gated_version_and_the_merge_versions(staged, s
 def test_the_caller_policy_allows_every_call_the_tools_make(staged, aws_calls):
     """Every AWS operation a deploy, a schedule, a batch transform and a delete send (recorded by the suite's
     plugin) is an IAM action deployment/iam/caller_policy.json grants."""
-    from fnmatch import fnmatchcase
-
     seed_runtime_answers(staged["moto"], 1, len(md.SMOKE_TEXTS))
     assert md.main(deploy_args(staged)) == 0
     record = json.loads((staged["tmp"] / "deployment.json").read_text())
@@ -584,14 +583,30 @@ def test_the_caller_policy_allows_every_call_the_tools_make(staged, aws_calls):
     assert md.main(["batch-transform", "--model-name", record["model_name"], "--input",
                     f"s3://{BUCKET}/algospeak/backfill/in/", "--output", f"s3://{BUCKET}/algospeak/backfill/out/"]) == 0
     assert md.main(["delete", "--endpoint-name", ENDPOINT, "--all"]) == 0
+    assert uncovered_by_the_caller_policy(aws_calls) == []
+
+
+def uncovered_by_the_caller_policy(calls) -> list[str]:
+    """The IAM actions of `calls` that deployment/iam/caller_policy.json does not grant."""
+    from fnmatch import fnmatchcase
+
     policy = json.loads((md.ROOT / "deployment" / "iam" / "caller_policy.json").read_text())
     granted = [a for s in policy["Statement"] for a in s["Action"]]
     prefix = {"sagemaker-runtime": "sagemaker", "monitoring": "cloudwatch"}
     special = {"HeadBucket": "ListBucket", "HeadObject": "GetObject", "ListObjectsV2": "ListBucket",
-               "CreateMultipartUpload": "PutObject", "UploadPart": "PutObject", "CompleteMultipartUpload": "PutObject",
-               "DeleteAlarms": "DeleteAlarms"}
+               "CreateMultipartUpload": "PutObject", "UploadPart": "PutObject", "CompleteMultipartUpload": "PutObject"}
     fixture_ops = {"CreateBucket", "PutObject"}  # the test's own set-up (staged) also runs through the plugin
-    needed = {f"{prefix.get(c.service, c.service)}:{special.get(c.operation, c.operation)}" for c in aws_calls
-              if not (c.service == "s3" and c.operation in fixture_ops)}
-    missing = sorted(a for a in needed if not any(fnmatchcase(a, g) for g in granted))
-    assert missing == [], missing
+    needed = {f"{prefix.get(c.service, c.service)}:{special.get(c.operation, c.operation)}" for c in calls
+              if not (c.service == "s3" and c.operation in fixture_ops)
+              and c.operation != "UpdateEndpointWeightsAndCapacities"}  # the test playing autoscaling
+    return sorted(a for a in needed if not any(fnmatchcase(a, g) for g in granted))
+
+
+def test_the_record_carries_the_client_settings_the_load_test_supports(tmp_path):
+    load = {"max_sustainable_invocations_per_minute_per_instance": 600, "sustainable_at_concurrency": 4,
+            "method": {"texts_per_invocation": 32}, "steps": [{"concurrency": 4, "latency_p99_ms": 1500.0}]}
+    path = tmp_path / "load.json"
+    path.write_text(json.dumps(load))
+    assert md.client_settings(path) == {"SAGEMAKER_BATCH_MAX_TEXTS": 32, "SAGEMAKER_TIMEOUT_SECONDS": 4.5,
+                                        "SAGEMAKER_CONCURRENCY": 4, "SAGEMAKER_DEADLINE_SECONDS": 10.0}
+    assert md.client_settings(tmp_path / "absent.json") is None
