@@ -405,7 +405,8 @@ UNSCOPED_ACTIONS = {
     "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
     "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
     "application-autoscaling:RegisterScalableTarget", "application-autoscaling:DeregisterScalableTarget",
-    "application-autoscaling:DescribeScalableTargets", "application-autoscaling:PutScalingPolicy",
+    "application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScheduledActions",
+    "application-autoscaling:PutScalingPolicy",
     "application-autoscaling:PutScheduledAction",
 }
 
@@ -610,3 +611,35 @@ def test_the_record_carries_the_client_settings_the_load_test_supports(tmp_path)
     assert md.client_settings(path) == {"SAGEMAKER_BATCH_MAX_TEXTS": 32, "SAGEMAKER_TIMEOUT_SECONDS": 4.5,
                                         "SAGEMAKER_CONCURRENCY": 4, "SAGEMAKER_DEADLINE_SECONDS": 10.0}
     assert md.client_settings(tmp_path / "absent.json") is None
+
+
+def test_one_invocation_stays_well_inside_sagemakers_60_seconds():
+    """1,024 texts per invocation at the T4's 2-3 s per 64 short texts is 32-48 s before long texts: over 60 s.
+    The container takes at most 256 and the client sends at most that."""
+    from core.settings import Settings
+    from deployment.inference import MAX_TEXTS_PER_REQUEST, BadRequest, parse_request
+
+    assert MAX_TEXTS_PER_REQUEST == 256 and 256 / 64 * 3 < 60 / 4
+    assert len(parse_request(json.dumps({"inputs": ["a"] * 256}), "application/json")) == 256
+    with pytest.raises(BadRequest, match="at most 256"):
+        parse_request(json.dumps({"inputs": ["a"] * 257}), "application/json")
+    with pytest.raises(ValueError):
+        Settings(sagemaker_batch_max_texts=257)
+
+
+def test_kms_and_checkpoint_deletes_are_granted_narrowly():
+    from deployment.policies import PolicyError, render
+
+    values = {"ACCOUNT": "123456789012", "REGION": "eu-west-1", "BUCKET": "b", "PREFIX": "algospeak",
+              "ECR_ACCOUNT": "763104351884"}
+    training = render("training", values)
+    deletes = [s for s in training["Statement"] if "s3:DeleteObject" in s["Action"]]
+    assert deletes and all(r.endswith("/checkpoints/*") for s in deletes for r in s["Resource"])
+    assert not any(a.startswith("kms:") for s in training["Statement"] for a in s["Action"])  # no key: no grant
+    key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    for kind in ("training", "execution"):
+        kms = [s for s in render(kind, {**values, "KMS_KEY_ARN": key})["Statement"] if s["Action"][0].startswith("kms:")]
+        assert kms == [{"Sid": kms[0]["Sid"], "Effect": "Allow", "Resource": key,
+                        "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]}]
+    with pytest.raises(PolicyError, match="BUCKET"):
+        render("training", {**values, "BUCKET": None})
