@@ -23,7 +23,7 @@ transformers major matches the one the artifact was trained with (training_confi
 `code/requirements.txt` pins the training versions); package `model.tar.gz` (model at the root,
 `code/inference.py` and the modules it imports under `code/`); upload it; create the SageMaker model and an
 endpoint config (ml.g4dn.xlarge by default; data capture of the endpoint's answers only, unless --capture-input,
-which stores raw user text); create CloudWatch alarms (5xx errors, p99-ish model latency); create the endpoint, or
+which stores raw user text); create CloudWatch alarms (5xx, 4xx and model errors, p99-ish model latency); create the endpoint, or
 update it blue/green (a one-instance canary when the fleet has 2+ instances, else all at once) with automatic
 rollback on those alarms; register target-tracking autoscaling on invocations per instance, with the target from
 the load test (its sustainable rate per instance times a safety factor); smoke-test the endpoint through the same

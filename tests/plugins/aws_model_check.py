@@ -9,12 +9,13 @@ and s3transfer's calls too) and checks its parameters against the operation's in
   required members; string length (`min`/`max`) and `pattern` (the model's Java regex, matched against the whole
   value); `enum`; list and map sizes; integer, long, float and double ranges; nested structures, lists and maps.
 
-The check itself is `core.aws.shape_problems`, which the code also runs on the requests it builds before
-sending them (core.aws.check_request). A test whose calls break a rule fails at teardown with one line per problem (service, operation, member path,
-value, rule). The terminal summary says how many calls and operations were checked.
+The check itself is `core.aws.shape_problems`, which the code also runs on the names it generates before sending
+anything (deployment.model_deployment.check_names). A test whose calls break a rule fails at teardown with one
+line per problem (service, operation, member path, value, rule). The terminal summary says how many calls and
+operations were checked.
 
 Fixture: `aws_calls` -> the list of AwsCall(service, operation, params) the current test made (tests may assert on
-what was sent, e.g. that UpdateEndpoint kept the fleet's instance count).
+what was sent, e.g. the transform job's generated name).
 
 Only this process is covered: a CLI the tests run in a subprocess is not recorded.
 """
@@ -28,6 +29,7 @@ from typing import Any
 
 import pytest
 
+
 @dataclass(frozen=True)
 class AwsCall:
     service: str
@@ -38,6 +40,9 @@ class AwsCall:
 _lock = threading.Lock()
 _calls: list[AwsCall] = []
 _totals = {"calls": 0, "operations": set(), "problems": 0}
+_problems: list[str] = []
+
+
 def problems_of(call: AwsCall, client_meta) -> list[str]:
     from core.aws import shape_problems
 
@@ -73,9 +78,6 @@ def install() -> None:
 
     BaseClient._make_api_call = recording
     _installed = True
-
-
-_problems: list[str] = []
 
 
 def pytest_configure(config) -> None:
