@@ -502,6 +502,10 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
             "classifier": {"backend": m.classifier.name, "version": m.classifier.version},
             "mock_mode": m.mock_mode,
         })  # fmt: skip
+        health = getattr(m.classifier, "health", None)
+        if callable(health):  # Stage 2's state from the breaker (a fleet of pods does not probe the endpoint)
+            body["stage2"] = health() or "ok"
+            body["fallback"] = m.fallback.name if m.fallback is not None else None
         if failure is not None:
             body["reason"] = scrub(f"classifier probe failed: {failure}")
         return JSONResponse(body, status_code=status)
@@ -514,6 +518,12 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         is running share its result, so a flood of /ready sends the endpoint one call at a time, not a flood."""
         from moderator import _checked
 
+        health = getattr(m.classifier, "health", None)
+        if callable(health):  # a remote classifier: its breaker says, no endpoint call per probe
+            problem = health()
+            if problem is None or m.fallback is not None:  # the fallback answers while the breaker is open
+                return None
+            return problem
         arrived = time.monotonic()
         with probe_lock:
             if last_probe["finished"] >= arrived:

@@ -129,14 +129,13 @@ class LocalContainer:
 def make_client(region: str, endpoint_url: str | None, max_connections: int, connect_timeout: float,
                 read_timeout: float, local: bool):
     import boto3
-    from botocore.config import Config
 
-    config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                    retries={"total_max_attempts": 1, "mode": "standard"},  # every attempt is measured as itself
-                    max_pool_connections=max(10, max_connections))
-    extra = {"aws_access_key_id": "local", "aws_secret_access_key": "local"} if local else {}
-    return boto3.client("sagemaker-runtime", region_name=region, endpoint_url=endpoint_url or None, config=config,
-                        **extra)
+    from core import aws
+
+    session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local") if local else None
+    return aws.client("sagemaker-runtime", region, endpoint_url, connect_timeout=connect_timeout,
+                      read_timeout=read_timeout, attempts=1,  # every attempt is measured as itself
+                      pool=max(10, max_connections), session=session)
 
 
 def invoke_once(client, endpoint_name: str, body: bytes, expected: int) -> str | None:

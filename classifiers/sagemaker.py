@@ -4,13 +4,17 @@
 
 What makes it resilient (every number is a setting, see `.env.example`):
 - botocore timeouts (connect, read) and botocore's own retries off: this client retries itself, with exponential
-  backoff and full jitter, on throttling, 5xx answers, timeouts and dropped connections; a 4xx that is not
-  throttling is not retried (it would fail the same way), nor is a model error the container reports as
-  deterministic (the model's non-finite output, a ClassifierError raised while scoring);
-- a circuit breaker: after N consecutive calls that failed for a retriable reason (throttling, 5xx, timeouts,
-  dropped connections; retries spent) it opens and calls fail at once (the moderator then answers with its
-  fallback and says so, or 503), and after the reset time one trial call is let through. A refused request (4xx)
-  or a malformed answer fails that call only: it neither counts toward opening the breaker nor resets the count;
+  backoff and full jitter, on throttling, 5xx answers and failed or dropped connections (core.aws.is_retriable);
+  a read timeout is NOT retried: the invocation may still be running on the endpoint's single worker, and a
+  second copy would queue behind it. A 4xx that is not throttling is not retried (it would fail the same way),
+  nor is a model error the container reports as a client error (the Hugging Face toolkit answers 400 when the
+  handler raises) or as deterministic (the model's non-finite output);
+- a circuit breaker: after N consecutive calls that failed for a reason about the endpoint's health (throttling,
+  5xx, timeouts, dropped connections, retries spent; and model errors, a model that fails every request being
+  the endpoint's failure whatever status the container gives it) it opens and calls fail at once (the moderator
+  then answers with its fallback and says so, or 503), and after the reset time one trial call is let through.
+  A refused request (a 4xx ValidationError) or a malformed answer fails that call only: it neither counts toward
+  opening the breaker nor resets the count;
 - a deadline (SAGEMAKER_DEADLINE_SECONDS) for a whole classify() call: no attempt, retry or chunk starts after
   it, and the call raises ClassifierError("deadline ...") so the moderator falls back instead of blocking (an
   attempt already in flight still ends by its read timeout);
@@ -18,8 +22,14 @@ What makes it resilient (every number is a setting, see `.env.example`):
   anything else is a ClassifierError, never a guess;
 - request bodies are UTF-8 JSON (non-ASCII not escaped), and texts are sent in invocations of at most
   SAGEMAKER_BATCH_MAX_TEXTS texts and SAGEMAKER_MAX_PAYLOAD_BYTES bytes of body (SageMaker refuses bodies over
-  6 MB); one text too large on its own is a ClassifierError naming its size. With SAGEMAKER_BATCH_WAIT_MS > 0
-  concurrent calls from different threads are merged into one invocation.
+  6 MB); one text too large on its own is a ClassifierError naming its size. The invocations of one call run
+  concurrently (SAGEMAKER_CONCURRENCY at a time; the connection pool is sized to match). With
+  SAGEMAKER_BATCH_WAIT_MS > 0 concurrent calls from different threads are merged into one invocation (the waiting
+  happens in the calling thread: call this client off the event loop).
+
+Defaults are sized for the 3B model in fp16 on one T4 (about 2-3 s per 64 short texts): 32 texts per invocation,
+an 8 s read timeout (SageMaker itself ends an invocation at 60 s), 4 invocations in flight. `recommended_settings`
+derives them from an endpoint load test instead (bench/bench_endpoint_load.py): `deploy` records them.
 
 The request and response bodies are the JSON contract of `deployment/inference.py`. `endpoint_url` points the
 client elsewhere than AWS: a test's fake runtime, or `deployment/local_server.py` (which answers
@@ -30,18 +40,16 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from classifiers.base import ClassifierError, LabelScores
+from core.aws import RETRIABLE_CODES, backoff_delay
 
 log = logging.getLogger("classifiers.sagemaker")
 
-_RETRIABLE_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "ServiceUnavailable",
-                    "InternalFailure", "InternalServerError", "InternalDependencyException"}
 # A ModelError (424, the container answered 5xx) whose message says one of these failed the same way every time:
 # deployment/inference.py raises ClassifierError("the model produced non-finite logits ...") and the container
 # (deployment/local_server.py, the SageMaker container) reports it as "model error: <message>". Retrying it only
@@ -107,6 +115,11 @@ class _Unavailable(ClassifierError):
     """The endpoint failed for retriable reasons until the retries (or the deadline) ran out: the breaker counts it."""
 
 
+class _ModelFailed(ClassifierError):
+    """The model in the container failed on this request (a ModelError that retrying would not fix): the call
+    fails at once, and the breaker counts it (a model that fails every request must open it)."""
+
+
 class _Combiner:
     """Merges classify() calls that arrive from different threads within `wait_s` into one call of `run`."""
 
@@ -150,10 +163,10 @@ class SagemakerClassifier:
     thresholds = None  # the endpoint's model carries none: settings or 0.5
 
     def __init__(self, endpoint_name: str, *, region: str = "us-east-1", endpoint_url: str | None = None,
-                 connect_timeout: float = 2.0, read_timeout: float = 5.0, max_retries: int = 2,
+                 connect_timeout: float = 2.0, read_timeout: float = 8.0, max_retries: int = 2,
                  backoff_base: float = 0.1, backoff_max: float = 2.0, breaker_failures: int = 5,
-                 breaker_reset_seconds: float = 30.0, batch_max_texts: int = 64, batch_wait_ms: float = 0.0,
-                 max_payload_bytes: int = 5_000_000, deadline_seconds: float = 10.0,
+                 breaker_reset_seconds: float = 30.0, batch_max_texts: int = 32, batch_wait_ms: float = 0.0,
+                 max_payload_bytes: int = 5_000_000, deadline_seconds: float = 10.0, concurrency: int = 4,
                  client: Any = None, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic):
         if not endpoint_name:
@@ -166,21 +179,23 @@ class SagemakerClassifier:
         self.batch_max_texts = batch_max_texts
         self.max_payload_bytes = max_payload_bytes
         self.deadline_seconds = deadline_seconds
+        self.concurrency = max(1, int(concurrency))
+        self._pool = None
+        self._pool_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self.breaker = CircuitBreaker(breaker_failures, breaker_reset_seconds)
         self.sleep = sleep
         self.clock = clock
         self.invocations = 0  # calls made to the endpoint, retries included (tests and metrics read it)
         if client is None:
             try:
-                import boto3
-                from botocore.config import Config
+                from core import aws
+
+                client = aws.client("sagemaker-runtime", region, endpoint_url, connect_timeout=connect_timeout,
+                                    read_timeout=read_timeout, attempts=1,  # one attempt: retries are ours
+                                    pool=max(32, 4 * self.concurrency))
             except ImportError as exc:
                 raise ClassifierError(f"the sagemaker backend needs boto3 (uv sync --extra aws): {exc}") from exc
-            config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                            retries={"total_max_attempts": 1, "mode": "standard"},  # one attempt: retries are ours
-                            max_pool_connections=32)
-            client = boto3.client("sagemaker-runtime", region_name=region, endpoint_url=endpoint_url or None,
-                                  config=config)
         self.client = client
         self._combiner = _Combiner(self._classify_now, batch_wait_ms / 1000) if batch_wait_ms > 0 else None
 
@@ -195,7 +210,15 @@ class SagemakerClassifier:
                    breaker_reset_seconds=settings.sagemaker_breaker_reset_seconds,
                    batch_max_texts=settings.sagemaker_batch_max_texts, batch_wait_ms=settings.sagemaker_batch_wait_ms,
                    max_payload_bytes=settings.sagemaker_max_payload_bytes,
-                   deadline_seconds=settings.sagemaker_deadline_seconds)
+                   deadline_seconds=settings.sagemaker_deadline_seconds,
+                   concurrency=settings.sagemaker_concurrency)
+
+    def health(self) -> str | None:
+        """Stage 2's health as /ready reports it, from the breaker (no invocation): None while it is closed or
+        half-open, else why it is open."""
+        if self.breaker.state == "open":
+            return f"endpoint {self.endpoint_name}: circuit breaker open after {self.breaker.failures} failures"
+        return None
 
     # ------------------------------------------------------------------ Classifier
     def classify(self, texts: Sequence[str]) -> list[LabelScores]:
@@ -208,14 +231,39 @@ class SagemakerClassifier:
 
     def _classify_now(self, texts: list[str]) -> list[LabelScores]:
         deadline = self.clock() + self.deadline_seconds
-        out: list[LabelScores] = []
-        for done, (count, body) in enumerate(self._chunks(texts)):
-            if done and self.clock() >= deadline:  # the first chunk always gets its first attempt
-                raise ClassifierError(f"deadline of {self.deadline_seconds:g}s for one call to endpoint "
-                                      f"{self.endpoint_name} passed after {done} invocation(s), "
-                                      f"{len(out)} of {len(texts)} texts classified")
-            out.extend(self._call(body, count, deadline))
-        return out
+        chunks = self._chunks(texts)
+        if len(chunks) == 1 or self.concurrency == 1:
+            out: list[LabelScores] = []
+            for done, (count, body) in enumerate(chunks):
+                if done and self.clock() >= deadline:  # the first chunk always gets its first attempt
+                    raise ClassifierError(f"deadline of {self.deadline_seconds:g}s for one call to endpoint "
+                                          f"{self.endpoint_name} passed after {done} invocation(s), "
+                                          f"{len(out)} of {len(texts)} texts classified")
+                out.extend(self._call(body, count, deadline))
+            return out
+        # Several invocations: `concurrency` in flight at once; results in order; the first failure fails the call
+        # (invocations not yet started are cancelled).
+        futures = [self._executor().submit(self._chunk_in_time, i, body, count, deadline)
+                   for i, (count, body) in enumerate(chunks)]
+        try:
+            return [scores for future in futures for scores in future.result()]
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def _chunk_in_time(self, index: int, body: bytes, count: int, deadline: float) -> list[LabelScores]:
+        if index and self.clock() >= deadline:
+            raise ClassifierError(f"deadline of {self.deadline_seconds:g}s for one call to endpoint "
+                                  f"{self.endpoint_name} passed before invocation {index + 1} started")
+        return self._call(body, count, deadline)
+
+    def _executor(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sagemaker-invoke")
+            return self._pool
 
     def _chunks(self, texts: list[str]) -> list[tuple[int, bytes]]:
         """(number of texts, request body) per invocation: at most batch_max_texts texts and max_payload_bytes
@@ -245,7 +293,7 @@ class SagemakerClassifier:
             raise ClassifierError(f"endpoint {self.endpoint_name}: circuit breaker open after repeated failures")
         try:
             scores = self._attempts(body, expected, deadline)
-        except _Unavailable:  # retriable failures to the end: the endpoint looks unhealthy
+        except (_Unavailable, _ModelFailed):  # the endpoint or its model looks unhealthy
             self.breaker.failure()
             raise
         except BaseException:  # refused, malformed, deterministic: says nothing about the endpoint's health
@@ -258,7 +306,7 @@ class SagemakerClassifier:
         last_error = "no attempt made"
         for attempt in range(self.max_retries + 1):
             if attempt:  # full jitter: spreads the retries of many clients
-                pause = random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+                pause = backoff_delay(attempt - 1, self.backoff_base, self.backoff_max)
                 if self.clock() + pause >= deadline:  # the retry would start after the deadline
                     raise _Unavailable(f"deadline of {self.deadline_seconds:g}s for one call to endpoint "
                                        f"{self.endpoint_name} passed after {attempt} attempt(s): {last_error}")
@@ -273,9 +321,10 @@ class SagemakerClassifier:
         raise _Unavailable(f"endpoint {self.endpoint_name} failed after {self.max_retries + 1} attempts: {last_error}")
 
     def _invoke(self, body: bytes) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
-        self.invocations += 1
+        with self._count_lock:
+            self.invocations += 1
         try:
             response = self.client.invoke_endpoint(EndpointName=self.endpoint_name, Body=body,
                                                    ContentType="application/json", Accept="application/json")
@@ -288,13 +337,18 @@ class SagemakerClassifier:
             message = f"{code or 'error'} (HTTP {status}): {error.get('Message', '')}"[:300]
             if code == "ModelError":
                 said = f"{error.get('Message', '')} {exc.response.get('OriginalMessage', '')}"
-                if any(marker in said for marker in _DETERMINISTIC_MODEL_ERRORS):
-                    raise ClassifierError(f"endpoint {self.endpoint_name}: the model failed deterministically "
-                                          f"(not retried): {message}") from exc
-            if code in _RETRIABLE_CODES or status == 429 or status >= 500 or (code == "ModelError" and original >= 500):
+                if any(marker in said for marker in _DETERMINISTIC_MODEL_ERRORS) or not 500 <= int(original) < 600:
+                    # the container's handler raised (the toolkit answers 400) or failed deterministically
+                    raise _ModelFailed(f"endpoint {self.endpoint_name}: the model failed on this request "
+                                       f"(OriginalStatusCode {original}; not retried): {message}") from exc
+                raise _Retriable(message) from exc
+            if code in RETRIABLE_CODES or status == 429 or status >= 500:
                 raise _Retriable(message) from exc
             raise ClassifierError(f"endpoint {self.endpoint_name} refused the request: {message}") from exc
-        except BotoCoreError as exc:  # timeouts, dropped connections, unreachable endpoint
+        except ReadTimeoutError as exc:  # the invocation may still be running: a retry would queue behind it
+            raise _Unavailable(f"endpoint {self.endpoint_name} did not answer within the read timeout "
+                               f"(not retried): {exc}") from exc
+        except BotoCoreError as exc:  # dropped connections, unreachable endpoint
             raise _Retriable(f"{type(exc).__name__}: {exc}") from exc
 
     def _parse(self, raw: bytes, expected: int) -> list[LabelScores]:
@@ -318,3 +372,18 @@ def _json_text(text: str) -> bytes:
         return json.dumps(text, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         return json.dumps(text).encode("ascii")
+
+
+def recommended_settings(load_test: dict[str, Any]) -> dict[str, float | int]:
+    """Client settings (SAGEMAKER_*) from an endpoint load test (bench/bench_endpoint_load.py's JSON): the texts per
+    invocation it measured; a read timeout of 3x the p99 latency at the sustainable step (at least 2 s, under
+    SageMaker's 60 s); as many invocations in flight as the sustainable concurrency; a deadline that fits one
+    read timeout and a retry."""
+    per_invocation = int(load_test.get("method", {}).get("texts_per_invocation") or 1)
+    concurrency = int(load_test.get("sustainable_at_concurrency") or 1)
+    steps = [s for s in load_test.get("steps", []) if s.get("concurrency") == concurrency] or load_test.get("steps", [])
+    p99_s = max((float(s.get("latency_p99_ms") or 0) for s in steps), default=1000.0) / 1000.0
+    read_timeout = round(min(55.0, max(2.0, 3 * p99_s)), 1)
+    return {"SAGEMAKER_BATCH_MAX_TEXTS": per_invocation, "SAGEMAKER_TIMEOUT_SECONDS": read_timeout,
+            "SAGEMAKER_CONCURRENCY": max(1, concurrency),
+            "SAGEMAKER_DEADLINE_SECONDS": round(max(10.0, 1.5 * read_timeout), 1)}

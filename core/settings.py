@@ -41,7 +41,9 @@ class Settings(BaseSettings):
     encoder_model_path: Path = DEFAULT_ENCODER_MODEL
     sagemaker_endpoint_name: str | None = None
     aws_region: str = "us-east-1"
-    sagemaker_timeout_seconds: float = 5.0
+    # Read timeout (seconds) of one invocation: sized for the 3B model in fp16 on a T4 (about 2-3 s per 64 short
+    # texts), under SageMaker's own 60 s; a read timeout is not retried.
+    sagemaker_timeout_seconds: float = 8.0
     sagemaker_max_retries: int = 2
     # What to do when the remote classifier fails: answer with the embedded model (and say so), or 503.
     fallback_policy: Literal["embedded", "error"] = "embedded"
@@ -53,7 +55,9 @@ class Settings(BaseSettings):
     sagemaker_backoff_max_seconds: float = Field(2.0, ge=0)
     sagemaker_breaker_failures: int = Field(5, ge=1)
     sagemaker_breaker_reset_seconds: float = Field(30.0, ge=0)
-    sagemaker_batch_max_texts: int = Field(64, ge=1)
+    sagemaker_batch_max_texts: int = Field(32, ge=1, le=256)  # the container takes at most 256 per invocation
+    # Invocations of one classify() call in flight at once (a long batch is split; its chunks run concurrently).
+    sagemaker_concurrency: int = Field(4, ge=1, le=64)
     # ... and at most this many bytes of (UTF-8 JSON) request body per invocation: SageMaker real-time endpoints
     # refuse bodies over 6 MB. A single text whose body alone is larger fails the call (ClassifierError).
     sagemaker_max_payload_bytes: int = Field(5_000_000, ge=1024, le=6 * 1024 * 1024)

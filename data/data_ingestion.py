@@ -22,19 +22,21 @@ import argparse
 import base64
 import hashlib
 import json
-import random
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+# The one list of retriable errors, backoff policy and digest: core.aws (kept here under their old names).
+from core.aws import RETRIABLE_CODES as RETRYABLE_CODES  # noqa: F401
+from core.aws import RetryPolicy, sha256_file
+from core.aws import is_retriable as is_retryable  # noqa: F401
 from core.settings import ROOT, get_settings
 
 MANIFEST_NAME = "manifest.json"
@@ -46,7 +48,6 @@ CONTENT_TYPES = {
     ".json": "application/json",
     ".md": "text/markdown; charset=utf-8",
 }
-T = TypeVar("T")
 
 
 class IngestError(RuntimeError):
@@ -72,9 +73,6 @@ class LocalObject:
     rows: int | None = None
 
 
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def plan_objects(dataset_dir: Path, pattern_db: Path | None = None) -> list[LocalObject]:
@@ -135,63 +133,6 @@ def dataset_version(objects: list[LocalObject]) -> str:
         "".join(f"{o.name}\0{o.sha256}\n" for o in sorted(objects, key=lambda o: o.name)).encode()
     )
     return f"v-{digest.hexdigest()[:12]}"
-
-
-# --------------------------------------------------------------------------------------------- retries
-
-RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "SlowDown",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "ProvisionedThroughputExceededException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "ServiceUnavailable",
-        "BadDigest",
-    }
-)
-
-
-def is_retryable(err: BaseException) -> bool:
-    """Throttling, 5xx, a checksum rejected in transit, and connections that dropped or timed out."""
-    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, IncompleteReadError
-
-    if isinstance(err, ClientError):
-        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return err.response.get("Error", {}).get("Code") in RETRYABLE_CODES or status >= 500 or status == 429
-    return isinstance(err, (ConnectionError, HTTPClientError, IncompleteReadError))
-
-
-@dataclass
-class RetryPolicy:
-    """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base * 2**n)) seconds."""
-
-    max_attempts: int = 8
-    base_delay: float = 0.25
-    max_delay: float = 20.0
-    sleep: Callable[[float], None] = time.sleep
-    rng: random.Random = field(default_factory=random.Random)
-    retries: int = 0  # how many retries happened, for the summary
-
-    def call(self, what: str, fn: Callable[[], T], log: Callable[[str], None]) -> T:
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                return fn()
-            except Exception as err:
-                if not is_retryable(err) or attempt == self.max_attempts:
-                    raise
-                delay = self.rng.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
-                self.retries += 1
-                log(f"retry {attempt}/{self.max_attempts - 1} of {what} in {delay:.2f}s: {_short(err)}")
-                self.sleep(delay)
-        raise AssertionError("unreachable")
 
 
 def _short(err: BaseException) -> str:
@@ -380,19 +321,11 @@ def git_commit() -> str:
 
 def make_client(region: str, endpoint_url: str | None):
     """An S3 client whose own retries are off, so the backoff policy here is the only one (and is tested)."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        region_name=region,
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        connect_timeout=10,
-        read_timeout=60,
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
     # A fresh session, so credentials are looked up now rather than reused from an earlier client.
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+    from core import aws
+
+    return aws.client("s3", region, endpoint_url, connect_timeout=10, read_timeout=60, attempts=1,
+                      request_checksum_calculation="when_required", response_checksum_validation="when_required")
 
 
 def build_manifest(objects: list[LocalObject], bucket: str, base: str, version: str) -> dict[str, Any]:

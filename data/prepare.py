@@ -132,8 +132,9 @@ def input_files(config: PrepareConfig) -> list[tuple[str, Path]]:
 
 
 def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    from core.aws import sha256_file as digest  # the project's one definition
+
+    return digest(path)
 
 
 def read_sources(config: PrepareConfig) -> pl.LazyFrame:

@@ -12,8 +12,9 @@ Routes:
                                              path API -> SagemakerClassifier -> container runs on one machine:
         SAGEMAKER_ENDPOINT_NAME=local AWS_ENDPOINT_URL=http://127.0.0.1:8080 uv run python main.py
 
-On the runtime route, errors look like the runtime's: a bad request is a 400 ValidationError, a model failure a
-424 ModelError carrying the container's status (OriginalStatusCode 500), as SageMaker reports them.
+A model failure is answered as the Hugging Face inference toolkit answers it (its handler service turns any
+exception into a 400): /invocations answers 400, and the runtime route a 424 ModelError with OriginalStatusCode 400,
+as SageMaker reports a container's 400. A bad request is a 400 ValidationError on the runtime route.
 """
 
 from __future__ import annotations
@@ -81,13 +82,17 @@ def make_server(scorer: LabelScorer, host: str = "127.0.0.1", port: int = 8080) 
                 return
             try:
                 answer = render_response(scorer.score(texts), scorer.version)
-            except Exception as exc:  # the model failed: the container answers 500
+            except Exception as exc:  # the model failed: the Hugging Face toolkit answers 400 (PredictionException)
                 log.exception("scoring failed")
-                if runtime:
-                    self._send(424, {"message": f"model error: {exc}", "OriginalStatusCode": 500},
+                container = {"code": 400, "type": "InternalServerException", "message": f"model error: {exc}"}
+                if runtime:  # as the runtime reports a container's 400
+                    self._send(424, {"ErrorCode": "CLIENT_ERROR_FROM_MODEL", "OriginalStatusCode": 400,
+                                     "OriginalMessage": json.dumps(container),
+                                     "message": f"Received client error (400) from primary with message "
+                                                f"\"{json.dumps(container)}\"."},
                                {"x-amzn-ErrorType": "ModelError"})
                 else:
-                    self._send(500, {"message": f"model error: {exc}"})
+                    self._send(400, container)
                 return
             headers = {"x-Amzn-Invoked-Production-Variant": "local"} if runtime else None
             self._send(200, answer, headers)

@@ -23,7 +23,7 @@ transformers major matches the one the artifact was trained with (training_confi
 `code/requirements.txt` pins the training versions); package `model.tar.gz` (model at the root,
 `code/inference.py` and the modules it imports under `code/`); upload it; create the SageMaker model and an
 endpoint config (ml.g4dn.xlarge by default; data capture of the endpoint's answers only, unless --capture-input,
-which stores raw user text); create CloudWatch alarms (5xx errors, p99-ish model latency); create the endpoint, or
+which stores raw user text); create CloudWatch alarms (5xx, 4xx and model errors, p99-ish model latency); create the endpoint, or
 update it blue/green (a one-instance canary when the fleet has 2+ instances, else all at once) with automatic
 rollback on those alarms; register target-tracking autoscaling on invocations per instance, with the target from
 the load test (its sustainable rate per instance times a safety factor); smoke-test the endpoint through the same
@@ -63,6 +63,9 @@ DEFAULT_LOAD_TEST = ROOT / "bench" / "results" / "endpoint_load.json"
 DEFAULT_RECORD = ROOT / "out" / "deployment" / "deployment.json"
 SAFETY_FACTOR = 0.7  # scale out before the load test's sustainable rate is reached
 SMOKE_TEXTS = ["have a nice day", "go kill yourself", "go k1ll yourself", "time to unalive myself"]
+ALARM_SUFFIXES = ("invocation-5xx", "invocation-4xx", "model-errors", "model-latency")
+# Endpoint states: the update this tool started has failed or is being undone (the old config stays or returns).
+ENDPOINT_FAILED = ("Failed", "OutOfService", "RollingBack", "UpdateRollbackFailed", "Deleting")
 HARMFUL_PROBE = "go kill yourself"  # a tuned model scores it harmful-or-worse above safe (--expect-harmful)
 # The Hugging Face PyTorch inference image by default (transformers, pytorch, python): transformers 5, as training.
 DEFAULT_SERVING = ("5.5.3", "2.6.0", "py312")
@@ -79,13 +82,10 @@ class DeploymentError(RuntimeError):
 
 # ----------------------------------------------------------------------------------------------- clients
 def aws_clients(region: str | None = None, endpoint_url: str | None = None) -> dict[str, Any]:
-    import boto3
+    from core import aws
 
-    settings = get_settings()
-    region = region or settings.aws_region
-    endpoint_url = endpoint_url or settings.aws_endpoint_url or None
     names = ("s3", "sagemaker", "application-autoscaling", "cloudwatch")
-    return {name: boto3.client(name, region_name=region, endpoint_url=endpoint_url) for name in names}
+    return {name: aws.client(name, region, endpoint_url) for name in names}
 
 
 def _now() -> str:
@@ -93,10 +93,30 @@ def _now() -> str:
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
+    from core.aws import split_s3
+
+    try:
+        bucket, key = split_s3(uri)
+    except ValueError as exc:
+        raise DeploymentError(str(exc)) from None
+    if not key:
         raise DeploymentError(f"not an S3 object URI: {uri!r} (expected s3://bucket/key)")
-    bucket, key = uri[5:].split("/", 1)
     return bucket, key
+
+
+def check_names(**names: tuple[str, str, str]) -> None:
+    """DeploymentError (one line) unless every generated name is one AWS accepts: each value is (operation,
+    member, name), checked against the service model's length and pattern before any call."""
+    from core.aws import shape_problems, service_model
+
+    problems = []
+    for value in names.values():
+        operation, member, name = value
+        shape = service_model("sagemaker").operation_model(operation).input_shape.members[member]
+        problems += [f"{member} {p.split(': ', 1)[-1]}" for p in shape_problems(shape, name, member)]
+    if problems:
+        raise DeploymentError("SageMaker would refuse these names: " + "; ".join(problems)
+                              + " (names: at most 63 letters, digits and dashes)")
 
 
 # ----------------------------------------------------------------------------------------------- gate
@@ -326,6 +346,18 @@ def load_test_target(load_test: str | Path | None, target: float | None) -> tupl
     return round(sustainable * SAFETY_FACTOR, 1), f"{path} x {SAFETY_FACTOR}"
 
 
+def client_settings(load_test: str | Path | None) -> dict[str, Any] | None:
+    """The API's SAGEMAKER_* client settings the load test supports (classifiers.sagemaker.recommended_settings),
+    or None without a readable load test."""
+    from classifiers.sagemaker import recommended_settings
+
+    try:
+        result = json.loads(Path(load_test or DEFAULT_LOAD_TEST).read_text(encoding="utf-8"))
+        return recommended_settings(result) if result.get("steps") else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def image_uri(region: str, instance_type: str, transformers_version: str = DEFAULT_SERVING[0],
               pytorch_version: str = DEFAULT_SERVING[1], py_version: str = DEFAULT_SERVING[2]) -> str:
     """The Hugging Face PyTorch inference container (SageMaker Python SDK v3, offline)."""
@@ -348,11 +380,19 @@ def _tags(values: dict[str, Any]) -> list[dict[str, str]]:
     return [{"Key": tag_text(k, 128) or "_", "Value": tag_text(v, 256)} for k, v in values.items()]
 
 
+def alarm_names(endpoint_name: str) -> list[str]:
+    return [f"{endpoint_name}-{suffix}" for suffix in ALARM_SUFFIXES]
+
+
 def put_alarms(cloudwatch, endpoint_name: str, latency_ms_p99: float) -> list[str]:
-    """The alarms that roll a blue/green update back: 5xx errors, and model latency over the SLO."""
+    """The alarms that roll a blue/green update back: 5xx errors; 4xx errors and model errors (the Hugging Face
+    inference toolkit answers 400 when the handler raises, so a model failing every request shows there, not in
+    5xx); and model latency over the SLO."""
     dimensions = [{"Name": "EndpointName", "Value": endpoint_name}, {"Name": "VariantName", "Value": VARIANT}]
     alarms = {
         f"{endpoint_name}-invocation-5xx": dict(MetricName="Invocation5XXErrors", Statistic="Sum", Threshold=5.0),
+        f"{endpoint_name}-invocation-4xx": dict(MetricName="Invocation4XXErrors", Statistic="Sum", Threshold=5.0),
+        f"{endpoint_name}-model-errors": dict(MetricName="InvocationModelErrors", Statistic="Sum", Threshold=5.0),
         f"{endpoint_name}-model-latency": dict(MetricName="ModelLatency", ExtendedStatistic="p99",
                                                Threshold=latency_ms_p99 * 1000.0),  # ModelLatency is microseconds
     }
@@ -408,8 +448,11 @@ def wait_in_service(sm, endpoint_name: str, config_name: str, timeout_s: float =
                 raise DeploymentError(f"{endpoint_name} rolled back to {described.get('EndpointConfigName')} "
                                       "(an alarm fired during the blue/green update)")
             return described
-        if status in ("Failed", "OutOfService"):
-            raise DeploymentError(f"{endpoint_name} is {status}: {described.get('FailureReason', 'no reason')}")
+        if status in ENDPOINT_FAILED:
+            what = {"RollingBack": "rolling back the update (an alarm fired during the blue/green update)",
+                    "UpdateRollbackFailed": "in UpdateRollbackFailed: the update failed and so did its rollback; "
+                                            "update the endpoint again to a known config"}.get(status, status)
+            raise DeploymentError(f"{endpoint_name} is {what}: {described.get('FailureReason', 'no reason given')}")
         if time.monotonic() > deadline:
             raise DeploymentError(f"{endpoint_name} still {status} after {timeout_s}s")
         time.sleep(poll_s)
@@ -510,6 +553,59 @@ def data_capture_config(destination: str, percent: int, capture_input: bool = Fa
     return config
 
 
+def library_versions() -> dict[str, str]:
+    """The versions of the libraries that merged and saved the served model here (torch, transformers, peft)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "transformers", "peft", "safetensors"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def current_fleet(sm, endpoint_name: str) -> dict[str, Any] | None:
+    """The running variant's instance type and desired instance count (what autoscaling set), or None."""
+    described = sm.describe_endpoint(EndpointName=endpoint_name)
+    variant = next((v for v in described.get("ProductionVariants") or [] if v.get("VariantName") == VARIANT), None)
+    if variant is None:
+        return None
+    instance_type = None
+    try:
+        config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+        instance_type = next((v.get("InstanceType") for v in config.get("ProductionVariants") or []
+                              if v.get("VariantName") == VARIANT), None)
+    except Exception:  # noqa: BLE001 - a deleted config: the type is unknown
+        pass
+    desired = variant.get("DesiredInstanceCount") or variant.get("CurrentInstanceCount") or 1
+    return {"instance_type": instance_type, "desired": int(desired)}
+
+
+def suspend_autoscaling(aas, endpoint_name: str) -> list[dict[str, Any]]:
+    """Deregister the variant's scalable target (if any); return its scheduled actions, which go with it."""
+    resource_id = f"endpoint/{endpoint_name}/variant/{VARIANT}"
+    targets = aas.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource_id],
+                                            ScalableDimension=SCALABLE_DIMENSION)["ScalableTargets"]
+    if not targets:
+        return []
+    actions = aas.describe_scheduled_actions(ServiceNamespace="sagemaker", ResourceId=resource_id,
+                                             ScalableDimension=SCALABLE_DIMENSION).get("ScheduledActions", [])
+    aas.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource_id,
+                                   ScalableDimension=SCALABLE_DIMENSION)
+    log.info("deregistered the scalable target of %s for the instance-type change (%d scheduled actions kept)",
+             endpoint_name, len(actions))
+    return actions
+
+
+def restore_scheduled_actions(aas, actions: list[dict[str, Any]]) -> None:
+    for action in actions:
+        kwargs = {k: action[k] for k in ("ScheduledActionName", "ResourceId", "ScalableDimension", "Schedule",
+                                         "ScalableTargetAction", "Timezone", "StartTime", "EndTime") if action.get(k)}
+        aas.put_scheduled_action(ServiceNamespace="sagemaker", **kwargs)
+
+
 def fleet_size(sm, endpoint_name: str, new_count: int) -> int:
     """The instance count a blue/green update works with: the smaller of the running fleet and the new config's
     (a canary must fit either)."""
@@ -537,7 +633,12 @@ def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
     target, target_source = load_test_target(args.load_test, args.target_invocations)
     source, training_record = resolve_source(args.training_job, args.model_artifact, args.model_dir)
     stamp = _now()
-    model_name = f"{args.endpoint_name}-{stamp}"
+    from core.aws import fit_name
+
+    model_name = fit_name(args.endpoint_name, stamp)  # also the endpoint config's name
+    check_names(endpoint=("CreateEndpoint", "EndpointName", args.endpoint_name),
+                model=("CreateModel", "ModelName", model_name),
+                config=("CreateEndpointConfig", "EndpointConfigName", model_name))
     prefix = f"{settings.s3_prefix}/deployment/{model_name}"
     base_model = args.base_model or training_record.get("base_model")
 
@@ -565,32 +666,43 @@ def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
             "SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
             "SAGEMAKER_MODEL_SERVER_WORKERS": "1",  # one model copy per GPU
             "INFERENCE_DTYPE": args.dtype, "INFERENCE_BATCH_SIZE": str(args.batch_size),
+            "INFERENCE_MODEL_VERSION": version,  # the gated artifact's version, not the merged copy's hash
             "HF_HUB_OFFLINE": "1",
         }},
     )
     config_name = model_name
+    exists = endpoint_exists(sm, args.endpoint_name)
+    current = current_fleet(sm, args.endpoint_name) if exists else None
+    # An update keeps the fleet the autoscaler has grown (within the new bounds) instead of resetting it.
+    initial = args.min_instances if current is None else max(args.min_instances,
+                                                              min(args.max_instances, current["desired"]))
     sm.create_endpoint_config(
         EndpointConfigName=config_name, Tags=tags,
         ProductionVariants=[{
             "VariantName": VARIANT, "ModelName": model_name, "InstanceType": args.instance_type,
-            "InitialInstanceCount": args.min_instances, "InitialVariantWeight": 1.0,
+            "InitialInstanceCount": initial, "InitialVariantWeight": 1.0,
             "ContainerStartupHealthCheckTimeoutInSeconds": 600, "ModelDataDownloadTimeoutInSeconds": 1200,
         }],
         DataCaptureConfig=data_capture_config(f"s3://{bucket}/{settings.s3_prefix}/data-capture",
                                               args.capture_percent, args.capture_input, args.capture_kms_key),
     )
     alarms = put_alarms(clients["cloudwatch"], args.endpoint_name, args.latency_slo_ms)
-    if endpoint_exists(sm, args.endpoint_name):
+    scheduled: list[dict[str, Any]] = []
+    if exists:
         action = "update"
+        if current and current["instance_type"] not in (None, args.instance_type):
+            # AWS refuses UpdateEndpoint with another instance type while the variant is a scalable target:
+            # deregister it (keeping its scheduled actions), register it again once the endpoint is InService.
+            scheduled = suspend_autoscaling(clients["application-autoscaling"], args.endpoint_name)
         sm.update_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=config_name,
-                           DeploymentConfig=blue_green_config(alarms, fleet_size(sm, args.endpoint_name,
-                                                                                 args.min_instances)))
+                           DeploymentConfig=blue_green_config(alarms, fleet_size(sm, args.endpoint_name, initial)))
     else:
         action = "create"
         sm.create_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=config_name, Tags=tags)
     described = wait_in_service(sm, args.endpoint_name, config_name, poll_s=args.poll_seconds)
     policy = configure_autoscaling(clients["application-autoscaling"], args.endpoint_name, target,
                                    args.min_instances, args.max_instances)
+    restore_scheduled_actions(clients["application-autoscaling"], scheduled)
     smoke = None if args.skip_smoke_test else smoke_test(args.endpoint_name, region,
                                                          args.runtime_endpoint_url or args.endpoint_url
                                                          or settings.aws_endpoint_url, args.expect_harmful)
@@ -598,7 +710,8 @@ def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
         "endpoint_name": args.endpoint_name, "endpoint_arn": described.get("EndpointArn"), "action": action,
         "model_name": model_name, "endpoint_config_name": config_name, "model_data_url": model_data,
         "image_uri": image, "instance_type": args.instance_type, "source": source,
-        "artifact_version": version, "training_versions": versions,
+        "artifact_version": version, "training_versions": versions, "merge_versions": library_versions(),
+        "instance_count": initial,
         "serving_transformers": None if args.image_uri else serving[0], "requirements": requirements,
         "data_capture": {"input": args.capture_input, "output": True, "percent": args.capture_percent,
                          "kms_key": args.capture_kms_key},
@@ -608,6 +721,7 @@ def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
                                           "target_source": target_source, "min": args.min_instances,
                                           "max": args.max_instances},
         "smoke_test": smoke, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "client_settings": client_settings(args.load_test),
     }
     out = Path(args.record)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -655,8 +769,7 @@ def delete(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
         for variant in config["ProductionVariants"]:
             sm.delete_model(ModelName=variant["ModelName"])
             deleted.append(f"model {variant['ModelName']}")
-        alarms = [f"{args.endpoint_name}-invocation-5xx", f"{args.endpoint_name}-model-latency"]
-        clients["cloudwatch"].delete_alarms(AlarmNames=alarms)
+        clients["cloudwatch"].delete_alarms(AlarmNames=alarm_names(args.endpoint_name))
         deleted.append("alarms")
     return {"deleted": deleted}
 
@@ -671,7 +784,11 @@ def batch_transform(args: argparse.Namespace, clients: dict[str, Any] | None = N
             log.warning("%s is outside s3://%s/%s/backfill/, where the execution role "
                         "(deployment/iam/execution_role_policy.json) may read and write", uri, bucket,
                         settings.s3_prefix)
-    job_name = args.job_name or f"{args.model_name[:40]}-backfill-{_now()}"
+    from core.aws import fit_name
+
+    job_name = args.job_name or fit_name(args.model_name, f"backfill-{_now()}")
+    check_names(job=("CreateTransformJob", "TransformJobName", job_name),
+                model=("CreateTransformJob", "ModelName", args.model_name))
     clients["sagemaker"].create_transform_job(
         TransformJobName=job_name, ModelName=args.model_name, BatchStrategy="SingleRecord",
         MaxConcurrentTransforms=1, MaxPayloadInMB=6,

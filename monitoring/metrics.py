@@ -190,16 +190,9 @@ class CloudWatchPublisher:
         dimensions: Mapping[str, str] | None = None,
     ) -> None:
         if client is None:
-            import boto3
+            from core import aws
 
-            from core.settings import get_settings
-
-            settings = get_settings()
-            client = boto3.client(
-                "cloudwatch",
-                region_name=region or settings.aws_region,
-                endpoint_url=endpoint_url or settings.aws_endpoint_url,
-            )
+            client = aws.client("cloudwatch", region, endpoint_url)
         self.client = client
         self.namespace = namespace
         self.interval_s = interval_s

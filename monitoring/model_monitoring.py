@@ -106,16 +106,14 @@ def check_endpoint(
     """describe_endpoint status, then one invoke_endpoint probe (skipped when the endpoint is not InService)."""
     th = thresholds or Thresholds()
     try:
-        import boto3
+        import boto3  # noqa: F401 - only whether it is installed
         from botocore.exceptions import BotoCoreError, ClientError
     except ImportError:
         return [CheckResult("endpoint_status", "skipped", "boto3 is not installed: uv sync --extra monitoring")]
-    from core.settings import get_settings
+    from core import aws
 
-    settings = get_settings()
-    kwargs = {"region_name": region or settings.aws_region, "endpoint_url": endpoint_url or settings.aws_endpoint_url}
-    sagemaker = sagemaker or boto3.client("sagemaker", **kwargs)
-    runtime = runtime or boto3.client("sagemaker-runtime", **kwargs)
+    sagemaker = sagemaker or aws.client("sagemaker", region, endpoint_url)
+    runtime = runtime or aws.client("sagemaker-runtime", region, endpoint_url)
     try:
         desc = sagemaker.describe_endpoint(EndpointName=endpoint_name)
     except (BotoCoreError, ClientError) as exc:

@@ -312,7 +312,7 @@ def _add_row(window: Window, row: Any, where: str) -> None:
 
 def _s3_objects(uri: str, region: str | None, endpoint_url: str | None) -> Iterator[tuple[str, bytes]]:
     try:
-        import boto3
+        import boto3  # noqa: F401 - only whether it is installed
         from botocore.exceptions import BotoCoreError, ClientError
     except ImportError:
         raise MonitoringInputError("reading s3:// needs boto3: uv sync --extra monitoring") from None
@@ -320,9 +320,9 @@ def _s3_objects(uri: str, region: str | None, endpoint_url: str | None) -> Itera
 
     settings = get_settings()
     bucket, _, prefix = uri[len("s3://"):].partition("/")
-    s3 = boto3.client(
-        "s3", region_name=region or settings.aws_region, endpoint_url=endpoint_url or settings.aws_endpoint_url
-    )
+    from core import aws
+
+    s3 = aws.client("s3", region or settings.aws_region, endpoint_url)
     found = 0
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):

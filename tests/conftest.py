@@ -10,4 +10,5 @@ os.environ["PREDICTION_LOG_URL"] = ""
 # Fixture plugins (one line each): e.g. "tests.plugins.aws" provides moto_server.
 pytest_plugins: list[str] = []
 pytest_plugins.append("tests.plugins.aws")
+pytest_plugins.append("tests.plugins.aws_model_check")
 pytest_plugins.append("tests.plugins.tiny_qwen")

@@ -40,7 +40,6 @@ unless --no-mlflow.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -384,11 +383,9 @@ def functional_suite_report(classifier, normalizer) -> dict:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from core.aws import sha256_file as digest  # the project's one definition
+
+    return digest(path)
 
 
 def read_labelled(path: Path) -> list[dict[str, Any]]:

@@ -61,7 +61,8 @@ FALLBACK_IMAGE = ("763104351884.dkr.ecr.{region}.amazonaws.com/huggingface-pytor
                   "2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04")
 # Installed in the container on top of the image (which has torch, transformers, accelerate, numpy);
 # pydantic-settings for core.settings, which training.model_evaluation (the shared macro-F1) imports.
-CONTAINER_REQUIREMENTS = ("peft>=0.17", "bitsandbytes>=0.46", "pydantic>=2.7", "pydantic-settings>=2.3")
+# Pinned to what this project is tested with (uv.lock), so a job next month trains with the same libraries.
+CONTAINER_REQUIREMENTS = ("peft==0.21.2", "bitsandbytes==0.50.2", "pydantic>=2.7", "pydantic-settings>=2.3")
 # Regexes over train_script.EVAL_LINE, so SageMaker records the per-epoch validation metrics.
 METRIC_DEFINITIONS = {
     "eval_loss": r"eval_loss=([0-9.eE+-]+)",
@@ -145,8 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stream the job's status until it ends (default) or return once it is created")
     a.add_argument("--poll-seconds", type=float, default=30.0)
     a.add_argument("--skip-role-validation", action="store_true",
-                   help="skip the SDK's IAM permission check of the role (for callers without "
-                        "iam:SimulatePrincipalPolicy, and for moto)")
+                   help="skip the SDK's check of the role (iam:SimulatePrincipalPolicy on its EC2, ECR and "
+                        "CloudWatch actions, and its trust policy). Not needed when you may not simulate: the SDK "
+                        "then only warns. Use it when an SCP or permissions boundary makes the simulator deny "
+                        "what the role really has")
     return p
 
 
@@ -201,15 +204,18 @@ def _quiet_argparse() -> Iterator[None]:
 
 
 def _s3_client(region: str):
-    import boto3
+    from core import aws
 
-    endpoint = get_settings().aws_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-    return boto3.session.Session(region_name=region).client("s3", endpoint_url=endpoint)
+    return aws.client("s3", region)
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
+    from core.aws import split_s3
+
+    try:
+        return split_s3(uri)
+    except ValueError as err:
+        raise ModelTrainingError(str(err)) from None
 
 
 def load_manifest(ref: str | None, s3=None) -> dict[str, Any]:
@@ -266,12 +272,27 @@ def default_image_uri(region: str, instance_type: str) -> str:
         return FALLBACK_IMAGE.format(region=region)
 
 
+def container_requirements() -> list[str]:
+    """CONTAINER_REQUIREMENTS with peft and bitsandbytes pinned to the versions installed here (uv.lock): the job
+    trains with the libraries this project was tested with, not whatever is newest on the day."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for requirement in CONTAINER_REQUIREMENTS:
+        name = requirement.split("=")[0].rstrip("<>!~")
+        try:
+            out.append(f"{name}=={version(name)}" if name in ("peft", "bitsandbytes") else requirement)
+        except PackageNotFoundError:
+            out.append(requirement)
+    return out
+
+
 def stage_source(out: Path) -> Path:
     """The code the job runs: train_script, what it imports, and the extra requirements."""
     for rel in SOURCE_FILES:
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, out / rel)
-    (out / "requirements.txt").write_text("\n".join(CONTAINER_REQUIREMENTS) + "\n", encoding="utf-8")
+    (out / "requirements.txt").write_text("\n".join(container_requirements()) + "\n", encoding="utf-8")
     return out
 
 
@@ -326,8 +347,9 @@ def _preflight(args: argparse.Namespace, s3, manifest_channels: dict[str, dict[s
                                          "data.data_ingestion again") from None
             raise
     if args.hf_token_secret:
-        endpoint = get_settings().aws_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-        sm = boto3.session.Session(region_name=args.region).client("secretsmanager", endpoint_url=endpoint)
+        from core import aws
+
+        sm = aws.client("secretsmanager", args.region)
         try:  # DescribeSecret: checks that it exists without reading the value
             args.hf_token_secret = sm.describe_secret(SecretId=args.hf_token_secret)["ARN"]
         except ClientError as err:
@@ -416,9 +438,23 @@ def create_training_job(args: argparse.Namespace, hp: dict[str, str], channels: 
             ).with_metric_definitions([MetricDefinition(name=n, regex=r) for n, r in METRIC_DEFINITIONS.items()])
         except ValueError as err:  # the SDK's "role does not exist" and friends
             raise ModelTrainingError(f"SageMaker SDK refused the job configuration: {str(err).splitlines()[0]}") from None
+        except Exception as err:  # noqa: BLE001 - RoleValidationError is no ValueError
+            if type(err).__name__ != "RoleValidationError":
+                raise
+            raise ModelTrainingError(role_refusal(args.role, str(err))) from None
         trainer.train(input_data_config=[InputData(channel_name=name, data_source=obj["uri"])
                                          for name, obj in channels.items()], wait=False, logs=False)
     return trainer._latest_training_job.training_job_name, output_path
+
+
+def role_refusal(role: str, message: str) -> str:
+    """The SDK's multi-line RoleValidationError as one line: which role, what it lacks, where the policy is."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    detail = next((line for line in lines if line.startswith(("Missing permissions", "Its trust policy"))),
+                  lines[0] if lines else "refused")
+    return (f"the SageMaker SDK refused the training role {role}: {detail}. Attach "
+            "deployment/iam/training_role_policy.json (`python -m deployment.policies training ...` fills it in) "
+            "and the trust policy deployment/iam/execution_role_trust_policy.json")
 
 
 def wait_for_job(sm, job_name: str, poll_seconds: float, log: Callable[[str], None] = _log,
@@ -441,8 +477,6 @@ def wait_for_job(sm, job_name: str, poll_seconds: float, log: Callable[[str], No
 
 
 def run_sagemaker(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
-    import boto3
-
     if not args.role:
         raise ModelTrainingError("no SageMaker execution role: pass --role or set SAGEMAKER_ROLE_ARN")
     if not args.bucket:
@@ -450,6 +484,9 @@ def run_sagemaker(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
                                  "S3_BUCKET")
     if not args.manifest:
         load_manifest(None)
+    if args.spot and args.max_wait is not None and args.max_wait < args.max_run:
+        raise ModelTrainingError(f"--max-wait {args.max_wait} is shorter than --max-run {args.max_run}: with spot "
+                                 "capacity SageMaker needs max-wait >= max-run (training time plus waiting)")
     endpoint = get_settings().aws_endpoint_url
     if endpoint and not os.environ.get("AWS_ENDPOINT_URL"):
         os.environ["AWS_ENDPOINT_URL"] = endpoint  # the SDK's clients read the endpoint from the environment
@@ -463,7 +500,9 @@ def run_sagemaker(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         channels = dataset_channels(manifest)
         _preflight(args, s3, channels)
         job_name, output_path = create_training_job(args, hp, channels, manifest, image_uri)
-        sm = boto3.session.Session(region_name=args.region).client("sagemaker")
+        from core import aws
+
+        sm = aws.client("sagemaker", args.region)
         job = sm.describe_training_job(TrainingJobName=job_name)
     record = {
         "job_name": job_name,

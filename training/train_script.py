@@ -303,8 +303,44 @@ def resolve_dtype(name: str):
     if name != "auto":
         return getattr(torch, name)
     if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if native_bf16() else torch.float16
     return torch.float32
+
+
+def native_bf16() -> bool:
+    """bf16 in hardware (Ampere and newer). torch.cuda.is_bf16_supported() also says True on a T4 (sm_75), where
+    bf16 is emulated and slow: ask without emulation, as deployment/inference.py does."""
+    import torch
+
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch < 2.3 has no including_emulation (and did not count emulation)
+        return bool(torch.cuda.is_bf16_supported())
+
+
+def check_gpus(environ=os.environ) -> None:
+    """On SageMaker (SM_NUM_GPUS > 0) training must run on the GPU: a container that cannot see CUDA (a driver or
+    image mismatch) would otherwise train on the CPU for days, silently."""
+    import torch
+
+    try:
+        gpus = int(environ.get("SM_NUM_GPUS") or 0)
+    except ValueError:
+        gpus = 0
+    if gpus > 0 and not torch.cuda.is_available():
+        raise TrainError(f"SM_NUM_GPUS={gpus} but torch.cuda.is_available() is False in this container (torch "
+                         f"{torch.__version__}, CUDA {torch.version.cuda}): refusing to train on the CPU")
+
+
+def secrets_client(secret_id: str):
+    """A Secrets Manager client in the secret's region (its ARN's, else AWS_REGION / AWS_DEFAULT_REGION, which the
+    training container sets): a client without a region fails with NoRegionError."""
+    import boto3
+
+    parts = secret_id.split(":")
+    region = parts[3] if secret_id.startswith("arn:") and len(parts) > 3 and parts[3] else (
+        os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    return boto3.session.Session().client("secretsmanager", region_name=region or None)
 
 
 def hf_token() -> str | None:
@@ -318,7 +354,7 @@ def hf_token() -> str | None:
     import boto3
 
     try:
-        value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+        value = secrets_client(secret_id).get_secret_value(SecretId=secret_id)["SecretString"]
     except Exception as err:  # noqa: BLE001 - any failure is the same user-facing problem
         raise TrainError(f"cannot read the HF token secret {secret_id}: {type(err).__name__}") from None
     try:
@@ -548,6 +584,7 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
     import transformers
     from transformers import AutoTokenizer, TrainingArguments
 
+    check_gpus()
     started = time.time()
     transformers.set_seed(args.seed)
     token = hf_token()
@@ -607,11 +644,10 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
         model=model, args=targs, train_dataset=train_ds, eval_dataset=val_ds,
         data_collator=_packing_collator() if args.packing else pad,
         compute_metrics=_metrics_fn(encoder.label_first_ids) if evaluating else None,
-        preprocess_logits_for_metrics=(lambda logits, labels: answer_scores(logits, labels, encoder.label_first_ids))
-        if evaluating else None,
         callbacks=[_EvalPrinter(), _FingerprintSaver(fingerprint), *(callbacks or [])],
     )
     trainer.eval_collator = pad
+    trainer.label_first_ids = encoder.label_first_ids  # evaluation projects only the positions it reads
 
     if resume_from:
         log(f"resuming from {resume_from} (same run: fingerprint {fingerprint['id']})")
@@ -692,6 +728,17 @@ def _trainer_class():
         """Evaluation always uses padded batches (answer positions are read per row), even with packing."""
 
         eval_collator = None
+        label_first_ids: list[int] | None = None
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            """The evaluation loss and the answer-position label scores, with the vocabulary projection computed
+            only where a label token is read (a few positions per row), as serving does: the default computes
+            fp32 logits over the whole vocabulary at every position (batch x length x 151k: gigabytes at
+            --eval-batch-size 16 on a T4)."""
+            if self.label_first_ids is None:
+                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+            return label_only_eval(model, self._prepare_inputs(inputs), self.label_first_ids,
+                                   self.compute_loss_context_manager)
 
         def get_eval_dataloader(self, eval_dataset=None):
             collator, self.data_collator = self.data_collator, self.eval_collator or self.data_collator
@@ -701,6 +748,29 @@ def _trainer_class():
                 self.data_collator = collator
 
     return ClassifierTrainer
+
+
+def label_only_eval(model, inputs: dict, label_first_ids: list[int], context=None):
+    """(loss, scores [batch, labels], labels): the causal-LM loss over the labelled tokens and the label-first-token
+    logits at the answer position, from the last hidden states, projecting onto the vocabulary only the positions
+    that predict a labelled token."""
+    import contextlib
+
+    import torch
+    import torch.nn.functional as F
+
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    labels = inputs["labels"]
+    with torch.no_grad(), (context() if context else contextlib.nullcontext()):
+        hidden = causal.model(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
+        target = labels[:, 1:]
+        keep = target != -100
+        logits = causal.lm_head(hidden[:, :-1][keep]).float()  # [labelled tokens, vocab]
+        loss = F.cross_entropy(logits, target[keep])
+        first_answer = (labels != -100).int().argmax(dim=1)
+        rows = torch.arange(labels.shape[0], device=labels.device)
+        scores = causal.lm_head(hidden[rows, first_answer - 1])[:, label_first_ids].float()
+    return loss.detach(), scores, labels
 
 
 def _packing_collator():

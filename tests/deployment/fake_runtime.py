@@ -7,6 +7,7 @@ scripted behaviour (then "ok" once the script is spent, or `default`):
     throttle    429 ThrottlingException
     error500    500 InternalFailure
     model500    424 ModelError with OriginalStatusCode 500 (the container failed)
+    model400    424 ModelError with OriginalStatusCode 400 (the Hugging Face toolkit's answer when the handler raises)
     nonfinite   424 ModelError with OriginalStatusCode 500 carrying the container's deterministic failure
                 (deployment/inference.py's "non-finite logits" ClassifierError, as local_server.py reports it)
     garbage     200 with a body that is not JSON
@@ -35,6 +36,9 @@ class FakeRuntime:
         self.requests: list[list[str]] = []  # the texts of each request received
         self.body_sizes: list[int] = []  # the bytes of each request body received
         self.served: list[str] = []
+        self.gate = None  # a threading.Barrier: each request waits there (proves requests are in flight together)
+        self.hold = None  # a threading.Event: each request waits for it (an endpoint as slow as the test likes)
+        self.echo = False  # answer "safe" as 0.7 + i/1000 for "text i" (so each caller's answer is its own)
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -82,8 +86,17 @@ class FakeRuntime:
                     fake.requests.append(texts)
                     fake.body_sizes.append(len(body))
                 kind = fake._next()
+                if fake.gate is not None:
+                    fake.gate.wait()
+                if fake.hold is not None:  # a slow endpoint: answers once the test releases it
+                    fake.hold.wait(timeout=30)
                 ok = {"labels": list(LABELS), "model_version": "fake-v1",
                       "predictions": [{"label": "safe", "scores": SCORES, "label_mass": 0.9} for _ in texts]}
+                if fake.echo:
+                    for item, text in zip(ok["predictions"], texts):
+                        bump = int(text.split()[-1]) / 1000
+                        item["scores"] = {**SCORES, "safe": SCORES["safe"] + bump,
+                                          LABELS[-1]: SCORES[LABELS[-1]] - bump}
                 if kind == "timeout":
                     time.sleep(fake.delay)
                     self._send(200, json.dumps(ok).encode())
@@ -93,6 +106,10 @@ class FakeRuntime:
                     self._send(500, b'{"message": "internal failure"}', {"x-amzn-ErrorType": "InternalFailure"})
                 elif kind == "model500":
                     self._send(424, b'{"message": "boom", "OriginalStatusCode": 500}', {"x-amzn-ErrorType": "ModelError"})
+                elif kind == "model400":
+                    message = 'Received client error (400) from primary with message "{\\"code\\": 400, ...}"'
+                    self._send(424, json.dumps({"message": message, "OriginalStatusCode": 400}).encode(),
+                               {"x-amzn-ErrorType": "ModelError"})
                 elif kind == "nonfinite":
                     message = ("model error: the model produced non-finite logits in torch.float16 (fp16 overflow?); "
                                "serve it in float32 or bfloat16")

@@ -69,3 +69,37 @@ def test_api_to_client_to_container_end_to_end(container, scorer, monkeypatch):
 def test_cli_refuses_a_missing_model_dir(tmp_path, capsys):
     assert local_server.main(["--model-dir", str(tmp_path / "absent")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+class _Broken:
+    """A model that fails every request (a CUDA error, a bad artifact...)."""
+
+    version = "broken-v1"
+
+    def score(self, texts):
+        from classifiers.base import ClassifierError
+
+        raise ClassifierError("CUDA error: device-side assert triggered")
+
+
+def test_a_failing_model_is_answered_as_the_hugging_face_toolkit_does_and_opens_the_breaker(monkeypatch):
+    """The toolkit answers 400 when the handler raises, so SageMaker reports ModelError OriginalStatusCode 400: the
+    client does not retry it, but three in a row open the breaker (the moderator then stops waiting on it)."""
+    from classifiers.base import ClassifierError
+    from classifiers.sagemaker import SagemakerClassifier
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    server, url = local_server.start_in_thread(_Broken())
+    try:
+        status, body = post(f"{url}/invocations", json.dumps({"inputs": ["a"]}).encode())
+        assert status == 400 and "CUDA error" in body["message"]
+        client = SagemakerClassifier("algospeak-stage2", endpoint_url=url, max_retries=2, breaker_failures=3,
+                                     backoff_base=0.0)
+        for _ in range(3):
+            with pytest.raises(ClassifierError, match="OriginalStatusCode 400"):
+                client.classify(["a"])
+        assert client.invocations == 3 and client.breaker.state == "open"
+    finally:
+        server.shutdown()
+        server.server_close()

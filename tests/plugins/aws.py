@@ -239,3 +239,75 @@ def fault_proxy(aws_env: str) -> Iterator[FaultProxy]:
         yield proxy
     finally:
         proxy.close()
+
+
+# --------------------------------------------------------------------------------------------- IAM simulator
+
+
+def simulate(policies: list[dict], actions: list[str], resources: list[str] | None = None) -> list[dict]:
+    """What iam:SimulatePrincipalPolicy answers for `actions` on `resources` (default "*", as the SageMaker SDK's
+    role check calls it) with no context keys: a statement allows when an action pattern and a resource pattern
+    match (the requested resource string is matched literally, so "*" only by a "*" statement); a statement with a
+    condition whose key the simulator has no value for does not apply (AWS reports MissingContextValues and an
+    implicitDeny); an explicit Deny wins. Enough of IAM's evaluation for the SDK's checks."""
+    from fnmatch import fnmatchcase
+
+    def listed(value):
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def applies(statement, action, resource):
+        if not any(fnmatchcase(action.lower(), a.lower()) for a in listed(statement.get("Action"))):
+            return False
+        if not any(fnmatchcase(resource, r) for r in listed(statement.get("Resource"))):
+            return False
+        conditions = statement.get("Condition") or {}
+        return all(op.endswith("IfExists") for op in conditions)
+
+    results = []
+    statements = [s for p in policies for s in p.get("Statement", [])]
+    for action in actions:
+        for resource in resources or ["*"]:
+            if any(s.get("Effect") == "Deny" and applies(s, action, resource) for s in statements):
+                decision = "explicitDeny"
+            elif any(s.get("Effect") == "Allow" and applies(s, action, resource) for s in statements):
+                decision = "allowed"
+            else:
+                decision = "implicitDeny"
+            results.append({"EvalActionName": action, "EvalResourceName": resource, "EvalDecision": decision})
+    return results
+
+
+@pytest.fixture
+def iam_simulator(aws_env, monkeypatch):
+    """iam:SimulatePrincipalPolicy answered from the role's inline policies stored in moto (moto has no policy
+    simulator), so the SageMaker SDK's role check runs as it does on AWS. Yields the list of simulated calls."""
+    import json
+    from urllib.parse import unquote
+
+    import boto3
+    from botocore.awsrequest import AWSResponse
+    from botocore.endpoint import Endpoint
+
+    calls: list[dict] = []
+    make_request = Endpoint.make_request
+
+    def answering(self, operation_model, request_dict):
+        if operation_model.name != "SimulatePrincipalPolicy":
+            return make_request(self, operation_model, request_dict)
+        body = request_dict["body"]
+        role_arn = body["PolicySourceArn"]
+        actions = [v for k, v in sorted(body.items()) if k.startswith("ActionNames.member.")]
+        resources = [v for k, v in sorted(body.items()) if k.startswith("ResourceArns.member.")]
+        iam = boto3.client("iam")
+        name = role_arn.rsplit("/", 1)[-1]
+        policies = []
+        for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            document = iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
+            policies.append(json.loads(unquote(document)) if isinstance(document, str) else document)
+        results = simulate(policies, actions, resources)
+        calls.append({"role": role_arn, "actions": actions, "resources": resources, "results": results})
+        return AWSResponse("https://iam.amazonaws.com/", 200, {}, None), {
+            "EvaluationResults": results, "IsTruncated": False, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    monkeypatch.setattr(Endpoint, "make_request", answering)
+    yield calls

@@ -212,3 +212,98 @@ def test_checkpoint_options_pass_as_hyperparameters():
         ["-H", "overwrite-checkpoints=true", "-H", "no-resume=true", "--no-merge"])
     hp = model_training.hyperparameters(args)
     assert hp["overwrite-checkpoints"] == "true" and hp["no-resume"] == "true"
+
+
+# --------------------------------------------------------------------------------------------- the role check
+
+
+def _role_with(policy: dict, trusted: str = "sagemaker.amazonaws.com", name: str = "SageMakerTraining") -> str:
+    """The role in moto with `policy` inline (the test fixture's role is replaced)."""
+    import boto3
+
+    iam = boto3.client("iam")
+    try:
+        for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
+        iam.delete_role(RoleName=name)
+    except iam.exceptions.NoSuchEntityException:
+        pass
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": trusted}}]}))
+    iam.put_role_policy(RoleName=name, PolicyName="training", PolicyDocument=json.dumps(policy))
+    return f"arn:aws:iam::123456789012:role/{name}"
+
+
+def _training_policy(**extra):
+    from deployment.policies import ecr_account, render
+
+    return render("training", {"ACCOUNT": "123456789012", "REGION": "us-east-1", "BUCKET": BUCKET,
+                               "PREFIX": "algospeak", "ECR_ACCOUNT": ecr_account("us-east-1"), **extra})
+
+
+def test_the_shipped_training_policy_passes_the_sdk_role_check(aws, iam_simulator, tmp_path, capsys):
+    """No --skip-role-validation: the SDK simulates its EC2, ECR and CloudWatch actions on the role holding
+    deployment/iam/training_role_policy.json, and the job is created."""
+    role = _role_with(_training_policy(HF_TOKEN_SECRET="hf-token"))
+    record = tmp_path / "job.json"
+    code = model_training.main(["--manifest", aws, "--role", role, "--bucket", BUCKET, "--record", str(record),
+                                "--no-wait"])
+    assert code == 0, capsys.readouterr().err
+    assert iam_simulator, "the SDK did not check the role"
+    gate = [c for c in iam_simulator if not c["resources"]]  # the role check (no ResourceArns)
+    checked = {r["EvalActionName"]: r["EvalDecision"] for c in gate for r in c["results"]}
+    assert {"ec2:CreateNetworkInterface", "cloudwatch:PutMetricData", "ecr:GetAuthorizationToken"} <= set(checked)
+    assert set(checked.values()) == {"allowed"}, checked
+    # the SDK stages the job's code where the role may write (else under the output path), and the role may
+    # read every object the job is given: the code and both dataset channels
+    from tests.plugins.aws import simulate
+
+    import boto3
+
+    job = boto3.client("sagemaker").describe_training_job(TrainingJobName=json.loads(record.read_text())["job_name"])
+    uris = [c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]]
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]]
+    objects = [f"arn:aws:s3:::{BUCKET}/{k}" for u in uris for k in keys if f"s3://{BUCKET}/{k}".startswith(u)]
+    assert len(objects) >= 3, (uris, keys)
+    policy = _training_policy(HF_TOKEN_SECRET="hf-token")
+    assert {r["EvalDecision"] for r in simulate([policy], ["s3:GetObject"], objects)} == {"allowed"}, objects
+
+
+def test_a_role_the_sdk_refuses_is_a_one_line_error(aws, iam_simulator, tmp_path, capsys):
+    """The policy as it was (no EC2 actions; PutMetricData under a namespace condition the simulator cannot
+    satisfy): the SDK's RoleValidationError becomes one line naming what is missing, and no job is created."""
+    import boto3
+
+    old = _training_policy()
+    old["Statement"] = [s for s in old["Statement"] if not any(a.startswith("ec2:") for a in s["Action"])]
+    for statement in old["Statement"]:
+        if statement["Action"] == ["cloudwatch:PutMetricData"]:
+            statement["Condition"] = {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/TrainingJobs"]}}
+    role = _role_with(old)
+    code = model_training.main(["--manifest", aws, "--role", role, "--bucket", BUCKET,
+                                "--record", str(tmp_path / "r.json"), "--no-wait"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "refused the training role" in err and "ec2:CreateNetworkInterface" in err
+    assert "cloudwatch:PutMetricData" in err and "training_role_policy.json" in err
+    assert boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+    # a role SageMaker may not assume is refused the same way
+    role = _role_with(_training_policy(), trusted="ec2.amazonaws.com")
+    assert model_training.main(["--manifest", aws, "--role", role, "--bucket", BUCKET,
+                                "--record", str(tmp_path / "r.json"), "--no-wait"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "trust policy" in err
+
+
+def test_max_wait_shorter_than_max_run_is_refused_before_anything_is_created(aws, tmp_path, capsys):
+    assert launch(aws, tmp_path / "r.json", "--max-run", "7200", "--max-wait", "3600") == 1
+    err = capsys.readouterr().err
+    assert "--max-wait 3600 is shorter than --max-run 7200" in err and err.count("\n") == 1
+
+
+def test_the_job_installs_the_tested_peft_and_bitsandbytes(tmp_path):
+    from importlib.metadata import version
+
+    requirements = model_training.stage_source(tmp_path / "src").joinpath("requirements.txt").read_text().split()
+    assert f"peft=={version('peft')}" in requirements
+    assert f"bitsandbytes=={version('bitsandbytes')}" in requirements

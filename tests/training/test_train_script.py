@@ -366,3 +366,78 @@ def test_the_training_output_is_what_serving_loads(trained, tiny_qwen_dir):
         assert sum(a.scores.values()) == pytest.approx(1.0, abs=1e-5)
         assert max(abs(a.scores[k] - m.scores[k]) for k in LABELS) < 5e-3  # merged/ is fp16
     assert max(abs(a.scores[k] - b.scores[k]) for a, b in zip(adapter, base) for k in LABELS) > 1e-2
+
+
+# --------------------------------------------------------------------------------------------- on SageMaker
+
+
+def test_a_t4_trains_in_fp16_not_emulated_bf16(monkeypatch):
+    """torch.cuda.is_bf16_supported() is True on a T4 (sm_75) through emulation; only native bf16 counts."""
+    import torch
+
+    def t4(including_emulation=True):
+        return including_emulation  # emulated: yes; in hardware: no
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", t4)
+    assert train_script.resolve_dtype("auto") == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an A10G
+    assert train_script.resolve_dtype("auto") == torch.bfloat16
+
+
+def test_a_sagemaker_gpu_job_without_cuda_fails_fast(tmp_path, monkeypatch, capsys):
+    """SM_NUM_GPUS=1 but no CUDA visible (a driver or image mismatch): one line, before the model is loaded."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("SM_NUM_GPUS", "1")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text('{"text": "a", "label": "safe"}\n')
+    code = train_script.main(["--train", str(data), "--model-dir", str(tmp_path / "model"),
+                              "--base-model", str(tmp_path / "never-loaded")])
+    err = capsys.readouterr().err
+    assert code == 1 and "SM_NUM_GPUS=1 but torch.cuda.is_available() is False" in err
+    assert not (tmp_path / "model").exists() or not any((tmp_path / "model").iterdir())
+
+
+def test_the_hub_token_secret_is_read_in_its_own_region(aws_env, monkeypatch):
+    """The launcher passes the secret's ARN; the container's client takes the region from it (a client without a
+    region raises NoRegionError)."""
+    import boto3
+
+    arn = boto3.client("secretsmanager").create_secret(Name="hf-token", SecretString="hf_x")["ARN"]
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "HF_TOKEN"):
+        monkeypatch.setenv(name, "x")  # so that monkeypatch restores whatever hf_token() sets
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_TOKEN_SECRET_ID", arn)
+    assert train_script.hf_token() == "hf_x"
+
+
+def test_evaluation_projects_only_the_positions_it_reads(tiny_qwen_dir):
+    """The loss and the answer scores equal the full forward pass's, while the vocabulary projection sees only the
+    labelled positions (plus one answer position per row), not batch x length: on a T4 the full fp32 logits of
+    the 3B model at --eval-batch-size 16 are gigabytes."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.prompt import PromptEncoder
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_qwen_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_qwen_dir), dtype=torch.float32).eval()
+    encoder = PromptEncoder(tokenizer, 128)
+    rows = [{"text": f"some text number {i} " * (i + 1), "label": LABELS[i % 4]} for i in range(4)]
+    batch = train_script.PadCollator(tokenizer.pad_token_id or 0)(list(train_script.EncodedDataset(encoder, rows)))
+    with torch.no_grad():
+        full = model(**batch)
+    expected_scores = train_script.answer_scores(full.logits, batch["labels"], encoder.label_first_ids)
+    seen = []
+    hook = model.lm_head.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    try:
+        loss, scores, labels = train_script.label_only_eval(model, batch, encoder.label_first_ids)
+    finally:
+        hook.remove()
+    assert torch.allclose(loss, full.loss, atol=1e-5)
+    assert torch.allclose(scores, expected_scores, atol=1e-4)
+    labelled = int((batch["labels"][:, 1:] != -100).sum())
+    assert seen == [labelled, len(rows)] and labelled < batch["input_ids"].numel() / 4
