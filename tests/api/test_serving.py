@@ -1,5 +1,6 @@
 """Issue 13, serving: the header-read deadline (slowloris) and several server processes behind one port."""
 
+import json
 import os
 import shutil
 import signal
@@ -165,8 +166,8 @@ def test_several_server_processes_share_one_port_the_metrics_and_the_log(tmp_pat
         assert httpx.post(base + "/moderate", json={"text": "one more"}, timeout=60).status_code == 200
 
         # An edit of the pattern database reaches every process (each reloads it on its own).
-        patterns.write_text(patterns.read_text(encoding="utf-8").replace('"version": "1.0.0"', '"version": "9.9.9"', 1),
-                            encoding="utf-8")  # fmt: skip
+        document = json.loads(patterns.read_text(encoding="utf-8"))
+        patterns.write_text(json.dumps(document | {"version": "9.9.9"}), encoding="utf-8")
         deadline = time.monotonic() + 60
         while True:
             seen = {httpx.post(base + "/normalize", json={"text": "k1ll"}, timeout=60).json()["pattern_db_version"]
