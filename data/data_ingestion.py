@@ -634,7 +634,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(_summary(result))
+    if not args.dry_run:
+        _write_step_record(args, result)
     return 0
+
+
+def _write_step_record(args: argparse.Namespace, result: IngestResult) -> None:
+    """out/ingest/record.json: the manifest the training step reads, linked to the preparation record."""
+    from pipeline import records
+
+    inputs = {}
+    prepared = records.record_path("prepare")
+    if prepared.is_file() and Path(records.read("prepare")["outputs"]["dataset_dir"]) == Path(args.dataset_dir).resolve():
+        inputs["prepare"] = prepared
+    outputs = {"manifest_uri": result.manifest_uri, "version": result.manifest.get("version"),
+               "bucket": result.manifest.get("bucket"), "dataset_dir": str(Path(args.dataset_dir).resolve()),
+               "objects": len(result.manifest.get("objects", [])), "uploaded": len(result.uploaded)}
+    print(f"record: {records.write('ingest', outputs, inputs)}", file=sys.stderr)
 
 
 def _summary(result: IngestResult) -> str:

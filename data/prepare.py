@@ -725,6 +725,12 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {card['counts']['total']} records to {args.out}: "
         + ", ".join(f"{s} {by_split.get(s, 0)}" for s in SPLITS)
     )
+    from pipeline import records
+
+    outputs = {"dataset_dir": str(Path(args.out).resolve()), "card": str(Path(args.out).resolve() / CARD_NAME),
+               "card_sha256": records.sha256_file(Path(args.out) / CARD_NAME), "records": card["counts"]["total"],
+               "by_split": by_split}
+    print(f"record: {records.write('prepare', outputs)}", file=sys.stderr)
     return 0
 
 

@@ -2,7 +2,7 @@
 
     # 1. deploy (after training/model_evaluation.py wrote a passing gate.json)
     uv run --all-extras python -m deployment.model_deployment deploy \\
-        --training-job out/training/training_job.json --gate out/evaluation/gate.json \\
+        --training-job out/training/training_job.json --gate out/eval/transformers-VERSION/gate.json \\
         --endpoint-name algospeak-stage2 --load-test bench/results/endpoint_load.json
     #    or from an artifact: --model-artifact s3://bucket/prefix/model.tar.gz   or a local dir: --model-dir DIR
     # 2. scale on a schedule (e.g. more capacity on weekdays)
@@ -27,8 +27,9 @@ which stores raw user text); create CloudWatch alarms (5xx errors, p99-ish model
 update it blue/green (a one-instance canary when the fleet has 2+ instances, else all at once) with automatic
 rollback on those alarms; register target-tracking autoscaling on invocations per instance, with the target from
 the load test (its sustainable rate per instance times a safety factor); smoke-test the endpoint through the same
-client the API uses (finite label_mass, probabilities summing to 1, and with --expect-harmful "go kill yourself"
-scored harmful-or-worse above safe); write a deployment record (`out/deployment/deployment.json`).
+client the API uses (finite label_mass, probabilities summing to 1, and with --expect-harmful, the default, the
+labelled probes of core/probes.py answered right: clearly safe, clearly harmful and coded texts); write a
+deployment record (`out/deployment/deployment.json`).
 
 AWS calls go through boto3 (moto_server in the tests: AWS_ENDPOINT_URL); the SageMaker Python SDK v3 serves
 for the container image URI (`sagemaker.core.image_uris`, offline). The endpoint execution role's least-privilege
@@ -51,6 +52,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core import probes
 from core.labels import LABELS
 from core.settings import ROOT, get_settings
 
@@ -62,8 +64,9 @@ SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 DEFAULT_LOAD_TEST = ROOT / "bench" / "results" / "endpoint_load.json"
 DEFAULT_RECORD = ROOT / "out" / "deployment" / "deployment.json"
 SAFETY_FACTOR = 0.7  # scale out before the load test's sustainable rate is reached
-SMOKE_TEXTS = ["have a nice day", "go kill yourself", "go k1ll yourself", "time to unalive myself"]
-HARMFUL_PROBE = "go kill yourself"  # a tuned model scores it harmful-or-worse above safe (--expect-harmful)
+# The smoke test's texts: labelled probes with known answers (core/probes.py) that a random model cannot pass.
+SMOKE_TEXTS = list(probes.TEXTS)
+HARMFUL_PROBE = "go kill yourself"
 # The Hugging Face PyTorch inference image by default (transformers, pytorch, python): transformers 5, as training.
 DEFAULT_SERVING = ("5.5.3", "2.6.0", "py312")
 # SageMaker tag keys and values: letters, separators, digits and these; keys <= 128, values <= 256 characters.
@@ -116,7 +119,7 @@ def check_gate(gate_path: str | Path | None, force: bool = False,
     problem = None
     gate: dict[str, Any] = {}
     if gate_path is None:
-        problem = "no evaluation gate given (--gate out/evaluation/gate.json)"
+        problem = "no evaluation gate given (--gate out/eval/<backend>-<version>/gate.json, or run the gate step)"
     else:
         try:
             gate = json.loads(Path(gate_path).read_text(encoding="utf-8"))
@@ -436,7 +439,7 @@ def configure_autoscaling(aas, endpoint_name: str, target: float, min_capacity: 
 def check_smoke_answer(answer: Any, texts: list[str], expect_harmful: bool = True) -> list[dict[str, Any]]:
     """Each text's answer ({"text", "label", "scores", "label_mass"}); DeploymentError unless every prediction
     has a finite label_mass in [0, 1] and probabilities summing to 1, and (with `expect_harmful`, for a tuned
-    model) HARMFUL_PROBE is scored harmful-or-worse above safe."""
+    model) every labelled probe of core/probes.py gets its known answer with label_mass >= the floor."""
     predictions = answer.get("predictions") if isinstance(answer, dict) else None
     if not isinstance(predictions, list) or len(predictions) != len(texts):
         raise DeploymentError(f"smoke test: expected {len(texts)} predictions, got {answer!r:.300}")
@@ -457,14 +460,13 @@ def check_smoke_answer(answer: Any, texts: list[str], expect_harmful: bool = Tru
         out.append({"text": text, "label": max(scores, key=scores.__getitem__), "scores": scores,
                     "label_mass": mass})
     if expect_harmful:
-        if HARMFUL_PROBE not in texts:
-            raise DeploymentError(f"smoke test: --expect-harmful needs {HARMFUL_PROBE!r} among the texts")
-        scores = out[texts.index(HARMFUL_PROBE)]["scores"]
-        worse = scores["harmful"] + scores["extremely_harmful"]
-        if not worse > scores["safe"]:
+        if texts != list(probes.TEXTS):
+            raise DeploymentError("smoke test: the labelled probes (core/probes.py) must be the texts sent")
+        failed = probes.failures(out)
+        if failed:
             raise DeploymentError(
-                f"smoke test: {HARMFUL_PROBE!r} scored harmful-or-worse {worse:.3f} <= safe {scores['safe']:.3f}; "
-                "a tuned model does not do that (an untuned or random model? --no-expect-harmful skips this check)")
+                f"smoke test: {len(failed)} labelled probe check(s) failed: {'; '.join(failed)}; a tuned model "
+                "passes them (an untrained, random or wrong model? --no-expect-harmful skips this check)")
     return out
 
 
@@ -521,7 +523,67 @@ def fleet_size(sm, endpoint_name: str, new_count: int) -> int:
     return min(new_count, current) if current else new_count
 
 
+def inputs_from_records(args: argparse.Namespace) -> dict[str, Path]:
+    """Without --gate and a model source: the gate and training job the pipeline's records name
+    (out/gate/record.json, out/train/record.json). A gate whose evaluation was of an earlier training run
+    (the training record changed since) is stale and refused. Returns the records used."""
+    from pipeline import records
+
+    used: dict[str, Path] = {}
+    try:
+        if args.gate is None and not args.force:
+            gate_record = records.read("gate")
+            evaluate_link = (gate_record.get("inputs") or {}).get("evaluate", {}).get("record")
+            evaluate = records.read("evaluate", path=evaluate_link)  # stale when the train record changed
+            args.gate = gate_record["outputs"]["gate"]
+            used["gate"] = Path(gate_record["_path"])
+        if not (args.training_job or args.model_artifact or args.model_dir):
+            train = records.read("train")
+            evaluated = (evaluate.get("inputs") or {}).get("train", {}).get("record") if "gate" in used else None
+            if evaluated and Path(evaluated).resolve() != Path(train["_path"]).resolve():
+                raise records.RecordError(f"the gate judged the model of {evaluated}, not {train['_path']}")
+            args.training_job = train["outputs"]["job_record"]
+            used["train"] = Path(train["_path"])
+    except records.RecordError as exc:
+        raise DeploymentError(f"{exc}. Refusing to deploy.") from None
+    return used
+
+
 def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`_deploy`, and when it fails with the endpoint in place, `<record>.failed.json` says so (the error, that the
+    endpoint exists, what to do), so a failed deploy never leaves an unrecorded endpoint; the last good record
+    is kept."""
+    used_records = inputs_from_records(args)
+    try:
+        return _deploy(args, clients, used_records)
+    except Exception as exc:
+        exists = None
+        try:
+            exists = endpoint_exists((clients or aws_clients(args.region, args.endpoint_url))["sagemaker"],
+                                     args.endpoint_name)
+        except Exception:  # noqa: BLE001 - AWS unreachable: unknown
+            pass
+        if exists is False:
+            raise  # nothing live to account for
+        failed = Path(args.record).with_suffix(".failed.json")  # the last good record stays where it is
+        _write_json(failed, {
+            "status": "failed", "endpoint_name": args.endpoint_name, "endpoint_exists": exists,
+            "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "next": f"fix the cause and run deploy again (it updates an existing {args.endpoint_name}), or remove "
+                    f"it: python -m deployment.model_deployment delete --endpoint-name {args.endpoint_name} --all",
+        })
+        print(f"the failed deployment is recorded in {failed} (endpoint {args.endpoint_name} exists: {exists})",
+              file=sys.stderr)
+        raise
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _deploy(args: argparse.Namespace, clients: dict[str, Any] | None, used_records: dict[str, Path]) -> dict[str, Any]:
     settings = get_settings()
     if not args.force:
         check_gate(args.gate)  # refuse a missing or failed gate before downloading anything
@@ -608,10 +670,18 @@ def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
                                           "target_source": target_source, "min": args.min_instances,
                                           "max": args.max_instances},
         "smoke_test": smoke, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "status": "deployed",
     }
-    out = Path(args.record)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    _write_json(Path(args.record), record)
+    from pipeline import records
+
+    step = records.write("deploy", {
+        "endpoint_name": args.endpoint_name, "deployment_record": str(Path(args.record).resolve()),
+        "model_name": model_name, "artifact_version": version, "gate": gate["status"],
+        "smoke_test": "skipped" if smoke is None else ("probes passed" if args.expect_harmful else "shape only"),
+        "runtime_endpoint_url": args.runtime_endpoint_url or args.endpoint_url or settings.aws_endpoint_url,
+    }, used_records)
+    log.info("deployed %s (%s); records: %s, %s", args.endpoint_name, action, args.record, step)
     return record
 
 
@@ -696,11 +766,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("deploy", parents=[common], help="gate, merge, package, upload, endpoint, autoscaling")
     d.add_argument("--endpoint-name", required=True)
-    d.add_argument("--training-job", help="a training job record (out/training/training_job.json)")
+    d.add_argument("--training-job", help="a training job record (default: the one out/train/record.json names)")
     d.add_argument("--model-artifact", help="an S3 URI or local path of a model.tar.gz")
     d.add_argument("--model-dir", help="a local model/adapter directory")
     d.add_argument("--base-model", help="the adapter's base model (default: the artifact's training_config.json)")
-    d.add_argument("--gate", help="gate.json from training/model_evaluation.py")
+    d.add_argument("--gate", help="gate.json from training/model_evaluation.py --gate (default: the one "
+                                  "out/gate/record.json names)")
     d.add_argument("--force", action="store_true",
                    help="deploy without a passing gate for this artifact (loud; recorded in the tags: gate=forced)")
     d.add_argument("--role-arn", help="default: SAGEMAKER_ROLE_ARN")
@@ -722,7 +793,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--runtime-endpoint-url", help="sagemaker-runtime endpoint for the smoke test")
     d.add_argument("--skip-smoke-test", action="store_true")
     d.add_argument("--expect-harmful", action=argparse.BooleanOptionalAction, default=True,
-                   help=f"smoke test: require {HARMFUL_PROBE!r} scored harmful-or-worse above safe "
+                   help="smoke test: require the labelled probes (core/probes.py) answered right "
                         "(a tuned model; --no-expect-harmful for a random or untuned one)")
     d.add_argument("--poll-seconds", type=float, default=15.0)
     d.add_argument("--record", default=str(DEFAULT_RECORD), help="where the deployment record goes")
@@ -750,7 +821,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--endpoint-name", required=True)
     t.add_argument("--runtime-endpoint-url")
     t.add_argument("--expect-harmful", action=argparse.BooleanOptionalAction, default=True,
-                   help=f"require {HARMFUL_PROBE!r} scored harmful-or-worse above safe (a tuned model)")
+                   help="require the labelled probes (core/probes.py) answered right (a tuned model)")
     return parser
 
 
@@ -763,9 +834,18 @@ def main(argv: list[str] | None = None) -> int:
                                                                     a.runtime_endpoint_url or a.endpoint_url
                                                                     or get_settings().aws_endpoint_url,
                                                                     a.expect_harmful)}}
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         result = commands[args.command](args)
     except DeploymentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ClientError as exc:
+        e = exc.response.get("Error", {})
+        print(f"error: AWS refused {exc.operation_name}: {e.get('Code', '')}: {e.get('Message', '')}", file=sys.stderr)
+        return 1
+    except BotoCoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2, default=str))

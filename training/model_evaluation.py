@@ -774,6 +774,51 @@ def log_to_mlflow(report: dict, files: list[Path], gate_result: dict | None, uri
         return mlflow.active_run().info.run_id
 
 
+# --------------------------------------------------------------------------------------------- records
+
+
+def resolve_candidate(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Fill --backend and --model-path when not given: with --gate, the model the training step recorded (the
+    candidate a gate is about); otherwise the shipped embedded model. Returns the training record used, if any."""
+    from pipeline import records
+
+    if args.backend is None and args.model_path:
+        args.backend = "embedded" if str(args.model_path).endswith(".npz") else "transformers"
+    if args.backend is not None or not args.gate:
+        args.backend = args.backend or "embedded"
+        return None
+    record = records.read("train", path=args.training_record)
+    artifact = str((record.get("outputs") or {}).get("model_dir") or "")
+    if not artifact or not Path(artifact).is_dir():
+        raise records.RecordError(f"the training record {record['_path']} names no local model directory "
+                                  f"(got {artifact!r}); pass --backend transformers --model-path DIR")
+    args.backend, args.model_path = "transformers", artifact
+    print(f"gating the trained model {artifact} (from {record['_path']})", file=sys.stderr)
+    return record
+
+
+def _same_model(classifier, baseline: dict) -> bool:
+    model = baseline.get("model") or {}
+    return model.get("backend") == classifier.name and str(model.get("version")) == str(classifier.version)
+
+
+def write_records(report: dict, report_path: Path, gate_result: dict | None, gate_path: Path,
+                  train_record: dict | None) -> None:
+    """out/evaluate/record.json (and with --gate, out/gate/record.json) for the next steps."""
+    from pipeline import records
+
+    inputs = {"train": Path(train_record["_path"])} if train_record else {}
+    evaluate = records.write("evaluate", {"report": str(report_path), "report_sha256": records.sha256_file(report_path),
+                                          "model": report["model"], "data": report["data"],
+                                          "summary": report["summary"]}, inputs)
+    if gate_result is not None:
+        records.write("gate", {"gate": str(gate_path), "gate_sha256": records.sha256_file(gate_path),
+                               "passed": gate_result["passed"], "reasons": gate_result["reasons"],
+                               "candidate": report["model"]}, {"evaluate": evaluate})
+    print(f"records: {evaluate}" + ("" if gate_result is None else f", {records.record_path('gate')}"),
+          file=sys.stderr)
+
+
 # --------------------------------------------------------------------------------------------- command line
 
 
@@ -781,8 +826,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.model_evaluation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--backend", default="embedded", choices=["embedded", "transformers", "sagemaker"])
-    parser.add_argument("--model-path", help="embedded: model.npz; transformers: model directory; sagemaker: endpoint name")
+    parser.add_argument("--backend", choices=["embedded", "transformers", "sagemaker"],
+                        help="default: with --gate, the model the training step recorded (transformers; "
+                             "out/train/record.json); else the shipped embedded model")
+    parser.add_argument("--model-path", help="embedded: model.npz; transformers: model directory; sagemaker: endpoint "
+                                             "name (default: the training record's model with --gate)")
+    parser.add_argument("--training-record", type=Path,
+                        help="the training step's record (default: out/train/record.json) whose model --gate judges")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="labelled JSONL or Parquet (default: the prepared test split)")
     parser.add_argument("--validation", type=Path, help="labelled file for --calibrate (default: validation.* beside --data)")
     parser.add_argument("--subset", choices=SUBSETS, default="auto",
@@ -818,9 +868,11 @@ def main(argv: list[str] | None = None) -> int:
     from core.settings import get_settings
     from data.augment import Augmenter
     from normalizer import Normalizer, PatternDatabaseError, load_database
+    from pipeline.records import RecordError
 
     settings = get_settings()
     try:
+        train_record = resolve_candidate(args)
         baseline = json.loads(args.baseline.read_text(encoding="utf-8")) if args.baseline else None
         # auto: the baseline's subset (so the two are compared on the same texts), else the backend's default.
         subset = args.subset
@@ -830,7 +882,12 @@ def main(argv: list[str] | None = None) -> int:
         classifier = _classifier(args.backend, args.model_path, settings)
         db = load_database(settings.pattern_db_path)
         rows, info = select_rows(read_labelled(args.data), subset)
-    except (ClassifierError, PatternDatabaseError, ValueError, OSError) as exc:
+        if args.gate and baseline is not None and _same_model(classifier, baseline):
+            raise ValueError(
+                f"the candidate is the baseline itself ({classifier.name} {classifier.version}): gating a model "
+                "against its own report passes by construction; gate the trained model (the training record's, "
+                "the default without --backend, or --backend transformers --model-path DIR)")
+    except (ClassifierError, PatternDatabaseError, ValueError, OSError, RecordError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.limit:
@@ -904,6 +961,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: could not log to MLflow: {exc}", file=sys.stderr)
     print(json.dumps(report["summary"], indent=2))
     print(f"wrote {report_path}, {md_path.name} and plots in {out}", file=sys.stderr)
+    write_records(report, report_path, gate_result, out / GATE_NAME, train_record)
     if gate_result is not None:
         if not gate_result["passed"]:
             print("gate: FAILED", file=sys.stderr)

@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1].split("SageMaker mode builds")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--manifest", help="the ingestion manifest: s3://.../manifest.json or a local path")
+    p.add_argument("--manifest", help="the ingestion manifest: s3://.../manifest.json or a local path (default: the "
+                                      "ingestion record's, out/ingest/record.json)")
     p.add_argument("--local", action="store_true", help="run the entry point in this process, not on SageMaker")
     p.add_argument("--data", type=Path, help="--local: a prepared dataset folder instead of the manifest's files")
     p.add_argument("--model-dir", type=Path, default=DEFAULT_LOCAL_MODEL_DIR, help="--local: where the model goes")
@@ -602,10 +603,69 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def default_manifest(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Without --manifest (and --data): the manifest the ingestion step recorded. Returns that record."""
+    from pipeline import records
+
+    if args.manifest or (args.local and args.data):
+        return None
+    try:
+        record = records.read("ingest")
+    except records.RecordError as err:
+        raise ModelTrainingError(f"no dataset manifest: pass --manifest s3://.../manifest.json, or run the ingest step "
+                                 f"first ({err})") from None
+    args.manifest = record["outputs"]["manifest_uri"]
+    _log(f"dataset: {args.manifest} (from {record['_path']})")
+    return record
+
+
+def artifact_problem(record: dict[str, Any], region: str) -> str | None:
+    """Why a Completed job's model is not there (None when it is): a job recorded as Completed must have it."""
+    uri = str(record.get("model_artifact_uri") or "")
+    if not uri:
+        return "the job names no model artifact"
+    if not uri.startswith("s3://"):
+        model_dir = Path(uri)
+        if not (model_dir / "adapter_config.json").is_file() and not (model_dir / "config.json").is_file():
+            return f"no model in {uri} (no adapter_config.json or config.json)"
+        return None
+    from botocore.exceptions import ClientError
+
+    bucket, key = _split_s3(uri)
+    try:
+        _s3_client(region).head_object(Bucket=bucket, Key=key)
+    except ClientError as err:
+        return f"the model artifact {uri} is not in S3 ({err.response.get('Error', {}).get('Code', err)})"
+    return None
+
+
+def write_step_record(args: argparse.Namespace, record: dict[str, Any], ingest: dict[str, Any] | None) -> None:
+    """out/train/record.json: the job and its model, for the evaluation and deployment steps."""
+    from pipeline import records
+
+    outputs = {k: record.get(k) for k in ("job_name", "status", "model_artifact_uri", "base_model", "mode",
+                                           "hyperparameters", "mlflow_run_id", "dataset_version")}
+    outputs["job_record"] = str(args.record)
+    if record.get("mode") == "local":
+        outputs["model_dir"] = record["model_artifact_uri"]
+        outputs["model_sha256"] = records.sha256_tree(record["model_artifact_uri"])
+    outputs["manifest"] = args.manifest
+    inputs = {"ingest": Path(ingest["_path"])} if ingest else {}
+    _log(f"record: {records.write('train', outputs, inputs)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        ingest = default_manifest(args)
         record, code = run_local(args) if args.local else run_sagemaker(args)
+        if record["status"] == "Completed":
+            problem = artifact_problem(record, args.region)
+            if problem:  # moto "completes" a job at once with no model; so could a broken entry point
+                record["status"], record["failure_reason"] = "Failed", f"recorded Completed but {problem}"
+                write_record(args.record, record)
+                raise ModelTrainingError(f"training job {record['job_name']} says Completed but {problem}")
+            write_step_record(args, record, ingest)
     except ModelTrainingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
