@@ -18,6 +18,12 @@ Errors (no bucket, no credentials, no such bucket, missing or changed input file
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python data/data_ingestion.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import base64
 import hashlib

@@ -19,6 +19,12 @@ Steps (polars, lazy; the read is streamed, keeping only the standard columns and
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python data/prepare.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import hashlib
 import json

@@ -38,6 +38,12 @@ policy is `deployment/iam/execution_role_policy.json` (the training jobs' role: 
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python deployment/model_deployment.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import logging

@@ -23,6 +23,12 @@ Exit status: 0 nothing failed (warnings allowed), 1 a check failed, 2 bad input 
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python monitoring/model_monitoring.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import sys
@@ -109,6 +115,7 @@ def check_endpoint(
     thresholds: Thresholds | None = None,
     sagemaker: Any = None,
     runtime: Any = None,
+    runtime_endpoint_url: str | None = None,
 ) -> list[CheckResult]:
     """describe_endpoint status, then one invoke_endpoint probe (skipped when the endpoint is not InService)."""
     th = thresholds or Thresholds()
@@ -122,7 +129,8 @@ def check_endpoint(
     settings = get_settings()
     kwargs = {"region_name": region or settings.aws_region, "endpoint_url": endpoint_url or settings.aws_endpoint_url}
     sagemaker = sagemaker or boto3.client("sagemaker", **kwargs)
-    runtime = runtime or boto3.client("sagemaker-runtime", **kwargs)
+    runtime = runtime or boto3.client("sagemaker-runtime", **{**kwargs, "endpoint_url": runtime_endpoint_url
+                                                                or kwargs["endpoint_url"]})
     try:
         desc = sagemaker.describe_endpoint(EndpointName=endpoint_name)
     except (BotoCoreError, ClientError) as exc:
@@ -264,6 +272,7 @@ def status(
     since: float | None = None,
     thresholds: Thresholds | None = None,
     probe: Any = DEFAULT_PROBE,
+    runtime_endpoint_url: str | None = None,
 ) -> dict[str, Any]:
     """Everything the `status` command prints, as a dict with an overall status (ok, warn or fail)."""
     checks: list[CheckResult] = []
@@ -274,7 +283,8 @@ def status(
     if api:
         checks += check_api(api)
     if endpoint:
-        checks += check_endpoint(endpoint, probe=probe, thresholds=thresholds)
+        checks += check_endpoint(endpoint, probe=probe, thresholds=thresholds,
+                                 runtime_endpoint_url=runtime_endpoint_url)
     order = {"skipped": -1, "ok": 0, "warn": 1, "fail": 2}
     overall = max((c.status for c in checks), key=order.__getitem__, default="ok")
     return {"status": "ok" if overall == "skipped" else overall, "checks": [asdict(c) for c in checks],
@@ -311,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--api", help="API base URL, e.g. http://127.0.0.1:8000")
     st.add_argument("--endpoint", help="SageMaker endpoint name (default: SAGEMAKER_ENDPOINT_NAME)")
     st.add_argument("--no-endpoint", action="store_true", help="skip the SageMaker checks")
+    st.add_argument("--runtime-endpoint-url", help="sagemaker-runtime URL for the probe (default: AWS_ENDPOINT_URL; "
+                                                   "a local container: http://127.0.0.1:8080)")
     st.add_argument("--probe-body", help="JSON body for the endpoint probe (default: %(default)s)",
                     default=json.dumps(DEFAULT_PROBE))
     st.add_argument("--window", default="1h", help="how far back the log summary looks (e.g. 1h, 7d, all)")
@@ -333,7 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise MonitoringInputError(f"--probe-body is not JSON: {args.probe_body!r}") from None
         if not (db or args.api or endpoint):
             raise MonitoringInputError("nothing to check: pass --db, --api or --endpoint")
-        result = status(db, api=args.api, endpoint=endpoint, since=since, probe=probe)
+        result = status(db, api=args.api, endpoint=endpoint, since=since, probe=probe,
+                        runtime_endpoint_url=args.runtime_endpoint_url)
     except MonitoringInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

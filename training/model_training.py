@@ -32,6 +32,12 @@ one line on stderr and exit status 1.
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python training/model_training.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import os
@@ -60,7 +66,7 @@ HF_PY_VERSION = "py312"
 FALLBACK_IMAGE = ("763104351884.dkr.ecr.{region}.amazonaws.com/huggingface-pytorch-training:"
                   "2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04")
 # Installed in the container on top of the image (which has torch, transformers, accelerate, numpy);
-# pydantic-settings for core.settings, which training.model_evaluation (the shared macro-F1) imports.
+# pydantic-settings for core.settings (shipped with core/).
 CONTAINER_REQUIREMENTS = ("peft>=0.17", "bitsandbytes>=0.46", "pydantic>=2.7", "pydantic-settings>=2.3")
 # Regexes over train_script.EVAL_LINE, so SageMaker records the per-epoch validation metrics.
 METRIC_DEFINITIONS = {
@@ -69,9 +75,9 @@ METRIC_DEFINITIONS = {
     "eval_accuracy": r"eval_accuracy=([0-9.eE+-]+)",
 }
 TERMINAL = ("Completed", "Failed", "Stopped")
-# What the job runs: train_script and the modules it imports (model_evaluation for the macro-F1 definition).
+# What the job runs: train_script and the modules it imports (training/metrics.py for the macro-F1 definition).
 SOURCE_FILES = ("core/__init__.py", "core/labels.py", "core/prompt.py", "core/settings.py", "training/__init__.py",
-                "training/model_evaluation.py", "training/train_script.py")
+                "training/metrics.py", "training/train_script.py")
 # Hyperparameters the launcher always sets (the entry point's defaults otherwise); -H adds or overrides any.
 HYPERPARAMETER_FLAGS = ("epochs", "learning_rate", "lora_r", "lora_alpha", "max_length", "batch_size",
                         "gradient_accumulation_steps", "merge")

@@ -26,6 +26,12 @@ the one whose transfer figures the README reports):
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python training/train_embedded.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import sys
@@ -36,7 +42,7 @@ import numpy as np
 
 from core.labels import LABELS
 from core.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_ENCODER_MODEL, DEFAULT_PATTERN_DB, ROOT
-from training.model_evaluation import robustness_report  # the metrics live with the evaluation
+from training.robustness import robustness_report
 from training.transfer import split_of  # noqa: F401  (the split every consumer of the corpus uses)
 
 

@@ -39,6 +39,12 @@ another run) are one line on stderr and exit status 1; in SageMaker the line is 
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python training/train_script.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import hashlib
 import json
@@ -56,7 +62,7 @@ if __package__ in (None, ""):  # run as a file: the SageMaker container runs `py
 
 from core.labels import LABELS
 from core.prompt import PromptEncoder
-from training.model_evaluation import macro_f1
+from training.metrics import macro_f1  # the metrics alone: no report, plot or MLflow code in the job
 
 __all__ = ["TrainError", "build_parser", "main", "read_examples", "run_fingerprint", "train"]
 
@@ -424,6 +430,36 @@ class _EvalPrinter:
         return Printer()
 
 
+class _Progress:
+    """One line per logging interval with the step, the total, the loss, the elapsed time and an ETA (a terminal
+    or not: SageMaker's logs are not one, and a tqdm bar there is one unreadable line)."""
+
+    def __new__(cls, log=lambda msg: print(msg, file=sys.stderr, flush=True)):
+        import time
+
+        from transformers import TrainerCallback
+
+        class Progress(TrainerCallback):
+            started = 0.0
+            first_step = 0
+
+            def on_train_begin(self, args, state, control, **kwargs):
+                self.started, self.first_step = time.monotonic(), state.global_step
+                log(f"training: {state.max_steps} steps ({args.num_train_epochs:g} epoch(s) or --max-steps), a line "
+                    f"every {args.logging_steps} steps")
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if not logs or "loss" not in logs:
+                    return
+                done = state.global_step - self.first_step
+                elapsed = time.monotonic() - self.started
+                left = (state.max_steps - state.global_step) * elapsed / done if done else float("nan")
+                log(f"step {state.global_step}/{state.max_steps} ({100 * state.global_step / max(state.max_steps, 1):.0f}%)"
+                    f" loss={float(logs['loss']):.4f} elapsed {elapsed:.0f}s eta {left:.0f}s")
+
+        return Progress()
+
+
 # --------------------------------------------------------------------------------------------- training
 
 
@@ -557,7 +593,10 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
         raise TrainError(f"cannot load the tokenizer of {args.base_model}: {str(err).splitlines()[0]}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    encoder = PromptEncoder(tokenizer, args.max_length)
+    try:
+        encoder = PromptEncoder(tokenizer, args.max_length)
+    except ValueError as err:  # --max-length shorter than the prompt itself
+        raise TrainError(f"--max-length: {err}") from None
     train_ds = EncodedDataset(encoder, train_rows)
     val_ds = EncodedDataset(encoder, val_rows) if val_rows else None
     log(f"data: {len(train_ds)} train, {len(val_ds or [])} validation examples (max_length {args.max_length})")
@@ -609,7 +648,7 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
         compute_metrics=_metrics_fn(encoder.label_first_ids) if evaluating else None,
         preprocess_logits_for_metrics=(lambda logits, labels: answer_scores(logits, labels, encoder.label_first_ids))
         if evaluating else None,
-        callbacks=[_EvalPrinter(), _FingerprintSaver(fingerprint), *(callbacks or [])],
+        callbacks=[_EvalPrinter(), _FingerprintSaver(fingerprint), _Progress(log), *(callbacks or [])],
     )
     trainer.eval_collator = pad
 

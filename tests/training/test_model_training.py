@@ -220,8 +220,9 @@ def test_default_image_is_the_hugging_face_training_container():
 
 
 def test_the_staged_job_code_imports_on_its_own(tmp_path):
-    """The job gets only SOURCE_FILES: train_script and everything of ours it imports (model_evaluation, for
-    the shared macro-F1) must be among them, and the extra requirements cover what those import."""
+    """The job gets only SOURCE_FILES: train_script and everything of ours it imports (training/metrics.py, for
+    the shared macro-F1) must be among them, and the extra requirements cover what those import. The
+    evaluation's report, plot and MLflow code (training/model_evaluation.py) is not shipped."""
     import subprocess
     import sys
 
@@ -232,6 +233,8 @@ def test_the_staged_job_code_imports_on_its_own(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], cwd=src, capture_output=True, text=True, check=True).stdout
     files = out.split()
     assert files and all(f.startswith(str(src)) for f in files), files
+    assert not (src / "training" / "model_evaluation.py").exists()
+    assert not any(f.endswith(("model_evaluation.py", "tracking.py", "robustness.py")) for f in files), files
     requirements = (src / "requirements.txt").read_text()
     assert "pydantic-settings" in requirements and "peft" in requirements
 
