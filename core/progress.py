@@ -17,7 +17,8 @@ def progress(items: Iterable[T], total: int | None = None, desc: str = "", unit:
     """Yield `items`, reporting progress on `stream` (stderr): tqdm when it is a terminal, else a line every
     `interval` seconds and one at the end."""
     stream = stream or sys.stderr
-    total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)  # type: ignore[arg-type]
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
     if getattr(stream, "isatty", lambda: False)():
         from tqdm import tqdm
 

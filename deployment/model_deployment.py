@@ -117,6 +117,25 @@ def artifact_version(artifact_dir: Path) -> str:
     return _artifact_version(Path(artifact_dir))
 
 
+def served_version(archive: Path) -> str:
+    """The version the container will report for this archive (the inference core's version of the unpacked
+    model dir): its small descriptive files unpacked, the others as sparse files of their size, which is all that
+    version reads of them. The trained artifact's version is what the gate names; this one is what answers."""
+    with tempfile.TemporaryDirectory(prefix="served-") as tmp, tarfile.open(archive) as tar:
+        root = Path(tmp)
+        for member in tar.getmembers():
+            if not member.isfile():
+                continue
+            target = root / member.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if Path(member.name).suffix in (".json", ".txt") and member.size < 1_000_000:
+                target.write_bytes(tar.extractfile(member).read())
+            else:
+                with open(target, "wb") as handle:
+                    handle.truncate(member.size)
+        return artifact_version(root)
+
+
 def check_gate(gate_path: str | Path | None, force: bool = False,
                artifact_version: str | None = None) -> dict[str, Any]:
     """The gate verdict; DeploymentError unless it passed (or `force`, which is logged loudly). With
@@ -408,10 +427,15 @@ def blue_green_config(alarms: list[str], instance_count: int = 1, wait_seconds: 
 
 def wait_in_service(sm, endpoint_name: str, config_name: str, timeout_s: float = 3600, poll_s: float = 15) -> dict:
     """Wait for InService on `config_name`; a rollback (InService on another config) or Failed is an error."""
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
+    seen = None
     while True:
         described = sm.describe_endpoint(EndpointName=endpoint_name)
         status = described["EndpointStatus"]
+        if status != seen:  # one line per change: creating an endpoint takes minutes
+            log.info("endpoint %s: %s (%.0fs)", endpoint_name, status, time.monotonic() - started)
+            seen = status
         if status == "InService":
             if described.get("EndpointConfigName") != config_name:
                 raise DeploymentError(f"{endpoint_name} rolled back to {described.get('EndpointConfigName')} "
@@ -618,6 +642,7 @@ def _deploy(args: argparse.Namespace, clients: dict[str, Any] | None, used_recor
         versions = training_versions(merged)
         serving, requirements = serving_framework(versions)
         archive = package(merged, workdir / "model.tar.gz", requirements)
+        served = served_version(archive)
         model_data = f"s3://{bucket}/{prefix}/model.tar.gz"
         clients["s3"].upload_file(str(archive), bucket, f"{prefix}/model.tar.gz")
         log.info("uploaded %s (%.1f MB)", model_data, archive.stat().st_size / 1e6)
@@ -666,7 +691,7 @@ def _deploy(args: argparse.Namespace, clients: dict[str, Any] | None, used_recor
         "endpoint_name": args.endpoint_name, "endpoint_arn": described.get("EndpointArn"), "action": action,
         "model_name": model_name, "endpoint_config_name": config_name, "model_data_url": model_data,
         "image_uri": image, "instance_type": args.instance_type, "source": source,
-        "artifact_version": version, "training_versions": versions,
+        "artifact_version": version, "served_version": served, "training_versions": versions,
         "serving_transformers": None if args.image_uri else serving[0], "requirements": requirements,
         "data_capture": {"input": args.capture_input, "output": True, "percent": args.capture_percent,
                          "kms_key": args.capture_kms_key},
@@ -683,7 +708,7 @@ def _deploy(args: argparse.Namespace, clients: dict[str, Any] | None, used_recor
 
     step = records.write("deploy", {
         "endpoint_name": args.endpoint_name, "deployment_record": str(Path(args.record).resolve()),
-        "model_name": model_name, "artifact_version": version, "gate": gate["status"],
+        "model_name": model_name, "artifact_version": version, "served_version": served, "gate": gate["status"],
         "smoke_test": "skipped" if smoke is None else ("probes passed" if args.expect_harmful else "shape only"),
         "runtime_endpoint_url": args.runtime_endpoint_url or args.endpoint_url or settings.aws_endpoint_url,
     }, used_records)

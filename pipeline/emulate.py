@@ -7,7 +7,6 @@ Nothing here reaches a network beyond 127.0.0.1.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -174,8 +173,8 @@ def start_api(stack: ExitStack, runtime_url: str, log_dir: Path) -> str:
            "ENVIRONMENT": "development", "API_KEY": ""}
     log = open(log_dir / "api.log", "wb")  # noqa: SIM115 - closed by the stack
     stack.callback(log.close)
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port",
-                                str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "main:create_app", "--factory", "--host", "127.0.0.1",
+                                "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     stack.callback(_stop, process)
     url = f"http://127.0.0.1:{port}"
     _wait_http(f"{url}/health", process, "the API", timeout=120)
@@ -190,5 +189,4 @@ def moderate(api_url: str, text: str, timeout: float = 120) -> dict[str, Any]:
 
 
 __all__ = ["BUCKET", "ENDPOINT", "ROLE", "REGION", "EmulationError", "HostedEndpoint", "aws_environment",
-           "create_bucket", "moderate", "start_api", "start_container", "start_moto", "tiny_base_model",
-           "http"]
+           "create_bucket", "moderate", "start_api", "start_container", "start_moto", "tiny_base_model"]

@@ -111,7 +111,8 @@ def read(step: str, root: Path | None = None, path: str | Path | None = None) ->
     except (OSError, json.JSONDecodeError) as exc:
         raise RecordError(f"cannot read the {step} record {_show(path)}: {exc}") from None
     if not isinstance(doc, dict) or doc.get("step") != step:
-        raise RecordError(f"{_show(path)} is not a {step} record (step {doc.get('step') if isinstance(doc, dict) else None!r})")
+        found = doc.get("step") if isinstance(doc, dict) else None
+        raise RecordError(f"{_show(path)} is not a {step} record (step {found!r})")
     for name, link in (doc.get("inputs") or {}).items():
         linked = Path(link["record"])
         if linked.is_file() and sha256_file(linked) != link.get("sha256"):

@@ -153,6 +153,8 @@ def step_deploy(ctx: Context) -> None:
         argv += ["--target-invocations", "60", "--poll-seconds", "0.2", "--runtime-endpoint-url", ctx.runtime_url]
         if not ctx.args.strict:
             argv += ["--no-expect-harmful"]
+    elif ctx.args.target_invocations:
+        argv += ["--target-invocations", str(ctx.args.target_invocations)]
     elif ctx.args.load_test:
         argv += ["--load-test", str(ctx.args.load_test)]
     _call("deployment.model_deployment", argv)
@@ -184,8 +186,9 @@ def step_monitor(ctx: Context) -> None:
                                 "stage2_status": answer["stage2_status"], "model": answer.get("model")})
         versions = {str((a["model"] or {}).get("version")) for a in api_answers}
         backends = {str((a["model"] or {}).get("backend")) for a in api_answers}
-        expected = deployed["outputs"]["artifact_version"]
-        ok = versions == {expected} and backends == {"sagemaker"} and all(a["stage2_status"] == "ok" for a in api_answers)
+        expected = deployed["outputs"]["served_version"]  # the merged model's version; the gate named the adapter's
+        ok = (versions == {expected} and backends == {"sagemaker"}
+              and all(a["stage2_status"] == "ok" for a in api_answers))
         checks["api_answers_from_deployed_model"] = {
             "status": "ok" if ok else "fail",
             "detail": f"the API answered with {', '.join(sorted(backends))} model {', '.join(sorted(versions))} "
@@ -239,7 +242,8 @@ def _set_env(values: dict[str, str]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--emulate", action="store_true", help="offline: moto_server, the local container, a tiny model")
     p.add_argument("--strict", action="store_true", help="--emulate: keep every quality check (the run then stops "
                                                          "at the gate: a tiny random model does not pass it)")
@@ -252,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-model", help="hub id or local directory (default BASE_MODEL_ID; --emulate: a tiny one)")
     p.add_argument("--baseline", type=Path, default=ROOT / "models" / "embedded" / "eval_report.json",
                    help="the production model's evaluation report the gate compares with (default %(default)s)")
-    p.add_argument("--load-test", type=Path, help="endpoint load-test result for autoscaling")
+    p.add_argument("--load-test", type=Path, help="endpoint load-test result for autoscaling "
+                                                  "(bench/bench_endpoint_load.py writes one)")
+    p.add_argument("--target-invocations", type=float, help="or: invocations per instance per minute to scale at")
     p.add_argument("--emulate-rows", type=int, default=240, help=argparse.SUPPRESS)
     p.add_argument("--emulate-steps", type=int, default=2, help=argparse.SUPPRESS)
     return p

@@ -46,13 +46,9 @@ if __package__ in (None, ""):  # run by its path (python training/model_evaluati
     _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
 
 import argparse
-import hashlib
 import json
-import math
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -562,13 +558,44 @@ def resolve_candidate(args: argparse.Namespace) -> dict[str, Any] | None:
         args.backend = args.backend or "embedded"
         return None
     record = records.read("train", path=args.training_record)
-    artifact = str((record.get("outputs") or {}).get("model_dir") or "")
+    outputs = record.get("outputs") or {}
+    artifact = str(outputs.get("model_dir") or "")
+    if not artifact and str(outputs.get("model_artifact_uri") or "").startswith("s3://"):
+        artifact = str(fetch_s3_artifact(outputs["model_artifact_uri"], records.out_root() / "train" / "artifact"))
     if not artifact or not Path(artifact).is_dir():
         raise records.RecordError(f"the training record {record['_path']} names no local model directory "
                                   f"(got {artifact!r}); pass --backend transformers --model-path DIR")
     args.backend, args.model_path = "transformers", artifact
     print(f"gating the trained model {artifact} (from {record['_path']})", file=sys.stderr)
     return record
+
+
+def fetch_s3_artifact(uri: str, target: Path) -> Path:
+    """A SageMaker job's model.tar.gz, downloaded and unpacked into `target` (once per artifact)."""
+    import tarfile
+
+    import boto3
+
+    from core.settings import get_settings
+
+    settings = get_settings()
+    done = target / ".source"
+    if done.is_file() and done.read_text() == uri:
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    archive = target.parent / "model.tar.gz"
+    print(f"downloading {uri}", file=sys.stderr)
+    try:
+        boto3.client("s3", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url).download_file(
+            bucket, key, str(archive))
+    except Exception as exc:  # noqa: BLE001 - botocore's errors: one line
+        raise ValueError(f"cannot download the trained model {uri}: {str(exc).splitlines()[0]}") from None
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    archive.unlink()
+    done.write_text(uri)
+    return target
 
 
 def _same_model(classifier, baseline: dict) -> bool:

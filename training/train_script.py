@@ -81,6 +81,9 @@ FINGERPRINT_OPTIONS = (
     "max_eval_samples", "seed",
 )
 # The line SageMaker's metric definitions read (model_training.METRIC_DEFINITIONS parses it).
+# Without a hub: a local directory works as --base-model, e.g. a random model of the real shape and tokenizer.
+OFFLINE_HINT = ("; without a hub, pass a local model directory (python -m training.base_models --shape tiny --out DIR "
+                "writes one offline) and set HF_HUB_OFFLINE=1 so the hub is not retried")
 EVAL_LINE = "[eval] epoch={epoch:.2f} step={step} eval_loss={loss:.6f} eval_macro_f1={f1:.6f} eval_accuracy={acc:.6f}"
 
 
@@ -354,7 +357,8 @@ def load_model(args: argparse.Namespace, dtype, token: str | None):
     try:
         model = AutoModelForCausalLM.from_pretrained(str(args.base_model), **kwargs)
     except OSError as err:
-        raise TrainError(f"cannot load base model {args.base_model}: {str(err).splitlines()[0]}") from None
+        raise TrainError(f"cannot load base model {args.base_model}: {str(err).splitlines()[0]}"
+                         f"{OFFLINE_HINT}") from None
     model.config.use_cache = False
     if args.quantization == "nf4" and not torch.cuda.is_available():
         _keep_cpu_4bit_layout(model)
@@ -590,7 +594,8 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(args.base_model), token=token)
     except OSError as err:
-        raise TrainError(f"cannot load the tokenizer of {args.base_model}: {str(err).splitlines()[0]}") from None
+        raise TrainError(f"cannot load the tokenizer of {args.base_model}: {str(err).splitlines()[0]}"
+                         f"{OFFLINE_HINT}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     try:

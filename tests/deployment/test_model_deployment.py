@@ -109,6 +109,8 @@ def test_deploy_end_to_end_against_moto(staged, sent, capsys):
     record = json.loads((staged["tmp"] / "deployment.json").read_text())
     assert record["action"] == "create" and record["gate"] == "passed" and record["training_job"] == "job-1"
     assert record["artifact_version"] == staged["candidate"]["version"]
+    # what the container will report: the inference core's version of the unpacked archive (checked below)
+    served = record["served_version"]
     assert len(record["smoke_test"]) == len(md.SMOKE_TEXTS)
     assert all(item["label_mass"] == 0.9 for item in record["smoke_test"])
 
@@ -165,6 +167,7 @@ def test_deploy_end_to_end_against_moto(staged, sent, capsys):
     assert run.returncode == 0, run.stderr[-2000:]
     answer = json.loads(run.stdout.strip().splitlines()[-1])
     assert len(answer["predictions"]) == 2 and answer["predictions"][0]["scores"].keys() == set(LABELS)
+    assert answer["model_version"] == served == md.artifact_version(unpacked)
 
     # Operations on the deployed endpoint.
     assert md.main(["schedule", "--endpoint-name", ENDPOINT, "--name", "weekday-peak",
