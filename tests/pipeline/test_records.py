@@ -45,3 +45,19 @@ def test_records_go_where_pipeline_out_says(tmp_path, monkeypatch):
     assert records.record_path("deploy") == tmp_path / "deploy" / "record.json"
     with pytest.raises(ValueError, match="unknown step"):
         records.record_path("nope")
+
+
+def test_the_gate_step_stops_the_run_with_the_gates_reasons(tmp_path, monkeypatch):
+    """What `python -m pipeline --emulate --strict` ends with for a random model: the gate step's reasons."""
+    from argparse import Namespace
+
+    from pipeline import run
+
+    monkeypatch.setenv("PIPELINE_OUT", str(tmp_path))
+    evaluate = records.write("evaluate", {"report": "r.json"})
+    records.write("gate", {"passed": False, "reasons": ["macro-F1 0.1300 is below the minimum 0.6000"],
+                           "candidate": {"backend": "transformers", "version": "x"}}, {"evaluate": evaluate})
+    ctx = run.Context(Namespace(), tmp_path, emulate=True)
+    with pytest.raises(run.PipelineError, match="the gate failed: macro-F1 0.1300 is below the minimum"):
+        run.step_gate(ctx)
+    assert run.main(["--emulate", "--from", "train"]) == 1  # an emulated run starts empty: from prepare only
