@@ -3,6 +3,8 @@ and a deployment gate.
 
     uv run --all-extras python -m data.prepare --out out/prepared                       # the split (~60 s)
     uv run --all-extras python -m training.model_evaluation --backend embedded --out models/embedded
+    # the pipeline's gate: the model out/train/record.json names, against the shipped model's report
+    uv run --all-extras python -m training.model_evaluation --gate --baseline models/embedded/eval_report.json
     uv run --all-extras python -m training.model_evaluation --backend transformers --model-path out/model \\
         --calibrate temperature --gate --baseline models/embedded/eval_report.json
     uv run --all-extras python -m training.model_evaluation --backend sagemaker --model-path my-endpoint --gate
@@ -33,6 +35,9 @@ embedded backend) keeps only texts that the embedded model did not train on, and
 Gate (--gate): thresholds from settings (GATE_MIN_MACRO_F1, GATE_MAX_FALSE_ALARM_RATE, GATE_MAX_ECE) and, with
 --baseline, no macro-F1 drop beyond GATE_MAX_MACRO_F1_DROP against the production model's report on the same
 data. Writes gate.json next to the report; exit status 1 with one reason per line on stderr when it fails.
+Without --backend, --gate judges the model the training step recorded (out/train/record.json), never the
+shipped model; gating a model against its own report is refused. Each run writes out/evaluate/record.json, and
+with --gate out/gate/record.json, which the deploy step reads.
 Every run is logged to MLflow (experiment `training.tracking.DEFAULT_EXPERIMENT`, beside the training runs)
 unless --no-mlflow.
 """
