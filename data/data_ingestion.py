@@ -18,6 +18,12 @@ Errors (no bucket, no credentials, no such bucket, missing or changed input file
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python data/data_ingestion.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import base64
 import hashlib
@@ -567,7 +573,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(_summary(result))
+    if not args.dry_run:
+        _write_step_record(args, result)
     return 0
+
+
+def _write_step_record(args: argparse.Namespace, result: IngestResult) -> None:
+    """out/ingest/record.json: the manifest the training step reads, linked to the preparation record."""
+    from pipeline import records
+
+    inputs = {}
+    prepared = records.record_path("prepare")
+    if prepared.is_file() and Path(records.read("prepare")["outputs"]["dataset_dir"]) == Path(args.dataset_dir).resolve():
+        inputs["prepare"] = prepared
+    outputs = {"manifest_uri": result.manifest_uri, "version": result.manifest.get("version"),
+               "bucket": result.manifest.get("bucket"), "dataset_dir": str(Path(args.dataset_dir).resolve()),
+               "objects": len(result.manifest.get("objects", [])), "uploaded": len(result.uploaded)}
+    print(f"record: {records.write('ingest', outputs, inputs)}", file=sys.stderr)
 
 
 def _summary(result: IngestResult) -> str:

@@ -19,6 +19,12 @@ Steps (polars, lazy; the read is streamed, keeping only the standard columns and
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python data/prepare.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import hashlib
 import json
@@ -32,6 +38,7 @@ from typing import Any
 
 import polars as pl
 
+from core.aws import sha256_file
 from core.labels import LABELS, SEVERITY
 from core.prompt import SYSTEM_PROMPT, USER_TEMPLATE
 from core.settings import DEFAULT_PATTERN_DB, ROOT
@@ -130,11 +137,6 @@ def input_files(config: PrepareConfig) -> list[tuple[str, Path]]:
             raise DataError(path, "file not found")
     return files
 
-
-def sha256_file(path: Path) -> str:
-    from core.aws import sha256_file as digest  # the project's one definition
-
-    return digest(path)
 
 
 def read_sources(config: PrepareConfig) -> pl.LazyFrame:
@@ -726,6 +728,12 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {card['counts']['total']} records to {args.out}: "
         + ", ".join(f"{s} {by_split.get(s, 0)}" for s in SPLITS)
     )
+    from pipeline import records
+
+    outputs = {"dataset_dir": str(Path(args.out).resolve()), "card": str(Path(args.out).resolve() / CARD_NAME),
+               "card_sha256": records.sha256_file(Path(args.out) / CARD_NAME), "records": card["counts"]["total"],
+               "by_split": by_split}
+    print(f"record: {records.write('prepare', outputs)}", file=sys.stderr)
     return 0
 
 

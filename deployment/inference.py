@@ -175,7 +175,7 @@ def _artifact_version(model_dir: Path) -> str:
     """A short content hash of the artifact's small descriptive files and weight-file sizes (cheap, stable)."""
     digest = hashlib.sha256()
     for path in sorted(model_dir.rglob("*")):
-        if path.is_file():
+        if path.is_file() and "__pycache__" not in path.parts:  # the container may compile code/ before asking
             digest.update(str(path.relative_to(model_dir)).encode())
             if path.suffix in (".json", ".txt") and path.stat().st_size < 1_000_000:
                 digest.update(path.read_bytes())

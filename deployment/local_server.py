@@ -19,6 +19,12 @@ as SageMaker reports a container's 400. A bad request is a 400 ValidationError o
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python deployment/local_server.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import logging

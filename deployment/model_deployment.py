@@ -2,7 +2,7 @@
 
     # 1. deploy (after training/model_evaluation.py wrote a passing gate.json)
     uv run --all-extras python -m deployment.model_deployment deploy \\
-        --training-job out/training/training_job.json --gate out/evaluation/gate.json \\
+        --training-job out/training/training_job.json --gate out/eval/transformers-VERSION/gate.json \\
         --endpoint-name algospeak-stage2 --load-test bench/results/endpoint_load.json
     #    or from an artifact: --model-artifact s3://bucket/prefix/model.tar.gz   or a local dir: --model-dir DIR
     # 2. scale on a schedule (e.g. more capacity on weekdays)
@@ -27,8 +27,9 @@ which stores raw user text); create CloudWatch alarms (5xx, 4xx and model errors
 update it blue/green (a one-instance canary when the fleet has 2+ instances, else all at once) with automatic
 rollback on those alarms; register target-tracking autoscaling on invocations per instance, with the target from
 the load test (its sustainable rate per instance times a safety factor); smoke-test the endpoint through the same
-client the API uses (finite label_mass, probabilities summing to 1, and with --expect-harmful "go kill yourself"
-scored harmful-or-worse above safe); write a deployment record (`out/deployment/deployment.json`).
+client the API uses (finite label_mass, probabilities summing to 1, and with --expect-harmful, the default, the
+labelled probes of core/probes.py answered right: clearly safe, clearly harmful and coded texts); write a
+deployment record (`out/deployment/deployment.json`).
 
 AWS calls go through boto3 (moto_server in the tests: AWS_ENDPOINT_URL); the SageMaker Python SDK v3 serves
 for the container image URI (`sagemaker.core.image_uris`, offline). The endpoint execution role's least-privilege
@@ -36,6 +37,12 @@ policy is `deployment/iam/execution_role_policy.json` (the training jobs' role: 
 """
 
 from __future__ import annotations
+
+if __package__ in (None, ""):  # run by its path (python deployment/model_deployment.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
 
 import argparse
 import json
@@ -51,6 +58,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core import probes
 from core.labels import LABELS
 from core.settings import ROOT, get_settings
 
@@ -62,11 +70,12 @@ SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 DEFAULT_LOAD_TEST = ROOT / "bench" / "results" / "endpoint_load.json"
 DEFAULT_RECORD = ROOT / "out" / "deployment" / "deployment.json"
 SAFETY_FACTOR = 0.7  # scale out before the load test's sustainable rate is reached
-SMOKE_TEXTS = ["have a nice day", "go kill yourself", "go k1ll yourself", "time to unalive myself"]
+# The smoke test's texts: labelled probes with known answers (core/probes.py) that a random model cannot pass.
+SMOKE_TEXTS = list(probes.TEXTS)
 ALARM_SUFFIXES = ("invocation-5xx", "invocation-4xx", "model-errors", "model-latency")
 # Endpoint states: the update this tool started has failed or is being undone (the old config stays or returns).
 ENDPOINT_FAILED = ("Failed", "OutOfService", "RollingBack", "UpdateRollbackFailed", "Deleting")
-HARMFUL_PROBE = "go kill yourself"  # a tuned model scores it harmful-or-worse above safe (--expect-harmful)
+HARMFUL_PROBE = "go kill yourself"
 # The Hugging Face PyTorch inference image by default (transformers, pytorch, python): transformers 5, as training.
 DEFAULT_SERVING = ("5.5.3", "2.6.0", "py312")
 # SageMaker tag keys and values: letters, separators, digits and these; keys <= 128, values <= 256 characters.
@@ -128,6 +137,25 @@ def artifact_version(artifact_dir: Path) -> str:
     return _artifact_version(Path(artifact_dir))
 
 
+def served_version(archive: Path) -> str:
+    """The version the container will report for this archive (the inference core's version of the unpacked
+    model dir): its small descriptive files unpacked, the others as sparse files of their size, which is all that
+    version reads of them. The trained artifact's version is what the gate names; this one is what answers."""
+    with tempfile.TemporaryDirectory(prefix="served-") as tmp, tarfile.open(archive) as tar:
+        root = Path(tmp)
+        for member in tar.getmembers():
+            if not member.isfile():
+                continue
+            target = root / member.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if Path(member.name).suffix in (".json", ".txt") and member.size < 1_000_000:
+                target.write_bytes(tar.extractfile(member).read())
+            else:
+                with open(target, "wb") as handle:
+                    handle.truncate(member.size)
+        return artifact_version(root)
+
+
 def check_gate(gate_path: str | Path | None, force: bool = False,
                artifact_version: str | None = None) -> dict[str, Any]:
     """The gate verdict; DeploymentError unless it passed (or `force`, which is logged loudly). With
@@ -136,7 +164,7 @@ def check_gate(gate_path: str | Path | None, force: bool = False,
     problem = None
     gate: dict[str, Any] = {}
     if gate_path is None:
-        problem = "no evaluation gate given (--gate out/evaluation/gate.json)"
+        problem = "no evaluation gate given (--gate out/eval/<backend>-<version>/gate.json, or run the gate step)"
     else:
         try:
             gate = json.loads(Path(gate_path).read_text(encoding="utf-8"))
@@ -439,10 +467,15 @@ def blue_green_config(alarms: list[str], instance_count: int = 1, wait_seconds: 
 
 def wait_in_service(sm, endpoint_name: str, config_name: str, timeout_s: float = 3600, poll_s: float = 15) -> dict:
     """Wait for InService on `config_name`; a rollback (InService on another config) or Failed is an error."""
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
+    seen = None
     while True:
         described = sm.describe_endpoint(EndpointName=endpoint_name)
         status = described["EndpointStatus"]
+        if status != seen:  # one line per change: creating an endpoint takes minutes
+            log.info("endpoint %s: %s (%.0fs)", endpoint_name, status, time.monotonic() - started)
+            seen = status
         if status == "InService":
             if described.get("EndpointConfigName") != config_name:
                 raise DeploymentError(f"{endpoint_name} rolled back to {described.get('EndpointConfigName')} "
@@ -479,7 +512,7 @@ def configure_autoscaling(aas, endpoint_name: str, target: float, min_capacity: 
 def check_smoke_answer(answer: Any, texts: list[str], expect_harmful: bool = True) -> list[dict[str, Any]]:
     """Each text's answer ({"text", "label", "scores", "label_mass"}); DeploymentError unless every prediction
     has a finite label_mass in [0, 1] and probabilities summing to 1, and (with `expect_harmful`, for a tuned
-    model) HARMFUL_PROBE is scored harmful-or-worse above safe."""
+    model) every labelled probe of core/probes.py gets its known answer with label_mass >= the floor."""
     predictions = answer.get("predictions") if isinstance(answer, dict) else None
     if not isinstance(predictions, list) or len(predictions) != len(texts):
         raise DeploymentError(f"smoke test: expected {len(texts)} predictions, got {answer!r:.300}")
@@ -500,14 +533,13 @@ def check_smoke_answer(answer: Any, texts: list[str], expect_harmful: bool = Tru
         out.append({"text": text, "label": max(scores, key=scores.__getitem__), "scores": scores,
                     "label_mass": mass})
     if expect_harmful:
-        if HARMFUL_PROBE not in texts:
-            raise DeploymentError(f"smoke test: --expect-harmful needs {HARMFUL_PROBE!r} among the texts")
-        scores = out[texts.index(HARMFUL_PROBE)]["scores"]
-        worse = scores["harmful"] + scores["extremely_harmful"]
-        if not worse > scores["safe"]:
+        if texts != list(probes.TEXTS):
+            raise DeploymentError("smoke test: the labelled probes (core/probes.py) must be the texts sent")
+        failed = probes.failures(out)
+        if failed:
             raise DeploymentError(
-                f"smoke test: {HARMFUL_PROBE!r} scored harmful-or-worse {worse:.3f} <= safe {scores['safe']:.3f}; "
-                "a tuned model does not do that (an untuned or random model? --no-expect-harmful skips this check)")
+                f"smoke test: {len(failed)} labelled probe check(s) failed: {'; '.join(failed)}; a tuned model "
+                "passes them (an untrained, random or wrong model? --no-expect-harmful skips this check)")
     return out
 
 
@@ -617,7 +649,67 @@ def fleet_size(sm, endpoint_name: str, new_count: int) -> int:
     return min(new_count, current) if current else new_count
 
 
+def inputs_from_records(args: argparse.Namespace) -> dict[str, Path]:
+    """Without --gate and a model source: the gate and training job the pipeline's records name
+    (out/gate/record.json, out/train/record.json). A gate whose evaluation was of an earlier training run
+    (the training record changed since) is stale and refused. Returns the records used."""
+    from pipeline import records
+
+    used: dict[str, Path] = {}
+    try:
+        if args.gate is None and not args.force:
+            gate_record = records.read("gate")
+            evaluate_link = (gate_record.get("inputs") or {}).get("evaluate", {}).get("record")
+            evaluate = records.read("evaluate", path=evaluate_link)  # stale when the train record changed
+            args.gate = gate_record["outputs"]["gate"]
+            used["gate"] = Path(gate_record["_path"])
+        if not (args.training_job or args.model_artifact or args.model_dir):
+            train = records.read("train")
+            evaluated = (evaluate.get("inputs") or {}).get("train", {}).get("record") if "gate" in used else None
+            if evaluated and Path(evaluated).resolve() != Path(train["_path"]).resolve():
+                raise records.RecordError(f"the gate judged the model of {evaluated}, not {train['_path']}")
+            args.training_job = train["outputs"]["job_record"]
+            used["train"] = Path(train["_path"])
+    except records.RecordError as exc:
+        raise DeploymentError(f"{exc}. Refusing to deploy.") from None
+    return used
+
+
 def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`_deploy`, and when it fails with the endpoint in place, `<record>.failed.json` says so (the error, that the
+    endpoint exists, what to do), so a failed deploy never leaves an unrecorded endpoint; the last good record
+    is kept."""
+    used_records = inputs_from_records(args)
+    try:
+        return _deploy(args, clients, used_records)
+    except Exception as exc:
+        exists = None
+        try:
+            exists = endpoint_exists((clients or aws_clients(args.region, args.endpoint_url))["sagemaker"],
+                                     args.endpoint_name)
+        except Exception:  # noqa: BLE001 - AWS unreachable: unknown
+            pass
+        if exists is False:
+            raise  # nothing live to account for
+        failed = Path(args.record).with_suffix(".failed.json")  # the last good record stays where it is
+        _write_json(failed, {
+            "status": "failed", "endpoint_name": args.endpoint_name, "endpoint_exists": exists,
+            "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "next": f"fix the cause and run deploy again (it updates an existing {args.endpoint_name}), or remove "
+                    f"it: python -m deployment.model_deployment delete --endpoint-name {args.endpoint_name} --all",
+        })
+        print(f"the failed deployment is recorded in {failed} (endpoint {args.endpoint_name} exists: {exists})",
+              file=sys.stderr)
+        raise
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _deploy(args: argparse.Namespace, clients: dict[str, Any] | None, used_records: dict[str, Path]) -> dict[str, Any]:
     settings = get_settings()
     if not args.force:
         check_gate(args.gate)  # refuse a missing or failed gate before downloading anything
@@ -651,6 +743,7 @@ def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
         versions = training_versions(merged)
         serving, requirements = serving_framework(versions)
         archive = package(merged, workdir / "model.tar.gz", requirements)
+        served = served_version(archive)
         model_data = f"s3://{bucket}/{prefix}/model.tar.gz"
         clients["s3"].upload_file(str(archive), bucket, f"{prefix}/model.tar.gz")
         log.info("uploaded %s (%.1f MB)", model_data, archive.stat().st_size / 1e6)
@@ -710,8 +803,8 @@ def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
         "endpoint_name": args.endpoint_name, "endpoint_arn": described.get("EndpointArn"), "action": action,
         "model_name": model_name, "endpoint_config_name": config_name, "model_data_url": model_data,
         "image_uri": image, "instance_type": args.instance_type, "source": source,
-        "artifact_version": version, "training_versions": versions, "merge_versions": library_versions(),
-        "instance_count": initial,
+        "artifact_version": version, "served_version": served, "training_versions": versions,
+        "merge_versions": library_versions(), "instance_count": initial,
         "serving_transformers": None if args.image_uri else serving[0], "requirements": requirements,
         "data_capture": {"input": args.capture_input, "output": True, "percent": args.capture_percent,
                          "kms_key": args.capture_kms_key},
@@ -722,10 +815,18 @@ def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
                                           "max": args.max_instances},
         "smoke_test": smoke, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "client_settings": client_settings(args.load_test),
+        "status": "deployed",
     }
-    out = Path(args.record)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    _write_json(Path(args.record), record)
+    from pipeline import records
+
+    step = records.write("deploy", {
+        "endpoint_name": args.endpoint_name, "deployment_record": str(Path(args.record).resolve()),
+        "model_name": model_name, "artifact_version": version, "served_version": served, "gate": gate["status"],
+        "smoke_test": "skipped" if smoke is None else ("probes passed" if args.expect_harmful else "shape only"),
+        "runtime_endpoint_url": args.runtime_endpoint_url or args.endpoint_url or settings.aws_endpoint_url,
+    }, used_records)
+    log.info("deployed %s (%s); records: %s, %s", args.endpoint_name, action, args.record, step)
     return record
 
 
@@ -813,11 +914,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("deploy", parents=[common], help="gate, merge, package, upload, endpoint, autoscaling")
     d.add_argument("--endpoint-name", required=True)
-    d.add_argument("--training-job", help="a training job record (out/training/training_job.json)")
+    d.add_argument("--training-job", help="a training job record (default: the one out/train/record.json names)")
     d.add_argument("--model-artifact", help="an S3 URI or local path of a model.tar.gz")
     d.add_argument("--model-dir", help="a local model/adapter directory")
     d.add_argument("--base-model", help="the adapter's base model (default: the artifact's training_config.json)")
-    d.add_argument("--gate", help="gate.json from training/model_evaluation.py")
+    d.add_argument("--gate", help="gate.json from training/model_evaluation.py --gate (default: the one "
+                                  "out/gate/record.json names)")
     d.add_argument("--force", action="store_true",
                    help="deploy without a passing gate for this artifact (loud; recorded in the tags: gate=forced)")
     d.add_argument("--role-arn", help="default: SAGEMAKER_ROLE_ARN")
@@ -839,7 +941,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--runtime-endpoint-url", help="sagemaker-runtime endpoint for the smoke test")
     d.add_argument("--skip-smoke-test", action="store_true")
     d.add_argument("--expect-harmful", action=argparse.BooleanOptionalAction, default=True,
-                   help=f"smoke test: require {HARMFUL_PROBE!r} scored harmful-or-worse above safe "
+                   help="smoke test: require the labelled probes (core/probes.py) answered right "
                         "(a tuned model; --no-expect-harmful for a random or untuned one)")
     d.add_argument("--poll-seconds", type=float, default=15.0)
     d.add_argument("--record", default=str(DEFAULT_RECORD), help="where the deployment record goes")
@@ -867,7 +969,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--endpoint-name", required=True)
     t.add_argument("--runtime-endpoint-url")
     t.add_argument("--expect-harmful", action=argparse.BooleanOptionalAction, default=True,
-                   help=f"require {HARMFUL_PROBE!r} scored harmful-or-worse above safe (a tuned model)")
+                   help="require the labelled probes (core/probes.py) answered right (a tuned model)")
     return parser
 
 
@@ -880,9 +982,18 @@ def main(argv: list[str] | None = None) -> int:
                                                                     a.runtime_endpoint_url or a.endpoint_url
                                                                     or get_settings().aws_endpoint_url,
                                                                     a.expect_harmful)}}
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         result = commands[args.command](args)
     except DeploymentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ClientError as exc:
+        e = exc.response.get("Error", {})
+        print(f"error: AWS refused {exc.operation_name}: {e.get('Code', '')}: {e.get('Message', '')}", file=sys.stderr)
+        return 1
+    except BotoCoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2, default=str))

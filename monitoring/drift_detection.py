@@ -30,6 +30,12 @@ Exit status: 0 no drift (warnings allowed unless --fail-on warn), 1 drift alert,
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python monitoring/drift_detection.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import math
@@ -578,6 +584,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             (Path(args.out) / "new_terms.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     except MonitoringInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a base install: the statistics and plots are the monitoring extra
+        print(f"error: drift detection needs {exc.name}, in the monitoring extra: uv sync --extra monitoring "
+              "(or pip install 'algospeak-moderation[monitoring]')", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: cannot write the report to {args.out}: {exc.strerror or exc}", file=sys.stderr)

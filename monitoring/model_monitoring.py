@@ -9,15 +9,25 @@ Checks (each ok, warn, fail or skipped):
     api_health, api_ready        GET /health and /ready answer 200 (--api)
     endpoint_status              describe_endpoint says InService (--endpoint, default SAGEMAKER_ENDPOINT_NAME)
     endpoint_latency             one invoke_endpoint probe succeeds, and how long it took
+    endpoint_answer              the probe's answer is right: the labelled probes of core/probes.py (clearly safe,
+                                 clearly harmful, coded) get their known answers with enough label_mass, so a
+                                 random, untrained or wrong model fails (a custom --probe-body: shape only)
     log_activity                 the log has records in the window
     log_error_rate               share of stage2_status == "error" in the window
     log_fallback_rate            share answered by a fallback classifier
+    log_label_mix                warns when the label mix collapses (nearly every prediction the same label)
     log_integrity                unreadable rows
 
 Exit status: 0 nothing failed (warnings allowed), 1 a check failed, 2 bad input (e.g. no log at --db).
 """
 
 from __future__ import annotations
+
+if __package__ in (None, ""):  # run by its path (python monitoring/model_monitoring.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
 
 import argparse
 import json
@@ -32,11 +42,12 @@ from typing import Any
 
 import numpy as np
 
+from core import probes
 from core.labels import LABELS
 from monitoring import MonitoringInputError
 from monitoring.sources import parse_time, utc_iso
 
-DEFAULT_PROBE = {"inputs": ["monitoring health probe"]}
+DEFAULT_PROBE = {"inputs": list(probes.TEXTS)}
 
 
 @dataclass
@@ -54,6 +65,8 @@ class Thresholds:
     fallback_rate_warn: float = 0.05
     endpoint_latency_warn_ms: float = 1000.0
     log_bad_rows_warn: float = 0.001
+    label_collapse_share: float = 0.98  # one label this share of predictions or more: the mix collapsed
+    label_collapse_min_records: int = 50
 
 
 # ------------------------------------------------------------------------------------------ API
@@ -102,6 +115,7 @@ def check_endpoint(
     thresholds: Thresholds | None = None,
     sagemaker: Any = None,
     runtime: Any = None,
+    runtime_endpoint_url: str | None = None,
 ) -> list[CheckResult]:
     """describe_endpoint status, then one invoke_endpoint probe (skipped when the endpoint is not InService)."""
     th = thresholds or Thresholds()
@@ -113,7 +127,7 @@ def check_endpoint(
     from core import aws
 
     sagemaker = sagemaker or aws.client("sagemaker", region, endpoint_url)
-    runtime = runtime or aws.client("sagemaker-runtime", region, endpoint_url)
+    runtime = runtime or aws.client("sagemaker-runtime", region, runtime_endpoint_url or endpoint_url)
     try:
         desc = sagemaker.describe_endpoint(EndpointName=endpoint_name)
     except (BotoCoreError, ClientError) as exc:
@@ -134,12 +148,34 @@ def check_endpoint(
     start = time.perf_counter()
     try:
         resp = runtime.invoke_endpoint(EndpointName=endpoint_name, ContentType=content_type, Body=body)
-        resp["Body"].read()
+        raw = resp["Body"].read()
     except (BotoCoreError, ClientError) as exc:
-        return results + [CheckResult("endpoint_latency", "fail", f"probe failed: {str(exc).splitlines()[0]}")]
+        return results + [CheckResult("endpoint_latency", "fail", f"probe failed: {str(exc).splitlines()[0]}"),
+                          CheckResult("endpoint_answer", "skipped", "no answer")]
     ms = (time.perf_counter() - start) * 1000
     status = "warn" if ms > th.endpoint_latency_warn_ms else "ok"
-    return results + [CheckResult("endpoint_latency", status, f"probe answered in {ms:.0f} ms", {"latency_ms": ms})]
+    results.append(CheckResult("endpoint_latency", status, f"probe answered in {ms:.0f} ms", {"latency_ms": ms}))
+    return results + [check_probe_answer(raw, probe)]
+
+
+def check_probe_answer(raw: bytes, probe: Any = DEFAULT_PROBE) -> CheckResult:
+    """The endpoint's answer to the probe: one prediction per text, and for the default probe, the labelled
+    probes' known answers (core/probes.py). An answer that is not this contract fails."""
+    try:
+        answer = json.loads(raw)
+        predictions = answer["predictions"]
+    except (ValueError, TypeError, KeyError):
+        return CheckResult("endpoint_answer", "fail", f"the answer is not the inference contract: {raw[:80]!r}")
+    texts = probe.get("inputs") if isinstance(probe, dict) else None
+    if not isinstance(predictions, list) or (isinstance(texts, list) and len(predictions) != len(texts)):
+        return CheckResult("endpoint_answer", "fail", f"expected one prediction per probe text, got {raw[:120]!r}")
+    if probe != DEFAULT_PROBE:
+        return CheckResult("endpoint_answer", "ok", f"{len(predictions)} predictions (custom probe: shape only)")
+    failed = probes.failures(predictions)
+    if failed:
+        return CheckResult("endpoint_answer", "fail", f"{len(failed)} labelled probe check(s) failed: {failed[0]}"
+                           + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""), {"failures": failed})
+    return CheckResult("endpoint_answer", "ok", f"all {len(predictions)} labelled probes answered right")
 
 
 # ------------------------------------------------------------------------------------------ prediction log
@@ -211,6 +247,14 @@ def check_log(summary: dict[str, Any], thresholds: Thresholds | None = None) -> 
     status = "warn" if fr >= th.fallback_rate_warn else "ok"
     results.append(CheckResult("log_fallback_rate", status, f"fallback answers {fr:.2%} of {n}",
                                {"fallback_rate": fr}))
+    top = max(LABELS, key=lambda label: summary["label_shares"][label])
+    share = summary["label_shares"][top]
+    if n >= th.label_collapse_min_records and share >= th.label_collapse_share:
+        results.append(CheckResult("log_label_mix", "warn", f"{share:.1%} of {n} predictions are {top}: the label "
+                                   "mix collapsed (a broken or wrong model answers one label)", {"share": share}))
+    else:
+        results.append(CheckResult("log_label_mix", "ok", f"most common label {top} at {share:.1%}",
+                                   {"share": share}))
     return results
 
 
@@ -225,6 +269,7 @@ def status(
     since: float | None = None,
     thresholds: Thresholds | None = None,
     probe: Any = DEFAULT_PROBE,
+    runtime_endpoint_url: str | None = None,
 ) -> dict[str, Any]:
     """Everything the `status` command prints, as a dict with an overall status (ok, warn or fail)."""
     checks: list[CheckResult] = []
@@ -235,7 +280,8 @@ def status(
     if api:
         checks += check_api(api)
     if endpoint:
-        checks += check_endpoint(endpoint, probe=probe, thresholds=thresholds)
+        checks += check_endpoint(endpoint, probe=probe, thresholds=thresholds,
+                                 runtime_endpoint_url=runtime_endpoint_url)
     order = {"skipped": -1, "ok": 0, "warn": 1, "fail": 2}
     overall = max((c.status for c in checks), key=order.__getitem__, default="ok")
     return {"status": "ok" if overall == "skipped" else overall, "checks": [asdict(c) for c in checks],
@@ -272,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--api", help="API base URL, e.g. http://127.0.0.1:8000")
     st.add_argument("--endpoint", help="SageMaker endpoint name (default: SAGEMAKER_ENDPOINT_NAME)")
     st.add_argument("--no-endpoint", action="store_true", help="skip the SageMaker checks")
+    st.add_argument("--runtime-endpoint-url", help="sagemaker-runtime URL for the probe (default: AWS_ENDPOINT_URL; "
+                                                   "a local container: http://127.0.0.1:8080)")
     st.add_argument("--probe-body", help="JSON body for the endpoint probe (default: %(default)s)",
                     default=json.dumps(DEFAULT_PROBE))
     st.add_argument("--window", default="1h", help="how far back the log summary looks (e.g. 1h, 7d, all)")
@@ -294,7 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise MonitoringInputError(f"--probe-body is not JSON: {args.probe_body!r}") from None
         if not (db or args.api or endpoint):
             raise MonitoringInputError("nothing to check: pass --db, --api or --endpoint")
-        result = status(db, api=args.api, endpoint=endpoint, since=since, probe=probe)
+        result = status(db, api=args.api, endpoint=endpoint, since=since, probe=probe,
+                        runtime_endpoint_url=args.runtime_endpoint_url)
     except MonitoringInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -12,3 +12,12 @@ pytest_plugins: list[str] = []
 pytest_plugins.append("tests.plugins.aws")
 pytest_plugins.append("tests.plugins.aws_model_check")
 pytest_plugins.append("tests.plugins.tiny_qwen")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _pipeline_records_in_tmp(tmp_path_factory, monkeypatch):
+    """Step records (pipeline/records.py) go to a fresh folder per test, never to the checkout's out/."""
+    monkeypatch.setenv("PIPELINE_OUT", str(tmp_path_factory.mktemp("pipeline-out")))

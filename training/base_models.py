@@ -15,6 +15,12 @@ hub, so this module builds what they need from PyPI packages alone:
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python training/base_models.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import sys
 from pathlib import Path

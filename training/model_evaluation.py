@@ -3,6 +3,8 @@ and a deployment gate.
 
     uv run --all-extras python -m data.prepare --out out/prepared                       # the split (~60 s)
     uv run --all-extras python -m training.model_evaluation --backend embedded --out models/embedded
+    # the pipeline's gate: the model out/train/record.json names, against the shipped model's report
+    uv run --all-extras python -m training.model_evaluation --gate --baseline models/embedded/eval_report.json
     uv run --all-extras python -m training.model_evaluation --backend transformers --model-path out/model \\
         --calibrate temperature --gate --baseline models/embedded/eval_report.json
     uv run --all-extras python -m training.model_evaluation --backend sagemaker --model-path my-endpoint --gate
@@ -33,19 +35,25 @@ embedded backend) keeps only texts that the embedded model did not train on, and
 Gate (--gate): thresholds from settings (GATE_MIN_MACRO_F1, GATE_MAX_FALSE_ALARM_RATE, GATE_MAX_ECE) and, with
 --baseline, no macro-F1 drop beyond GATE_MAX_MACRO_F1_DROP against the production model's report on the same
 data. Writes gate.json next to the report; exit status 1 with one reason per line on stderr when it fails.
+Without --backend, --gate judges the model the training step recorded (out/train/record.json), never the
+shipped model; gating a model against its own report is refused. Each run writes out/evaluate/record.json, and
+with --gate out/gate/record.json, which the deploy step reads.
 Every run is logged to MLflow (experiment `training.tracking.DEFAULT_EXPERIMENT`, beside the training runs)
 unless --no-mlflow.
 """
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python training/model_evaluation.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
-import math
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +61,25 @@ import numpy as np
 
 from core.labels import LABELS, SEVERITY
 from core.settings import ROOT
+from training.metrics import (  # noqa: F401  (re-exported: the metrics were defined here before)
+    ECE_BINS,
+    HARMFUL,
+    apply_temperature,
+    binary_harmful,
+    classification_metrics,
+    confusion_matrix,
+    expected_calibration_error,
+    fit_temperature,
+    macro_f1,
+    macro_f1_of,
+    mean_absolute_distance,
+    negative_log_likelihood,
+    per_label_scores,
+    quadratic_weighted_kappa,
+    sha256_file,
+)
+from training.robustness import TimedClassifier, _as_timed, _flagged, robustness_report  # noqa: F401
 
-HARMFUL = SEVERITY["harmful"]  # "harmful or worse" is the binary decision the robustness and alarm figures use
-ECE_BINS = 15
 REPORT_NAME = "eval_report.json"
 GATE_NAME = "gate.json"
 CALIBRATION_NAME = "calibration.json"
@@ -76,255 +100,7 @@ IDENTITY_TEMPLATES = (
 )
 
 
-# --------------------------------------------------------------------------------------------- metrics
-
-
-def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str]) -> np.ndarray:
-    """Counts, rows = true label, columns = predicted label, both in LABELS order."""
-    cm = np.zeros((len(LABELS), len(LABELS)), dtype=np.int64)
-    for t, p in zip(y_true, y_pred, strict=True):
-        cm[SEVERITY[t], SEVERITY[p]] += 1
-    return cm
-
-
-def per_label_scores(cm: np.ndarray) -> dict[str, dict[str, float]]:
-    out = {}
-    for i, label in enumerate(LABELS):
-        tp = int(cm[i, i])
-        predicted, support = int(cm[:, i].sum()), int(cm[i, :].sum())
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out[label] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": support}
-    return out
-
-
-def macro_f1_of(cm: np.ndarray) -> float:
-    """Mean F1 over the labels that occur (row sum > 0) of a confusion matrix (rows true, columns predicted)."""
-    f1s = []
-    for i in range(cm.shape[0]):
-        if cm[i, :].sum():
-            tp, fp, fn = cm[i, i], cm[:, i].sum() - cm[i, i], cm[i, :].sum() - cm[i, i]
-            f1s.append(2 * tp / (2 * tp + fp + fn))  # = 2PR/(P+R), unrounded
-    return float(np.mean(f1s)) if f1s else 0.0
-
-
-def macro_f1(y_true: Sequence[str], y_pred: Sequence[str]) -> tuple[float, dict[str, dict[str, float]]]:
-    """Mean F1 over the labels that occur in `y_true` (a label absent from the data is not scored), and the
-    per-label precision/recall/F1/support."""
-    cm = confusion_matrix(y_true, y_pred)
-    return macro_f1_of(cm), per_label_scores(cm)
-
-
-def quadratic_weighted_kappa(cm: np.ndarray) -> float:
-    """Cohen's kappa with weights (i-j)^2/(K-1)^2: 1 is perfect agreement, 0 is chance."""
-    cm = np.asarray(cm, dtype=np.float64)
-    k = cm.shape[0]
-    n = cm.sum()
-    if n == 0:
-        return 0.0
-    idx = np.arange(k)
-    weights = (idx[:, None] - idx[None, :]) ** 2 / (k - 1) ** 2
-    expected = np.outer(cm.sum(axis=1), cm.sum(axis=0)) / n
-    denominator = (weights * expected).sum()
-    return float(1.0 - (weights * cm).sum() / denominator) if denominator else 1.0
-
-
-def mean_absolute_distance(cm: np.ndarray) -> float:
-    """Mean |true severity - predicted severity| in label steps (0 to 3)."""
-    cm = np.asarray(cm, dtype=np.float64)
-    idx = np.arange(cm.shape[0])
-    return float((np.abs(idx[:, None] - idx[None, :]) * cm).sum() / cm.sum()) if cm.sum() else 0.0
-
-
-def binary_harmful(cm: np.ndarray) -> dict[str, float]:
-    """Precision/recall/F1 of "harmful or worse" against everything milder."""
-    cm = np.asarray(cm)
-    tp = int(cm[HARMFUL:, HARMFUL:].sum())
-    fp = int(cm[:HARMFUL, HARMFUL:].sum())
-    fn = int(cm[HARMFUL:, :HARMFUL].sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": tp + fn}
-
-
-def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS,
-                               weights: np.ndarray | None = None) -> tuple[float, list[dict]]:
-    """ECE over `bins` equal-width bins (lo, hi] of the top probability (the first bin includes 0):
-    sum over bins of (share of texts) * |accuracy - mean confidence|, each text counted with its weight (default
-    1; weights that give the data another label mix measure the calibration that mix sees). Returns it and the
-    per-bin table (n is the number of texts in the bin)."""
-    probs = np.asarray(probs, dtype=np.float64)
-    y = np.asarray(y)
-    if len(probs) == 0:
-        return 0.0, []
-    weights = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == y).astype(np.float64)
-    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    total = weights.sum()
-    ece, table = 0.0, []
-    for b in range(bins):
-        mask = which == b
-        n = int(mask.sum())
-        row = {"lo": round(b / bins, 4), "hi": round((b + 1) / bins, 4), "n": n, "accuracy": None, "confidence": None}
-        w = weights[mask]
-        if n and w.sum() > 0:
-            acc, conf = float(np.average(correct[mask], weights=w)), float(np.average(confidence[mask], weights=w))
-            ece += w.sum() / total * abs(acc - conf)
-            row.update(accuracy=round(acc, 4), confidence=round(conf, 4))
-        table.append(row)
-    return float(ece), table
-
-
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(log p / T): temperature scaling on a backend that only returns probabilities (log p differs
-    from the logits by a per-row constant, which softmax ignores)."""
-    z = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def negative_log_likelihood(probs: np.ndarray, y: np.ndarray) -> float:
-    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))))
-
-
-def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
-    """The temperature minimising the negative log-likelihood of the true labels (searched in log space)."""
-    from scipy.optimize import minimize_scalar
-
-    result = minimize_scalar(
-        lambda log_t: negative_log_likelihood(apply_temperature(probs, math.exp(log_t)), y),
-        bounds=(math.log(0.05), math.log(20.0)), method="bounded", options={"xatol": 1e-4},
-    )
-    return float(math.exp(result.x))
-
-
-def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
-    cm = confusion_matrix(y_true, y_pred)
-    f1, per = macro_f1(y_true, y_pred)
-    return {
-        "n": len(y_true),
-        "accuracy": round(float(np.trace(cm) / cm.sum()), 4) if cm.sum() else 0.0,
-        "macro_f1": round(f1, 4),
-        "per_label": per,
-        "confusion_matrix": cm.tolist(),
-        "quadratic_weighted_kappa": round(quadratic_weighted_kappa(cm), 4),
-        "mean_absolute_distance": round(mean_absolute_distance(cm), 4),
-        "harmful_or_worse": binary_harmful(cm),
-    }
-
-
-# --------------------------------------------------------------------------------------------- the backend
-
-
-@dataclass
-class TimedClassifier:
-    """Wraps a classifier: batches, probability matrices in LABELS order, and the wall time of every call."""
-
-    classifier: Any
-    batch_size: int = 64
-    calls: list[tuple[int, float]] = field(default_factory=list)  # (texts, seconds) per classify call
-
-    def probs(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), len(LABELS)))
-        for i in range(0, len(texts), self.batch_size):
-            batch = list(texts[i : i + self.batch_size])
-            started = time.perf_counter()
-            scores = self.classifier.classify(batch)
-            self.calls.append((len(batch), time.perf_counter() - started))
-            if len(scores) != len(batch):
-                raise RuntimeError(f"{self.classifier.name} returned {len(scores)} results for {len(batch)} texts")
-            out[i : i + len(batch)] = [[s[label] for label in LABELS] for s in scores]
-        return out
-
-    @property
-    def thresholds(self) -> dict[str, float]:
-        """The decision as served: the model's own thresholds (or 0.5), as the moderator resolves them."""
-        from moderator import resolve_thresholds
-
-        return resolve_thresholds({}, self.classifier)
-
-    def decide(self, probs: np.ndarray) -> list[str]:
-        from training.transfer import decide_many
-
-        return [LABELS[i] for i in decide_many(probs, self.thresholds)] if len(probs) else []
-
-    def labels(self, texts: Sequence[str]) -> list[str]:
-        return self.decide(self.probs(texts)) if len(texts) else []
-
-    def speed(self) -> dict[str, Any]:
-        if not self.calls:
-            return {"texts": 0}
-        texts = sum(n for n, _ in self.calls)
-        seconds = sum(s for _, s in self.calls)
-        per_batch = np.array([s for _, s in self.calls]) * 1000
-        return {
-            "texts": texts,
-            "calls": len(self.calls),
-            "batch_size": self.batch_size,
-            "seconds": round(seconds, 3),
-            "texts_per_second": round(texts / seconds, 1) if seconds else None,
-            "ms_per_text": round(seconds * 1000 / texts, 3),
-            "batch_ms_p50": round(float(np.percentile(per_batch, 50)), 3),
-            "batch_ms_p95": round(float(np.percentile(per_batch, 95)), 3),
-        }
-
-
-def _as_timed(classifier) -> TimedClassifier:
-    return classifier if isinstance(classifier, TimedClassifier) else TimedClassifier(classifier)
-
-
-def _flagged(labels: Sequence[str]) -> list[bool]:
-    return [SEVERITY[label] >= HARMFUL for label in labels]
-
-
-# --------------------------------------------------------------------------------------------- robustness
-
-
-def robustness_report(classifier, normalizer, augmenter, texts: list[str], labels: list[str], n_variants: int = 2) -> dict:
-    """Recall of "harmful or worse" on plain test texts, their algospeak variants, and the variants normalized
-    (taking the more severe of raw and normalized, as the moderator does), per technique."""
-    timed = _as_timed(classifier)
-    harmful = [(i, t) for i, (t, label) in enumerate(zip(texts, labels)) if SEVERITY[label] >= HARMFUL]
-    plain = _flagged(timed.labels([t for _, t in harmful]))
-    made: list[tuple[bool, tuple[str, ...], str, str]] = []  # (plain hit, techniques, variant, normalized)
-    for (i, text), plain_hit in zip(harmful, plain):
-        for variant in augmenter.variants(text, parent_id=f"test{i}", n=n_variants):
-            made.append((plain_hit, variant.techniques, variant.text, normalizer.normalize(variant.text).text))
-    raw_hits = _flagged(timed.labels([m[2] for m in made]))
-    norm_hits = _flagged(timed.labels([m[3] for m in made]))
-    per_technique: dict[str, list[tuple[bool, bool, bool]]] = {}
-    for (plain_hit, techniques, _, _), raw_hit, norm_hit in zip(made, raw_hits, norm_hits):
-        for technique in techniques:
-            per_technique.setdefault(technique, []).append((plain_hit, raw_hit, raw_hit or norm_hit))
-
-    def rate(values) -> float:
-        return round(float(np.mean(values)), 4)
-
-    table = {
-        technique: {
-            "n": len(rows),
-            "plain_recall": rate([r[0] for r in rows]),
-            "variant_recall_without_normalizer": rate([r[1] for r in rows]),
-            "variant_recall_with_normalizer": rate([r[2] for r in rows]),
-        }
-        for technique, rows in sorted(per_technique.items())
-    }
-    overall = {
-        "n": len(made),
-        "variant_recall_without_normalizer": rate(raw_hits) if made else None,
-        "variant_recall_with_normalizer": rate([a or b for a, b in zip(raw_hits, norm_hits)]) if made else None,
-    }
-    return {
-        "harmful_texts": len(harmful),
-        "plain_recall": rate(plain) if plain else None,
-        "variants": overall,
-        "by_technique": table,
-    }
-
+# metrics: training/metrics.py; the evaluated classifier and robustness: training/robustness.py
 
 # --------------------------------------------------------------------------------------------- false alarms
 
@@ -380,12 +156,6 @@ def functional_suite_report(classifier, normalizer) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- data
-
-
-def sha256_file(path: Path) -> str:
-    from core.aws import sha256_file as digest  # the project's one definition
-
-    return digest(path)
 
 
 def read_labelled(path: Path) -> list[dict[str, Any]]:
@@ -452,6 +222,7 @@ def evaluate(classifier, rows: list[dict], *, normalizer, augmenter, db, n_varia
     timed = _as_timed(classifier)
     texts = [r["text"] for r in rows]
     y_true = [r["label"] for r in rows]
+    _stage(f"1/4 classification of {len(texts)} labelled texts")
     probs = timed.probs(texts)
     y_pred = timed.decide(probs)
     metrics = classification_metrics(y_true, y_pred)
@@ -477,14 +248,17 @@ def evaluate(classifier, rows: list[dict], *, normalizer, augmenter, db, n_varia
         after, after_bins = expected_calibration_error(apply_temperature(probs, temperature), y_index)
         calibration.update(temperature=round(temperature, 4), ece_calibrated=round(after, 4), table_calibrated=after_bins)
 
+    _stage("2/4 robustness: coded variants of the harmful texts, without and with the normalizer")
     robustness = robustness_report(timed, normalizer, augmenter, texts, y_true, n_variants=n_variants)
     safe_in_data = [t for t, label in zip(texts, y_true) if label == "safe"]
     probes = {"idioms": idiom_texts(db)[:probe_limit], "identity_terms": identity_texts()[:probe_limit]}
+    _stage("3/4 false alarms on safe idioms and identity terms")
     alarms = false_alarm_report(timed, normalizer, probes)
     alarms["safe_texts_in_data"] = {
         "n": len(safe_in_data),
         "rate_without_normalizer": round(float(np.mean(_flagged([y_pred[i] for i, label in enumerate(y_true) if label == "safe"]))), 4) if safe_in_data else 0.0,
     }
+    _stage("4/4 the functional suite (plain and coded cases)")
     functional = functional_suite_report(timed, normalizer)
     name = getattr(classifier, "classifier", classifier).name
     version = getattr(getattr(classifier, "classifier", classifier), "version", "unknown")
@@ -523,6 +297,10 @@ def evaluate(classifier, rows: list[dict], *, normalizer, augmenter, db, n_varia
         "speed": timed.speed(),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _stage(what: str) -> None:
+    print(f"evaluation {what}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------- the gate
@@ -771,6 +549,82 @@ def log_to_mlflow(report: dict, files: list[Path], gate_result: dict | None, uri
         return mlflow.active_run().info.run_id
 
 
+# --------------------------------------------------------------------------------------------- records
+
+
+def resolve_candidate(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Fill --backend and --model-path when not given: with --gate, the model the training step recorded (the
+    candidate a gate is about); otherwise the shipped embedded model. Returns the training record used, if any."""
+    from pipeline import records
+
+    if args.backend is None and args.model_path:
+        args.backend = "embedded" if str(args.model_path).endswith(".npz") else "transformers"
+    if args.backend is not None or not args.gate:
+        args.backend = args.backend or "embedded"
+        return None
+    record = records.read("train", path=args.training_record)
+    outputs = record.get("outputs") or {}
+    artifact = str(outputs.get("model_dir") or "")
+    if not artifact and str(outputs.get("model_artifact_uri") or "").startswith("s3://"):
+        artifact = str(fetch_s3_artifact(outputs["model_artifact_uri"], records.out_root() / "train" / "artifact"))
+    if not artifact or not Path(artifact).is_dir():
+        raise records.RecordError(f"the training record {record['_path']} names no local model directory "
+                                  f"(got {artifact!r}); pass --backend transformers --model-path DIR")
+    args.backend, args.model_path = "transformers", artifact
+    print(f"gating the trained model {artifact} (from {record['_path']})", file=sys.stderr)
+    return record
+
+
+def fetch_s3_artifact(uri: str, target: Path) -> Path:
+    """A SageMaker job's model.tar.gz, downloaded and unpacked into `target` (once per artifact)."""
+    import tarfile
+
+    import boto3
+
+    from core.settings import get_settings
+
+    settings = get_settings()
+    done = target / ".source"
+    if done.is_file() and done.read_text() == uri:
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    archive = target.parent / "model.tar.gz"
+    print(f"downloading {uri}", file=sys.stderr)
+    try:
+        boto3.client("s3", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url).download_file(
+            bucket, key, str(archive))
+    except Exception as exc:  # noqa: BLE001 - botocore's errors: one line
+        raise ValueError(f"cannot download the trained model {uri}: {str(exc).splitlines()[0]}") from None
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    archive.unlink()
+    done.write_text(uri)
+    return target
+
+
+def _same_model(classifier, baseline: dict) -> bool:
+    model = baseline.get("model") or {}
+    return model.get("backend") == classifier.name and str(model.get("version")) == str(classifier.version)
+
+
+def write_records(report: dict, report_path: Path, gate_result: dict | None, gate_path: Path,
+                  train_record: dict | None) -> None:
+    """out/evaluate/record.json (and with --gate, out/gate/record.json) for the next steps."""
+    from pipeline import records
+
+    inputs = {"train": Path(train_record["_path"])} if train_record else {}
+    evaluate = records.write("evaluate", {"report": str(report_path), "report_sha256": records.sha256_file(report_path),
+                                          "model": report["model"], "data": report["data"],
+                                          "summary": report["summary"]}, inputs)
+    if gate_result is not None:
+        records.write("gate", {"gate": str(gate_path), "gate_sha256": records.sha256_file(gate_path),
+                               "passed": gate_result["passed"], "reasons": gate_result["reasons"],
+                               "candidate": report["model"]}, {"evaluate": evaluate})
+    print(f"records: {evaluate}" + ("" if gate_result is None else f", {records.record_path('gate')}"),
+          file=sys.stderr)
+
+
 # --------------------------------------------------------------------------------------------- command line
 
 
@@ -778,8 +632,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.model_evaluation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--backend", default="embedded", choices=["embedded", "transformers", "sagemaker"])
-    parser.add_argument("--model-path", help="embedded: model.npz; transformers: model directory; sagemaker: endpoint name")
+    parser.add_argument("--backend", choices=["embedded", "transformers", "sagemaker"],
+                        help="default: with --gate, the model the training step recorded (transformers; "
+                             "out/train/record.json); else the shipped embedded model")
+    parser.add_argument("--model-path", help="embedded: model.npz; transformers: model directory; sagemaker: endpoint "
+                                             "name (default: the training record's model with --gate)")
+    parser.add_argument("--training-record", type=Path,
+                        help="the training step's record (default: out/train/record.json) whose model --gate judges")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="labelled JSONL or Parquet (default: the prepared test split)")
     parser.add_argument("--validation", type=Path, help="labelled file for --calibrate (default: validation.* beside --data)")
     parser.add_argument("--subset", choices=SUBSETS, default="auto",
@@ -815,9 +674,11 @@ def main(argv: list[str] | None = None) -> int:
     from core.settings import get_settings
     from data.augment import Augmenter
     from normalizer import Normalizer, PatternDatabaseError, load_database
+    from pipeline.records import RecordError
 
     settings = get_settings()
     try:
+        train_record = resolve_candidate(args)
         baseline = json.loads(args.baseline.read_text(encoding="utf-8")) if args.baseline else None
         # auto: the baseline's subset (so the two are compared on the same texts), else the backend's default.
         subset = args.subset
@@ -827,7 +688,12 @@ def main(argv: list[str] | None = None) -> int:
         classifier = _classifier(args.backend, args.model_path, settings)
         db = load_database(settings.pattern_db_path)
         rows, info = select_rows(read_labelled(args.data), subset)
-    except (ClassifierError, PatternDatabaseError, ValueError, OSError) as exc:
+        if args.gate and baseline is not None and _same_model(classifier, baseline):
+            raise ValueError(
+                f"the candidate is the baseline itself ({classifier.name} {classifier.version}): gating a model "
+                "against its own report passes by construction; gate the trained model (the training record's, "
+                "the default without --backend, or --backend transformers --model-path DIR)")
+    except (ClassifierError, PatternDatabaseError, ValueError, OSError, RecordError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.limit:
@@ -901,6 +767,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: could not log to MLflow: {exc}", file=sys.stderr)
     print(json.dumps(report["summary"], indent=2))
     print(f"wrote {report_path}, {md_path.name} and plots in {out}", file=sys.stderr)
+    write_records(report, report_path, gate_result, out / GATE_NAME, train_record)
     if gate_result is not None:
         if not gate_result["passed"]:
             print("gate: FAILED", file=sys.stderr)

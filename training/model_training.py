@@ -32,6 +32,12 @@ one line on stderr and exit status 1.
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python training/model_training.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import os
@@ -60,8 +66,8 @@ HF_PY_VERSION = "py312"
 FALLBACK_IMAGE = ("763104351884.dkr.ecr.{region}.amazonaws.com/huggingface-pytorch-training:"
                   "2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04")
 # Installed in the container on top of the image (which has torch, transformers, accelerate, numpy);
-# pydantic-settings for core.settings, which training.model_evaluation (the shared macro-F1) imports.
-# Pinned to what this project is tested with (uv.lock), so a job next month trains with the same libraries.
+# pydantic-settings for core.settings (shipped with core/). Pinned to what this project is tested with (uv.lock),
+# so a job next month trains with the same libraries.
 CONTAINER_REQUIREMENTS = ("peft==0.21.2", "bitsandbytes==0.50.2", "pydantic>=2.7", "pydantic-settings>=2.3")
 # Regexes over train_script.EVAL_LINE, so SageMaker records the per-epoch validation metrics.
 METRIC_DEFINITIONS = {
@@ -70,9 +76,9 @@ METRIC_DEFINITIONS = {
     "eval_accuracy": r"eval_accuracy=([0-9.eE+-]+)",
 }
 TERMINAL = ("Completed", "Failed", "Stopped")
-# What the job runs: train_script and the modules it imports (model_evaluation for the macro-F1 definition).
-SOURCE_FILES = ("core/__init__.py", "core/labels.py", "core/prompt.py", "core/settings.py", "training/__init__.py",
-                "training/model_evaluation.py", "training/train_script.py")
+# What the job runs: train_script and the modules it imports (training/metrics.py for the macro-F1 definition).
+SOURCE_FILES = ("core/__init__.py", "core/aws.py", "core/labels.py", "core/prompt.py", "core/settings.py", "training/__init__.py",
+                "training/metrics.py", "training/train_script.py")
 # Hyperparameters the launcher always sets (the entry point's defaults otherwise); -H adds or overrides any.
 HYPERPARAMETER_FLAGS = ("epochs", "learning_rate", "lora_r", "lora_alpha", "max_length", "batch_size",
                         "gradient_accumulation_steps", "merge")
@@ -97,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1].split("SageMaker mode builds")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--manifest", help="the ingestion manifest: s3://.../manifest.json or a local path")
+    p.add_argument("--manifest", help="the ingestion manifest: s3://.../manifest.json or a local path (default: the "
+                                      "ingestion record's, out/ingest/record.json)")
     p.add_argument("--local", action="store_true", help="run the entry point in this process, not on SageMaker")
     p.add_argument("--data", type=Path, help="--local: a prepared dataset folder instead of the manifest's files")
     p.add_argument("--model-dir", type=Path, default=DEFAULT_LOCAL_MODEL_DIR, help="--local: where the model goes")
@@ -641,10 +648,69 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def default_manifest(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Without --manifest (and --data): the manifest the ingestion step recorded. Returns that record."""
+    from pipeline import records
+
+    if args.manifest or (args.local and args.data):
+        return None
+    try:
+        record = records.read("ingest")
+    except records.RecordError as err:
+        raise ModelTrainingError(f"no dataset manifest: pass --manifest s3://.../manifest.json, or run the ingest step "
+                                 f"first ({err})") from None
+    args.manifest = record["outputs"]["manifest_uri"]
+    _log(f"dataset: {args.manifest} (from {record['_path']})")
+    return record
+
+
+def artifact_problem(record: dict[str, Any], region: str) -> str | None:
+    """Why a Completed job's model is not there (None when it is): a job recorded as Completed must have it."""
+    uri = str(record.get("model_artifact_uri") or "")
+    if not uri:
+        return "the job names no model artifact"
+    if not uri.startswith("s3://"):
+        model_dir = Path(uri)
+        if not (model_dir / "adapter_config.json").is_file() and not (model_dir / "config.json").is_file():
+            return f"no model in {uri} (no adapter_config.json or config.json)"
+        return None
+    from botocore.exceptions import ClientError
+
+    bucket, key = _split_s3(uri)
+    try:
+        _s3_client(region).head_object(Bucket=bucket, Key=key)
+    except ClientError as err:
+        return f"the model artifact {uri} is not in S3 ({err.response.get('Error', {}).get('Code', err)})"
+    return None
+
+
+def write_step_record(args: argparse.Namespace, record: dict[str, Any], ingest: dict[str, Any] | None) -> None:
+    """out/train/record.json: the job and its model, for the evaluation and deployment steps."""
+    from pipeline import records
+
+    outputs = {k: record.get(k) for k in ("job_name", "status", "model_artifact_uri", "base_model", "mode",
+                                           "hyperparameters", "mlflow_run_id", "dataset_version")}
+    outputs["job_record"] = str(args.record)
+    if record.get("mode") == "local":
+        outputs["model_dir"] = record["model_artifact_uri"]
+        outputs["model_sha256"] = records.sha256_tree(record["model_artifact_uri"])
+    outputs["manifest"] = args.manifest
+    inputs = {"ingest": Path(ingest["_path"])} if ingest else {}
+    _log(f"record: {records.write('train', outputs, inputs)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        ingest = default_manifest(args)
         record, code = run_local(args) if args.local else run_sagemaker(args)
+        if record["status"] == "Completed":
+            problem = artifact_problem(record, args.region)
+            if problem:  # moto "completes" a job at once with no model; so could a broken entry point
+                record["status"], record["failure_reason"] = "Failed", f"recorded Completed but {problem}"
+                write_record(args.record, record)
+                raise ModelTrainingError(f"training job {record['job_name']} says Completed but {problem}")
+            write_step_record(args, record, ingest)
     except ModelTrainingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

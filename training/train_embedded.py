@@ -1,6 +1,8 @@
-"""Train the embedded (offline) classifier and write `models/embedded/`.
+"""Train the embedded (offline) classifier into `out/embedded/`; `--promote` replaces the shipped one in
+`models/embedded/` (and refreshes its evaluation report there).
 
     uv run --all-extras python -m training.train_embedded                 # ~5 minutes on 2 cores
+    uv run --all-extras python -m training.train_embedded --promote       # ... and ship it
     uv run --all-extras python -m training.train_embedded --quick         # smaller, for a smoke run
     uv run --all-extras python -m training.transfer --recipe ngram        # how it does on domains it never saw
 
@@ -26,6 +28,12 @@ the one whose transfer figures the README reports):
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python training/train_embedded.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import sys
@@ -36,7 +44,10 @@ import numpy as np
 
 from core.labels import LABELS
 from core.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_ENCODER_MODEL, DEFAULT_PATTERN_DB, ROOT
-from training.model_evaluation import robustness_report  # the metrics live with the evaluation
+
+OUT_MODEL = ROOT / "out" / "embedded" / "model.npz"  # trained models go to out/; --promote ships one
+OUT_ENCODER_MODEL = ROOT / "out" / "encoder" / "model.npz"
+from training.robustness import robustness_report
 from training.transfer import split_of  # noqa: F401  (the split every consumer of the corpus uses)
 
 
@@ -76,7 +87,10 @@ def binary_matrix(texts: list[str], vocab: np.ndarray, chunk: int = 4096):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data", help="labelled data root")
-    parser.add_argument("--out", type=Path, default=DEFAULT_EMBEDDED_MODEL, help="artifact path (model.npz)")
+    parser.add_argument("--out", type=Path, default=OUT_MODEL, help="artifact path (default %(default)s)")
+    parser.add_argument("--promote", action="store_true",
+                        help="replace the shipped model (models/embedded/, or models/encoder/ for combo) with this "
+                             "one, with a fresh evaluation report (needs out/prepared/test.jsonl)")
     parser.add_argument("--patterns", type=Path, default=DEFAULT_PATTERN_DB, help="pattern database for augmentation")
     parser.add_argument("--clean-sentences", type=int, default=6000, help="Civil Comments clean sentences to add")
     parser.add_argument("--variants", type=int, default=1, help="algospeak variants per non-safe training text")
@@ -92,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small run: 8,000 texts")
     parser.add_argument("--limit", type=int, help="use at most this many texts (after deduplication)")
     args = parser.parse_args(argv)
-    if args.recipe == "combo" and args.out == DEFAULT_EMBEDDED_MODEL:
-        args.out = DEFAULT_ENCODER_MODEL
+    if args.recipe == "combo" and args.out == OUT_MODEL:
+        args.out = OUT_ENCODER_MODEL
+    args.out.parent.mkdir(parents=True, exist_ok=True)
 
     try:
         import sklearn  # noqa: F401
@@ -206,6 +221,36 @@ def main(argv: list[str] | None = None) -> int:
     card.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: meta[k] for k in ("test", "robustness")}, indent=2))
     log(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) and {card}")
+    if args.promote:
+        return promote(args.out, DEFAULT_ENCODER_MODEL if args.recipe == "combo" else DEFAULT_EMBEDDED_MODEL)
+    log("not shipped: --promote replaces the model in models/ (with its evaluation report)")
+    return 0
+
+
+def promote(artifact: Path, shipped: Path, data: Path | None = None, subset: str | None = None) -> int:
+    """Evaluate `artifact` (training.model_evaluation, as the shipped report was made), then copy it, its card and
+    that report over the shipped model; nothing is replaced when the evaluation fails."""
+    import shutil
+
+    from training import model_evaluation
+
+    staging = artifact.parent / "eval"
+    argv = ["--backend", "embedded", "--model-path", str(artifact), "--out", str(staging), "--no-mlflow"]
+    if data is not None:
+        argv += ["--data", str(data)]
+    if subset is not None:
+        argv += ["--subset", subset]
+    if model_evaluation.main(argv) != 0:
+        print(f"error: not promoted: the evaluation of {artifact} failed (above); {shipped} is unchanged",
+              file=sys.stderr)
+        return 1
+    shutil.copy2(artifact, shipped)
+    shutil.copy2(artifact.with_name("model_card.json"), shipped.with_name("model_card.json"))
+    for path in staging.iterdir():
+        if path.name.startswith("eval_") or path.name == "calibration.json":
+            shutil.copy2(path, shipped.parent / path.name)
+    print(f"promoted {artifact} to {shipped} with its evaluation report ({shipped.parent / 'eval_report.md'})",
+          file=sys.stderr)
     return 0
 
 

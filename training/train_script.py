@@ -39,6 +39,12 @@ another run) are one line on stderr and exit status 1; in SageMaker the line is 
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python training/train_script.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import hashlib
 import json
@@ -54,9 +60,10 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: the SageMaker container runs `python training/train_script.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.aws import sha256_file
 from core.labels import LABELS
 from core.prompt import PromptEncoder
-from training.model_evaluation import macro_f1
+from training.metrics import macro_f1  # the metrics alone: no report, plot or MLflow code in the job
 
 __all__ = ["TrainError", "build_parser", "main", "read_examples", "run_fingerprint", "train"]
 
@@ -75,6 +82,9 @@ FINGERPRINT_OPTIONS = (
     "max_eval_samples", "seed",
 )
 # The line SageMaker's metric definitions read (model_training.METRIC_DEFINITIONS parses it).
+# Without a hub: a local directory works as --base-model, e.g. a random model of the real shape and tokenizer.
+OFFLINE_HINT = ("; without a hub, pass a local model directory (python -m training.base_models --shape tiny --out DIR "
+                "writes one offline) and set HF_HUB_OFFLINE=1 so the hub is not retried")
 EVAL_LINE = "[eval] epoch={epoch:.2f} step={step} eval_loss={loss:.6f} eval_macro_f1={f1:.6f} eval_accuracy={acc:.6f}"
 
 
@@ -175,11 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------------------------- data
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def data_file(path: Path, split: str) -> Path:
@@ -335,12 +340,12 @@ def check_gpus(environ=os.environ) -> None:
 def secrets_client(secret_id: str):
     """A Secrets Manager client in the secret's region (its ARN's, else AWS_REGION / AWS_DEFAULT_REGION, which the
     training container sets): a client without a region fails with NoRegionError."""
-    import boto3
+    from core import aws
 
     parts = secret_id.split(":")
     region = parts[3] if secret_id.startswith("arn:") and len(parts) > 3 and parts[3] else (
         os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
-    return boto3.session.Session().client("secretsmanager", region_name=region or None)
+    return aws.client("secretsmanager", region or None)
 
 
 def hf_token() -> str | None:
@@ -351,8 +356,6 @@ def hf_token() -> str | None:
     secret_id = os.environ.get("HF_TOKEN_SECRET_ID")
     if not secret_id:
         return None
-    import boto3
-
     try:
         value = secrets_client(secret_id).get_secret_value(SecretId=secret_id)["SecretString"]
     except Exception as err:  # noqa: BLE001 - any failure is the same user-facing problem
@@ -384,7 +387,8 @@ def load_model(args: argparse.Namespace, dtype, token: str | None):
     try:
         model = AutoModelForCausalLM.from_pretrained(str(args.base_model), **kwargs)
     except OSError as err:
-        raise TrainError(f"cannot load base model {args.base_model}: {str(err).splitlines()[0]}") from None
+        raise TrainError(f"cannot load base model {args.base_model}: {str(err).splitlines()[0]}"
+                         f"{OFFLINE_HINT}") from None
     model.config.use_cache = False
     if args.quantization == "nf4" and not torch.cuda.is_available():
         _keep_cpu_4bit_layout(model)
@@ -458,6 +462,36 @@ class _EvalPrinter:
                                        acc=m.get("eval_accuracy", math.nan)), flush=True)
 
         return Printer()
+
+
+class _Progress:
+    """One line per logging interval with the step, the total, the loss, the elapsed time and an ETA (a terminal
+    or not: SageMaker's logs are not one, and a tqdm bar there is one unreadable line)."""
+
+    def __new__(cls, log=lambda msg: print(msg, file=sys.stderr, flush=True)):
+        import time
+
+        from transformers import TrainerCallback
+
+        class Progress(TrainerCallback):
+            started = 0.0
+            first_step = 0
+
+            def on_train_begin(self, args, state, control, **kwargs):
+                self.started, self.first_step = time.monotonic(), state.global_step
+                log(f"training: {state.max_steps} steps ({args.num_train_epochs:g} epoch(s) or --max-steps), a line "
+                    f"every {args.logging_steps} steps")
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if not logs or "loss" not in logs:
+                    return
+                done = state.global_step - self.first_step
+                elapsed = time.monotonic() - self.started
+                left = (state.max_steps - state.global_step) * elapsed / done if done else float("nan")
+                log(f"step {state.global_step}/{state.max_steps} ({100 * state.global_step / max(state.max_steps, 1):.0f}%)"
+                    f" loss={float(logs['loss']):.4f} elapsed {elapsed:.0f}s eta {left:.0f}s")
+
+        return Progress()
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -591,10 +625,14 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(args.base_model), token=token)
     except OSError as err:
-        raise TrainError(f"cannot load the tokenizer of {args.base_model}: {str(err).splitlines()[0]}") from None
+        raise TrainError(f"cannot load the tokenizer of {args.base_model}: {str(err).splitlines()[0]}"
+                         f"{OFFLINE_HINT}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    encoder = PromptEncoder(tokenizer, args.max_length)
+    try:
+        encoder = PromptEncoder(tokenizer, args.max_length)
+    except ValueError as err:  # --max-length shorter than the prompt itself
+        raise TrainError(f"--max-length: {err}") from None
     train_ds = EncodedDataset(encoder, train_rows)
     val_ds = EncodedDataset(encoder, val_rows) if val_rows else None
     log(f"data: {len(train_ds)} train, {len(val_ds or [])} validation examples (max_length {args.max_length})")
@@ -644,7 +682,7 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
         model=model, args=targs, train_dataset=train_ds, eval_dataset=val_ds,
         data_collator=_packing_collator() if args.packing else pad,
         compute_metrics=_metrics_fn(encoder.label_first_ids) if evaluating else None,
-        callbacks=[_EvalPrinter(), _FingerprintSaver(fingerprint), *(callbacks or [])],
+        callbacks=[_EvalPrinter(), _FingerprintSaver(fingerprint), _Progress(log), *(callbacks or [])],
     )
     trainer.eval_collator = pad
     trainer.label_first_ids = encoder.label_first_ids  # evaluation projects only the positions it reads

@@ -27,6 +27,12 @@ domain's labels balanced so that style says nothing about harm, single-harm sour
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python training/transfer.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import hashlib
 import json
@@ -298,7 +304,7 @@ def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray
 
 def macro_f1_idx(y: np.ndarray, pred: np.ndarray) -> float:
     """model_evaluation's macro-F1 (labels present in `y`), on label indices."""
-    from training.model_evaluation import macro_f1_of
+    from training.metrics import macro_f1_of
 
     return macro_f1_of(_confusion(y, pred))
 
@@ -310,7 +316,7 @@ def _confusion(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def qwk_idx(y: np.ndarray, pred: np.ndarray) -> float:
-    from training.model_evaluation import quadratic_weighted_kappa
+    from training.metrics import quadratic_weighted_kappa
 
     return quadratic_weighted_kappa(_confusion(y, pred))
 
@@ -358,7 +364,7 @@ def _r(x: float | None, digits: int = 4) -> float | None:
 def weighted_ece(probs: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, bins: int = 15) -> float:
     """model_evaluation's ECE (top probability, 15 equal-width bins), each text weighted: weights that give the
     data the stated label mix measure the calibration a platform with that mix sees."""
-    from training.model_evaluation import expected_calibration_error
+    from training.metrics import expected_calibration_error
 
     return expected_calibration_error(probs, y, bins, weights)[0]
 

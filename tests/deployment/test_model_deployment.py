@@ -25,14 +25,19 @@ BUCKET = "algospeak-test"
 ENDPOINT = "algospeak-stage2"
 # What SageMaker accepts in a tag key or value (moto accepts anything, AWS does not).
 TAG_PATTERN = regex.compile(r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*")
-SAFE = [0.4, 0.3, 0.2, 0.1]
+SAFE = [0.7, 0.2, 0.06, 0.04]
 HARMFUL = [0.1, 0.2, 0.4, 0.3]
+UNIFORM = [0.25, 0.25, 0.25, 0.25]  # what a random model answers, near enough
 
 
-def answer_body(texts: list[str], harmful_probe: list[float] = HARMFUL, **extra) -> dict:
-    """An endpoint answer: SAFE scores for every text, `harmful_probe` for md.HARMFUL_PROBE."""
+def answer_body(texts: list[str], harmful_probe: list[float] = HARMFUL, safe: list[float] = SAFE, **extra) -> dict:
+    """An endpoint answer: `safe` scores for the safe probes (and any other text), `harmful_probe` for the
+    harmful ones (core/probes.py)."""
+    from core import probes
+
+    harmful = {p.text for p in probes.PROBES if p.expect == probes.HARMFUL}
     return {"labels": list(LABELS), "model_version": "moto", "predictions": [
-        {"label": "x", "scores": dict(zip(LABELS, harmful_probe if text == md.HARMFUL_PROBE else SAFE)),
+        {"label": "x", "scores": dict(zip(LABELS, harmful_probe if text in harmful else safe)),
          "label_mass": 0.9, **extra} for text in texts]}
 
 
@@ -104,6 +109,8 @@ def test_deploy_end_to_end_against_moto(staged, sent, capsys):
     record = json.loads((staged["tmp"] / "deployment.json").read_text())
     assert record["action"] == "create" and record["gate"] == "passed" and record["training_job"] == "job-1"
     assert record["artifact_version"] == staged["candidate"]["version"]
+    # what the container will report: the inference core's version of the unpacked archive (checked below)
+    served = record["served_version"]
     assert len(record["smoke_test"]) == len(md.SMOKE_TEXTS)
     assert all(item["label_mass"] == 0.9 for item in record["smoke_test"])
 
@@ -160,6 +167,7 @@ def test_deploy_end_to_end_against_moto(staged, sent, capsys):
     assert run.returncode == 0, run.stderr[-2000:]
     answer = json.loads(run.stdout.strip().splitlines()[-1])
     assert len(answer["predictions"]) == 2 and answer["predictions"][0]["scores"].keys() == set(LABELS)
+    assert answer["model_version"] == served == md.artifact_version(unpacked)
 
     # Operations on the deployed endpoint.
     assert md.main(["schedule", "--endpoint-name", ENDPOINT, "--name", "weekday-peak",
@@ -329,13 +337,16 @@ def test_execution_role_policy_is_least_privilege():
 
 
 @pytest.mark.parametrize("body,flags,error", [
-    (answer_body(md.SMOKE_TEXTS, harmful_probe=SAFE), [], "harmful-or-worse"),   # an untuned model
+    (answer_body(md.SMOKE_TEXTS, harmful_probe=SAFE), [], "P(harmful_or_worse)"),   # says "safe" to everything
+    (answer_body(md.SMOKE_TEXTS, safe=HARMFUL), [], "P(safe)"),                      # says "harmful" to everything
+    (answer_body(md.SMOKE_TEXTS, UNIFORM, UNIFORM), [], "labelled probe"),           # a random model
+    (answer_body(md.SMOKE_TEXTS, label_mass=3e-5), [], "label_mass 3e-05 < 0.5"),    # an untrained model
     (answer_body(md.SMOKE_TEXTS, harmful_probe=SAFE), ["--no-expect-harmful"], None),  # ... when that is expected
     (answer_body(md.SMOKE_TEXTS, label_mass=None), [], "label_mass"),            # not our inference code
     (answer_body(md.SMOKE_TEXTS, label_mass=float("nan")), [], "label_mass"),
     (answer_body(md.SMOKE_TEXTS), [], None),                                      # a tuned model's answer
 ])
-def test_smoke_test_checks_label_mass_sums_and_the_harmful_probe(aws_env, capsys, body, flags, error):
+def test_smoke_test_checks_label_mass_sums_and_the_labelled_probes(aws_env, capsys, body, flags, error):
     """Through moto's runtime (one seeded answer per test: moto answers every later call the same)."""
     seed_runtime_answers(aws_env, 1, len(md.SMOKE_TEXTS), body)
     code = md.main(["smoke-test", "--endpoint-name", ENDPOINT, *flags])

@@ -87,6 +87,18 @@ def test_cli_writes_report_and_exit_status(data, tmp_path, capsys):
     assert json.loads((out / "report.json").read_text())["status"] == "ok"
 
 
+def test_a_base_install_without_scipy_says_which_extra(data, tmp_path, capsys, monkeypatch):
+    import sys
+
+    for name in [n for n in sys.modules if n == "scipy" or n.startswith("scipy.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "scipy", None)  # import scipy -> ModuleNotFoundError, as without the extra
+    code = main(["--reference", str(data["train"]), "--current", str(data["shifted"]), "--out", str(tmp_path),
+                 "--no-plots", "--patterns", str(data["patterns"])])
+    err = capsys.readouterr().err
+    assert code == 2 and "--extra monitoring" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_hashed_log_skips_text_checks_with_the_reason(data):
     report = detect_drift(load_window(data["log_ref"]), load_window(data["log_hashed"]),
                           patterns=PatternIndex.load(data["patterns"]))

@@ -104,8 +104,62 @@ def test_endpoint_checks(aws_env):
     sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
         {"VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
     sm.create_endpoint(EndpointName="algospeak", EndpointConfigName="c")
-    status, latency = check_endpoint("algospeak")  # region and endpoint URL from settings
-    assert (status.status, latency.status) == ("ok", "ok")
-    assert latency.value["latency_ms"] >= 0
+    # moto answers b"body" unless told otherwise: an answer, but not a model's
+    status, latency, answer = check_endpoint("algospeak")  # region and endpoint URL from settings
+    assert (status.status, latency.status, answer.status) == ("ok", "ok", "fail")
+    assert latency.value["latency_ms"] >= 0 and "not the inference contract" in answer.detail
     missing, probe = check_endpoint("absent")
     assert missing.status == "fail" and "absent" in missing.detail and probe.status == "skipped"
+
+
+def _seed(moto_url: str, body: dict) -> None:
+    import urllib.request
+
+    results = [{"Body": json.dumps(body), "ContentType": "application/json", "InvokedProductionVariant": "v",
+                "CustomAttributes": ""}]
+    request = urllib.request.Request(f"{moto_url}/moto-api/static/sagemaker/endpoint-results",
+                                     data=json.dumps({"results": results}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10).read()
+
+
+def _answer(safe_scores, harmful_scores, label_mass=0.9) -> dict:
+    from core import probes
+    from core.labels import LABELS
+
+    return {"predictions": [{"scores": dict(zip(LABELS, safe_scores if p.expect == probes.SAFE else harmful_scores)),
+                             "label_mass": label_mass} for p in probes.PROBES]}
+
+
+@pytest.mark.parametrize("body,expected,detail", [
+    (_answer([0.8, 0.1, 0.05, 0.05], [0.05, 0.1, 0.5, 0.35]), "ok", "answered right"),
+    (_answer([0.25] * 4, [0.25] * 4), "fail", "labelled probe"),                  # a random model
+    (_answer([0.8, 0.1, 0.05, 0.05], [0.8, 0.1, 0.05, 0.05]), "fail", "P(harmful_or_worse)"),  # all "safe"
+    (_answer([0.8, 0.1, 0.05, 0.05], [0.05, 0.1, 0.5, 0.35], 3e-5), "fail", "label_mass"),  # untrained
+])
+def test_the_endpoint_probe_fails_a_random_or_untrained_model(aws_env, body, expected, detail):
+    import boto3
+
+    sm = boto3.client("sagemaker", region_name="us-east-1", endpoint_url=aws_env)
+    sm.create_model(ModelName="m", ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
+                    PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/img:1"})
+    sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
+        {"VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sm.create_endpoint(EndpointName="algospeak", EndpointConfigName="c")
+    _seed(aws_env, body)
+    _, _, answer = check_endpoint("algospeak")
+    assert answer.status == expected and detail in answer.detail
+
+
+def test_status_warns_when_every_prediction_is_the_same_label(tmp_path, capsys):
+    rows = synth.results(100, seed=41)
+    for r in rows:
+        r["classification"] = "safe"
+    url = write_log(f"sqlite:///{tmp_path}/log.db", rows, log_text=False)
+    assert main(["status", "--db", url, "--window", "all", "--no-endpoint"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("status: WARN") and "log_label_mix" in out and "100.0% of 100 predictions are safe" in out
+    mixed = write_log(f"sqlite:///{tmp_path}/mixed.db", synth.results(100, seed=41), log_text=False)
+    assert main(["status", "--db", mixed, "--window", "all", "--no-endpoint", "--json"]) == 0
+    checks = {c["name"]: c["status"] for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["log_label_mix"] == "ok"

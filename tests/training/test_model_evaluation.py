@@ -213,7 +213,7 @@ def test_gate_fails_a_worse_candidate_with_reasons_and_exit_1(labelled_file, tmp
     get_settings.cache_clear()
     try:
         base_args = ["--data", str(labelled_file), "--subset", "all", "--no-mlflow", "--variants", "1"]
-        assert ev.main([*base_args, "--out", str(tmp_path / "prod"), "--gate"]) == 0
+        assert ev.main([*base_args, "--backend", "embedded", "--out", str(tmp_path / "prod"), "--gate"]) == 0
         baseline = tmp_path / "prod" / "eval_report.json"
         assert json.loads((tmp_path / "prod" / "gate.json").read_text())["passed"] is True
 
@@ -234,6 +234,24 @@ def test_gate_fails_a_worse_candidate_with_reasons_and_exit_1(labelled_file, tmp
         assert result["reasons"][0] in capsys.readouterr().err.splitlines()
     finally:
         get_settings.cache_clear()
+
+
+def test_the_documented_gate_judges_the_trained_model_never_the_baseline_itself(labelled_file, tmp_path, capsys):
+    """`--gate --baseline models/embedded/eval_report.json` once compared the shipped model with itself and
+    passed. Without --backend it now judges the training record's model, and gating a model against its own
+    report is refused."""
+    base_args = ["--data", str(labelled_file), "--subset", "all", "--no-mlflow", "--variants", "1"]
+    assert ev.main([*base_args, "--backend", "embedded", "--out", str(tmp_path / "prod")]) == 0
+    baseline = str(tmp_path / "prod" / "eval_report.json")
+    capsys.readouterr()
+    assert ev.main([*base_args, "--gate", "--baseline", baseline, "--out", str(tmp_path / "c")]) == 1
+    err = capsys.readouterr().err
+    assert "no train record" in err and err.count("\n") == 1
+    assert ev.main([*base_args, "--backend", "embedded", "--gate", "--baseline", baseline,
+                    "--out", str(tmp_path / "c")]) == 1
+    err = capsys.readouterr().err
+    assert "the candidate is the baseline itself" in err and err.count("\n") == 1
+    assert not (tmp_path / "c" / "gate.json").exists()
 
 
 def test_missing_data_is_one_clear_error(tmp_path, capsys):

@@ -79,8 +79,10 @@ def test_creates_the_job_and_records_what_deployment_needs(aws, tmp_path, capsys
     code = launch(aws, record_path, "--no-wait", "--hf-token-secret", "hf-token", "--tag", "owner=ml",
                   "--lora-r", "8", "-H", "packing=true")
     out = capsys.readouterr()
-    assert code == 0, out.err
+    # moto "completes" the job at once and writes no model: recorded Completed, that would be a lie
+    assert code == 1 and "says Completed but the model artifact" in out.err and "Traceback" not in out.err, out.err
     record = json.loads(record_path.read_text())
+    assert record["status"] == "Failed" and "not in S3" in record["failure_reason"]
     assert set(record) >= {"job_name", "status", "model_artifact_uri", "base_model", "hyperparameters", "region",
                            "image_uri", "created_at", "mlflow_run_id"}
     job = boto3.client("sagemaker").describe_training_job(TrainingJobName=record["job_name"])
@@ -121,13 +123,40 @@ def test_creates_the_job_and_records_what_deployment_needs(aws, tmp_path, capsys
     assert run.data.params["hp.lora-r"] == "8"
 
 
-def test_wait_streams_status_until_the_job_ends(aws, tmp_path, capsys):
+def test_wait_streams_status_until_the_job_ends(aws, tmp_path, capsys, monkeypatch):
+    import boto3
+
+    from pipeline import records
+
+    wait = model_training.wait_for_job
+
+    def wait_and_write_the_model(sm, job_name, *args, **kwargs):  # what the container does before Completed
+        job = wait(sm, job_name, *args, **kwargs)
+        key = f"algospeak/training/output/{job_name}/output/model.tar.gz"
+        boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"model")
+        return job
+
+    monkeypatch.setattr(model_training, "wait_for_job", wait_and_write_the_model)
     record_path = tmp_path / "job.json"
     assert launch(aws, record_path, "--wait", "--no-spot", "--no-checkpoints") == 0
     err = capsys.readouterr().err
     record = json.loads(record_path.read_text())
     assert record["status"] == "Completed"
     assert f"{record['job_name']}: Completed" in err
+    step = records.read("train")  # the record the evaluation and deployment steps read
+    assert step["outputs"]["job_record"] == str(record_path) and step["outputs"]["status"] == "Completed"
+    assert step["outputs"]["model_artifact_uri"] == record["model_artifact_uri"]
+
+
+def test_a_completed_job_without_its_model_is_not_recorded_completed(aws, tmp_path, capsys):
+    from pipeline import records
+
+    record_path = tmp_path / "job.json"
+    assert launch(aws, record_path, "--wait", "--no-spot", "--no-checkpoints") == 1
+    err = capsys.readouterr().err
+    assert "says Completed but the model artifact" in err and "Traceback" not in err
+    assert json.loads(record_path.read_text())["status"] == "Failed"
+    assert not records.record_path("train").exists()  # nothing for the next step to pick up
 
 
 @pytest.mark.parametrize("drop, message", [
@@ -191,8 +220,9 @@ def test_default_image_is_the_hugging_face_training_container():
 
 
 def test_the_staged_job_code_imports_on_its_own(tmp_path):
-    """The job gets only SOURCE_FILES: train_script and everything of ours it imports (model_evaluation, for
-    the shared macro-F1) must be among them, and the extra requirements cover what those import."""
+    """The job gets only SOURCE_FILES: train_script and everything of ours it imports (training/metrics.py, for
+    the shared macro-F1) must be among them, and the extra requirements cover what those import. The
+    evaluation's report, plot and MLflow code (training/model_evaluation.py) is not shipped."""
     import subprocess
     import sys
 
@@ -203,6 +233,8 @@ def test_the_staged_job_code_imports_on_its_own(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], cwd=src, capture_output=True, text=True, check=True).stdout
     files = out.split()
     assert files and all(f.startswith(str(src)) for f in files), files
+    assert not (src / "training" / "model_evaluation.py").exists()
+    assert not any(f.endswith(("model_evaluation.py", "tracking.py", "robustness.py")) for f in files), files
     requirements = (src / "requirements.txt").read_text()
     assert "pydantic-settings" in requirements and "peft" in requirements
 

@@ -55,3 +55,31 @@ def test_artifacts_that_do_not_describe_themselves_are_refused(tmp_path):
     (tmp_path / "garbage.npz").write_bytes(b"not a zip")
     with pytest.raises(ClassifierError, match="cannot load"):
         EmbeddedClassifier(tmp_path / "garbage.npz")
+
+
+def test_training_writes_to_out_and_only_promote_replaces_the_shipped_model(tmp_path):
+    """Trained models go to out/ by default; --promote evaluates the new one and only then replaces the shipped
+    model, its card and its evaluation report (here a copy of models/embedded/ stands in for the shipped one)."""
+    import shutil
+
+    from training.train_embedded import OUT_MODEL, promote
+
+    assert OUT_MODEL.parent.name == "embedded" and OUT_MODEL.parent.parent.name == "out"
+    shipped_dir, new_dir = tmp_path / "models" / "embedded", tmp_path / "out" / "embedded"
+    shipped_dir.mkdir(parents=True)
+    new_dir.mkdir(parents=True)
+    shutil.copy2(DEFAULT_EMBEDDED_MODEL, new_dir / "model.npz")
+    (new_dir / "model_card.json").write_text('{"new": true}')
+    (shipped_dir / "model.npz").write_bytes(b"old")
+    data = tmp_path / "small.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in [
+        ("have a lovely day", "safe"), ("thanks, the build works now", "safe"),
+        ("you are a fucking idiot", "harmful"), ("I will kill you", "extremely_harmful")]))
+
+    assert promote(new_dir / "model.npz", shipped_dir / "model.npz", data=tmp_path / "missing.jsonl") == 1
+    assert (shipped_dir / "model.npz").read_bytes() == b"old"  # a failed evaluation replaces nothing
+    assert promote(new_dir / "model.npz", shipped_dir / "model.npz", data=data, subset="all") == 0
+    assert (shipped_dir / "model.npz").read_bytes() == DEFAULT_EMBEDDED_MODEL.read_bytes()
+    assert json.loads((shipped_dir / "model_card.json").read_text()) == {"new": True}
+    report = json.loads((shipped_dir / "eval_report.json").read_text())
+    assert report["data"]["rows_evaluated"] == 4 and (shipped_dir / "eval_report.md").is_file()

@@ -1,0 +1,5 @@
+import sys
+
+from pipeline.run import main
+
+sys.exit(main())
