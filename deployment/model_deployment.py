@@ -89,6 +89,10 @@ class DeploymentError(RuntimeError):
     """A deployment step refused or failed; the message says which and what to do."""
 
 
+class RefusedBeforeAnyCall(DeploymentError):
+    """Refused from the arguments alone (a name AWS would refuse): nothing was sent, so nothing is live."""
+
+
 # ----------------------------------------------------------------------------------------------- clients
 def aws_clients(region: str | None = None, endpoint_url: str | None = None) -> dict[str, Any]:
     from core import aws
@@ -124,7 +128,7 @@ def check_names(**names: tuple[str, str, str]) -> None:
         shape = service_model("sagemaker").operation_model(operation).input_shape.members[member]
         problems += [f"{member} {p.split(': ', 1)[-1]}" for p in shape_problems(shape, name, member)]
     if problems:
-        raise DeploymentError("SageMaker would refuse these names: " + "; ".join(problems)
+        raise RefusedBeforeAnyCall("SageMaker would refuse these names: " + "; ".join(problems)
                               + " (names: at most 63 letters, digits and dashes)")
 
 
@@ -682,6 +686,8 @@ def deploy(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> d
     used_records = inputs_from_records(args)
     try:
         return _deploy(args, clients, used_records)
+    except RefusedBeforeAnyCall:
+        raise  # nothing was sent (asking AWS about a name it refuses would itself be refused)
     except Exception as exc:
         exists = None
         try:
