@@ -12,10 +12,10 @@ import math
 
 import pytest
 
-from classifiers.base import ClassifierError
+from classifiers.base import ClassifierError, check_scores
 from core.labels import LABELS, SEVERITY
 from core.settings import DEFAULT_PATTERN_DB, Settings
-from moderator import DEFAULT_THRESHOLD, ModerationUnavailable, Moderator, _checked, confidence, decide, resolve_thresholds
+from moderator import DEFAULT_THRESHOLD, ModerationUnavailable, Moderator, confidence, decide, resolve_thresholds
 from normalizer.reload import ReloadingNormalizer
 from tests.scripted import EXTREME, HARMFUL, POTENTIALLY, SAFE, Scripted, down
 
@@ -183,6 +183,7 @@ MALFORMED = {
     "a value above one": lambda texts: [{"safe": 1.5, "potentially_harmful": 0.0, "harmful": 0.0, "extremely_harmful": 0.0} for _ in texts],
     "NaN": lambda texts: [{"safe": math.nan, "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1} for _ in texts],
     "infinity": lambda texts: [{"safe": math.inf, "potentially_harmful": 0.0, "harmful": 0.0, "extremely_harmful": 0.0} for _ in texts],
+    "a bool value": lambda texts: [{"safe": True, "potentially_harmful": 0, "harmful": 0, "extremely_harmful": 0} for _ in texts],
     "a string value": lambda texts: [{"safe": "0.7", "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1} for _ in texts],
     "0.5 each (sums to 2)": lambda texts: [dict.fromkeys(LABELS, 0.5) for _ in texts],
     "sums to 0.5": lambda texts: [{"safe": 0.2, "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1} for _ in texts],
@@ -194,7 +195,7 @@ MALFORMED = {
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_the_answer_check_refuses(case):
     with pytest.raises(ClassifierError):
-        _checked(MALFORMED[case]([PLAIN, "good morning"]), 2)
+        check_scores(MALFORMED[case]([PLAIN, "good morning"]), 2)
 
 
 @pytest.mark.parametrize(
@@ -206,7 +207,9 @@ def test_the_answer_check_refuses(case):
     ],
 )
 def test_the_answer_check_passes_probabilities(answer):
-    assert _checked(answer, 2) is answer
+    checked = check_scores(answer, 2)
+    assert checked == answer  # the same probabilities ...
+    assert all(list(item) == list(LABELS) and all(type(v) is float for v in item.values()) for item in checked)  # as floats
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))
