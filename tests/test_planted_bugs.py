@@ -74,19 +74,32 @@ RUNNER = textwrap.dedent(
 )
 
 
+def _run_against(module: str, file: str, source: str, tests: list[str], tmp_path) -> subprocess.CompletedProcess:
+    copy = tmp_path / file.replace("/", "_")
+    copy.write_text(source, encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, "-c", RUNNER, module, str(copy), "-x", "-q", "-p", "no:cacheprovider", *tests],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600,
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("bug", list(PLANTED))
 def test_the_planted_bug_fails_a_test(bug, tmp_path):
     module, file, line, planted, tests = PLANTED[bug]
     source = (ROOT / file).read_text(encoding="utf-8")
     assert source.count(line) == 1, f"{file} no longer has {line!r}: plant {bug!r} in the code as it is now"
-    copy = tmp_path / file.replace("/", "_")
-    copy.write_text(source.replace(line, planted), encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run(
-        [sys.executable, "-c", RUNNER, module, str(copy), "-x", "-q", "-p", "no:cacheprovider", *tests],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
+    run = _run_against(module, file, source.replace(line, planted), tests, tmp_path)
     # 1: tests ran and failed. (2 or more would be an error in the plant itself, not a caught bug.)
     assert run.returncode == 1, f"{bug}: exit {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}"
-    assert " failed" in run.stdout
+    assert "FAILURES" in run.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module, file", sorted({(m, f) for m, f, *_ in PLANTED.values()}))
+def test_the_copies_without_a_bug_pass(module, file, tmp_path):
+    """The control: loaded the same way, the module as written passes the same tests (so a failure above is
+    the bug's doing, not the loading's)."""
+    tests = sorted({t for m, _, _, _, ts in PLANTED.values() if m == module for t in ts})
+    run = _run_against(module, file, (ROOT / file).read_text(encoding="utf-8"), tests, tmp_path)
+    assert run.returncode == 0, f"exit {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}"

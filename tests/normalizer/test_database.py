@@ -150,7 +150,7 @@ def test_compiled_matcher_cost_does_not_grow_with_entries(tmp_path):
     """Matching is an automaton, not a loop over entries: with 10,000 more entries normalizing a text runs the
     same Python (counted line by line, not timed), and the big database still normalizes correctly."""
     doc = _mini()
-    small = Normalizer(load_database(_write(tmp_path / "small.json", doc)))
+    small = Normalizer(load_database(_write(tmp_path, doc)))
     for i in range(10_000):
         doc["entries"].append(
             {
@@ -159,13 +159,9 @@ def test_compiled_matcher_cost_does_not_grow_with_entries(tmp_path):
                 "examples": {"positive": [f"zzq{i}x"], "negative": []}, "source": ["wiki_algospeak"],
             }
         )  # fmt: skip
-    big = Normalizer(load_database(_write(tmp_path / "big.json", doc)))
+    big = Normalizer(load_database(_write(tmp_path, doc)))
     text = "he said unal1ve and then some more words"
     assert big.normalize(text).text == small.normalize(text).text == "he said kill and then some more words"
     assert _python_lines_run(Normalizer(big.db), text) == _python_lines_run(Normalizer(small.db), text)
     assert big.normalize("he said zzq9999x and unal1ve").text == "he said swear and kill"
 
-
-def _write(path, doc):
-    path.write_text(json.dumps(doc), encoding="utf-8")
-    return path
