@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -270,10 +271,12 @@ class FailsOn:
         return self.inner.normalize(text)
 
 
-def test_a_normalizer_failure_classifies_the_original_text(normalizer, settings):
+def test_a_normalizer_failure_classifies_the_original_text(normalizer, settings, caplog):
     classifier = Scripted({CODED: HARMFUL, DECODED: SAFE})
     moderator = Moderator(FailsOn(normalizer, CODED), classifier, settings)
-    [failed, fine] = moderator.moderate_batch([CODED, "i will unal1ve you"])
+    with caplog.at_level(logging.ERROR, logger="moderator"):
+        [failed, fine] = moderator.moderate_batch([CODED, "i will unal1ve you"])
+    assert caplog.messages == ["normalizer failed; classifying the original text"]  # with the traceback
     assert classifier.calls == [[CODED, "i will kill you", "i will unal1ve you"]]
     assert failed["stage1_status"] == "error" and fine["stage1_status"] == "ok"
     assert failed["normalized_text"] == CODED and failed["matches"] == [] and failed["algospeak_detected"] is False
@@ -338,3 +341,55 @@ def test_the_fallback_decides_with_its_own_thresholds(make):
     assert result["classification"] == "potentially_harmful"
     [untuned] = make(down(), Scripted({PLAIN: SIXTY}, name="embedded")).moderate_batch([PLAIN])
     assert untuned["classification"] == "harmful"
+
+
+# ---------------------------------------------------------------------------------------------- building and ids
+@pytest.mark.parametrize(
+    ("backend", "policy", "fallback"),
+    [("sagemaker", "embedded", "embedded"), ("sagemaker", "error", None), ("embedded", "embedded", None)],
+)
+def test_from_settings_builds_the_fallback_only_for_a_remote_backend(backend, policy, fallback):
+    """The embedded fallback answers for a remote backend under the embedded policy; an offline backend has
+    none (it is its own last resort), nor does the error policy."""
+    settings = Settings(environment="test", prediction_log_url="", classifier_backend=backend, fallback_policy=policy,
+                        sagemaker_endpoint_name="endpoint-x", _env_file=None)  # fmt: skip
+    moderator = Moderator.from_settings(settings)
+    assert moderator.classifier.name == backend
+    assert (moderator.fallback.name if moderator.fallback else None) == fallback
+    assert (moderator.fallback_thresholds is not None) == (fallback is not None)
+    assert moderator.normalizer.current().normalize(CODED).text == DECODED
+    assert moderator.mock_mode == (backend == "embedded")
+
+
+def test_from_settings_without_settings_reads_the_environment(monkeypatch):
+    from core.settings import get_settings
+
+    get_settings.cache_clear()
+    monkeypatch.setenv("CLASSIFIER_BACKEND", "sagemaker")
+    monkeypatch.setenv("SAGEMAKER_ENDPOINT_NAME", "from-env")
+    monkeypatch.setenv("FALLBACK_POLICY", "error")
+    try:
+        moderator = Moderator.from_settings()
+    finally:
+        get_settings.cache_clear()
+    assert moderator.classifier.name == "sagemaker" and moderator.fallback is None
+
+
+def test_moderate_one_text_keeps_the_callers_request_id_or_makes_one(make):
+    moderator = make(Scripted({PLAIN: HARMFUL}))
+    given = moderator.moderate(PLAIN, "rid-7")
+    assert given["request_id"] == "rid-7" and given["classification"] == "harmful"
+    made = [moderator.moderate(PLAIN)["request_id"] for _ in range(2)]
+    assert all(len(r) == 32 and int(r, 16) >= 0 for r in made) and made[0] != made[1]
+
+
+def test_the_start_up_log_states_the_thresholds_in_force(normalizer, settings, caplog):
+    """The README tells operators to read the thresholds in force from the start-up log."""
+    with caplog.at_level(logging.INFO, logger="moderator"):
+        Moderator(normalizer, Scripted(name="sagemaker", thresholds=TUNED), settings)
+        override = settings.model_copy(update={"threshold_harmful": 0.55})
+        Moderator(normalizer, Scripted(name="sagemaker", thresholds=TUNED), override)
+    assert caplog.messages == [
+        f"decision thresholds for sagemaker: {TUNED}",
+        f"decision thresholds for sagemaker: {TUNED | {'harmful': 0.55}} (THRESHOLD_* settings override the model's)",
+    ]
