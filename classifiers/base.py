@@ -34,11 +34,7 @@ class Classifier(Protocol):
         ...
 
 
-def top_label(scores: LabelScores) -> str:
-    return max(LABELS, key=lambda label: scores[label])
-
-
-def check_scores(scores: Any, expected: int, source: str = "classifier") -> list[LabelScores]:
+def check_scores(scores: Any, expected: int, source: str) -> list[LabelScores]:
     """The one rule for what a backend answers: a list of `expected` score dicts, each with exactly the labels
     of LABELS and, for each, a finite probability (a number in [0, 1], not a bool) summing to 1 within
     SUM_TOLERANCE. Returns them as floats in LABELS order; anything else is refused with ClassifierError

@@ -193,10 +193,29 @@ MALFORMED = {
 }
 
 
+# What the refusal says (it reaches clients in the 503's reason and /ready's): who answered, and what was wrong.
+REFUSAL = {
+    "too few results": "sagemaker returned 1 results for 2 texts",
+    "too many results": "sagemaker returned 3 results for 2 texts",
+    "no results": "sagemaker returned 0 results for 2 texts",
+    "not a list": "sagemaker returned tuple results for 2 texts",
+    "an item is not a dict": "sagemaker returned labels [0.7, 0.1, 0.1, 0.1]",
+    "a missing label": "sagemaker returned labels ['harmful', 'potentially_harmful', 'safe']",
+    "an extra label": "sagemaker returned labels ['extremely_harmful', 'harmful', 'potentially_harmful', 'safe', 'spam']",
+    "a renamed label": "sagemaker returned labels ['benign', 'extremely_harmful', 'harmful', 'potentially_harmful']",
+}
+
+
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_the_answer_check_refuses(case):
-    with pytest.raises(ClassifierError):
-        check_scores(MALFORMED[case]([PLAIN, "good morning"]), 2)
+    answer = MALFORMED[case]([PLAIN, "good morning"])
+    with pytest.raises(ClassifierError) as refused:
+        check_scores(answer, 2, "sagemaker")
+    if case in REFUSAL:
+        assert str(refused.value) == REFUSAL[case]
+    else:
+        bad = next(item for item in answer if item != GOOD)
+        assert str(refused.value) == f"sagemaker returned scores that are not finite probabilities summing to 1: {bad}"
 
 
 @pytest.mark.parametrize(
@@ -208,7 +227,7 @@ def test_the_answer_check_refuses(case):
     ],
 )
 def test_the_answer_check_passes_probabilities(answer):
-    checked = check_scores(answer, 2)
+    checked = check_scores(answer, 2, "sagemaker")
     assert checked == answer  # the same probabilities ...
     assert all(list(item) == list(LABELS) and all(type(v) is float for v in item.values()) for item in checked)  # as floats
 
