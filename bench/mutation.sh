@@ -13,5 +13,10 @@
 # `python bench/mutation_report.py --survivors moderator.py` lists a module's survivors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-uv run --frozen --all-extras mutmut run --max-children "${MUTMUT_CHILDREN:-1}" "$@" | tr '\r' '\n' | grep -v '^[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]' || true
+mutmut() { uv run --frozen --all-extras mutmut run --max-children "${MUTMUT_CHILDREN:-1}" "$@" | tr '\r' '\n' | grep -v '^[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]' || true; }
+# First the test map (which tests call which function; a few mutants of core/labels.py go with it), then the
+# app's construction credited to every API test (bench/mutation_fixtures.py says why), then the mutants asked for.
+[ -f mutants/mutmut-stats.json ] || mutmut "core.labels.*"
+uv run --frozen --all-extras python bench/mutation_fixtures.py
+mutmut "$@"
 uv run --frozen --all-extras python bench/mutation_report.py

@@ -412,3 +412,23 @@ def test_the_start_up_log_states_the_thresholds_in_force(normalizer, settings, c
         f"decision thresholds for sagemaker: {TUNED}",
         f"decision thresholds for sagemaker: {TUNED | {'harmful': 0.55}} (THRESHOLD_* settings override the model's)",
     ]
+
+
+def test_latency_is_the_batchs_time_shared_among_its_texts(make, monkeypatch):
+    """A scripted clock, not a measured one: the batch took 0.5 s."""
+    import moderator as module
+
+    for texts, per_text in (([PLAIN, "good morning"], 250.0), ([PLAIN], 500.0)):
+        ticks = iter([10.0])  # the start, then 10.5 for every later reading
+        monkeypatch.setattr(module.time, "perf_counter", lambda: next(ticks, 10.5))
+        results = make(Scripted()).moderate_batch(texts)
+        assert [r["latency_ms"] for r in results] == [per_text] * len(texts)
+
+
+def test_scores_and_confidence_are_rounded_to_six_decimals(make):
+    thirds = {"safe": 1 / 3, "potentially_harmful": 1 / 3, "harmful": 1 / 6, "extremely_harmful": 1 / 6}
+    [result] = make(Scripted({PLAIN: thirds})).moderate_batch([PLAIN])
+    assert result["classification"] == "potentially_harmful"  # P(potentially_harmful or worse) = 2/3
+    assert result["confidence"] == 0.666667
+    assert result["scores"] == {"safe": 0.333333, "potentially_harmful": 0.333333, "harmful": 0.166667,
+                                "extremely_harmful": 0.166667}  # fmt: skip
