@@ -243,7 +243,7 @@ def test_a_malformed_answer_is_never_answered(make, case):
     assert [r["stage2_status"] for r in results] == ["fallback:embedded"] * 2
     assert [r["classification"] for r in results] == ["harmful", "safe"]
     assert all(r["model"] == {"backend": "embedded", "version": "fb-1"} and r["mock_mode"] for r in results)
-    with pytest.raises(ModerationUnavailable):
+    with pytest.raises(ModerationUnavailable, match="^classifier sagemaker failed: sagemaker returned "):
         make(Scripted(name="sagemaker", answer=MALFORMED[case])).moderate_batch(texts)
 
 
@@ -299,6 +299,7 @@ def test_a_normalizer_failure_classifies_the_original_text(normalizer, settings,
     assert classifier.calls == [[CODED, "i will kill you", "i will unal1ve you"]]
     assert failed["stage1_status"] == "error" and fine["stage1_status"] == "ok"
     assert failed["normalized_text"] == CODED and failed["matches"] == [] and failed["algospeak_detected"] is False
+    assert failed["matches_omitted"] == 0
     assert failed["classification"] == "harmful" and failed["raw_classification"] is None
 
 
@@ -415,12 +416,12 @@ def test_the_start_up_log_states_the_thresholds_in_force(normalizer, settings, c
 
 
 def test_latency_is_the_batchs_time_shared_among_its_texts(make, monkeypatch):
-    """A scripted clock, not a measured one: the batch took 0.5 s."""
+    """A scripted clock, not a measured one: the batch took a third of a second; milliseconds, 3 decimals."""
     import moderator as module
 
-    for texts, per_text in (([PLAIN, "good morning"], 250.0), ([PLAIN], 500.0)):
-        ticks = iter([10.0])  # the start, then 10.5 for every later reading
-        monkeypatch.setattr(module.time, "perf_counter", lambda: next(ticks, 10.5))
+    for texts, per_text in (([PLAIN, "good morning"], 166.667), ([PLAIN], 333.333)):
+        ticks = iter([10.0])  # the start, then a third of a second later for every later reading
+        monkeypatch.setattr(module.time, "perf_counter", lambda: next(ticks, 10.0 + 1 / 3))
         results = make(Scripted()).moderate_batch(texts)
         assert [r["latency_ms"] for r in results] == [per_text] * len(texts)
 
