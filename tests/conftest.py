@@ -24,3 +24,16 @@ def pytest_runtest_setup(item):
             import pytest
 
             pytest.skip(f"needs the shared data sets in {shared}, which is absent")
+
+
+# Tests that build, train or serve a torch model (the tiny Qwen fixture, directly or through another fixture)
+# take seconds each: they are `slow`, out of the inner loop, without a marker on each.
+SLOW_FIXTURES = frozenset({"tiny_qwen_dir"})
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

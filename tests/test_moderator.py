@@ -181,6 +181,7 @@ MALFORMED = {
     "an extra label": lambda texts: [{**GOOD, "spam": 0.0} for _ in texts],
     "a renamed label": lambda texts: [{"benign": 0.7, "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1} for _ in texts],
     "a negative value": lambda texts: [{"safe": 1.2, "potentially_harmful": -0.2, "harmful": 0.0, "extremely_harmful": 0.0} for _ in texts],
+    "just above one, within the sum's tolerance": lambda texts: [{"safe": 1.0005, "potentially_harmful": 0.0, "harmful": 0.0, "extremely_harmful": 0.0} for _ in texts],
     "a value above one": lambda texts: [{"safe": 1.5, "potentially_harmful": 0.0, "harmful": 0.0, "extremely_harmful": 0.0} for _ in texts],
     "NaN": lambda texts: [{"safe": math.nan, "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1} for _ in texts],
     "infinity": lambda texts: [{"safe": math.inf, "potentially_harmful": 0.0, "harmful": 0.0, "extremely_harmful": 0.0} for _ in texts],
