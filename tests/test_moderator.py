@@ -434,3 +434,12 @@ def test_scores_and_confidence_are_rounded_to_six_decimals(make):
     assert result["confidence"] == 0.666667
     assert result["scores"] == {"safe": 0.333333, "potentially_harmful": 0.333333, "harmful": 0.166667,
                                 "extremely_harmful": 0.166667}  # fmt: skip
+
+
+def test_the_result_has_exactly_the_typed_fields(make):
+    """core.result.ModerationResult is the one description of a result: the moderator fills every field, no more."""
+    from core.result import ModerationResult
+
+    for text in (PLAIN, CODED):
+        [result] = make(Scripted()).moderate_batch([text])
+        assert list(result) == list(ModerationResult.__annotations__)

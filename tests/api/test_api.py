@@ -250,3 +250,15 @@ def test_predictions_are_logged_without_raw_text(client, server_settings):
         time.sleep(0.1)
     assert rows
     assert all("must not be stored" not in json.dumps(dict(r), default=str) for r in rows)
+
+
+def test_the_schema_states_the_typed_result_with_the_labels_from_labels(client):
+    from core.result import ModerationResult
+
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    result = schemas["ModerationResult"]
+    assert list(result["properties"]) == list(ModerationResult.__annotations__) == result["required"]
+    assert result["properties"]["classification"]["enum"] == list(LABELS)
+    assert schemas["Scores"]["required"] == list(LABELS)
+    body = moderate(client, "have a nice day")
+    assert list(body) == list(ModerationResult.__annotations__) and list(body["scores"]) == list(LABELS)
