@@ -258,7 +258,7 @@ def test_a_backend_bug_is_a_failure_too(make):
 
 def test_a_malformed_fallback_answer_is_refused_too(make):
     fallback = Scripted(name="embedded", answer=MALFORMED["0.5 each (sums to 2)"])
-    with pytest.raises(ModerationUnavailable, match="both failed"):
+    with pytest.raises(ModerationUnavailable, match="both failed: endpoint timed out after 5.0 s; embedded returned scores"):
         make(down(), fallback).moderate_batch([PLAIN])
 
 
@@ -443,3 +443,16 @@ def test_the_result_has_exactly_the_typed_fields(make):
     for text in (PLAIN, CODED):
         [result] = make(Scripted()).moderate_batch([text])
         assert list(result) == list(ModerationResult.__annotations__)
+
+
+def test_a_failure_and_the_fallback_are_logged(make, caplog):
+    """What an operator reads: which backend failed, why, and who answered instead; a bug with its traceback."""
+    with caplog.at_level(logging.WARNING, logger="moderator"):
+        make(down(), Scripted(name="embedded")).moderate_batch([PLAIN])
+        make(Scripted(name="sagemaker", error=KeyError("logits")), Scripted(name="embedded")).moderate_batch([PLAIN])
+    assert caplog.messages == [
+        "classifier sagemaker failed (endpoint timed out after 5.0 s); answering with embedded",
+        "classifier sagemaker raised",
+        "classifier sagemaker failed ('logits'); answering with embedded",
+    ]
+    assert caplog.records[1].exc_info is not None
