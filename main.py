@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -31,10 +31,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.result import Match, ModerationResult
 from core.settings import Settings, get_settings
 
 log = logging.getLogger("api")
-Label = Literal["safe", "potentially_harmful", "harmful", "extremely_harmful"]
 
 
 # ---------------------------------------------------------------------------------------------- schemas
@@ -63,56 +63,6 @@ class BatchRequest(BaseModel):
     )
 
 
-class Scores(BaseModel):
-    safe: float
-    potentially_harmful: float
-    harmful: float
-    extremely_harmful: float
-
-
-class MatchOut(BaseModel):
-    start: int = Field(description="start of the span in original_text")
-    end: int
-    norm_start: int = Field(description="start of the span in normalized_text")
-    norm_end: int
-    original: str
-    replacement: str = Field(description="what normalized_text holds at the span")
-    meaning: str = Field(description="the plain meaning of the coded form")
-    entry_id: str
-    rule: str = Field(description="pattern, decode or safe_context")
-    techniques: list[str]
-    category: str
-    severity: int
-    action: str = Field(description="rewrite, annotate (reported, not rewritten) or protect (safe context)")
-
-
-class ModelInfo(BaseModel):
-    backend: str
-    version: str
-
-
-class ModerationResult(BaseModel):
-    request_id: str
-    original_text: str
-    normalized_text: str
-    algospeak_detected: bool
-    classification: Label
-    scores: Scores
-    confidence: float
-    normalized_classification: Label
-    raw_classification: Label | None = Field(description="label of the original text, when the normalizer changed it")
-    raw_scores: Scores | None
-    evasion_gap: int = Field(description="severity of the normalized reading minus that of the original")
-    matches: list[MatchOut] = Field(description="the first MAX_MATCHES_PER_TEXT matches")
-    matches_omitted: int = Field(0, description="matches beyond MAX_MATCHES_PER_TEXT, not listed")
-    stage1_status: str
-    stage2_status: str
-    mock_mode: bool
-    model: ModelInfo
-    pattern_db_version: str
-    latency_ms: float
-
-
 class BatchResult(BaseModel):
     results: list[ModerationResult]
 
@@ -122,7 +72,7 @@ class NormalizeResult(BaseModel):
     original_text: str
     normalized_text: str
     algospeak_detected: bool
-    matches: list[MatchOut] = Field(description="the first MAX_MATCHES_PER_TEXT matches")
+    matches: list[Match] = Field(description="the first MAX_MATCHES_PER_TEXT matches")
     matches_omitted: int = Field(0, description="matches beyond MAX_MATCHES_PER_TEXT, not listed")
     pattern_db_version: str
 
@@ -432,7 +382,7 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         if len(text) > settings.max_text_chars:
             raise HTTPException(422, f"{where} has {len(text)} characters; the limit is {settings.max_text_chars}")
 
-    def record(app: FastAPI, results: list[dict]) -> list[dict]:  # on a worker thread; never waits for the database
+    def record(app: FastAPI, results: list[ModerationResult]) -> list[ModerationResult]:  # worker thread; never blocks
         from monitoring import metrics
 
         metrics.observe_batch(results)
@@ -516,7 +466,7 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
     def probe_classifier(m) -> str | None:
         """The classifier's answer to one probe (None: fine). One probe at a time: callers that arrive while one
         is running share its result, so a flood of /ready sends the endpoint one call at a time, not a flood."""
-        from moderator import _checked
+        from classifiers.base import check_scores
 
         health = getattr(m.classifier, "health", None)
         if callable(health):  # a remote classifier: its breaker says, no endpoint call per probe
@@ -529,7 +479,7 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
             if last_probe["finished"] >= arrived:
                 return last_probe["failure"]
             try:  # the same check every moderation answer passes: one probability per label, summing to 1
-                _checked(m.classifier.classify(["readiness probe"]), 1)
+                check_scores(m.classifier.classify(["readiness probe"]), 1, m.classifier.name)
                 failure = None
             except Exception as exc:  # the probe's failure (or a malformed answer) is the answer
                 failure = str(exc) or type(exc).__name__

@@ -27,11 +27,11 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
-from classifiers.base import Classifier, ClassifierError, LabelScores
+from classifiers.base import Classifier, ClassifierError, LabelScores, check_scores
 from classifiers.registry import OFFLINE_BACKENDS
 from core.labels import LABELS, SEVERITY
+from core.result import ModerationResult, rounded
 from core.settings import Settings, get_settings
 from normalizer import NormalizationResult
 from normalizer.reload import ReloadingNormalizer
@@ -65,26 +65,6 @@ def resolve_thresholds(configured: dict[str, float | None], classifier: Classifi
            for label in LABELS[1:]}
     out["extremely_harmful"] = max(out["extremely_harmful"], out["harmful"])
     return out
-
-
-_LABEL_SET = frozenset(LABELS)
-
-
-def _checked(scores: list[LabelScores], expected: int) -> list[LabelScores]:
-    """A backend's answer, refused (ClassifierError) unless it has one probability per label per text."""
-    if not isinstance(scores, list) or len(scores) != expected:
-        raise ClassifierError(f"classifier returned {len(scores) if isinstance(scores, list) else type(scores).__name__} results for {expected} texts")
-    for item in scores:
-        if not isinstance(item, dict) or item.keys() != _LABEL_SET:
-            raise ClassifierError(f"classifier returned labels {sorted(item) if isinstance(item, dict) else item!r}")
-        total = 0.0
-        for v in item.values():
-            if not (isinstance(v, float | int) and 0.0 <= v <= 1.0):
-                raise ClassifierError("classifier returned scores that are not probabilities")
-            total += v
-        if abs(total - 1.0) > 1e-3:
-            raise ClassifierError("classifier returned scores that are not probabilities")
-    return scores
 
 
 def confidence(scores: LabelScores, label: str) -> float:
@@ -131,10 +111,10 @@ class Moderator:
         return self.classifier.name in OFFLINE_BACKENDS
 
     # ------------------------------------------------------------------ pipeline
-    def moderate(self, text: str, request_id: str | None = None) -> dict[str, Any]:
+    def moderate(self, text: str, request_id: str | None = None) -> ModerationResult:
         return self.moderate_batch([text], [request_id] if request_id else None)[0]
 
-    def moderate_batch(self, texts: Sequence[str], request_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def moderate_batch(self, texts: Sequence[str], request_ids: Sequence[str] | None = None) -> list[ModerationResult]:
         started = time.perf_counter()
         normalizer = self.normalizer.current()
         stage1: list[NormalizationResult | None] = []
@@ -160,7 +140,7 @@ class Moderator:
         scores, stage2_status, backend = self._classify(batch)
         thresholds = self.thresholds if backend is self.classifier else self.fallback_thresholds
         elapsed_ms = (time.perf_counter() - started) * 1000 / max(1, len(texts))
-        results = []
+        results: list[ModerationResult] = []
         for i, (text, result, (first, raw_index)) in enumerate(zip(texts, stage1, slots)):
             normalized_scores = scores[first]
             normalized_label = decide(normalized_scores, thresholds)
@@ -173,35 +153,35 @@ class Moderator:
                 if SEVERITY[raw_label] > SEVERITY[normalized_label]:
                     final_scores, label = raw_scores, raw_label
             results.append(
-                {
-                    "request_id": request_ids[i] if request_ids else uuid.uuid4().hex,
-                    "original_text": text,
-                    "normalized_text": result.text if result else text,
-                    "algospeak_detected": result.algospeak_detected if result else False,
-                    "classification": label,
-                    "scores": {k: round(v, 6) for k, v in final_scores.items()},
-                    "confidence": round(confidence(final_scores, label), 6),
-                    "normalized_classification": normalized_label,
-                    "raw_classification": raw_label,
-                    "raw_scores": {k: round(v, 6) for k, v in raw_scores.items()} if raw_scores else None,
-                    "evasion_gap": SEVERITY[normalized_label] - SEVERITY[raw_label] if raw_label else 0,
+                ModerationResult(
+                    request_id=request_ids[i] if request_ids else uuid.uuid4().hex,
+                    original_text=text,
+                    normalized_text=result.text if result else text,
+                    algospeak_detected=result.algospeak_detected if result else False,
+                    classification=label,
+                    scores=rounded(final_scores),
+                    confidence=round(confidence(final_scores, label), 6),
+                    normalized_classification=normalized_label,
+                    raw_classification=raw_label,
+                    raw_scores=rounded(raw_scores) if raw_scores else None,
+                    evasion_gap=SEVERITY[normalized_label] - SEVERITY[raw_label] if raw_label else 0,
                     # a bounded answer: at most MAX_MATCHES_PER_TEXT matches, and how many more there were
-                    "matches": [m.as_dict() for m in result.matches[: self.settings.max_matches_per_text]] if result else [],
-                    "matches_omitted": max(0, len(result.matches) - self.settings.max_matches_per_text) if result else 0,
+                    matches=[m.as_dict() for m in result.matches[: self.settings.max_matches_per_text]] if result else [],
+                    matches_omitted=max(0, len(result.matches) - self.settings.max_matches_per_text) if result else 0,
                     # degraded: the text's decoding budget ran out and part of it was left as written
-                    "stage1_status": ("degraded" if result.degraded else "ok") if result else "error",
-                    "stage2_status": stage2_status,
-                    "mock_mode": backend.name in OFFLINE_BACKENDS,
-                    "model": {"backend": backend.name, "version": backend.version},
-                    "pattern_db_version": normalizer.version,
-                    "latency_ms": round(elapsed_ms, 3),
-                }
+                    stage1_status=("degraded" if result.degraded else "ok") if result else "error",
+                    stage2_status=stage2_status,
+                    mock_mode=backend.name in OFFLINE_BACKENDS,
+                    model={"backend": backend.name, "version": backend.version},
+                    pattern_db_version=normalizer.version,
+                    latency_ms=round(elapsed_ms, 3),
+                )
             )
         return results
 
     def _classify(self, batch: list[str]) -> tuple[list[LabelScores], str, Classifier]:
         try:
-            return _checked(self.classifier.classify(batch), len(batch)), "ok", self.classifier
+            return check_scores(self.classifier.classify(batch), len(batch), self.classifier.name), "ok", self.classifier
         except ClassifierError as exc:
             error = exc
         except Exception as exc:  # an unexpected backend bug is a failure, never a silent answer
@@ -211,7 +191,8 @@ class Moderator:
             raise ModerationUnavailable(f"classifier {self.classifier.name} failed: {error}") from error
         log.warning("classifier %s failed (%s); answering with %s", self.classifier.name, error, self.fallback.name)
         try:
-            return _checked(self.fallback.classify(batch), len(batch)), f"fallback:{self.fallback.name}", self.fallback
+            scores = check_scores(self.fallback.classify(batch), len(batch), self.fallback.name)
+            return scores, f"fallback:{self.fallback.name}", self.fallback
         except Exception as exc:
             raise ModerationUnavailable(f"classifier and fallback both failed: {error}; {exc}") from exc
 

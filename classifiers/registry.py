@@ -1,4 +1,4 @@
-"""The one list of classifier backends. Adding a backend is one line here.
+"""The classifier backends' factories. Adding a backend: its name in core.settings.BACKEND_NAMES, its factory here.
 
 - `embedded`: the n-gram model shipped in models/embedded/ (offline; responses say mock_mode=true).
 - `encoder`: the slower offline tier in models/encoder/ (n-grams and an all-MiniLM-L6-v2 sentence vector; the
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from classifiers.base import Classifier, ClassifierError
-from core.settings import Settings
+from core.settings import BACKEND_NAMES, OFFLINE_BACKENDS, Settings
 
 
 def _embedded(settings: Settings) -> Classifier:
@@ -48,16 +48,16 @@ def _transformers(settings: Settings) -> Classifier:
                                   batch_size=settings.transformers_batch_size)
 
 
-BACKENDS: dict[str, Callable[[Settings], Classifier]] = {
+_FACTORIES: dict[str, Callable[[Settings], Classifier]] = {
     "embedded": _embedded,
     "encoder": _encoder,
     "sagemaker": _sagemaker,
     "transformers": _transformers,
 }
-
-
-# Backends that run offline, without the tuned LLM: their answers say mock_mode=true.
-OFFLINE_BACKENDS = frozenset({"embedded", "encoder"})
+# One factory per name of core.settings.BACKEND_NAMES, in that order (the names are listed there, once).
+BACKENDS = {name: _FACTORIES[name] for name in BACKEND_NAMES}
+assert set(_FACTORIES) == set(BACKENDS), "a factory without a name in core.settings.BACKEND_NAMES"
+__all__ = ["BACKENDS", "OFFLINE_BACKENDS", "create_classifier"]
 
 
 def create_classifier(settings: Settings, backend: str | None = None) -> Classifier:

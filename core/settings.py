@@ -18,6 +18,11 @@ DEFAULT_PATTERN_DB = ROOT / "data" / "dataset" / "algospeak_patterns.json"
 DEFAULT_EMBEDDED_MODEL = ROOT / "models" / "embedded" / "model.npz"
 DEFAULT_ENCODER_MODEL = ROOT / "models" / "encoder" / "model.npz"
 
+# The classifier backends, named once: classifiers/registry.py builds each, settings accept them.
+BACKEND_NAMES: tuple[str, ...] = ("embedded", "encoder", "sagemaker", "transformers")
+# The ones that run offline, without the tuned LLM: their answers say mock_mode=true.
+OFFLINE_BACKENDS: frozenset[str] = frozenset({"embedded", "encoder"})
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
@@ -36,7 +41,7 @@ class Settings(BaseSettings):
     # embedded: the shipped n-gram model (offline). sagemaker: the endpoint. transformers: in-process model.
     # auto: sagemaker when an endpoint name is set, else embedded.
     # encoder: the slower offline tier (n-grams + a sentence encoder; the encoder extra).
-    classifier_backend: Literal["auto", "embedded", "encoder", "sagemaker", "transformers"] = "auto"
+    classifier_backend: Literal["auto", *BACKEND_NAMES] = "auto"
     embedded_model_path: Path = DEFAULT_EMBEDDED_MODEL
     encoder_model_path: Path = DEFAULT_ENCODER_MODEL
     sagemaker_endpoint_name: str | None = None

@@ -41,7 +41,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -50,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from classifiers.base import ClassifierError
+from classifiers.base import ClassifierError, check_scores
 from core.labels import LABELS
 from core.prompt import PromptEncoder
 
@@ -356,25 +355,14 @@ def render_response(predictions: Sequence[Prediction], version: str) -> dict[str
             "predictions": [p.as_dict() for p in predictions]}
 
 
-def validate_response(data: Any, expected: int, tolerance: float = 1e-3) -> list[dict[str, float]]:
+def validate_response(data: Any, expected: int) -> list[dict[str, float]]:
     """The label probabilities of a response body, refused (ClassifierError) unless they follow the contract:
-    one prediction per text, each with a finite probability for every label, summing to 1."""
+    one prediction per text, each with a finite probability for every label, summing to 1 (`check_scores`,
+    the rule every backend's answer passes)."""
     if not isinstance(data, dict) or not isinstance(data.get("predictions"), list):
         raise ClassifierError("the endpoint's answer has no predictions list")
-    predictions = data["predictions"]
-    if len(predictions) != expected:
-        raise ClassifierError(f"the endpoint answered {len(predictions)} predictions for {expected} texts")
-    out = []
-    for item in predictions:
-        scores = item.get("scores") if isinstance(item, dict) else None
-        if not isinstance(scores, dict) or set(scores) != set(LABELS):
-            raise ClassifierError(f"the endpoint answered labels {sorted(scores) if isinstance(scores, dict) else scores!r}")
-        values = [scores[label] for label in LABELS]
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0.0 <= v <= 1.0
-                   for v in values) or abs(sum(values) - 1.0) > tolerance:
-            raise ClassifierError("the endpoint answered scores that are not finite probabilities summing to 1")
-        out.append({label: float(scores[label]) for label in LABELS})
-    return out
+    scores = [item.get("scores") if isinstance(item, dict) else None for item in data["predictions"]]
+    return check_scores(scores, expected, "the endpoint")
 
 
 # ------------------------------------------------------------------------- SageMaker inference handlers

@@ -22,6 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from core.labels import LABELS
+from core.result import ModerationResult
 from monitoring.features import disagrees, normalize_label, techniques_of
 
 log = logging.getLogger(__name__)
@@ -117,12 +118,12 @@ def observe_request(path: str, status: int | str, seconds: float) -> None:
         log.debug("observe_request failed", exc_info=True)
 
 
-def observe(result: Mapping[str, Any]) -> None:
-    """Count one moderation result (see main.py's result dict). Never raises."""
+def observe(result: ModerationResult | Mapping[str, Any]) -> None:
+    """Count one moderation result (`core.result.ModerationResult`). Never raises."""
     observe_batch((result,))
 
 
-def observe_batch(results: Sequence[Mapping[str, Any]]) -> None:
+def observe_batch(results: Sequence[ModerationResult | Mapping[str, Any]]) -> None:
     """Count moderation results: counters are tallied first and incremented once per label value, so a batch
     of 256 costs a few increments, not a thousand. Never raises."""
     try:
@@ -135,7 +136,7 @@ def observe_batch(results: Sequence[Mapping[str, Any]]) -> None:
             publisher.observe(result)
 
 
-def _observe_batch(results: Sequence[Mapping[str, Any]]) -> None:
+def _observe_batch(results: Sequence[ModerationResult | Mapping[str, Any]]) -> None:
     tally: _Tally = _Tally()
     for result in results:
         if not isinstance(result, Mapping):
@@ -206,7 +207,7 @@ class CloudWatchPublisher:
         self._counts: _Tally[tuple[str, str, str]] = _Tally()
         self._latency: list[float] = []
 
-    def observe(self, result: Mapping[str, Any]) -> None:
+    def observe(self, result: ModerationResult | Mapping[str, Any]) -> None:
         try:
             label = normalize_label(result.get("classification")) or "unknown"
             with self._lock:

@@ -52,6 +52,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from core.labels import LABELS
+from core.result import ModerationResult
 from monitoring import MonitoringInputError, metrics
 from monitoring.features import (
     char_stats,
@@ -107,9 +108,12 @@ journal_positions = Table(
 _STOP = object()
 
 
-def to_row(result: Mapping[str, Any], *, ts: float, log_text: bool, hash_key: bytes | None = None) -> dict[str, Any]:
-    """The table row for one moderation result. Raises ValueError for a result without a usable label.
-    `hash_key`: the text's digest key (None: this process's random key)."""
+def to_row(
+    result: ModerationResult | Mapping[str, Any], *, ts: float, log_text: bool, hash_key: bytes | None = None
+) -> dict[str, Any]:
+    """The table row for one moderation result (`core.result.ModerationResult`; results read back from JSONL
+    files may be partial or use older label names, so every field is read leniently). Raises ValueError for a
+    result without a usable label. `hash_key`: the text's digest key (None: this process's random key)."""
     get = result.get
     text = get("original_text")
     if not isinstance(text, str):
@@ -305,7 +309,7 @@ class PredictionLog:
             self._thread.start()
             atexit.register(self.close)
 
-    def record(self, result: Mapping[str, Any]) -> bool:
+    def record(self, result: ModerationResult | Mapping[str, Any]) -> bool:
         """Queue one result for writing; True when queued. Blocks at most `put_timeout` when the queue is full."""
         if not self.enabled:
             return False

@@ -8,14 +8,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
 
-from classifiers.base import ClassifierError
+from classifiers.base import ClassifierError, check_scores
 from core.labels import LABELS, SEVERITY
 from core.settings import DEFAULT_PATTERN_DB, Settings
-from moderator import DEFAULT_THRESHOLD, ModerationUnavailable, Moderator, _checked, confidence, decide, resolve_thresholds
+from moderator import DEFAULT_THRESHOLD, ModerationUnavailable, Moderator, confidence, decide, resolve_thresholds
 from normalizer.reload import ReloadingNormalizer
 from tests.scripted import EXTREME, HARMFUL, POTENTIALLY, SAFE, Scripted, down
 
@@ -180,9 +181,11 @@ MALFORMED = {
     "an extra label": lambda texts: [{**GOOD, "spam": 0.0} for _ in texts],
     "a renamed label": lambda texts: [{"benign": 0.7, "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1} for _ in texts],
     "a negative value": lambda texts: [{"safe": 1.2, "potentially_harmful": -0.2, "harmful": 0.0, "extremely_harmful": 0.0} for _ in texts],
+    "just above one, within the sum's tolerance": lambda texts: [{"safe": 1.0005, "potentially_harmful": 0.0, "harmful": 0.0, "extremely_harmful": 0.0} for _ in texts],
     "a value above one": lambda texts: [{"safe": 1.5, "potentially_harmful": 0.0, "harmful": 0.0, "extremely_harmful": 0.0} for _ in texts],
     "NaN": lambda texts: [{"safe": math.nan, "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1} for _ in texts],
     "infinity": lambda texts: [{"safe": math.inf, "potentially_harmful": 0.0, "harmful": 0.0, "extremely_harmful": 0.0} for _ in texts],
+    "a bool value": lambda texts: [{"safe": True, "potentially_harmful": 0, "harmful": 0, "extremely_harmful": 0} for _ in texts],
     "a string value": lambda texts: [{"safe": "0.7", "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1} for _ in texts],
     "0.5 each (sums to 2)": lambda texts: [dict.fromkeys(LABELS, 0.5) for _ in texts],
     "sums to 0.5": lambda texts: [{"safe": 0.2, "potentially_harmful": 0.1, "harmful": 0.1, "extremely_harmful": 0.1} for _ in texts],
@@ -191,10 +194,29 @@ MALFORMED = {
 }
 
 
+# What the refusal says (it reaches clients in the 503's reason and /ready's): who answered, and what was wrong.
+REFUSAL = {
+    "too few results": "sagemaker returned 1 results for 2 texts",
+    "too many results": "sagemaker returned 3 results for 2 texts",
+    "no results": "sagemaker returned 0 results for 2 texts",
+    "not a list": "sagemaker returned tuple results for 2 texts",
+    "an item is not a dict": "sagemaker returned labels [0.7, 0.1, 0.1, 0.1]",
+    "a missing label": "sagemaker returned labels ['harmful', 'potentially_harmful', 'safe']",
+    "an extra label": "sagemaker returned labels ['extremely_harmful', 'harmful', 'potentially_harmful', 'safe', 'spam']",
+    "a renamed label": "sagemaker returned labels ['benign', 'extremely_harmful', 'harmful', 'potentially_harmful']",
+}
+
+
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_the_answer_check_refuses(case):
-    with pytest.raises(ClassifierError):
-        _checked(MALFORMED[case]([PLAIN, "good morning"]), 2)
+    answer = MALFORMED[case]([PLAIN, "good morning"])
+    with pytest.raises(ClassifierError) as refused:
+        check_scores(answer, 2, "sagemaker")
+    if case in REFUSAL:
+        assert str(refused.value) == REFUSAL[case]
+    else:
+        bad = next(item for item in answer if item != GOOD)
+        assert str(refused.value) == f"sagemaker returned scores that are not finite probabilities summing to 1: {bad}"
 
 
 @pytest.mark.parametrize(
@@ -206,7 +228,9 @@ def test_the_answer_check_refuses(case):
     ],
 )
 def test_the_answer_check_passes_probabilities(answer):
-    assert _checked(answer, 2) is answer
+    checked = check_scores(answer, 2, "sagemaker")
+    assert checked == answer  # the same probabilities ...
+    assert all(list(item) == list(LABELS) and all(type(v) is float for v in item.values()) for item in checked)  # as floats
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))
@@ -220,7 +244,7 @@ def test_a_malformed_answer_is_never_answered(make, case):
     assert [r["stage2_status"] for r in results] == ["fallback:embedded"] * 2
     assert [r["classification"] for r in results] == ["harmful", "safe"]
     assert all(r["model"] == {"backend": "embedded", "version": "fb-1"} and r["mock_mode"] for r in results)
-    with pytest.raises(ModerationUnavailable):
+    with pytest.raises(ModerationUnavailable, match="^classifier sagemaker failed: sagemaker returned "):
         make(Scripted(name="sagemaker", answer=MALFORMED[case])).moderate_batch(texts)
 
 
@@ -234,7 +258,7 @@ def test_a_backend_bug_is_a_failure_too(make):
 
 def test_a_malformed_fallback_answer_is_refused_too(make):
     fallback = Scripted(name="embedded", answer=MALFORMED["0.5 each (sums to 2)"])
-    with pytest.raises(ModerationUnavailable, match="both failed"):
+    with pytest.raises(ModerationUnavailable, match="both failed: endpoint timed out after 5.0 s; embedded returned scores"):
         make(down(), fallback).moderate_batch([PLAIN])
 
 
@@ -267,13 +291,16 @@ class FailsOn:
         return self.inner.normalize(text)
 
 
-def test_a_normalizer_failure_classifies_the_original_text(normalizer, settings):
+def test_a_normalizer_failure_classifies_the_original_text(normalizer, settings, caplog):
     classifier = Scripted({CODED: HARMFUL, DECODED: SAFE})
     moderator = Moderator(FailsOn(normalizer, CODED), classifier, settings)
-    [failed, fine] = moderator.moderate_batch([CODED, "i will unal1ve you"])
+    with caplog.at_level(logging.ERROR, logger="moderator"):
+        [failed, fine] = moderator.moderate_batch([CODED, "i will unal1ve you"])
+    assert caplog.messages == ["normalizer failed; classifying the original text"]  # with the traceback
     assert classifier.calls == [[CODED, "i will kill you", "i will unal1ve you"]]
     assert failed["stage1_status"] == "error" and fine["stage1_status"] == "ok"
     assert failed["normalized_text"] == CODED and failed["matches"] == [] and failed["algospeak_detected"] is False
+    assert failed["matches_omitted"] == 0
     assert failed["classification"] == "harmful" and failed["raw_classification"] is None
 
 
@@ -335,3 +362,97 @@ def test_the_fallback_decides_with_its_own_thresholds(make):
     assert result["classification"] == "potentially_harmful"
     [untuned] = make(down(), Scripted({PLAIN: SIXTY}, name="embedded")).moderate_batch([PLAIN])
     assert untuned["classification"] == "harmful"
+
+
+# ---------------------------------------------------------------------------------------------- building and ids
+@pytest.mark.parametrize(
+    ("backend", "policy", "fallback"),
+    [("sagemaker", "embedded", "embedded"), ("sagemaker", "error", None), ("embedded", "embedded", None)],
+)
+def test_from_settings_builds_the_fallback_only_for_a_remote_backend(backend, policy, fallback):
+    """The embedded fallback answers for a remote backend under the embedded policy; an offline backend has
+    none (it is its own last resort), nor does the error policy."""
+    settings = Settings(environment="test", prediction_log_url="", classifier_backend=backend, fallback_policy=policy,
+                        sagemaker_endpoint_name="endpoint-x", _env_file=None)  # fmt: skip
+    moderator = Moderator.from_settings(settings)
+    assert moderator.classifier.name == backend
+    assert (moderator.fallback.name if moderator.fallback else None) == fallback
+    assert (moderator.fallback_thresholds is not None) == (fallback is not None)
+    assert moderator.normalizer.current().normalize(CODED).text == DECODED
+    assert moderator.mock_mode == (backend == "embedded")
+
+
+def test_from_settings_without_settings_reads_the_environment(monkeypatch):
+    from core.settings import get_settings
+
+    get_settings.cache_clear()
+    monkeypatch.setenv("CLASSIFIER_BACKEND", "sagemaker")
+    monkeypatch.setenv("SAGEMAKER_ENDPOINT_NAME", "from-env")
+    monkeypatch.setenv("FALLBACK_POLICY", "error")
+    try:
+        moderator = Moderator.from_settings()
+    finally:
+        get_settings.cache_clear()
+    assert moderator.classifier.name == "sagemaker" and moderator.fallback is None
+
+
+def test_moderate_one_text_keeps_the_callers_request_id_or_makes_one(make):
+    moderator = make(Scripted({PLAIN: HARMFUL}))
+    given = moderator.moderate(PLAIN, "rid-7")
+    assert given["request_id"] == "rid-7" and given["classification"] == "harmful"
+    made = [moderator.moderate(PLAIN)["request_id"] for _ in range(2)]
+    assert all(len(r) == 32 and int(r, 16) >= 0 for r in made) and made[0] != made[1]
+
+
+def test_the_start_up_log_states_the_thresholds_in_force(normalizer, settings, caplog):
+    """The README tells operators to read the thresholds in force from the start-up log."""
+    with caplog.at_level(logging.INFO, logger="moderator"):
+        Moderator(normalizer, Scripted(name="sagemaker", thresholds=TUNED), settings)
+        override = settings.model_copy(update={"threshold_harmful": 0.55})
+        Moderator(normalizer, Scripted(name="sagemaker", thresholds=TUNED), override)
+    assert caplog.messages == [
+        f"decision thresholds for sagemaker: {TUNED}",
+        f"decision thresholds for sagemaker: {TUNED | {'harmful': 0.55}} (THRESHOLD_* settings override the model's)",
+    ]
+
+
+def test_latency_is_the_batchs_time_shared_among_its_texts(make, monkeypatch):
+    """A scripted clock, not a measured one: the batch took a third of a second; milliseconds, 3 decimals."""
+    import moderator as module
+
+    for texts, per_text in (([PLAIN, "good morning"], 166.667), ([PLAIN], 333.333)):
+        ticks = iter([10.0])  # the start, then a third of a second later for every later reading
+        monkeypatch.setattr(module.time, "perf_counter", lambda: next(ticks, 10.0 + 1 / 3))
+        results = make(Scripted()).moderate_batch(texts)
+        assert [r["latency_ms"] for r in results] == [per_text] * len(texts)
+
+
+def test_scores_and_confidence_are_rounded_to_six_decimals(make):
+    thirds = {"safe": 1 / 3, "potentially_harmful": 1 / 3, "harmful": 1 / 6, "extremely_harmful": 1 / 6}
+    [result] = make(Scripted({PLAIN: thirds})).moderate_batch([PLAIN])
+    assert result["classification"] == "potentially_harmful"  # P(potentially_harmful or worse) = 2/3
+    assert result["confidence"] == 0.666667
+    assert result["scores"] == {"safe": 0.333333, "potentially_harmful": 0.333333, "harmful": 0.166667,
+                                "extremely_harmful": 0.166667}  # fmt: skip
+
+
+def test_the_result_has_exactly_the_typed_fields(make):
+    """core.result.ModerationResult is the one description of a result: the moderator fills every field, no more."""
+    from core.result import ModerationResult
+
+    for text in (PLAIN, CODED):
+        [result] = make(Scripted()).moderate_batch([text])
+        assert list(result) == list(ModerationResult.__annotations__)
+
+
+def test_a_failure_and_the_fallback_are_logged(make, caplog):
+    """What an operator reads: which backend failed, why, and who answered instead; a bug with its traceback."""
+    with caplog.at_level(logging.WARNING, logger="moderator"):
+        make(down(), Scripted(name="embedded")).moderate_batch([PLAIN])
+        make(Scripted(name="sagemaker", error=KeyError("logits")), Scripted(name="embedded")).moderate_batch([PLAIN])
+    assert caplog.messages == [
+        "classifier sagemaker failed (endpoint timed out after 5.0 s); answering with embedded",
+        "classifier sagemaker raised",
+        "classifier sagemaker failed ('logits'); answering with embedded",
+    ]
+    assert caplog.records[1].exc_info is not None

@@ -8,6 +8,7 @@ from sqlalchemy import create_engine
 from sqlalchemy import text as sql
 
 from core.labels import LABELS
+from core.settings import DEFAULT_PATTERN_DB
 
 FIELDS = {
     "request_id", "original_text", "normalized_text", "algospeak_detected", "classification", "scores",
@@ -66,11 +67,43 @@ def test_ordinary_texts_are_safe(client, text):
     assert body["classification"] == "safe", body
 
 
-def test_normalizing_never_makes_a_text_look_safer(client):
-    body = moderate(client, "k1ll all of them, every last one")
-    assert body["raw_classification"] is not None
-    assert LABELS.index(body["classification"]) >= LABELS.index(body["raw_classification"])
-    assert LABELS.index(body["classification"]) >= LABELS.index(body["normalized_classification"])
+@pytest.fixture(scope="module")
+def scripted_client(server_settings):
+    """A server whose classifier scores by exact text: the coded text's raw and decoded readings disagree."""
+    from moderator import Moderator
+    from normalizer.reload import ReloadingNormalizer
+    from tests.api.conftest import LiveServer
+    from tests.scripted import EXTREME, SAFE, Scripted
+
+    table = {
+        "go k1ll yourself": EXTREME, "go kill yourself": SAFE,  # normalizing would make it look safer
+        "i will unal1ve you": SAFE, "i will kill you": EXTREME,  # normalizing reveals it
+    }  # fmt: skip
+    settings = server_settings.model_copy(update={"prediction_log_url": ""})
+    moderator = Moderator(ReloadingNormalizer(DEFAULT_PATTERN_DB, 0), Scripted(table), settings)
+    with LiveServer(settings, moderator) as c:
+        yield c
+
+
+@pytest.mark.parametrize("path", ["/moderate", "/moderate/batch"])
+@pytest.mark.parametrize(
+    "text, normalized_label, raw_label, gap",
+    [("go k1ll yourself", "safe", "extremely_harmful", -3), ("i will unal1ve you", "extremely_harmful", "safe", 3)],
+)
+def test_normalizing_never_makes_a_text_look_safer(scripted_client, path, text, normalized_label, raw_label, gap):
+    """The rule decides here: one reading is safe, the other extremely harmful; the answer is the severe one,
+    with its scores, and both readings and their gap are reported."""
+    if path == "/moderate":
+        body = moderate(scripted_client, text)
+    else:
+        [body] = scripted_client.post(path, json={"texts": [text]}).json()["results"]
+    assert body["original_text"] == text and body["normalized_text"] != text
+    assert body["classification"] == "extremely_harmful"
+    assert body["scores"]["extremely_harmful"] == pytest.approx(0.8)
+    assert body["confidence"] == pytest.approx(0.8)
+    assert body["normalized_classification"] == normalized_label
+    assert body["raw_classification"] == raw_label
+    assert body["evasion_gap"] == gap
 
 
 def test_batch_keeps_order_and_agrees_with_single_calls(client):
@@ -217,3 +250,15 @@ def test_predictions_are_logged_without_raw_text(client, server_settings):
         time.sleep(0.1)
     assert rows
     assert all("must not be stored" not in json.dumps(dict(r), default=str) for r in rows)
+
+
+def test_the_schema_states_the_typed_result_with_the_labels_from_labels(client):
+    from core.result import ModerationResult
+
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    result = schemas["ModerationResult"]
+    assert list(result["properties"]) == list(ModerationResult.__annotations__) == result["required"]
+    assert result["properties"]["classification"]["enum"] == list(LABELS)
+    assert schemas["Scores"]["required"] == list(LABELS)
+    body = moderate(client, "have a nice day")
+    assert list(body) == list(ModerationResult.__annotations__) and list(body["scores"]) == list(LABELS)

@@ -75,6 +75,7 @@ def _health_while(client: httpx.Client, busy: threading.Thread, min_polls: int =
     return latencies
 
 
+@pytest.mark.slow
 def test_health_answers_within_50ms_while_the_worst_input_is_moderated(client, server_settings):
     """The issue's worst inputs at this server's limits (16 texts of 5,000 characters), again and again, while
     /health is polled: before, moderation ran on the event loop and /health waited for all of it."""
@@ -135,6 +136,7 @@ def black_hole(tmp_path):
             classifier.release.set()
 
 
+@pytest.mark.slow
 def test_a_black_hole_endpoint_neither_freezes_health_nor_queues_without_bound(black_hole):
     server, client, classifier = black_hole
     answers: queue.Queue = queue.Queue()
@@ -169,6 +171,7 @@ def test_a_black_hole_endpoint_neither_freezes_health_nor_queues_without_bound(b
     assert client.post("/moderate", json={"text": "after the storm"}).status_code == 200
 
 
+@pytest.mark.slow
 def test_a_full_prediction_log_queue_drops_and_counts_instead_of_blocking(client, monkeypatch):
     """Finding 4: with the log's queue full, every record waited 2 s on the loop (43.7 s for one 64-text batch)."""
     import monitoring.prediction_log as prediction_log
@@ -275,6 +278,7 @@ def test_ready_shows_details_only_with_the_key_and_never_paths_or_urls(guarded):
     assert "amazonaws.com" not in failed.text and "Could not connect" in failed.json()["detail"]
 
 
+@pytest.mark.slow
 def test_an_incomplete_body_is_not_held_open(guarded):
     server, _, _ = guarded
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:

@@ -87,6 +87,8 @@ def bucket_contents(endpoint: str) -> dict[str, bytes]:
     return {key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys}
 
 
+@pytest.mark.shared_data
+@pytest.mark.slow
 def test_prepare_then_ingest_real_data_and_the_manifest_is_the_bucket(
     real_dataset, bucket, fault_proxy, aws_env
 ):

@@ -652,6 +652,7 @@ def test_clean_text_and_dedupe_key():
 # --------------------------------------------------------------------------------------------- the real shared data
 
 
+@pytest.mark.shared_data
 def test_load_shared_sources_reads_all_thirteen_real_sets():
     df = load_shared_sources(SHARED_ROOT)
     assert df.columns == ["text", "label", "source"]

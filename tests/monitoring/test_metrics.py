@@ -60,10 +60,50 @@ def test_observe_request_and_bounded_routes():
     assert len(paths) <= 65 and "other" in paths
 
 
-def test_observe_never_raises_on_odd_results():
+def test_odd_results_are_counted_as_unknown_and_never_raise():
+    before = {"unknown": value("algospeak_predictions_total", label="unknown"),
+              "status": value("algospeak_stage2_status_total", status="unknown")}  # fmt: skip
     observe({})
-    observe({"classification": 3, "latency_ms": "slow", "matches": "nope", "model": None})
+    observe({"classification": "spam", "latency_ms": "slow", "model": None})  # (3 would be an ordinal label)
+    observe("not a result")  # type: ignore[arg-type]  # not a mapping: skipped
+    assert value("algospeak_predictions_total", label="unknown") - before["unknown"] == 2
+    assert value("algospeak_stage2_status_total", status="unknown") - before["status"] == 2
+    observe({"classification": "safe", "matches": "nope"})  # a result it cannot read is not counted, and no raise
+    before_other = value("algospeak_http_requests_total", path="other", status="x")
     observe_request(None, "x", "y")  # type: ignore[arg-type]
+    assert value("algospeak_http_requests_total", path="other", status="x") - before_other == 1
+
+
+def test_a_moderation_result_is_counted_by_its_fields():
+    """The moderator's own result (core.result.ModerationResult): normalizing revealed an extremely harmful
+    text the raw reading called safe, answered by the fallback."""
+    from core.settings import DEFAULT_PATTERN_DB, Settings
+    from moderator import Moderator
+    from normalizer.reload import ReloadingNormalizer
+    from tests.scripted import EXTREME, SAFE, Scripted, down
+
+    settings = Settings(environment="test", prediction_log_url="", _env_file=None)
+    fallback = Scripted({"i will unal1ve you": SAFE, "i will kill you": EXTREME}, name="embedded")
+    moderator = Moderator(ReloadingNormalizer(DEFAULT_PATTERN_DB, 0), down(), settings, fallback)
+    [result] = moderator.moderate_batch(["i will unal1ve you"])
+    assert result["classification"] == "extremely_harmful" and result["raw_classification"] == "safe"
+    names = {
+        "label": ("algospeak_predictions_total", {"label": "extremely_harmful"}),
+        "normalized": ("algospeak_normalized_texts_total", {}),
+        "disagree": ("algospeak_raw_normalized_disagreements_total", {}),
+        "status": ("algospeak_stage2_status_total", {"status": "fallback:embedded"}),
+        "fallback": ("algospeak_classifier_fallbacks_total", {"backend": "embedded"}),
+        "confidence_sum": ("algospeak_prediction_confidence_sum", {}),
+        "latency_n": ("algospeak_prediction_latency_seconds_count", {"backend": "embedded"}),
+        "safe": ("algospeak_predictions_total", {"label": "safe"}),
+    }
+    before = {k: value(name, **labels) for k, (name, labels) in names.items()}
+    observe(result)
+    after = {k: value(name, **labels) for k, (name, labels) in names.items()}
+    assert {k: round(after[k] - before[k], 6) for k in names} == {
+        "label": 1, "normalized": 1, "disagree": 1, "status": 1, "fallback": 1,
+        "confidence_sum": result["confidence"], "latency_n": 1, "safe": 0,
+    }  # fmt: skip
 
 
 def test_cloudwatch_publisher_sends_aggregates(aws_env):

@@ -21,6 +21,7 @@ def _result(i: int, text: str = "hello there") -> dict:
             "scores": {"safe": 0.9}, "confidence": 0.9, "stage2_status": "ok"}
 
 
+@pytest.mark.slow
 def test_concurrent_writers_lose_nothing(tmp_path):
     url = f"sqlite:///{tmp_path}/log.db"
     # Two logs on one file (two API workers), each with a queue much smaller than the load, so producers
@@ -84,6 +85,7 @@ def test_flush_makes_records_readable_while_running(tmp_path):
     log.close()
 
 
+@pytest.mark.slow
 def test_full_queue_blocks_briefly_then_counts_the_drop(tmp_path):
     path = tmp_path / "log.db"
     url = f"sqlite:///{path}"

@@ -110,6 +110,7 @@ def test_the_issue_input_at_the_length_limit_costs_a_few_work_units_per_characte
     assert budget.spent < 16 * LIMIT  # measured: under 4 units per character; the budget allows 64
 
 
+@pytest.mark.slow
 def test_worst_input_time_per_character_is_bounded(product):
     """A wall-clock check with a wide margin (before: 3,600-4,000 µs per character; now about 2)."""
     worst = 0.0

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import sys
 import time
 
 import pytest
@@ -133,9 +134,28 @@ def test_hot_reload_keeps_the_last_good_database(tmp_path):
     assert "invalid pattern database" in live.last_error
 
 
-def test_compiled_matcher_cost_does_not_grow_with_entries():
-    """Compiling is one pass; a 10,000-entry database still normalizes the same text correctly."""
+def _python_lines_run(normalizer: Normalizer, text: str) -> int:
+    """How many lines of Python normalizing `text` runs: a cost measure that does not depend on the machine."""
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        count += event == "line"
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        normalizer.normalize(text)
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_compiled_matcher_cost_does_not_grow_with_entries(tmp_path):
+    """Matching is an automaton, not a loop over entries: with 10,000 more entries normalizing a text runs the
+    same Python (counted line by line, not timed), and the big database still normalizes correctly."""
     doc = _mini()
+    small = Normalizer(load_database(_write(tmp_path, doc)))
     for i in range(10_000):
         doc["entries"].append(
             {
@@ -144,10 +164,9 @@ def test_compiled_matcher_cost_does_not_grow_with_entries():
                 "examples": {"positive": [f"zzq{i}x"], "negative": []}, "source": ["wiki_algospeak"],
             }
         )  # fmt: skip
-    path = MINI_DB.parent / "_big.json"
-    try:
-        path.write_text(json.dumps(doc), encoding="utf-8")
-        big = Normalizer(load_database(path))
-    finally:
-        path.unlink(missing_ok=True)
+    big = Normalizer(load_database(_write(tmp_path, doc)))
+    text = "he said unal1ve and then some more words"
+    assert big.normalize(text).text == small.normalize(text).text == "he said kill and then some more words"
+    assert _python_lines_run(Normalizer(big.db), text) == _python_lines_run(Normalizer(small.db), text)
     assert big.normalize("he said zzq9999x and unal1ve").text == "he said swear and kill"
+

@@ -1,8 +1,12 @@
 """Stage 1 on real safe texts from shared/data: rewrites must stay rare (README states the measured rate)."""
 
+import pytest
+
 from bench.false_alarms import false_alarm_report, safe_texts
 
 
+@pytest.mark.shared_data
+@pytest.mark.slow
 def test_few_real_safe_texts_are_rewritten(product):
     texts = safe_texts()
     assert len(texts) >= 2000

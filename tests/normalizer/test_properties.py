@@ -4,6 +4,7 @@ crashes it, and time grows linearly with the input."""
 import random
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -77,6 +78,7 @@ def test_no_crash_on_control_characters_and_random_unicode(mini):
     check_invariants(mini, "".join(chr(i) for i in range(0, 0x3000)))
 
 
+@pytest.mark.slow
 def test_one_megabyte_strings(mini):
     rng = random.Random(1)
     words = ["hello", "k1ll", "unalive", "k i l l", "ｋｉｌｌ", "the", "2024", "kіll", "❄️"]
@@ -96,6 +98,7 @@ def _seconds(normalizer, text, repeat=5):
     return best
 
 
+@pytest.mark.slow
 def test_adversarial_input_is_linear(mini, product):
     """100 KB of the inputs that hurt backtracking matchers: 4x the input may cost at most 10x the time
     (linear is 4x, quadratic 16x; the margin absorbs a busy machine)."""

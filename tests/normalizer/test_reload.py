@@ -21,6 +21,7 @@ from tests.normalizer.conftest import MINI_DB
 ISSUE_PATTERNS = [r"(?:[bc]{1,20}){1,20}$", r"(?:\w{1,20}){1,20}!?$"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", ISSUE_PATTERNS)
 def test_the_issue_patterns_are_refused_quickly(pattern):
     """In a subprocess with a hard timeout: the old check held the GIL in Python's regex engine, forever."""
@@ -82,6 +83,7 @@ def _wait(condition, seconds: float = 10.0) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_a_slow_reload_never_blocks_current(tmp_path, monkeypatch):
     path = tmp_path / "db.json"
     shutil.copy(MINI_DB, path)

@@ -22,6 +22,7 @@ def _png(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_notebook_compares_the_runs(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

@@ -275,6 +275,7 @@ def test_tiny_transformers_model_end_to_end(tiny_qwen_dir, labelled_file, tmp_pa
     _hand_check(report, classifier)
 
 
+@pytest.mark.shared_data
 def test_seen_by_embedded_follows_the_training_split_across_sources():
     import polars as pl
 

@@ -14,6 +14,8 @@ from moderator import decide
 from training.train_embedded import main, split_of
 
 
+@pytest.mark.shared_data
+@pytest.mark.slow
 def test_training_writes_a_loadable_artifact_with_its_decision_and_report(tmp_path):
     out = tmp_path / "model.npz"
     assert main(["--limit", "4000", "--clean-sentences", "300", "--out", str(out), "--c", "8", "--budget", "0.05"]) == 0
