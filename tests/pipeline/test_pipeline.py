@@ -73,6 +73,8 @@ def test_the_strict_checks_refuse_the_emulated_model(run, monkeypatch):
     answer = render_response(scorer.score(list(probes.TEXTS)), scorer.version)
     assert probes.failures(answer["predictions"])  # the labelled probes
     assert check_probe_answer(json.dumps(answer).encode()).status == "fail"  # the monitoring probe
+    for name, value in (("AWS_ACCESS_KEY_ID", "emulated"), ("AWS_SECRET_ACCESS_KEY", "emulated")):
+        monkeypatch.setenv(name, value)  # the client signs its requests, even to the local container
     server, url = start_in_thread(scorer)
     try:  # the deploy smoke test, through the API's client and the local container
         with pytest.raises(md.DeploymentError, match="labelled probe"):
