@@ -28,10 +28,11 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from classifiers.base import Classifier, ClassifierError, LabelScores, check_scores
+from classifiers.base import Classifier, ClassifierError, LabelScores, check_categories, check_scores
 from classifiers.registry import OFFLINE_BACKENDS
+from core.categories import CATEGORIES, stage1_category
 from core.labels import LABELS, SEVERITY
-from core.result import ModerationResult, rounded
+from core.result import ModerationResult, rounded, rounded_categories
 from core.settings import Settings, get_settings
 from normalizer import NormalizationResult
 from normalizer.reload import ReloadingNormalizer
@@ -137,7 +138,7 @@ class Moderator:
                 batch.append(text)
             slots.append((first, raw_index))
 
-        scores, stage2_status, backend = self._classify(batch)
+        scores, categories, stage2_status, backend = self._classify(batch)
         thresholds = self.thresholds if backend is self.classifier else self.fallback_thresholds
         elapsed_ms = (time.perf_counter() - started) * 1000 / max(1, len(texts))
         results: list[ModerationResult] = []
@@ -152,6 +153,11 @@ class Moderator:
                 raw_label = decide(raw_scores, thresholds)
                 if SEVERITY[raw_label] > SEVERITY[normalized_label]:
                     final_scores, label = raw_scores, raw_label
+            kinds = None
+            if categories is not None:  # the more of the two readings, as for the label
+                kinds = categories[first] if raw_index is None else {
+                    c: max(categories[first][c], categories[raw_index][c]) for c in CATEGORIES}
+            evidence = category_evidence(label, kinds, getattr(backend, "categories", None), result)
             results.append(
                 ModerationResult(
                     request_id=request_ids[i] if request_ids else uuid.uuid4().hex,
@@ -172,6 +178,9 @@ class Moderator:
                     stage1_status=("degraded" if result.degraded else "ok") if result else "error",
                     stage2_status=stage2_status,
                     mock_mode=backend.name in OFFLINE_BACKENDS,
+                    categories=rounded_categories(kinds) if kinds is not None else None,
+                    flagged_categories=list(evidence),
+                    category_evidence=evidence,
                     model={"backend": backend.name, "version": backend.version},
                     pattern_db_version=normalizer.version,
                     latency_ms=round(elapsed_ms, 3),
@@ -179,9 +188,9 @@ class Moderator:
             )
         return results
 
-    def _classify(self, batch: list[str]) -> tuple[list[LabelScores], str, Classifier]:
+    def _classify(self, batch: list[str]) -> tuple[list[LabelScores], list[dict[str, float]] | None, str, Classifier]:
         try:
-            return check_scores(self.classifier.classify(batch), len(batch), self.classifier.name), "ok", self.classifier
+            return (*_scored(self.classifier, batch), "ok", self.classifier)
         except ClassifierError as exc:
             error = exc
         except Exception as exc:  # an unexpected backend bug is a failure, never a silent answer
@@ -191,10 +200,36 @@ class Moderator:
             raise ModerationUnavailable(f"classifier {self.classifier.name} failed: {error}") from error
         log.warning("classifier %s failed (%s); answering with %s", self.classifier.name, error, self.fallback.name)
         try:
-            scores = check_scores(self.fallback.classify(batch), len(batch), self.fallback.name)
-            return scores, f"fallback:{self.fallback.name}", self.fallback
+            return (*_scored(self.fallback, batch), f"fallback:{self.fallback.name}", self.fallback)
         except Exception as exc:
             raise ModerationUnavailable(f"classifier and fallback both failed: {error}; {exc}") from exc
+
+
+def _scored(backend: Classifier, batch: list[str]) -> tuple[list[LabelScores], list[dict[str, float]] | None]:
+    """Severity scores and, from a backend with category heads, category probabilities (one pass), both checked."""
+    with_categories = getattr(backend, "classify_with_categories", None)
+    if with_categories is None:
+        return check_scores(backend.classify(batch), len(batch), backend.name), None
+    scores, categories = with_categories(batch)
+    return check_scores(scores, len(batch), backend.name), check_categories(categories, len(batch), backend.name)
+
+
+def category_evidence(label: str, probabilities: dict[str, float] | None, heads, stage1: NormalizationResult | None
+                      ) -> dict[str, list[str]]:
+    """The flagged categories and what found each, in CATEGORIES order: none for a safe text (the severity is the
+    decision; a category is where a flagged text goes); else each category whose probability reaches its head's
+    threshold, and the category of each Stage 1 match that was not a safe context (a decoded or annotated term)."""
+    if label == "safe":
+        return {}
+    found: dict[str, list[str]] = {}
+    if probabilities is not None and heads is not None:
+        for category in heads.flagged(probabilities):
+            found.setdefault(category, []).append("classifier")
+    for match in stage1.matches if stage1 is not None else ():
+        category = stage1_category(match.category) if match.action != "protect" else None
+        if category is not None and "stage1" not in found.setdefault(category, []):
+            found[category].append("stage1")
+    return {c: found[c] for c in CATEGORIES if c in found}
 
 
 def main(argv: list[str] | None = None) -> int:

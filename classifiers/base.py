@@ -56,3 +56,25 @@ def check_scores(scores: Any, expected: int, source: str) -> list[LabelScores]:
 
 
 _LABEL_SET = frozenset(LABELS)
+
+
+def check_categories(categories: Any, expected: int, source: str) -> list[dict[str, float]] | None:
+    """What a backend answers for the harm categories: None (it has no category heads), or a list of `expected`
+    dicts with exactly the categories of core.categories.CATEGORIES, each a probability in [0, 1] (independent:
+    no sum). Anything else is refused with ClassifierError."""
+    from core.categories import CATEGORIES
+
+    if categories is None:
+        return None
+    if not isinstance(categories, list) or len(categories) != expected:
+        got = len(categories) if isinstance(categories, list) else type(categories).__name__
+        raise ClassifierError(f"{source} returned {got} category results for {expected} texts")
+    out = []
+    for item in categories:
+        if not isinstance(item, dict) or item.keys() != frozenset(CATEGORIES):
+            raise ClassifierError(f"{source} returned categories {sorted(item) if isinstance(item, dict) else item!r:.200}")
+        values = [item[c] for c in CATEGORIES]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in values):
+            raise ClassifierError(f"{source} returned category scores that are not probabilities: {item}")
+        out.append({c: float(v) for c, v in zip(CATEGORIES, values)})
+    return out

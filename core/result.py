@@ -13,12 +13,18 @@ from typing import Annotated, Literal
 from pydantic import Field
 from typing_extensions import TypedDict  # pydantic needs it (not typing's) on Python < 3.12
 
+from core.categories import CATEGORIES
 from core.labels import LABELS
 
 Label = Literal[LABELS]  # type: ignore[valid-type]  # the label names, from LABELS
 
 # {label: probability} for every label of LABELS (a functional TypedDict: the keys come from LABELS).
 Scores = TypedDict("Scores", {label: float for label in LABELS})  # type: ignore[misc]
+
+Category = Literal[CATEGORIES]  # type: ignore[valid-type]  # the harm categories, from core.categories
+# {category: probability} for every category of CATEGORIES (independent probabilities: they need not sum to 1).
+CategoryScores = TypedDict("CategoryScores", {category: float for category in CATEGORIES})  # type: ignore[misc]
+Evidence = Literal["classifier", "stage1"]
 
 
 class Match(TypedDict):
@@ -68,9 +74,28 @@ class ModerationResult(TypedDict):
     ]
     stage2_status: Annotated[str, Field(description='"ok", or "fallback:<backend>" when the fallback answered')]
     mock_mode: Annotated[bool, Field(description="Stage 2 is an offline model, not the tuned LLM")]
+    categories: Annotated[
+        CategoryScores | None,
+        Field(description="probability of each harm category (the more of the two readings), from the classifier's "
+                          "category heads; null when the backend has none (README, Harm categories)"),
+    ]
+    flagged_categories: Annotated[
+        list[Category],
+        Field(description="the kinds of harm found, for routing: empty when the classification is safe; else each "
+                          "category whose probability reaches its threshold, and each category of a Stage 1 match"),
+    ]
+    category_evidence: Annotated[
+        dict[Category, list[Evidence]],
+        Field(description="for each flagged category, what found it: the classifier, Stage 1's decoded terms, or both"),
+    ]
     model: ModelInfo
     pattern_db_version: str
     latency_ms: float
+
+
+def rounded_categories(probabilities: dict[str, float]) -> CategoryScores:
+    """Category probabilities as a result carries them: in CATEGORIES order, six decimals."""
+    return {category: round(probabilities[category], 6) for category in CATEGORIES}  # type: ignore[return-value]
 
 
 def rounded(scores: dict[str, float]) -> Scores:

@@ -205,6 +205,34 @@ def labels_check(ref: list[str], cur: list[str], cfg: DriftConfig) -> Check:
     })
 
 
+def categories_check(ref: list[list[str]], cur: list[list[str]], cfg: DriftConfig) -> Check:
+    """The harm-category mix: the share of texts flagged with each category (a text may count for several;
+    "none" counts texts with no category), compared as the label mix is."""
+    from scipy.stats import chi2_contingency
+
+    from core.categories import CATEGORIES
+
+    names = (*CATEGORIES, "none")
+
+    def counts(window: list[list[str]]) -> np.ndarray:
+        return np.array([sum(c in flagged for flagged in window) for c in CATEGORIES]
+                        + [sum(not flagged for flagged in window)], dtype=float)
+
+    rc, cc = counts(ref), counts(cur)
+    value = psi(rc, cc)
+    keep = (rc + cc) > 0
+    p = float(chi2_contingency(np.vstack([rc[keep], cc[keep]]))[1]) if keep.sum() >= 2 else 1.0
+    status = _level(value, p, cfg)
+    rs, cs = rc / max(len(ref), 1), cc / max(len(cur), 1)
+    moves = sorted(range(len(names)), key=lambda i: -abs(cs[i] - rs[i]))[:2]
+    detail = ", ".join(f"{names[i]} {rs[i]:.1%} -> {cs[i]:.1%}" for i in moves)
+    return Check("categories", status, f"harm-category mix: PSI {value:.2f}, chi-square p={p:.1e}; {detail}", {
+        "psi": round(value, 4), "chi2_pvalue": p,
+        "reference_shares": dict(zip(names, rs.round(4).tolist())),
+        "current_shares": dict(zip(names, cs.round(4).tolist())),
+    })
+
+
 # ------------------------------------------------------------------------------------------ detection
 
 
@@ -249,6 +277,14 @@ def detect_drift(
         plot["labels"] = (rl, cl)
     else:
         checks.append(Check("labels", "skipped", _lacks(reference, current, "has_labels", "labels")))
+
+    rk = [s.categories for s in reference.samples if s.categories is not None]
+    ck = [s.categories for s in current.samples if s.categories is not None]
+    if len(rk) >= len(reference.samples) / 2 and len(ck) >= len(current.samples) / 2 and rk and ck:
+        checks.append(categories_check(rk, ck, cfg))
+    else:
+        checks.append(Check("categories", "skipped", "harm categories are not recorded in both windows "
+                                                    "(logs written before categories existed, or data files)"))
 
     if reference.has_confidence and current.has_confidence:
         rc = np.array([s.confidence for s in reference.samples if s.confidence is not None])

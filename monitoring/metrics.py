@@ -21,12 +21,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from core.categories import CATEGORIES
 from core.labels import LABELS
 from core.result import ModerationResult
 from monitoring.features import disagrees, normalize_label, techniques_of
 
 log = logging.getLogger(__name__)
 
+_CATEGORIES = frozenset(CATEGORIES)
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -61,6 +63,10 @@ NORMALIZER_TEXTS = Counter(
     "algospeak_normalizer_texts_total",
     "Texts with at least one match of a technique (divide by algospeak_predictions_total for the hit rate).",
     ["technique"], registry=REGISTRY,
+)
+FLAGGED_CATEGORIES = Counter(
+    "algospeak_flagged_category_texts_total",
+    "Texts flagged with a harm category (a text may have several; core.categories).", ["category"], registry=REGISTRY,
 )
 DISAGREEMENTS = Counter(
     "algospeak_raw_normalized_disagreements_total",
@@ -157,6 +163,10 @@ def _observe_batch(results: Sequence[ModerationResult | Mapping[str, Any]]) -> N
             tally[(ALGOSPEAK_TEXTS, None, None)] += 1
         for technique in techniques:
             tally[(NORMALIZER_TEXTS, "technique", technique)] += 1
+        flagged = result.get("flagged_categories")
+        for category in flagged if isinstance(flagged, list) else ():
+            if category in _CATEGORIES:
+                tally[(FLAGGED_CATEGORIES, "category", category)] += 1
         if disagrees(label, normalize_label(result.get("raw_classification"))):
             tally[(DISAGREEMENTS, None, None)] += 1
         status = str(result.get("stage2_status") or "unknown")

@@ -84,6 +84,7 @@ predictions = Table(
     Column("algospeak_detected", Boolean, nullable=False),
     Column("confidence", Float),
     Column("scores", Text),  # JSON object label -> probability
+    Column("categories", Text),  # JSON list of the flagged harm categories (core.categories); null before they existed
     Column("techniques", Text),  # JSON list, distinct, in match order
     Column("entry_ids", Text),  # JSON list of pattern-database entry ids
     Column("n_matches", Integer, nullable=False),
@@ -106,6 +107,24 @@ journal_positions = Table(
 )
 
 _STOP = object()
+
+
+def add_missing_columns(engine) -> list[str]:
+    """Add the table's nullable columns that an older log lacks (create_all makes missing tables, never missing
+    columns), so a log written before a column existed keeps working; returns the columns added."""
+    from sqlalchemy import inspect, text
+
+    present = {c["name"] for c in inspect(engine).get_columns(predictions.name)}
+    added = []
+    with engine.begin() as conn:
+        for column in predictions.columns:
+            if column.name not in present and column.nullable and not column.primary_key:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(text(f'ALTER TABLE {predictions.name} ADD COLUMN "{column.name}" {kind}'))
+                added.append(column.name)
+    if added:
+        log.info("prediction log: added column(s) %s to %s", ", ".join(added), predictions.name)
+    return added
 
 
 def to_row(
@@ -159,6 +178,7 @@ def to_row(
         "algospeak_detected": bool(get("algospeak_detected") or techniques),
         "confidence": float(confidence) if isinstance(confidence, (int, float)) else None,
         "scores": _json({k: float(v) for k, v in scores.items()}) if isinstance(scores, Mapping) and scores else None,
+        "categories": _json([c for c in flagged if isinstance(c, str)]) if isinstance(flagged := get("flagged_categories"), list) else None,
         "techniques": _json(techniques) if techniques else "[]",
         "entry_ids": _json(entry_ids_of(matches)) if matches else "[]",
         "n_matches": len(matches) if isinstance(matches, list) else 0,
@@ -440,6 +460,7 @@ class PredictionLog:
             return
         try:
             metadata.create_all(self._engine)
+            add_missing_columns(self._engine)
             self._schema_ready = True
         except SQLAlchemyError as exc:
             log.warning("prediction log: cannot create table yet (%s); will retry", exc)
@@ -818,5 +839,9 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
         row[key] = json.loads(value) if value else ({} if key == "scores" else [])
     if not isinstance(row["techniques"], list) or not isinstance(row["scores"], dict):
         raise ValueError("bad techniques/scores JSON")
+    if row.get("categories") is not None:  # null: logged before categories existed (unknown, not "none")
+        row["categories"] = json.loads(row["categories"])
+        if not isinstance(row["categories"], list):
+            raise ValueError("bad categories JSON")
     return row
 

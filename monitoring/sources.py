@@ -47,6 +47,7 @@ class Sample:
     raw_label: str | None = None
     techniques: list[str] | None = None  # None: no normalizer information (not "no matches")
     ts: float | None = None
+    categories: list[str] | None = None  # flagged harm categories; None: not recorded (not "none flagged")
 
     @property
     def disagreement(self) -> bool | None:
@@ -124,6 +125,8 @@ def sample_from_mapping(row: Mapping[str, Any], ts: float | None = None) -> Samp
     elif isinstance(row.get("matches"), list):
         techniques = techniques_of(row["matches"])
     raw = normalize_label(_first(row, "raw_label", "raw_classification"))
+    flagged = _first(row, "flagged_categories", "categories")
+    categories = [c for c in flagged if isinstance(c, str)] if isinstance(flagged, list) else None
     if ts is None and isinstance(row.get("ts"), (int, float)):
         ts = float(row["ts"])
     elif ts is None and isinstance(row.get("timestamp"), str):
@@ -131,7 +134,7 @@ def sample_from_mapping(row: Mapping[str, Any], ts: float | None = None) -> Samp
     return Sample(
         length=length, chars=stats, text=text, label=label,
         confidence=float(confidence) if confidence is not None else None,
-        raw_label=raw, techniques=techniques, ts=ts,
+        raw_label=raw, techniques=techniques, ts=ts, categories=categories,
     )
 
 
