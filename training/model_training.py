@@ -275,8 +275,17 @@ def default_image_uri(region: str, instance_type: str) -> str:
         return image_uris.retrieve("huggingface", region, version=HF_TRANSFORMERS_VERSION,
                                    base_framework_version=HF_PYTORCH_VERSION, py_version=HF_PY_VERSION,
                                    instance_type=instance_type, image_scope="training")
-    except Exception:  # noqa: BLE001 - an SDK without this entry still gets the documented image
-        return FALLBACK_IMAGE.format(region=region)
+    except Exception:  # noqa: BLE001 - an SDK without this version: the documented image, in the region's registry
+        from deployment.policies import ecr_account
+
+        try:
+            account = ecr_account(region, "training")
+        except ValueError as exc:
+            raise ModelTrainingError(f"{exc}; pass --image-uri") from None
+        uri = FALLBACK_IMAGE.replace("763104351884", account).format(region=region)
+        _log(f"warning: the SageMaker SDK has no {HF_TRANSFORMERS_VERSION} Hugging Face training image for {region}; "
+             f"using {uri} (pass --image-uri to choose)")
+        return uri
 
 
 def container_requirements() -> list[str]:

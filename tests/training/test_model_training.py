@@ -219,6 +219,24 @@ def test_default_image_is_the_hugging_face_training_container():
     assert "transformers5.3.0" in uri and "gpu" in uri
 
 
+def test_an_image_outside_the_sdk_table_comes_from_the_regions_registry(monkeypatch, capsys):
+    """The documented image when the SDK lacks the version: in the registry of the region (not always
+    763104351884), said in a warning; a region without any Hugging Face image is a one-line error."""
+    from sagemaker.core import image_uris
+
+    from deployment.policies import ecr_account
+
+    def no_such_version(*args, **kwargs):
+        raise ValueError("unsupported version")
+
+    monkeypatch.setattr(image_uris, "retrieve", no_such_version)
+    uri = model_training.default_image_uri("ap-east-1", "ml.g4dn.xlarge")
+    assert uri.startswith(f"{ecr_account('ap-east-1')}.dkr.ecr.ap-east-1.amazonaws.com/") and "763104351884" not in uri
+    assert "warning: the SageMaker SDK has no" in capsys.readouterr().err
+    with pytest.raises(model_training.ModelTrainingError, match="no Hugging Face training image in region"):
+        model_training.default_image_uri("xx-nowhere-1", "ml.g4dn.xlarge")
+
+
 def test_the_staged_job_code_imports_on_its_own(tmp_path):
     """The job gets only SOURCE_FILES: train_script and everything of ours it imports (training/metrics.py, for
     the shared macro-F1) must be among them, and the extra requirements cover what those import. The
