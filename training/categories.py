@@ -40,6 +40,7 @@ from data.categories import PATTERN_EXAMPLES
 from core.settings import ROOT
 
 FALSE_FLAG_BUDGET = 0.03
+ROUTING_BUDGET = 0.10  # harmful texts of other kinds given this category: a flagged text sent to the wrong queue
 MIN_POSITIVES = 40
 MIN_TRANSFER = 20
 MIN_BUDGET_NEGATIVES = 50
@@ -98,11 +99,11 @@ def balanced(y: np.ndarray, source: np.ndarray) -> np.ndarray:
     return w * (len(y) / w.sum())
 
 
-def budget_sources(y: np.ndarray, source: np.ndarray) -> list[str]:
-    """The sources whose false-flag rates the budget averages: shared sets with at least MIN_BUDGET_NEGATIVES
-    negatives (the pattern database's negative examples are hard cases written to sit beside the positives, and
-    a handful of texts make a rate noise)."""
-    names, n = np.unique(source[y == 0], return_counts=True)
+def budget_sources(negatives: np.ndarray, source: np.ndarray) -> list[str]:
+    """The sources whose false-flag rates a budget averages: shared sets with at least MIN_BUDGET_NEGATIVES of the
+    `negatives` (a mask; the pattern database's negative examples are hard cases written to sit beside the
+    positives, and a handful of texts make a rate noise)."""
+    names, n = np.unique(source[negatives], return_counts=True)
     return [s for s, k in zip(names, n) if s != PATTERN_EXAMPLES and k >= MIN_BUDGET_NEGATIVES]
 
 
@@ -126,8 +127,11 @@ class Head:
     def raw(self, x) -> np.ndarray:
         return x @ self.model.coef_[0] + self.model.intercept_[0]
 
-    def calibrate(self, x, y: np.ndarray, source: np.ndarray, budget: float = FALSE_FLAG_BUDGET) -> "Head":
-        """Platt scaling on held-back texts, then the lowest threshold within the false-flag budget."""
+    def calibrate(self, x, y: np.ndarray, source: np.ndarray, harmful: np.ndarray | None = None,
+                  budget: float = FALSE_FLAG_BUDGET, routing_budget: float = ROUTING_BUDGET) -> "Head":
+        """Platt scaling on held-back texts, then the lowest threshold within both budgets: at most `budget` of
+        the negatives flagged (averaged over sources), and at most `routing_budget` of the harmful negatives
+        (texts harmful in another way: where a wrong category would send a flagged text to the wrong queue)."""
         from sklearn.linear_model import LogisticRegression
 
         z = self.raw(x)
@@ -136,9 +140,15 @@ class Head:
             self.a, self.b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
         p = self.prob_of(z)
         candidates = np.unique(np.round(p, 4))  # ascending: the first within budget flags the most
-        rates = [1.0 - np.searchsorted(np.sort(p[m]), candidates, "left") / m.sum()
-                 for m in ((source == s) & (y == 0) for s in budget_sources(y, source))]
-        within = np.flatnonzero(np.mean(rates, axis=0) <= budget) if rates else np.array([0])
+        def mean_rate(negatives: np.ndarray) -> np.ndarray:
+            rates = [1.0 - np.searchsorted(np.sort(p[m]), candidates, "left") / m.sum()
+                     for m in ((source == s) & negatives for s in budget_sources(negatives, source))]
+            return np.mean(rates, axis=0) if rates else np.zeros(len(candidates))
+
+        ok = mean_rate(y == 0) <= budget
+        if harmful is not None:
+            ok &= mean_rate((y == 0) & harmful) <= routing_budget
+        within = np.flatnonzero(ok)
         self.threshold = float(max(candidates[within[0]], 1e-4)) if len(within) else 1.0
         return self
 
@@ -168,10 +178,10 @@ def figures(p: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def fit_head(x, y, source, split, c: float = C) -> Head:
+def fit_head(x, y, source, split, c: float = C, harmful: np.ndarray | None = None) -> Head:
     train, val = split == "train", split == "validation"
     head = Head(c).fit(x[train], y[train], source[train])
-    return head.calibrate(x[val], y[val], source[val])
+    return head.calibrate(x[val], y[val], source[val], None if harmful is None else harmful[val])
 
 
 def transfer(corpus, x, split, c: float = C) -> dict[str, dict[str, Any]]:
@@ -191,7 +201,7 @@ def transfer(corpus, x, split, c: float = C) -> dict[str, dict[str, Any]]:
                 continue
             t0 = time.time()
             idx = np.flatnonzero(rest)
-            head = fit_head(x[idx], y_all[idx], corpus.source[idx], split[idx], c)
+            head = fit_head(x[idx], y_all[idx], corpus.source[idx], split[idx], c, corpus.label[idx] >= 1)
             p = head.prob(x[held])
             per[source] = figures(p, y_all[held], head.threshold)
             print(f"  {category:13s} held out {source:32s} {per[source]}  ({time.time() - t0:.0f} s)", flush=True)
@@ -280,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(corpus)} texts; hashing features ...", flush=True)
     x = features(corpus.text)
     print(f"features ready ({time.time() - t0:.0f} s)", flush=True)
-    report: dict[str, Any] = {"counts": counts(corpus), "false_flag_budget": FALSE_FLAG_BUDGET, "c": args.c,
+    report: dict[str, Any] = {"counts": counts(corpus), "false_flag_budget": FALSE_FLAG_BUDGET,
+                              "routing_budget": ROUTING_BUDGET, "c": args.c,
                               "min_positives": MIN_POSITIVES, "model_sha256": features.model_sha}
     if not args.no_transfer:
         report["transfer"] = transfer(corpus, x, split, args.c)
@@ -294,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             home[category] = {"shipped": False, "positives": int((y == 1).sum()),
                               "why": f"fewer than {MIN_POSITIVES} labelled positives in the shared data"}
             continue
-        head = fit_head(x[known], y, corpus.source[known], split[known], args.c)
+        head = fit_head(x[known], y, corpus.source[known], split[known], args.c, corpus.label[known] >= 1)
         test = split[known] == "test"
         home[category] = {"shipped": True, "threshold": round(head.threshold, 4),
                           **figures(head.prob(x[known][test]), y[test], head.threshold)}
