@@ -618,13 +618,14 @@ def current_fleet(sm, endpoint_name: str) -> dict[str, Any] | None:
     return {"instance_type": instance_type, "desired": int(desired)}
 
 
-def suspend_autoscaling(aas, endpoint_name: str) -> list[dict[str, Any]]:
-    """Deregister the variant's scalable target (if any); return its scheduled actions, which go with it."""
+def suspend_autoscaling(aas, endpoint_name: str) -> list[dict[str, Any]] | None:
+    """Deregister the variant's scalable target (if any); return its scheduled actions, which go with it (None:
+    there was no scalable target, so nothing to restore)."""
     resource_id = f"endpoint/{endpoint_name}/variant/{VARIANT}"
     targets = aas.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource_id],
                                             ScalableDimension=SCALABLE_DIMENSION)["ScalableTargets"]
     if not targets:
-        return []
+        return None
     actions = aas.describe_scheduled_actions(ServiceNamespace="sagemaker", ResourceId=resource_id,
                                              ScalableDimension=SCALABLE_DIMENSION).get("ScheduledActions", [])
     aas.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource_id,
@@ -785,22 +786,33 @@ def _deploy(args: argparse.Namespace, clients: dict[str, Any] | None, used_recor
                                               args.capture_percent, args.capture_input, args.capture_kms_key),
     )
     alarms = put_alarms(clients["cloudwatch"], args.endpoint_name, args.latency_slo_ms)
-    scheduled: list[dict[str, Any]] = []
-    if exists:
-        action = "update"
-        if current and current["instance_type"] not in (None, args.instance_type):
-            # AWS refuses UpdateEndpoint with another instance type while the variant is a scalable target:
-            # deregister it (keeping its scheduled actions), register it again once the endpoint is InService.
-            scheduled = suspend_autoscaling(clients["application-autoscaling"], args.endpoint_name)
-        sm.update_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=config_name,
-                           DeploymentConfig=blue_green_config(alarms, fleet_size(sm, args.endpoint_name, initial)))
-    else:
-        action = "create"
-        sm.create_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=config_name, Tags=tags)
-    described = wait_in_service(sm, args.endpoint_name, config_name, poll_s=args.poll_seconds)
-    policy = configure_autoscaling(clients["application-autoscaling"], args.endpoint_name, target,
-                                   args.min_instances, args.max_instances)
-    restore_scheduled_actions(clients["application-autoscaling"], scheduled)
+    scheduled: list[dict[str, Any]] | None = None
+    aas = clients["application-autoscaling"]
+    try:
+        if exists:
+            action = "update"
+            if current and current["instance_type"] not in (None, args.instance_type):
+                # AWS refuses UpdateEndpoint with another instance type while the variant is a scalable target:
+                # deregister it (keeping its scheduled actions), register it again once the endpoint is InService.
+                scheduled = suspend_autoscaling(aas, args.endpoint_name)
+            sm.update_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=config_name,
+                               DeploymentConfig=blue_green_config(alarms, fleet_size(sm, args.endpoint_name, initial)))
+        else:
+            action = "create"
+            sm.create_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=config_name, Tags=tags)
+        described = wait_in_service(sm, args.endpoint_name, config_name, poll_s=args.poll_seconds)
+    except Exception:
+        if scheduled is not None:  # the update failed or rolled back: the old fleet must scale again
+            try:
+                configure_autoscaling(aas, args.endpoint_name, target, args.min_instances, args.max_instances)
+                restore_scheduled_actions(aas, scheduled)
+                log.warning("the update of %s failed; its autoscaling is registered again", args.endpoint_name)
+            except Exception:  # noqa: BLE001 - report the update's own error; say this one too
+                log.exception("the update of %s failed and its autoscaling could not be registered again",
+                              args.endpoint_name)
+        raise
+    policy = configure_autoscaling(aas, args.endpoint_name, target, args.min_instances, args.max_instances)
+    restore_scheduled_actions(aas, scheduled or [])
     smoke = None if args.skip_smoke_test else smoke_test(args.endpoint_name, region,
                                                          args.runtime_endpoint_url or args.endpoint_url
                                                          or settings.aws_endpoint_url, args.expect_harmful)

@@ -13,6 +13,7 @@ import tarfile
 import urllib.request
 
 import boto3
+import botocore.exceptions
 import pytest
 import regex
 from botocore.stub import Stubber
@@ -523,6 +524,34 @@ def test_an_instance_type_change_deregisters_autoscaling_first_and_keeps_the_fle
                     "--max-instances", "6")), clients=clients)
     assert "deregister_scalable_target" not in order and "update_endpoint" in order
     assert uncovered_by_the_caller_policy(aws_calls) == []  # the update path's calls too
+
+
+def test_a_refused_instance_type_change_registers_autoscaling_again(staged):
+    """The scalable target is deregistered for an instance-type change; when the update then fails (refused, or
+    rolled back), the old fleet must not be left without autoscaling and its scheduled actions."""
+    assert md.main(deploy_args(staged, "--skip-smoke-test", "--image-uri", "example/image:1", "--max-instances", "6")) == 0
+    assert md.main(["schedule", "--endpoint-name", ENDPOINT, "--name", "weekday-peak",
+                    "--cron", "cron(0 7 ? * MON-FRI *)", "--min", "2", "--max", "6"]) == 0
+    sm = boto3.client("sagemaker")
+
+    def refused(**kwargs):
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "ValidationException", "Message": "capacity not available"}}, "UpdateEndpoint")
+
+    order: list[str] = []
+    clients = {"s3": boto3.client("s3"), "cloudwatch": boto3.client("cloudwatch"),
+               "sagemaker": Recorded(sm, order, update_endpoint=refused),
+               "application-autoscaling": Recorded(boto3.client("application-autoscaling"), order)}
+    with pytest.raises(botocore.exceptions.ClientError):
+        md.deploy(md.build_parser().parse_args(deploy_args(
+            staged, "--skip-smoke-test", "--image-uri", "example/image:1", "--instance-type", "ml.g4dn.2xlarge",
+            "--max-instances", "6")), clients=clients)
+    assert order.index("deregister_scalable_target") < order.index("register_scalable_target")
+    aas = boto3.client("application-autoscaling")
+    targets = aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert [(t["MinCapacity"], t["MaxCapacity"]) for t in targets] == [(1, 6)]
+    actions = aas.describe_scheduled_actions(ServiceNamespace="sagemaker")["ScheduledActions"]
+    assert [a["ScheduledActionName"] for a in actions] == ["weekday-peak"]
 
 
 @pytest.mark.parametrize("endpoint", ["a" * 30 + "-stage2-moderation-endpoint", "stage2-" + "x" * 56])
