@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 from classifiers.base import Classifier, ClassifierError, LabelScores, check_categories, check_scores
 from classifiers.registry import OFFLINE_BACKENDS
-from core.categories import CATEGORIES, stage1_category
+from core.categories import CATEGORIES, stage1_categories
 from core.labels import LABELS, SEVERITY
 from core.result import ModerationResult, rounded, rounded_categories
 from core.settings import Settings, get_settings
@@ -225,10 +225,8 @@ def category_evidence(label: str, probabilities: dict[str, float] | None, heads,
     if probabilities is not None and heads is not None:
         for category in heads.flagged(probabilities):
             found.setdefault(category, []).append("classifier")
-    for match in stage1.matches if stage1 is not None else ():
-        category = stage1_category(match.category) if match.action != "protect" else None
-        if category is not None and "stage1" not in found.setdefault(category, []):
-            found[category].append("stage1")
+    for category in stage1_categories(stage1.matches) if stage1 is not None else ():
+        found.setdefault(category, []).append("stage1")
     return {c: found[c] for c in CATEGORIES if c in found}
 
 

@@ -70,3 +70,10 @@ STAGE1: dict[str, str | None] = {
 def stage1_category(database_category: str | None) -> str | None:
     """Our category for a pattern-database category (None when it names no harm or is unknown)."""
     return STAGE1.get(database_category or "")
+
+
+def stage1_categories(matches) -> list[str]:
+    """The categories Stage 1's matches (normalizer.matcher.Match) are evidence for, in CATEGORIES order: every
+    decoded or annotated term; a safe context ("protect") never counts."""
+    found = {stage1_category(m.category) for m in matches if m.action != "protect"}
+    return [c for c in CATEGORIES if c in found]

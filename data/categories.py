@@ -29,7 +29,6 @@ judged one harm only, so its zeros say nothing about other kinds: only its posit
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,12 +99,12 @@ def pattern_examples(db_path: Path | None = None) -> pl.DataFrame:
     database = load_database(db_path or DEFAULT_PATTERN_DB)
     normalizer = Normalizer(database)
     rows: list[dict] = []
-    for entry in json.loads(Path(db_path or DEFAULT_PATTERN_DB).read_text(encoding="utf-8"))["entries"]:
-        category = stage1_category(entry.get("category"))
+    for entry in database.entries:
+        category = stage1_category(entry.category)
         if category is None:
             continue
-        for kind, value in (("positive", 1), ("negative", 0)):
-            for text in entry.get("examples", {}).get(kind, []):
+        for examples, value in ((entry.positive, 1), (entry.negative, 0)):
+            for text in examples:
                 for form in dict.fromkeys((text, normalizer.normalize(text).text)):
                     # a positive is one of its entry's category (it may be others too: unknown); a negative
                     # is the words used harmlessly, so a negative of every category

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from classifiers.embedded import EmbeddedClassifier
-from core.categories import CATEGORIES, stage1_category
+from core.categories import CATEGORIES
 from core.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_PATTERN_DB, Settings
 from moderator import ModerationUnavailable, Moderator
 from monitoring import metrics
@@ -77,9 +77,8 @@ def test_a_backend_without_heads_reports_stage1_categories_only(normalizer_setti
     moderator = Moderator(normalizer, Scripted(default=EXTREME), settings)
     result = moderator.moderate("go k1ll yourself")
     assert result["categories"] is None
-    assert result["category_evidence"] == {stage1_category("violence"): ["stage1"]} or all(
-        e == ["stage1"] for e in result["category_evidence"].values())
-    assert result["flagged_categories"] and result["flagged_categories"] == list(result["category_evidence"])
+    assert result["category_evidence"] == {"violence": ["stage1"]}  # k1ll: the database's violence.unalive
+    assert result["flagged_categories"] == ["violence"]
     safe = Moderator(normalizer, Scripted(default=SAFE), settings).moderate("go k1ll yourself")
     assert safe["flagged_categories"] == []  # safe by severity: nothing to route
 

@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from core.categories import CATEGORIES
+from core.categories import CATEGORIES, stage1_categories
 from data.categories import PATTERN_EXAMPLES
+from training.transfer import split_of
 from core.settings import ROOT
 
 FALSE_FLAG_BUDGET = 0.03
@@ -56,12 +57,6 @@ FAMILY_CATEGORIES: dict[str, tuple[str, ...]] = {
     "profanity": ("harassment", "profanity"),
     "sexual": ("sexual",),
 }
-
-
-def split_of(key: str) -> str:
-    from training.transfer import split_of as split
-
-    return split(key)
 
 
 class Features:
@@ -220,16 +215,6 @@ def routed(probs: np.ndarray, thresholds: np.ndarray, stage1: list[set[str]]) ->
     return [{c for j, c in enumerate(CATEGORIES) if flags[i, j]} | stage1[i] for i in range(len(stage1))]
 
 
-def stage1_categories(result) -> set[str]:
-    from core.categories import stage1_category
-
-    out = set()
-    for m in result.matches:
-        if m.action != "protect" and (c := stage1_category(m.category)) is not None:
-            out.add(c)
-    return out
-
-
 def functional(score, thresholds: np.ndarray) -> dict[str, Any]:
     """The functional suite (plain and coded cases) through the normalizer: per family, the share of its
     flagged cases routed to its category, and the share of its not-flagged cases routed to any category."""
@@ -242,7 +227,7 @@ def functional(score, thresholds: np.ndarray) -> dict[str, Any]:
     cases += coded_cases(cases)
     results = [normalizer.normalize(c.text) for c in cases]
     probs = np.maximum(score([c.text for c in cases]), score([r.text for r in results]))
-    flagged = routed(probs, thresholds, [stage1_categories(r) for r in results])
+    flagged = routed(probs, thresholds, [set(stage1_categories(r.matches)) for r in results])
     report: dict[str, Any] = {}
     for family in sorted({c.family for c in cases}):
         for coded in (False, True):
