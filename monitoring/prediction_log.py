@@ -543,30 +543,41 @@ class PredictionLog:
                 rows.append(orjson.loads(line))
             except orjson.JSONDecodeError:
                 self._drop("journal_corrupt")
+
+        def work(conn) -> None:
+            if rows:
+                self._insert(conn, rows)
+            done = conn.execute(journal_positions.update().where(journal_positions.c.name == name)
+                                .values(position=start + len(data)))  # fmt: skip
+            if done.rowcount == 0:
+                conn.execute(journal_positions.insert().values(name=name, position=start + len(data)))
+
+        failure = self._transaction(work, len(rows), quit_when_closed=True)
+        if failure is not None:
+            log.error("prediction log: copying journal %s failed %d times (%s); it is kept and retried", name, *failure)
+        return failure is None
+
+    def _transaction(self, work, n_rows: int, *, quit_when_closed: bool = False) -> tuple[int, Exception] | None:
+        """Run `work(connection)` in one transaction, retried with backoff (0.1 s doubling to 2 s) on database
+        errors, at most max_retries more times (after one retry once the log is closing, with
+        `quit_when_closed`); on success count `n_rows` written. None on success, else (attempts, last error)."""
         delay = 0.1
         for attempt in range(self.max_retries + 1):
             try:
                 self._ensure_schema()
                 assert self._engine is not None
                 with self._engine.begin() as conn:
-                    if rows:
-                        self._insert(conn, rows)
-                    done = conn.execute(journal_positions.update().where(journal_positions.c.name == name)
-                                        .values(position=start + len(data)))  # fmt: skip
-                    if done.rowcount == 0:
-                        conn.execute(journal_positions.insert().values(name=name, position=start + len(data)))
+                    work(conn)
                 with self._lock:
-                    self._written += len(rows)
-                metrics.LOG_WRITTEN.inc(len(rows))
-                return True
+                    self._written += n_rows
+                metrics.LOG_WRITTEN.inc(n_rows)
+                return None
             except SQLAlchemyError as exc:
-                if attempt == self.max_retries or self._closed and attempt >= 1:
-                    log.error("prediction log: copying journal %s failed %d times (%s); it is kept and retried",
-                              name, attempt + 1, exc)  # fmt: skip
-                    return False
+                if attempt == self.max_retries or quit_when_closed and self._closed and attempt >= 1:
+                    return attempt + 1, exc
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-        return False
+        raise AssertionError("unreachable")  # the last attempt returns
 
     def _journal_position(self, name: str) -> int:
         self._ensure_schema()
@@ -642,24 +653,10 @@ class PredictionLog:
                 self._drop("invalid")
         if not rows:
             return
-        delay = 0.1
-        for attempt in range(self.max_retries + 1):
-            try:
-                self._ensure_schema()
-                assert self._engine is not None
-                with self._engine.begin() as conn:
-                    self._insert(conn, rows)
-                with self._lock:
-                    self._written += len(rows)
-                metrics.LOG_WRITTEN.inc(len(rows))
-                return
-            except SQLAlchemyError as exc:
-                if attempt == self.max_retries:
-                    log.error("prediction log: insert failed %d times (%s)", attempt + 1, exc)
-                    self._drop("write_error", len(rows))
-                    return
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        failure = self._transaction(lambda conn: self._insert(conn, rows), len(rows))
+        if failure is not None:
+            log.error("prediction log: insert failed %d times (%s)", *failure)
+            self._drop("write_error", len(rows))
 
 
 _READ_BYTES = 4 << 20
