@@ -95,15 +95,20 @@ def test_status_bad_input_exit_2(args, tmp_path, capsys):
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
 
 
-def test_endpoint_checks(aws_env):
+def _endpoint(moto_url: str, name: str = "algospeak") -> None:
+    """An InService endpoint in moto (its answers are whatever _seed last gave it)."""
     import boto3
 
-    sm = boto3.client("sagemaker", region_name="us-east-1", endpoint_url=aws_env)
+    sm = boto3.client("sagemaker", region_name="us-east-1", endpoint_url=moto_url)
     sm.create_model(ModelName="m", ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
                     PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/img:1"})
     sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
         {"VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
-    sm.create_endpoint(EndpointName="algospeak", EndpointConfigName="c")
+    sm.create_endpoint(EndpointName=name, EndpointConfigName="c")
+
+
+def test_endpoint_checks(aws_env):
+    _endpoint(aws_env)
     # moto answers b"body" unless told otherwise: an answer, but not a model's
     status, latency, answer = check_endpoint("algospeak")  # region and endpoint URL from settings
     assert (status.status, latency.status, answer.status) == ("ok", "ok", "fail")
@@ -138,14 +143,7 @@ def _answer(safe_scores, harmful_scores, label_mass=0.9) -> dict:
     (_answer([0.8, 0.1, 0.05, 0.05], [0.05, 0.1, 0.5, 0.35], 3e-5), "fail", "label_mass"),  # untrained
 ])
 def test_the_endpoint_probe_fails_a_random_or_untrained_model(aws_env, body, expected, detail):
-    import boto3
-
-    sm = boto3.client("sagemaker", region_name="us-east-1", endpoint_url=aws_env)
-    sm.create_model(ModelName="m", ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
-                    PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/img:1"})
-    sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
-        {"VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
-    sm.create_endpoint(EndpointName="algospeak", EndpointConfigName="c")
+    _endpoint(aws_env)
     _seed(aws_env, body)
     _, _, answer = check_endpoint("algospeak")
     assert answer.status == expected and detail in answer.detail
