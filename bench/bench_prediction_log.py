@@ -54,11 +54,7 @@ def main() -> None:
             lat.append(time.perf_counter() - start)
 
     start = time.perf_counter()
-    workers = [threading.Thread(target=produce, args=(t,)) for t in range(args.threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    _run_threads(produce, args.threads)
     enqueued = time.perf_counter() - start
     log.close()
     total = time.perf_counter() - start
@@ -71,6 +67,15 @@ def main() -> None:
     print(f"enqueue {n / enqueued:,.0f}/s; written end-to-end {n / total:,.0f}/s; stats {log.stats()}")
     if stored is not None:
         print(f"stored {stored} of {n}: {'OK' if stored == n else 'LOST RECORDS'}")
+
+
+def _run_threads(produce, n: int) -> None:
+    """produce(0) .. produce(n - 1), each on its own thread; returns when all are done."""
+    threads = [threading.Thread(target=produce, args=(t,)) for t in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def compare_journal(args: argparse.Namespace) -> None:
@@ -92,11 +97,7 @@ def compare_journal(args: argparse.Namespace) -> None:
                 latencies[t].append(time.perf_counter() - start)
 
         start = time.perf_counter()
-        threads = [threading.Thread(target=produce, args=(t,)) for t in range(args.threads)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _run_threads(produce, args.threads)
         log.close()
         total = time.perf_counter() - start
         n = calls * args.batch * args.threads
