@@ -82,15 +82,6 @@ class ErrorOut(BaseModel):
     request_id: str | None = None
 
 
-class FastJSON(JSONResponse):
-    """JSON rendered by orjson. Handlers return it directly, so FastAPI skips re-validating results the
-    moderator built (the response models still document the contract, and the schemathesis test checks
-    every response against them)."""
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
 class Overloaded(Exception):
     """Every worker is busy and the queue is full: the client should retry shortly (503 with Retry-After)."""
 

@@ -272,16 +272,6 @@ class PadCollator:
 # --------------------------------------------------------------------------------------------- metrics
 
 
-def answer_scores(logits, labels, label_first_ids: list[int]):
-    """The label-first-token logits at the position that predicts the answer's first token: [batch, labels].
-    One forward pass scores all four labels (what serving does)."""
-    import torch
-
-    first_answer = (labels != -100).int().argmax(dim=1)
-    rows = torch.arange(labels.shape[0], device=labels.device)
-    return logits[rows, first_answer - 1][:, label_first_ids].float()
-
-
 def _metrics_fn(label_first_ids: list[int]):
     import numpy as np
 

@@ -430,7 +430,10 @@ def test_evaluation_projects_only_the_positions_it_reads(tiny_qwen_dir):
     batch = train_script.PadCollator(tokenizer.pad_token_id or 0)(list(train_script.EncodedDataset(encoder, rows)))
     with torch.no_grad():
         full = model(**batch)
-    expected_scores = train_script.answer_scores(full.logits, batch["labels"], encoder.label_first_ids)
+    # the reference: the label-first-token logits at the position before the answer, read from the full logits
+    labels = batch["labels"]
+    first_answer = (labels != -100).int().argmax(dim=1)
+    expected_scores = full.logits[torch.arange(len(labels)), first_answer - 1][:, encoder.label_first_ids].float()
     seen = []
     hook = model.lm_head.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
     try:
