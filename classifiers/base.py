@@ -78,3 +78,17 @@ def check_categories(categories: Any, expected: int, source: str) -> list[dict[s
             raise ClassifierError(f"{source} returned category scores that are not probabilities: {item}")
         out.append({c: float(v) for c, v in zip(CATEGORIES, values)})
     return out
+
+
+class AnswerCategories:
+    """How the moderator flags the categories of a backend whose model answers them itself (the LLM's category
+    field, core.prompt): a category is flagged when the model says " yes" more likely than " no" (probability
+    at least `threshold`). The embedded model's heads carry their own thresholds (classifiers.embedded)."""
+
+    def __init__(self, threshold: float = 0.5):
+        from core.categories import CATEGORIES
+
+        self.thresholds = dict.fromkeys(CATEGORIES, threshold)
+
+    def flagged(self, probabilities: dict[str, float]) -> list[str]:
+        return [c for c, t in self.thresholds.items() if probabilities[c] >= t]

@@ -18,8 +18,9 @@ What makes it resilient (every number is a setting, see `.env.example`):
 - a deadline (SAGEMAKER_DEADLINE_SECONDS) for a whole classify() call: no attempt, retry or chunk starts after
   it, and the call raises ClassifierError("deadline ...") so the moderator falls back instead of blocking (an
   attempt already in flight still ends by its read timeout);
-- every answer is validated (one prediction per text, finite probabilities for the four labels summing to 1);
-  anything else is a ClassifierError, never a guess;
+- every answer is validated (one prediction per text, finite probabilities for the four labels summing to 1,
+  and the category field's probabilities on every prediction or none); anything else is a ClassifierError,
+  never a guess;
 - request bodies are UTF-8 JSON (non-ASCII not escaped), and texts are sent in invocations of at most
   SAGEMAKER_BATCH_MAX_TEXTS texts and SAGEMAKER_MAX_PAYLOAD_BYTES bytes of body (SageMaker refuses bodies over
   6 MB); one text too large on its own is a ClassifierError naming its size. The invocations of one call run
@@ -45,8 +46,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from classifiers.base import ClassifierError, LabelScores
+from classifiers.base import AnswerCategories, ClassifierError, LabelScores
 from core.aws import RETRIABLE_CODES, backoff_delay
+
+Answer = tuple[LabelScores, "dict[str, float] | None"]  # one text's label scores and category probabilities
 
 log = logging.getLogger("classifiers.sagemaker")
 
@@ -123,14 +126,14 @@ class _ModelFailed(ClassifierError):
 class _Combiner:
     """Merges classify() calls that arrive from different threads within `wait_s` into one call of `run`."""
 
-    def __init__(self, run: Callable[[list[str]], list[LabelScores]], wait_s: float):
+    def __init__(self, run: Callable[[list[str]], list[Answer]], wait_s: float):
         self.run = run
         self.wait_s = wait_s
         self.queue: list[tuple[list[str], dict[str, Any], threading.Event]] = []
         self.leader_waiting = False
         self.lock = threading.Lock()
 
-    def submit(self, texts: list[str]) -> list[LabelScores]:
+    def submit(self, texts: list[str]) -> list[Answer]:
         slot: dict[str, Any] = {}
         done = threading.Event()
         with self.lock:
@@ -161,6 +164,7 @@ class _Combiner:
 class SagemakerClassifier:
     name = "sagemaker"
     thresholds = None  # the endpoint's model carries none: settings or 0.5
+    categories = AnswerCategories()  # the endpoint's model answers each category yes or no (core.prompt)
 
     def __init__(self, endpoint_name: str, *, region: str = "us-east-1", endpoint_url: str | None = None,
                  connect_timeout: float = 2.0, read_timeout: float = 8.0, max_retries: int = 2,
@@ -222,18 +226,22 @@ class SagemakerClassifier:
 
     # ------------------------------------------------------------------ Classifier
     def classify(self, texts: Sequence[str]) -> list[LabelScores]:
+        return self.classify_with_categories(texts)[0]
+
+    def classify_with_categories(self, texts: Sequence[str]) -> tuple[list[LabelScores], list[dict[str, float]] | None]:
+        """Severity scores and, when the endpoint's answer carries them, the category probabilities."""
         texts = list(texts)
         if not texts:
-            return []
-        if self._combiner is not None:
-            return self._combiner.submit(texts)
-        return self._classify_now(texts)
+            return [], None
+        answers = self._combiner.submit(texts) if self._combiner is not None else self._classify_now(texts)
+        categories = [c for _, c in answers]
+        return [s for s, _ in answers], (None if any(c is None for c in categories) else categories)
 
-    def _classify_now(self, texts: list[str]) -> list[LabelScores]:
+    def _classify_now(self, texts: list[str]) -> list[Answer]:
         deadline = self.clock() + self.deadline_seconds
         chunks = self._chunks(texts)
         if len(chunks) == 1 or self.concurrency == 1:
-            out: list[LabelScores] = []
+            out: list[Answer] = []
             for done, (count, body) in enumerate(chunks):
                 if done and self.clock() >= deadline:  # the first chunk always gets its first attempt
                     raise ClassifierError(f"deadline of {self.deadline_seconds:g}s for one call to endpoint "
@@ -251,7 +259,7 @@ class SagemakerClassifier:
             for future in futures:
                 future.cancel()
 
-    def _chunk_in_time(self, index: int, body: bytes, count: int, deadline: float) -> list[LabelScores]:
+    def _chunk_in_time(self, index: int, body: bytes, count: int, deadline: float) -> list[Answer]:
         if index and self.clock() >= deadline:
             raise ClassifierError(f"deadline of {self.deadline_seconds:g}s for one call to endpoint "
                                   f"{self.endpoint_name} passed before invocation {index + 1} started")
@@ -288,7 +296,7 @@ class SagemakerClassifier:
         return chunks
 
     # ------------------------------------------------------------------ one resilient call
-    def _call(self, body: bytes, expected: int, deadline: float) -> list[LabelScores]:
+    def _call(self, body: bytes, expected: int, deadline: float) -> list[Answer]:
         if not self.breaker.allow():
             raise ClassifierError(f"endpoint {self.endpoint_name}: circuit breaker open after repeated failures")
         try:
@@ -302,7 +310,7 @@ class SagemakerClassifier:
         self.breaker.success()
         return scores
 
-    def _attempts(self, body: bytes, expected: int, deadline: float) -> list[LabelScores]:
+    def _attempts(self, body: bytes, expected: int, deadline: float) -> list[Answer]:
         last_error = "no attempt made"
         for attempt in range(self.max_retries + 1):
             if attempt:  # full jitter: spreads the retries of many clients
@@ -351,18 +359,18 @@ class SagemakerClassifier:
         except BotoCoreError as exc:  # dropped connections, unreachable endpoint
             raise _Retriable(f"{type(exc).__name__}: {exc}") from exc
 
-    def _parse(self, raw: bytes, expected: int) -> list[LabelScores]:
+    def _parse(self, raw: bytes, expected: int) -> list[Answer]:
         from deployment.inference import validate_response
 
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ClassifierError(f"endpoint {self.endpoint_name} answered something that is not JSON") from exc
-        scores = validate_response(data, expected)
+        scores, categories = validate_response(data, expected)
         version = data.get("model_version")
         if isinstance(version, str) and version:
             self.version = version[:64]
-        return scores
+        return list(zip(scores, categories if categories is not None else [None] * len(scores)))
 
 
 def _json_text(text: str) -> bytes:

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from classifiers.base import ClassifierError, LabelScores
+from classifiers.base import AnswerCategories, ClassifierError, LabelScores
 
 
 class TransformersClassifier:
     name = "transformers"
     thresholds = None  # the tuned LLM carries none yet: settings or 0.5
+    categories = AnswerCategories()  # the model answers each category yes or no (core.prompt)
 
     def __init__(self, model_path: Path | str, *, base_model: str | None = None, device: str = "auto",
                  dtype: str = "auto", batch_size: int = 16):
@@ -30,8 +31,13 @@ class TransformersClassifier:
         self.version = self.scorer.version
 
     def classify(self, texts: Sequence[str]) -> list[LabelScores]:
+        return self.classify_with_categories(texts)[0]
+
+    def classify_with_categories(self, texts: Sequence[str]) -> tuple[list[LabelScores], list[dict[str, float]]]:
+        """Severity scores and the category field's probabilities, from the same forward pass."""
         try:
-            return [prediction.scores for prediction in self.scorer.score(list(texts))]
+            predictions = self.scorer.score(list(texts))
+            return [p.scores for p in predictions], [p.categories for p in predictions]
         except ClassifierError:
             raise
         except RuntimeError as exc:  # e.g. CUDA out of memory: a failure the fallback policy handles

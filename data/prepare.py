@@ -13,8 +13,9 @@ Steps (polars, lazy; the read is streamed, keeping only the standard columns and
   sample   to --target-size with --label-mix, sources balanced within each label (largest fair share each)
   split    train/validation/test by --splits, stratified by label and source, fixed by --seed
   augment  coded variants of a share of the harmful texts (`data.augment`), each in its parent's split
-  write    {split}.jsonl and {split}.parquet (messages in the Qwen chat format from `core.prompt`), plus
-           data_card.json and data_card.md
+  write    {split}.jsonl and {split}.parquet (messages in the Qwen chat format from `core.prompt`, and each
+           record's harm categories, {category: 1, 0 or null}, from `data.categories.targets`: the category
+           field's answers, a coded variant inheriting its parent's), plus data_card.json and data_card.md
 """
 
 from __future__ import annotations
@@ -389,7 +390,19 @@ RECORD_COLUMNS = (
     "techniques",
     "pattern_ids",
     *SCORE_COLUMNS,
+    "categories",
 )
+
+
+def categories_expr(records: pl.DataFrame) -> pl.Series:
+    """Each record's harm categories as a struct {category: 1 yes, 0 no, null unknown} (data.categories.targets,
+    the targets the category heads train on): what the prompt's category field is trained to answer."""
+    from core.categories import CATEGORIES
+    from data.categories import targets
+
+    single = {s.name for s in SHARED_SOURCES if s.single_harm}
+    judged = targets(records.select("source", "label", *SCORE_COLUMNS), single)
+    return judged.select(pl.struct(*CATEGORIES).alias("categories")).to_series()
 
 
 def write_outputs(records: pl.DataFrame, out_dir: Path, seed: int) -> list[dict[str, Any]]:
@@ -397,7 +410,7 @@ def write_outputs(records: pl.DataFrame, out_dir: Path, seed: int) -> list[dict[
     files = []
     # Scores are float32 while processing; written as float64 rounded to 6 places, so JSONL and Parquet agree.
     scores = pl.col(SCORE_COLUMNS).cast(pl.Float64).round(6)
-    table = records.with_columns(messages_expr(), scores).sort(pl.col("id").hash(seed + 3), "id")
+    table = records.with_columns(messages_expr(), categories_expr(records), scores).sort(pl.col("id").hash(seed + 3), "id")
     for split in SPLITS:
         part = table.filter(pl.col("split") == split).select("messages", *RECORD_COLUMNS)
         for fmt in ("jsonl", "parquet"):

@@ -14,6 +14,9 @@ tokens is the answer (the labels' first tokens differ: `PromptEncoder` checks it
 probability mass those four tokens had under the full-vocabulary softmax is reported too (`label_mass`): a tuned
 model puts nearly all of it there, so a low mass means the model is not answering the question it was tuned on.
 This is about 8x faster than generating the label token by token and parsing it, and gives calibrated scores.
+The same pass reads the harm categories (core.prompt: the category field's placeholders sit at fixed places in
+the prompt): for each category, the softmax over " yes" and " no" at the position before its placeholder is
+its probability (independent per category).
 
 Batching: texts are sorted by length, cut into batches of `batch_size`, padded (either side works: positions
 come from the attention mask and each row is read at its own last real token) and put back in request order.
@@ -26,14 +29,17 @@ Artifacts this loads (a directory):
 - a training output with a `merged/` full fp16 model inside (preferred when present);
 - a PEFT adapter (`adapter_config.json`): the base model comes from the `base_model` argument, else
   `training_config.json`'s `base_model`, else the adapter's `base_model_name_or_path`; it is merged at load.
-`labels.json` ({"labels", "label_first_token_ids"}), when present, must agree with this code's LABELS and the
-tokenizer: an artifact trained for other labels is refused. `training_config.json`'s `max_length` is used.
+`labels.json` ({"labels", "label_first_token_ids", "categories", "category_answer_token_ids"}), when present,
+must agree with this code's LABELS, CATEGORIES and the tokenizer: an artifact trained for other labels or
+categories, or before the prompt carried the category field (no "categories"), is refused. `training_config.json`'s `max_length` is used.
 
 JSON contract (content type application/json):
     request   {"inputs": "one text"} | {"inputs": ["text", ...]}      ("texts"/"text" accepted as aliases)
     response  {"labels": [...LABELS], "model_version": "...",
-               "predictions": [{"label": "safe", "scores": {label: p, ...}, "label_mass": 0.97}, ...]}
-`predictions` is always a list, one per text, in request order, whatever the request's shape.
+               "predictions": [{"label": "safe", "scores": {label: p, ...}, "label_mass": 0.97,
+                                "categories": {category: p, ...}}, ...]}
+`predictions` is always a list, one per text, in request order, whatever the request's shape. `categories` is
+either on every prediction (CATEGORIES, each a probability) or on none.
 """
 
 from __future__ import annotations
@@ -49,7 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from classifiers.base import ClassifierError, check_scores
+from classifiers.base import ClassifierError, check_categories, check_scores
+from core.categories import CATEGORIES
 from core.labels import LABELS
 from core.prompt import PromptEncoder
 
@@ -70,13 +77,17 @@ class BadRequest(ValueError):
 class Prediction:
     scores: dict[str, float]  # softmax over the labels' first tokens, in LABELS order
     label_mass: float  # the probability the full-vocabulary softmax gave those four tokens together
+    categories: dict[str, float] | None = None  # P(yes) of each category's answer, in CATEGORIES order
 
     @property
     def label(self) -> str:
         return max(self.scores, key=self.scores.__getitem__)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "scores": self.scores, "label_mass": self.label_mass}
+        out = {"label": self.label, "scores": self.scores, "label_mass": self.label_mass}
+        if self.categories is not None:
+            out["categories"] = self.categories
+        return out
 
 
 def _read_json(path: Path) -> dict:
@@ -187,7 +198,8 @@ class LabelScorer:
     """A causal LM that scores LABELS for texts in one forward pass per batch."""
 
     def __init__(self, model, tokenizer, *, max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = 16,
-                 version: str = "unversioned", expected_first_ids: Sequence[int] | None = None):
+                 version: str = "unversioned", expected_first_ids: Sequence[int] | None = None,
+                 expected_category_ids: Sequence[int] | None = None):
         import torch
 
         self.torch = torch
@@ -202,6 +214,11 @@ class LabelScorer:
                 f"labels.json records label first tokens {list(expected_first_ids)}, this tokenizer gives "
                 f"{self.encoder.label_first_ids}: the artifact's tokenizer is not the one it was trained with"
             )
+        if expected_category_ids is not None and list(expected_category_ids) != list(self.encoder.category_answer_ids):
+            raise ClassifierError(
+                f"labels.json records category answer tokens {list(expected_category_ids)}, this tokenizer gives "
+                f"{list(self.encoder.category_answer_ids)}: the artifact's tokenizer is not the one it was trained with"
+            )
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if self.pad_id is None:
             raise ClassifierError("the tokenizer has neither a pad nor an eos token")
@@ -210,6 +227,8 @@ class LabelScorer:
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self._label_ids = torch.tensor(self.encoder.label_first_ids, device=self.device)
+        self._category_ids = torch.tensor(self.encoder.category_answer_ids, device=self.device)
+        self._category_offsets = torch.tensor(self.encoder.category_offsets, device=self.device)
         self._lock = threading.Lock()  # one forward pass at a time per model
 
     # ------------------------------------------------------------------ loading
@@ -229,6 +248,12 @@ class LabelScorer:
         if labels_meta is not None and tuple(labels_meta.get("labels", ())) != LABELS:
             raise ClassifierError(f"{model_dir}: trained for labels {labels_meta.get('labels')}, "
                                   f"this code expects {list(LABELS)}")
+        if labels_meta is not None and tuple(labels_meta.get("categories", ())) != CATEGORIES:
+            raise ClassifierError(
+                f"{model_dir}: labels.json records categories {labels_meta.get('categories')}, this code expects "
+                f"{list(CATEGORIES)}" + ("" if "categories" in labels_meta else
+                                         " (the artifact was trained before the prompt carried the category field: "
+                                         "retrain it)"))
         training_config = {}
         for candidate in (meta_dir / "training_config.json", model_dir / "training_config.json"):
             if candidate.is_file():
@@ -253,7 +278,8 @@ class LabelScorer:
             raise ClassifierError(f"cannot load the model from {model_dir}: {exc}") from exc
         scorer = cls(model, tokenizer, max_length=max_length, batch_size=batch_size,
                      version=_artifact_version(model_dir),
-                     expected_first_ids=labels_meta.get("label_first_token_ids") if labels_meta else None)
+                     expected_first_ids=labels_meta.get("label_first_token_ids") if labels_meta else None,
+                     expected_category_ids=labels_meta.get("category_answer_token_ids") if labels_meta else None)
         scorer.score(["load check"])  # fails here, not on the first request, if fp16 overflows
         log.info("loaded %s (%s%s) on %s as %s in %.1fs", model_dir, model_path,
                  f" + adapter {adapter}" if adapter else "", device, torch_dtype, time.perf_counter() - started)
@@ -291,16 +317,20 @@ class LabelScorer:
         with torch.inference_mode():
             hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                                               use_cache=False).last_hidden_state
-            final = hidden[torch.arange(len(batch), device=self.device), last]  # (batch, hidden)
-            logits = self.model.get_output_embeddings()(final).float()  # the vocabulary only at the answer
+            # the answer position (each row's last real token), then the position answering each category
+            read = torch.cat([last[:, None], last[:, None] - self._category_offsets[None, :]], dim=1)
+            rows = torch.arange(len(batch), device=self.device)[:, None]
+            logits = self.model.get_output_embeddings()(hidden[rows, read]).float()  # (batch, 1 + categories, vocab)
             if not bool(torch.isfinite(logits).all()):
                 raise ClassifierError(f"the model produced non-finite logits in {self.dtype} "
                                       "(fp16 overflow?); serve it in float32 or bfloat16")
-            label_logits = logits[:, self._label_ids]
+            label_logits = logits[:, 0, self._label_ids]
             probs = torch.softmax(label_logits, dim=-1)
-            mass = torch.exp(torch.logsumexp(label_logits, -1) - torch.logsumexp(logits, -1))
-        probs_list, mass_list = probs.cpu().tolist(), mass.cpu().tolist()
-        return [Prediction(dict(zip(LABELS, p)), m) for p, m in zip(probs_list, mass_list)]
+            mass = torch.exp(torch.logsumexp(label_logits, -1) - torch.logsumexp(logits[:, 0], -1))
+            yes = torch.softmax(logits[:, 1:, self._category_ids], dim=-1)[..., 0]  # (batch, categories)
+        probs_list, mass_list, yes_list = probs.cpu().tolist(), mass.cpu().tolist(), yes.cpu().tolist()
+        return [Prediction(dict(zip(LABELS, p)), m, dict(zip(CATEGORIES, c)))
+                for p, m, c in zip(probs_list, mass_list, yes_list)]
 
     # ------------------------------------------------------------------ the slow way (benchmark baseline)
     def generate_labels(self, texts: Sequence[str]) -> list[str | None]:
@@ -355,14 +385,23 @@ def render_response(predictions: Sequence[Prediction], version: str) -> dict[str
             "predictions": [p.as_dict() for p in predictions]}
 
 
-def validate_response(data: Any, expected: int) -> list[dict[str, float]]:
-    """The label probabilities of a response body, refused (ClassifierError) unless they follow the contract:
-    one prediction per text, each with a finite probability for every label, summing to 1 (`check_scores`,
-    the rule every backend's answer passes)."""
+def validate_response(data: Any, expected: int) -> tuple[list[dict[str, float]], list[dict[str, float]] | None]:
+    """(label probabilities, category probabilities or None) of a response body, refused (ClassifierError)
+    unless they follow the contract: one prediction per text, each with a finite probability for every label,
+    summing to 1 (`check_scores`, the rule every backend's answer passes), and `categories` on every prediction
+    or on none, each with exactly CATEGORIES and a probability for each (`check_categories`)."""
     if not isinstance(data, dict) or not isinstance(data.get("predictions"), list):
         raise ClassifierError("the endpoint's answer has no predictions list")
-    scores = [item.get("scores") if isinstance(item, dict) else None for item in data["predictions"]]
-    return check_scores(scores, expected, "the endpoint")
+    items = data["predictions"]
+    scores = check_scores([item.get("scores") if isinstance(item, dict) else None for item in items], expected,
+                          "the endpoint")
+    carried = [isinstance(item, dict) and "categories" in item for item in items]
+    if not any(carried):
+        return scores, None
+    if not all(carried):
+        raise ClassifierError(f"the endpoint answered categories for {sum(carried)} of {len(items)} predictions; "
+                              "a category block goes on every prediction or on none")
+    return scores, check_categories([item["categories"] for item in items], expected, "the endpoint")
 
 
 # ------------------------------------------------------------------------- SageMaker inference handlers

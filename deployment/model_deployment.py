@@ -82,7 +82,7 @@ DEFAULT_SERVING = ("5.5.3", "2.6.0", "py312")
 # SageMaker tag keys and values: letters, separators, digits and these; keys <= 128, values <= 256 characters.
 TAG_PUNCTUATION = frozenset("_.:/=+-@")
 # Modules `code/inference.py` imports, shipped beside it in the archive (paths relative to the repository).
-CODE_FILES = ("deployment/inference.py", "core/__init__.py", "core/labels.py", "core/prompt.py",
+CODE_FILES = ("deployment/inference.py", "core/__init__.py", "core/categories.py", "core/labels.py", "core/prompt.py",
               "classifiers/__init__.py", "classifiers/base.py")
 
 

@@ -77,7 +77,7 @@ METRIC_DEFINITIONS = {
 }
 TERMINAL = ("Completed", "Failed", "Stopped")
 # What the job runs: train_script and the modules it imports (training/metrics.py for the macro-F1 definition).
-SOURCE_FILES = ("core/__init__.py", "core/aws.py", "core/labels.py", "core/prompt.py", "core/settings.py", "training/__init__.py",
+SOURCE_FILES = ("core/__init__.py", "core/aws.py", "core/categories.py", "core/labels.py", "core/prompt.py", "core/settings.py", "training/__init__.py",
                 "training/metrics.py", "training/train_script.py")
 # Hyperparameters the launcher always sets (the entry point's defaults otherwise); -H adds or overrides any.
 HYPERPARAMETER_FLAGS = ("epochs", "learning_rate", "lora_r", "lora_alpha", "max_length", "batch_size",

@@ -61,6 +61,7 @@ if __package__ in (None, ""):  # run as a file: the SageMaker container runs `py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.aws import sha256_file
+from core.categories import CATEGORIES
 from core.labels import LABELS
 from core.prompt import PromptEncoder
 from training.metrics import macro_f1  # the metrics alone: no report, plot or MLflow code in the job
@@ -203,13 +204,16 @@ def data_file(path: Path, split: str) -> Path:
     raise TrainError(f"no {split}.jsonl or {split}.parquet in {path} (found {[c.name for c in candidates]})")
 
 
-def read_examples(path: Path) -> list[dict[str, str]]:
-    """`text` and `label` of every row of a .jsonl or .parquet file, checked against LABELS."""
+def read_examples(path: Path) -> list[dict[str, Any]]:
+    """`text`, `label` and, when the file has them, `categories` ({category: 1, 0 or null}, data.prepare) of every
+    row of a .jsonl or .parquet file, checked against LABELS and CATEGORIES."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
+        names = pq.read_schema(path).names
         try:
-            rows = pq.read_table(path, columns=["text", "label"]).to_pylist()
+            rows = pq.read_table(path, columns=["text", "label", *(["categories"] if "categories" in names else [])]
+                                 ).to_pylist()
         except (KeyError, ValueError) as err:
             raise TrainError(f"{path} has no text and label columns ({err})") from None
     else:
@@ -223,10 +227,14 @@ def read_examples(path: Path) -> list[dict[str, str]]:
                         raise TrainError(f"{path}:{n} is not JSON ({err})") from None
     examples = []
     for n, row in enumerate(rows, 1):
-        text, label = row.get("text"), row.get("label")
+        text, label, categories = row.get("text"), row.get("label"), row.get("categories")
         if not isinstance(text, str) or label not in LABELS:
             raise TrainError(f"{path} row {n}: needs a text and a label in {', '.join(LABELS)}, got {label!r}")
-        examples.append({"text": text, "label": label})
+        if categories is not None and (not isinstance(categories, dict) or not set(categories) <= set(CATEGORIES)
+                                       or any(v not in (0, 1, None) for v in categories.values())):
+            raise TrainError(f"{path} row {n}: categories must map some of {', '.join(CATEGORIES)} to 1, 0 or "
+                             f"null, got {categories!r:.200}")
+        examples.append({"text": text, "label": label, "categories": categories})
     if not examples:
         raise TrainError(f"{path} has no rows")
     return examples
@@ -238,7 +246,7 @@ class EncodedDataset:
     def __init__(self, encoder: PromptEncoder, examples: list[dict[str, str]]):
         self.items = []
         for ex in examples:
-            input_ids, labels = encoder.training_example(ex["text"], ex["label"])
+            input_ids, labels = encoder.training_example(ex["text"], ex["label"], ex.get("categories"))
             self.items.append({"input_ids": input_ids, "labels": labels})
 
     def __len__(self) -> int:
@@ -279,7 +287,7 @@ def _metrics_fn(label_first_ids: list[int]):
         """Accuracy and macro-F1 as training.model_evaluation defines it (over the labels present in the true
         labels), so the per-epoch figure and the evaluation report's can be compared."""
         scores, labels = eval_pred.predictions, eval_pred.label_ids
-        first_answer = (labels != -100).argmax(axis=1)
+        first_answer = np.isin(labels, label_first_ids).argmax(axis=1)  # the category answers come before it
         answer_token = labels[np.arange(len(labels)), first_answer]
         true = [LABELS[label_first_ids.index(int(t))] for t in answer_token]
         pred = [LABELS[int(i)] for i in np.asarray(scores).argmax(axis=1)]
@@ -685,8 +693,7 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
     output_dir.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(str(model_dir))
     tokenizer.save_pretrained(str(model_dir))
-    labels_doc = {"labels": list(LABELS), "label_first_token_ids": list(encoder.label_first_ids)}
-    _write_json(model_dir / LABELS_FILE, labels_doc)
+    _write_json(model_dir / LABELS_FILE, encoder.labels_document())
 
     epochs = [
         {"epoch": e["epoch"], "step": e["step"], "eval_loss": e["eval_loss"],
@@ -710,7 +717,7 @@ def train(args: argparse.Namespace, log=lambda msg: print(msg, file=sys.stderr, 
         "lora": {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout,
                  "target_modules": sorted({m.rsplit(".", 1)[-1] for m in model.peft_config["default"].target_modules})},
         "trainable_parameters": trainable,
-        "labels": labels_doc,
+        "labels": encoder.labels_document(),
         "data": {name: {"file": f.name, "sha256": fingerprint["data_sha256"][name], "rows": n}
                  for name, f, n in (("train", train_file, len(train_ds)), ("validation", val_file, len(val_rows)))
                  if f is not None},
@@ -795,7 +802,8 @@ def label_only_eval(model, inputs: dict, label_first_ids: list[int], context=Non
         keep = target != -100
         logits = causal.lm_head(hidden[:, :-1][keep]).float()  # [labelled tokens, vocab]
         loss = F.cross_entropy(logits, target[keep])
-        first_answer = (labels != -100).int().argmax(dim=1)
+        # the answer's first token: the first labelled one that is a label's (the category answers come before it)
+        first_answer = torch.isin(labels, labels.new_tensor(label_first_ids)).int().argmax(dim=1)
         rows = torch.arange(labels.shape[0], device=labels.device)
         scores = causal.lm_head(hidden[rows, first_answer - 1])[:, label_first_ids].float()
     return loss.detach(), scores, labels

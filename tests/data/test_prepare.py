@@ -8,6 +8,7 @@ import json
 import polars as pl
 import pytest
 
+from core.categories import CATEGORIES
 from core.labels import LABELS
 from core.prompt import build_training_messages
 from data.prepare import PrepareConfig, fair_shares, main, prepare
@@ -49,11 +50,17 @@ def config(tmp_path, shared, jigsaw, db, **overrides) -> PrepareConfig:
     return PrepareConfig(**{**base, **overrides})
 
 
+def originals_of(records: pl.DataFrame) -> pl.DataFrame:
+    return records.filter(pl.col("parent_id").is_null())
+
+
 def read_records(out_dir) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(out_dir / f"{s}.parquet") for s in ("train", "validation", "test")])
 
 
-def test_prepare_end_to_end(tmp_path, mini_shared, jigsaw_file, pattern_db_path):
+def test_prepare_end_to_end(tmp_path, mini_shared, pattern_db_path):
+    threat = jigsaw_row(904, "i will hunt you down and end you tonight", 0.9, threat=0.9)  # violence: yes
+    jigsaw_file = write_jigsaw_csv(tmp_path / "train.csv", [*jigsaw_rows(), threat])
     card = prepare(config(tmp_path, mini_shared, jigsaw_file, pattern_db_path), log=lambda _: None)
     out = tmp_path / "out"
     records = read_records(out)
@@ -78,6 +85,14 @@ def test_prepare_end_to_end(tmp_path, mini_shared, jigsaw_file, pattern_db_path)
         assert row["messages"] == build_training_messages(row["text"], row["label"])
         assert row["label"] in LABELS
 
+    # Each record carries its harm categories (the category field's answers): 1 yes, 0 no, None unknown.
+    assert all(list(c) == list(CATEGORIES) for c in records["categories"])
+    by_text = {row["text"]: row["categories"] for row in originals_of(records).iter_rows(named=True)}
+    assert by_text["i will hunt you down and end you tonight"]["violence"] == 1
+    assert by_text["i will hunt you down and end you tonight"]["drugs"] is None  # never judged: unknown, not no
+    assert by_text["safe comment 0: you are nice number 0"] == dict.fromkeys(CATEGORIES, 0)  # safe: no harm
+    assert by_text["harmful comment 0: you are stupid number 0"]["harassment"] is None  # insult 0.1: raters split
+
     # Near-duplicates collapsed to one record, with the most severe label; the blank text is gone.
     originals = records.filter(pl.col("parent_id").is_null())
     idiots = originals.filter(pl.col("text").str.to_lowercase().str.contains("you.re an idiot"))
@@ -98,6 +113,7 @@ def test_prepare_end_to_end(tmp_path, mini_shared, jigsaw_file, pattern_db_path)
     assert (joined["split"] == joined["split_parent"]).all() and (
         joined["label"] == joined["label_parent"]
     ).all()
+    assert joined["categories"].to_list() == joined["categories_parent"].to_list()  # a coded copy, same harms
     assert set(variants["label"]) <= {"harmful", "extremely_harmful"}
     assert all(len(t) > 0 for t in variants["techniques"])
     assert card["counts"]["by_split_technique"]
@@ -110,7 +126,7 @@ def test_prepare_end_to_end(tmp_path, mini_shared, jigsaw_file, pattern_db_path)
     assert card["steps"]["rows_read"] == {
         "civil_comments_toxic_spans": 4,
         "davidson": 4,
-        "jigsaw_unintended_bias": 124,
+        "jigsaw_unintended_bias": 125,
         "jigsaw_wikipedia": 4,
         "olid": 3,
         # The second-wave mini sets (tests/data/conftest.py: write_mini_second_wave).

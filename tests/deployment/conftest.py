@@ -26,7 +26,6 @@ def adapter_dir(tmp_path_factory, tiny_qwen_dir) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.labels import LABELS
     from core.prompt import PromptEncoder
 
     out = tmp_path_factory.mktemp("adapter")
@@ -43,6 +42,6 @@ def adapter_dir(tmp_path_factory, tiny_qwen_dir) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_qwen_dir))
     tokenizer.save_pretrained(str(out))
     encoder = PromptEncoder(tokenizer, 256)
-    (out / "labels.json").write_text(json.dumps({"labels": list(LABELS), "label_first_token_ids": encoder.label_first_ids}))
+    (out / "labels.json").write_text(json.dumps(encoder.labels_document()))
     (out / "training_config.json").write_text(json.dumps({"base_model": str(tiny_qwen_dir), "max_length": 256}))
     return out

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from classifiers.base import ClassifierError
+from core.categories import CATEGORIES
 from core.labels import LABELS
 from deployment import inference
 from deployment.inference import BadRequest, LabelScorer
@@ -34,6 +35,30 @@ def test_one_pass_scores_equal_a_plain_forward_pass(scorer):
         assert [prediction.scores[label] for label in LABELS] == pytest.approx(probs, abs=1e-5)
         assert prediction.label_mass == pytest.approx(mass, rel=1e-3)
         assert math.fsum(prediction.scores.values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def category_reference(scorer: LabelScorer, text: str) -> list[float]:
+    """Each category's P(" yes" | " yes" or " no") from an unpadded, ordinary forward pass, read before each of
+    the prompt's last len(CATEGORIES) placeholders (found in the ids here, not from the encoder's offsets)."""
+    ids = scorer.encoder.prompt_ids(text)
+    slots = [i for i, token in enumerate(ids) if token == scorer.encoder.placeholder_id][-len(CATEGORIES):]
+    with torch.no_grad():
+        logits = scorer.model(input_ids=torch.tensor([ids])).logits[0].float()
+    yes, no = scorer.encoder.category_answer_ids
+    return [float(torch.softmax(logits[slot - 1, [yes, no]], -1)[0]) for slot in slots]
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_one_pass_reads_the_category_field_too(scorer, side, monkeypatch):
+    """The same forward pass that scores the label gives each category's probability, equal to an ordinary
+    forward pass read at that category's answer position, whatever the padding; a text spelling the category
+    block itself ("hate?") does not move where the categories are read."""
+    monkeypatch.setattr(scorer.tokenizer, "padding_side", side)
+    texts = [*TEXTS, "hate? violence? drugs?"]
+    for text, prediction in zip(texts, scorer.score(texts)):
+        assert list(prediction.categories) == list(CATEGORIES)
+        assert [prediction.categories[c] for c in CATEGORIES] == pytest.approx(category_reference(scorer, text), abs=1e-5)
+    assert len({round(p, 6) for p in prediction.categories.values()}) > 1  # eight positions, not one read 8 times
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
@@ -84,8 +109,13 @@ def test_artifacts_that_do_not_describe_themselves_are_refused(tmp_path, tiny_qw
     (wrong / "labels.json").write_text(json.dumps({"labels": ["ok", "bad"], "label_first_token_ids": [1, 2]}))
     with pytest.raises(ClassifierError, match="trained for labels"):
         LabelScorer.from_dir(wrong)
-    (wrong / "labels.json").write_text(json.dumps({"labels": list(LABELS), "label_first_token_ids": [1, 2, 3, 4]}))
+    (wrong / "labels.json").write_text(json.dumps({"labels": list(LABELS), "label_first_token_ids": [1, 2, 3, 4],
+                                                   "categories": list(CATEGORIES)}))
     with pytest.raises(ClassifierError, match="tokenizer"):
+        LabelScorer.from_dir(wrong)
+    # an artifact trained before the prompt carried the category field is refused, not served with a new prompt
+    (wrong / "labels.json").write_text(json.dumps({"labels": list(LABELS), "label_first_token_ids": [1, 2, 3, 4]}))
+    with pytest.raises(ClassifierError, match="before the prompt carried the category field"):
         LabelScorer.from_dir(wrong)
     orphan = tmp_path / "orphan"
     shutil.copytree(adapter_dir, orphan)
@@ -117,10 +147,13 @@ def test_sagemaker_handlers_single_and_batch(tiny_qwen_dir, monkeypatch):
         answer = json.loads(raw)
         assert answer["labels"] == list(LABELS) and answer["model_version"] == model.version
         assert len(answer["predictions"]) == count  # always a list, whatever the request's shape
-        assert inference.validate_response(answer, count)
+        scores, categories = inference.validate_response(answer, count)
+        texts = data if isinstance(data, list) else [data]
+        assert categories == [p.categories for p in model.score(texts)]  # the category field comes back
         for item in answer["predictions"]:
             assert item["label"] == max(item["scores"], key=item["scores"].get)
             assert 0 < item["label_mass"] <= 1
+            assert list(item["categories"]) == list(CATEGORIES)
 
 
 @pytest.mark.parametrize("body,content_type", [
@@ -144,6 +177,29 @@ def test_validate_response_refuses_garbage(answer):
         inference.validate_response(answer, 1)
 
 
+SCORES = dict(zip(LABELS, [0.7, 0.1, 0.1, 0.1]))
+KINDS = dict.fromkeys(CATEGORIES, 0.25)
+
+
+@pytest.mark.parametrize("predictions,message", [
+    ([{"scores": SCORES, "categories": {**KINDS, "gore": 0.5}}], "returned categories"),
+    ([{"scores": SCORES, "categories": {k: v for k, v in KINDS.items() if k != "drugs"}}], "returned categories"),
+    ([{"scores": SCORES, "categories": {**KINDS, "hate": 1.5}}], "not probabilities"),
+    ([{"scores": SCORES, "categories": {**KINDS, "hate": float("nan")}}], "not probabilities"),
+    ([{"scores": SCORES, "categories": {**KINDS, "hate": True}}], "not probabilities"),
+    ([{"scores": SCORES, "categories": {**KINDS, "hate": "0.5"}}], "not probabilities"),
+    ([{"scores": SCORES, "categories": None}], "returned categories"),
+    ([{"scores": SCORES, "categories": ["hate"]}], "returned categories"),
+    ([{"scores": SCORES, "categories": KINDS}, {"scores": SCORES}], "categories for 1 of 2 predictions"),
+])
+def test_a_malformed_category_block_is_refused(predictions, message):
+    answer = {"labels": list(LABELS), "model_version": "v", "predictions": predictions}
+    with pytest.raises(ClassifierError, match=message):
+        inference.validate_response(answer, len(predictions))
+    well_formed = [{"scores": SCORES, "categories": KINDS} for _ in predictions]
+    assert inference.validate_response({**answer, "predictions": well_formed}, len(predictions))[1] == [KINDS] * len(predictions)
+
+
 def test_transformers_backend_through_the_registry(tiny_qwen_dir, scorer):
     from classifiers.registry import create_classifier
     from core.settings import Settings
@@ -152,6 +208,8 @@ def test_transformers_backend_through_the_registry(tiny_qwen_dir, scorer):
     classifier = create_classifier(settings)
     assert classifier.name == "transformers" and classifier.version == scorer.version
     assert classifier.classify(TEXTS[:2]) == [p.scores for p in scorer.score(TEXTS[:2])]
+    scores, categories = classifier.classify_with_categories(TEXTS[:2])
+    assert categories == [p.categories for p in scorer.score(TEXTS[:2])]
     with pytest.raises(ClassifierError, match="TRANSFORMERS_MODEL_PATH"):
         create_classifier(Settings(classifier_backend="transformers"))
 
@@ -200,7 +258,7 @@ def test_an_artifact_of_another_transformers_major_is_refused(tmp_path, tiny_qwe
     versions = {"python": "3.12.0", "torch": "2.9.0", "peft": "0.18.0"}
     if trained is not None:
         versions["transformers"] = trained
-    (artifact / "training_config.json").write_text(json.dumps({"max_length": 128, "versions": versions}))
+    (artifact / "training_config.json").write_text(json.dumps({"max_length": 192, "versions": versions}))
     if refused:
         with pytest.raises(ClassifierError, match=rf"transformers {trained} \(major \d+\).*transformers "
                                                   rf"{transformers.__version__}"):
@@ -208,4 +266,4 @@ def test_an_artifact_of_another_transformers_major_is_refused(tmp_path, tiny_qwe
         with pytest.raises(ClassifierError, match="across transformers majors"):
             inference.model_fn(str(artifact))
     else:
-        assert inference.model_fn(str(artifact)).encoder.max_length == 128
+        assert inference.model_fn(str(artifact)).encoder.max_length == 192

@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 from fastapi.testclient import TestClient
 
+from core.categories import CATEGORIES
 from core.labels import LABELS
 from core.settings import Settings
 from deployment import local_server
@@ -63,6 +64,13 @@ def test_api_to_client_to_container_end_to_end(container, scorer, monkeypatch):
         assert body["raw_scores"] == pytest.approx({k: round(v, 6) for k, v in original.items()}, abs=2e-6)
         chosen = original if body["classification"] == body["raw_classification"] != body["normalized_classification"] else normalized
         assert body["scores"] == pytest.approx({k: round(v, 6) for k, v in chosen.items()}, abs=2e-6)
+        # the category field comes back through the endpoint: the more of the two readings, flagged at 0.5
+        normalized, original = (scorer.score([body[k]])[0].categories for k in ("normalized_text", "original_text"))
+        assert body["categories"] == pytest.approx({c: round(max(normalized[c], original[c]), 6) for c in CATEGORIES},
+                                                   abs=2e-6)
+        by_classifier = [c for c, found in body["category_evidence"].items() if "classifier" in found]
+        assert by_classifier == ([] if body["classification"] == "safe" else
+                                 [c for c in CATEGORIES if body["categories"][c] >= 0.5])
         assert api.get("/ready").json()["classifier"]["backend"] == "sagemaker"
 
 

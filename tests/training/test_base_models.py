@@ -24,7 +24,8 @@ def test_chat_template_is_qwen_format(qwen_tokenizer_dir):
     tok = AutoTokenizer.from_pretrained(qwen_tokenizer_dir)
     rendered = tok.apply_chat_template(build_training_messages("hi", "harmful"), tokenize=False)
     assert rendered.startswith("<|im_start|>system\nYou are a content moderation classifier.")
-    assert rendered.endswith("<|im_start|>user\nClassify this text:\n\nhi<|im_end|>\n"
+    assert rendered.endswith("<|im_start|>user\nClassify this text:\n\nhi\n\nHarm categories: hate? harassment? "
+                             "violence? self_harm? sexual? sexual_minors? drugs? profanity?<|im_end|>\n"
                              "<|im_start|>assistant\nharmful<|im_end|>\n")
 
 
@@ -68,9 +69,9 @@ def test_prompt_encoder_cuts_the_text_not_the_instructions(qwen_tokenizer_dir):
     from core.prompt import PromptEncoder
 
     tok = AutoTokenizer.from_pretrained(qwen_tokenizer_dir)
-    enc = PromptEncoder(tok, max_length=128)
+    enc = PromptEncoder(tok, max_length=192)
     ids, _ = enc.training_example("word " * 1000, "safe")
-    assert len(ids) <= 128
+    assert len(ids) <= 192
     assert ids[: len(enc.prefix_ids)] == enc.prefix_ids and ids[-len(enc.answer_ids["safe"]):] == enc.answer_ids["safe"]
     with pytest.raises(ValueError, match="unknown label"):
         enc.training_example("x", "toxic")
@@ -124,16 +125,16 @@ def test_prompt_encoder_keeps_the_end_of_a_long_text(qwen_tokenizer_dir):
     from core.prompt import PromptEncoder
 
     tok = AutoTokenizer.from_pretrained(qwen_tokenizer_dir)
-    enc = PromptEncoder(tok, max_length=128)
+    enc = PromptEncoder(tok, max_length=192)
     text = "Opening words. " + "what a lovely sunny day at the park. " * 200 + "now go kill yourself"
     ids = enc.prompt_ids(text)
-    assert len(ids) <= 128
+    assert len(ids) <= 192
     decoded = tok.decode(ids)
     assert "now go kill yourself" in decoded and "Opening words." in decoded and " \u2026 " in decoded
     assert ids[: len(enc.prefix_ids)] == enc.prefix_ids and ids[-len(enc.suffix_ids):] == enc.suffix_ids
     assert len(ids) - len(enc.prefix_ids) - len(enc.suffix_ids) == enc.text_budget  # the budget is used in full
     train_ids, _ = enc.training_example(text, "extremely_harmful")
-    assert len(train_ids) <= 128
+    assert len(train_ids) <= 192
     for n in (enc.text_budget, enc.text_budget + 1):  # a text that fits is unchanged; one token more is cut
         exact = tok.decode(list(range(1000, 1000 + n)))
         n_ids = enc.text_ids(exact)

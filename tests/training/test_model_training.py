@@ -198,7 +198,7 @@ def test_local_mode_runs_the_entry_point_in_process(aws, tmp_path, tiny_qwen_dir
     model_dir = tmp_path / "model"
     code = model_training.main([
         "--local", "--manifest", aws, "--record", str(record_path), "--model-dir", str(model_dir),
-        "--base-model", str(tiny_qwen_dir), "--epochs", "1", "--max-length", "128", "--batch-size", "4",
+        "--base-model", str(tiny_qwen_dir), "--epochs", "1", "--max-length", "192", "--batch-size", "4",
         "--gradient-accumulation-steps", "1", "-H", "max-steps=1", "-H", "max-eval-samples=4"])
     assert code == 0, capsys.readouterr().err
     record = json.loads(record_path.read_text())

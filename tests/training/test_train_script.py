@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("peft")
 pytest.importorskip("bitsandbytes")
 
+from core.categories import CATEGORIES
 from core.labels import LABELS
 from training import train_script
 
@@ -18,7 +19,9 @@ PROBE = "time to unalive myself"
 
 
 def write_split(path, n, offset=0):
-    rows = [{"text": TEXTS[(i + offset) % len(TEXTS)], "label": LABELS[i % len(LABELS)], "source": "test"}
+    # categories as data.prepare writes them: 1 yes, 0 no, null unknown
+    rows = [{"text": TEXTS[(i + offset) % len(TEXTS)], "label": LABELS[i % len(LABELS)], "source": "test",
+             "categories": {"violence": int(i % len(LABELS) == 3), "self_harm": None if i % 2 else 0}}
             for i in range(n)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
@@ -27,7 +30,7 @@ def write_split(path, n, offset=0):
 def argv(base, data, run, *extra):
     return ["--train", str(data / "train.jsonl"), "--validation", str(data / "validation.jsonl"),
             "--model-dir", str(run / "model"), "--checkpoint-dir", str(run / "checkpoints"),
-            "--base-model", str(base), "--max-length", "128", "--batch-size", "2",
+            "--base-model", str(base), "--max-length", "192", "--batch-size", "2",
             "--gradient-accumulation-steps", "1", "--eval-batch-size", "4", "--epochs", "1", "--save-steps", "2",
             "--save-total-limit", "3", "--learning-rate", "1e-2", "--logging-steps", "1", *extra]
 
@@ -69,7 +72,7 @@ def probe_batch(base):
 
     from core.prompt import PromptEncoder
 
-    ids = PromptEncoder(AutoTokenizer.from_pretrained(base), 128).prompt_ids(PROBE)
+    ids = PromptEncoder(AutoTokenizer.from_pretrained(base), 192).prompt_ids(PROBE)
     return {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
 
 
@@ -91,8 +94,9 @@ def test_writes_the_output_contract(trained, tiny_qwen_dir, data):
         assert (model / name).is_file(), name
     labels = json.loads((model / "labels.json").read_text())
     assert labels["labels"] == list(LABELS) and len(set(labels["label_first_token_ids"])) == 4
+    assert labels["categories"] == list(CATEGORIES) and len(set(labels["category_answer_token_ids"])) == 2
     config = json.loads((model / "training_config.json").read_text())
-    assert config["base_model"] == str(tiny_qwen_dir) and config["max_length"] == 128
+    assert config["base_model"] == str(tiny_qwen_dir) and config["max_length"] == 192
     assert config["hyperparameters"]["lora_r"] == 16 and config["hyperparameters"]["lora_alpha"] == 32
     assert config["quantization"]["bnb_4bit_quant_type"] == "nf4" and config["quantization"]["bnb_4bit_use_double_quant"]
     assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= set(config["lora"]["target_modules"])
@@ -265,7 +269,7 @@ def test_sagemaker_applies_the_same_rule(trained, tiny_qwen_dir, data, tmp_path,
                         ("SM_CHANNEL_TRAIN", data), ("SM_CHANNEL_VALIDATION", data)):
         monkeypatch.setenv(name, str(value))
     shutil.copytree(run / "checkpoints", tmp_path / "checkpoints")
-    hp = ["--base-model", str(tiny_qwen_dir), "--max-length", "128", "--batch-size", "2",
+    hp = ["--base-model", str(tiny_qwen_dir), "--max-length", "192", "--batch-size", "2",
           "--gradient-accumulation-steps", "1", "--epochs", "1", "--learning-rate", "2e-4",
           "--checkpoint-dir", str(tmp_path / "checkpoints")]
     assert train_script.main(hp) == 1
@@ -296,6 +300,7 @@ def test_epoch_macro_f1_is_the_evaluation_reports(tmp_path):
     first_ids = [101, 102, 103, 104]  # the labels' first tokens, in LABELS order
     true, pred = [0, 0, 1, 1], [0, 0, 1, 2]
     label_ids = np.full((4, 5), -100)
+    label_ids[:, 1] = 9  # a category answer (" yes"/" no") in the prompt: labelled, but not the answer
     label_ids[:, 3] = [first_ids[t] for t in true]  # the answer's first token, after the prompt
     label_ids[:, 4] = 7  # the rest of the answer
     scores = np.eye(4)[pred]
@@ -341,7 +346,7 @@ def test_packed_batches_give_the_same_loss_as_padded_ones(tiny_qwen_dir, tmp_pat
     args = train_script.build_parser().parse_args(["--base-model", str(tiny_qwen_dir), "--model-dir", str(tmp_path)])
     model = train_script.load_model(args, torch.float32, None).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_qwen_dir)
-    encoder = PromptEncoder(tokenizer, 128)
+    encoder = PromptEncoder(tokenizer, 192)
     features = [dict(zip(("input_ids", "labels"), encoder.training_example(text, label), strict=True))
                 for text, label in (("hello there", "safe"), ("go k1ll yourself now please", "extremely_harmful"))]
     with torch.no_grad():
@@ -425,14 +430,17 @@ def test_evaluation_projects_only_the_positions_it_reads(tiny_qwen_dir):
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_qwen_dir))
     model = AutoModelForCausalLM.from_pretrained(str(tiny_qwen_dir), dtype=torch.float32).eval()
-    encoder = PromptEncoder(tokenizer, 128)
-    rows = [{"text": f"some text number {i} " * (i + 1), "label": LABELS[i % 4]} for i in range(4)]
+    encoder = PromptEncoder(tokenizer, 192)
+    rows = [{"text": f"some text number {i} " * (i + 1), "label": LABELS[i % 4],
+             "categories": {"hate": i % 2, "drugs": None}} for i in range(4)]
     batch = train_script.PadCollator(tokenizer.pad_token_id or 0)(list(train_script.EncodedDataset(encoder, rows)))
     with torch.no_grad():
         full = model(**batch)
-    # the reference: the label-first-token logits at the position before the answer, read from the full logits
+    # the reference: the label-first-token logits at the position before the answer (which starts where the
+    # prompt ends, after the labelled category answer), read from the full logits
     labels = batch["labels"]
-    first_answer = (labels != -100).int().argmax(dim=1)
+    first_answer = torch.tensor([len(encoder.prompt_ids(row["text"])) for row in rows])
+    assert bool(((labels != -100).int().argmax(dim=1) < first_answer).all())  # hate's answer comes first
     expected_scores = full.logits[torch.arange(len(labels)), first_answer - 1][:, encoder.label_first_ids].float()
     seen = []
     hook = model.lm_head.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
@@ -444,3 +452,29 @@ def test_evaluation_projects_only_the_positions_it_reads(tiny_qwen_dir):
     assert torch.allclose(scores, expected_scores, atol=1e-4)
     labelled = int((batch["labels"][:, 1:] != -100).sum())
     assert seen == [labelled, len(rows)] and labelled < batch["input_ids"].numel() / 4
+
+
+def test_category_answers_are_trained_at_their_placeholders(qwen_tokenizer_dir, tmp_path):
+    """The category field: a known category's placeholder is trained to " yes" or " no" (the input keeps the
+    placeholder), an unknown one has no loss, and bad category data is refused with a one-line error."""
+    from transformers import AutoTokenizer
+
+    from core.prompt import PromptEncoder
+
+    tokenizer = AutoTokenizer.from_pretrained(qwen_tokenizer_dir)
+    encoder = PromptEncoder(tokenizer, 192)
+    ids, labels = encoder.training_example("i will find you", "harmful", {"violence": 1, "hate": 0, "drugs": None})
+    answer_at = len(ids) - len(encoder.answer_ids["harmful"])
+    trained = {i: labels[i] for i in range(answer_at) if labels[i] != -100}
+    assert len(trained) == 2
+    said = {tokenizer.decode([ids[i - 1]]).strip(): tokenizer.decode([t]) for i, t in trained.items()}
+    assert said == {"violence": " yes", "hate": " no"}
+    assert all(ids[i] == encoder.placeholder_id for i in trained)  # the input never shows the answer
+    assert labels[answer_at:] == encoder.answer_ids["harmful"]
+    for bad in ({"gore": 1}, {"violence": 2}, {"violence": -1}):
+        with pytest.raises(ValueError, match="categor"):
+            encoder.training_example("x", "safe", bad)
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"text": "x", "label": "safe", "categories": {"gore": 1}}) + "\n")
+    with pytest.raises(train_script.TrainError, match="row 1: categories must map"):
+        train_script.read_examples(path)
