@@ -67,6 +67,20 @@ STAGE1: dict[str, str | None] = {
 }
 
 
+# Functional-suite family (data/dataset/functional_suite.json) -> the categories its flagged cases should route to
+# (any of them counts). Families without an entry (counter speech, negated hate, identity terms used neutrally)
+# expect nothing flagged. Used by the category training's report and by training.model_evaluation.
+FUNCTIONAL_FAMILIES: dict[str, tuple[str, ...]] = {
+    "threat": ("violence",),
+    "self_harm": ("self_harm",),
+    "dehumanisation": ("hate",),
+    "implicit_derogation": ("hate",),
+    "slur": ("hate", "harassment"),
+    "profanity": ("harassment", "profanity"),
+    "sexual": ("sexual",),
+}
+
+
 def stage1_category(database_category: str | None) -> str | None:
     """Our category for a pattern-database category (None when it names no harm or is unknown)."""
     return STAGE1.get(database_category or "")

@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     # The functional suite (data/dataset/functional_suite.json) against production's report: harmful cases flagged
     # may not fall, nor harmless cases flagged rise, by more than this share.
     gate_max_functional_regression: float = Field(0.02, ge=0.0, le=1.0)
+    # Harm categories against production's report: a category's recall on the same data, and a functional-suite
+    # family's share routed to its category, may not fall by more than this.
+    gate_max_category_recall_drop: float = Field(0.05, ge=0.0, le=1.0)
     # Experiment tracking (MLflow): unset means a local mlruns/ folder.
     mlflow_tracking_uri: str | None = None
 

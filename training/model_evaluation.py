@@ -27,6 +27,12 @@ What the report holds (eval_report.json, eval_report.md and three PNGs in --out)
                   diagram; --calibrate temperature fits one temperature on the validation split, writes
                   calibration.json and reports ECE before and after
   speed           wall time of every classify call: texts per second and batch latency percentiles
+  categories      for a backend that answers harm categories (the embedded heads, the LLM's category field):
+                  per category precision, recall and false-flag rate on the data (each row's categories from
+                  data.prepare; unknown left out), per source and pooled, the texts read as the moderator reads
+                  them (the more of raw and normalized); the leave-one-source-out figures of training.categories
+                  when the heads beside the model have them; and the functional suite's families routed to their
+                  categories (core.categories.FUNCTIONAL_FAMILIES; the heads or a Stage 1 decoded term)
 
 Honest by construction: the embedded model was trained on its own 80/10/10 split of the same sources, so most
 of the prepared test split is in its training data. `--subset unseen-by-embedded` (the default for the
@@ -34,7 +40,8 @@ embedded backend) keeps only texts that the embedded model did not train on, and
 
 Gate (--gate): thresholds from settings (GATE_MIN_MACRO_F1, GATE_MAX_FALSE_ALARM_RATE, GATE_MAX_ECE) and, with
 --baseline, no macro-F1 drop beyond GATE_MAX_MACRO_F1_DROP against the production model's report on the same
-data. Writes gate.json next to the report; exit status 1 with one reason per line on stderr when it fails.
+data, and no category's recall nor a functional family's routing share falling by more than
+GATE_MAX_CATEGORY_RECALL_DROP against production's. Writes gate.json next to the report; exit status 1 with one reason per line on stderr when it fails.
 Without --backend, --gate judges the model the training step recorded (out/train/record.json), never the
 shipped model; gating a model against its own report is refused. Each run writes out/evaluate/record.json, and
 with --gate out/gate/record.json, which the deploy step reads.
@@ -59,6 +66,7 @@ from typing import Any
 
 import numpy as np
 
+from core.categories import CATEGORIES
 from core.labels import LABELS, SEVERITY
 from core.settings import ROOT
 from training.metrics import (  # noqa: F401  (re-exported: the metrics were defined here before)
@@ -155,6 +163,83 @@ def functional_suite_report(classifier, normalizer) -> dict:
     return suite_report(cases, [a if SEVERITY[a] >= SEVERITY[b] else b for a, b in zip(raw, norm)])
 
 
+# --------------------------------------------------------------------------------------------- harm categories
+
+
+def category_scorer(classifier):
+    """(score(texts) -> (n, len(CATEGORIES)) probabilities, thresholds array) for a backend that answers the
+    harm categories (`classify_with_categories` and a `categories` flagging rule), else None."""
+    base = getattr(classifier, "classifier", classifier)
+    with_categories, rule = getattr(base, "classify_with_categories", None), getattr(base, "categories", None)
+    if with_categories is None or rule is None:
+        return None
+
+    def score(texts: list[str]) -> np.ndarray:
+        out: list[list[float]] = []
+        for start in range(0, len(texts), 256):
+            _, categories = with_categories(texts[start:start + 256])
+            if categories is None:
+                raise ValueError(f"{base.name} answered no categories")
+            out += [[row[c] for c in CATEGORIES] for row in categories]
+        return np.array(out, dtype=np.float64).reshape(-1, len(CATEGORIES))
+
+    # a category the rule does not ship (an embedded head too thin to train) never flags
+    shipped = getattr(rule, "shipped", CATEGORIES)
+    return score, np.array([rule.thresholds[c] if c in shipped else np.inf for c in CATEGORIES])
+
+
+def category_report(classifier, rows: list[dict], normalizer, held_out: dict | None = None) -> dict[str, Any] | None:
+    """Per-category figures (see the module doc), or None when the backend answers no categories."""
+    from training.categories import figures, functional
+
+    scorer = category_scorer(classifier)
+    if scorer is None:
+        return None
+    score, thresholds = scorer
+    texts = [r["text"] for r in rows]
+    probs = np.maximum(score(texts), score([normalizer.normalize(t).text for t in texts])) if texts else \
+        np.zeros((0, len(CATEGORIES)))
+    sources = np.array([r.get("source") or "unknown" for r in rows], dtype=object)
+    by_category: dict[str, Any] = {}
+    for j, category in enumerate(CATEGORIES):
+        y = np.array([(r.get("categories") or {}).get(category) for r in rows], dtype=object)
+        known = np.array([v is not None for v in y], dtype=bool)
+        y = np.where(known, y, -1).astype(np.int64)
+        if not (known & (y == 1)).any():
+            by_category[category] = {"threshold": _finite(thresholds[j]), "pooled": None, "by_source": {}}
+            continue
+        per = {str(src): figures(probs[m, j], y[m], thresholds[j])
+               for src in sorted(set(sources[known])) if (m := known & (sources == src)).any() and (y[m] == 1).any()}
+        by_category[category] = {"threshold": _finite(thresholds[j]),
+                                 "pooled": figures(probs[known, j], y[known], thresholds[j]), "by_source": per}
+    routing = functional(score, thresholds)
+    return {
+        "by_category": by_category,
+        "held_out_by_source": held_out,
+        "functional_routing": routing,
+        "recall": {c: (v["pooled"] or {}).get("recall") for c, v in by_category.items()},
+        "routed": {family: row["routed"] for family, row in routing.items() if "routed" in row},
+    }
+
+
+def _finite(value: float) -> float | None:
+    return round(float(value), 4) if np.isfinite(value) else None
+
+
+def held_out_figures(classifier) -> dict | None:
+    """training.categories' leave-one-source-out figures (`transfer`) for the heads beside an embedded model,
+    when its categories.json was made over this very model."""
+    base = getattr(classifier, "classifier", classifier)
+    path = getattr(base, "path", None)
+    if path is None or getattr(base, "categories", None) is None:
+        return None
+    doc_path = Path(path).with_name("categories.json")
+    if not doc_path.is_file():
+        return None
+    doc = json.loads(doc_path.read_text(encoding="utf-8"))
+    return doc.get("transfer") if doc.get("model_sha256") == sha256_file(Path(path)) else None
+
+
 # --------------------------------------------------------------------------------------------- data
 
 
@@ -168,7 +253,7 @@ def read_labelled(path: Path) -> list[dict[str, Any]]:
     missing = [c for c in ("text", "label") if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}")
-    keep = [c for c in ("text", "label", "source", "parent_id") if c in df.columns]
+    keep = [c for c in ("text", "label", "source", "parent_id", "categories") if c in df.columns]
     rows = df.select(keep).to_dicts()
     bad = sorted({str(r["label"]) for r in rows if r["label"] not in SEVERITY})
     if bad:
@@ -260,6 +345,7 @@ def evaluate(classifier, rows: list[dict], *, normalizer, augmenter, db, n_varia
     }
     _stage("4/4 the functional suite (plain and coded cases)")
     functional = functional_suite_report(timed, normalizer)
+    categories = category_report(timed, rows, normalizer, held_out_figures(classifier))
     name = getattr(classifier, "classifier", classifier).name
     version = getattr(getattr(classifier, "classifier", classifier), "version", "unknown")
     summary = {
@@ -293,6 +379,7 @@ def evaluate(classifier, rows: list[dict], *, normalizer, augmenter, db, n_varia
         "robustness": robustness,
         "false_alarms": alarms,
         "functional_suite": functional,
+        "categories": categories,
         "calibration": calibration,
         "speed": timed.speed(),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -351,12 +438,38 @@ def gate(report: dict, baseline: dict | None, settings) -> dict[str, Any]:
             if s.get(key) is not None and b.get(key) is not None and worse * (s[key] - b[key]) > allowed:
                 reasons.append(f"functional suite: {what} {s[key]:.3f} against production's {b[key]:.3f} "
                                f"(allowed change {allowed:.3f}, GATE_MAX_FUNCTIONAL_REGRESSION)")
+        reasons += category_regressions(report, baseline, settings.gate_max_category_recall_drop,
+                                        same_data=mine == theirs)
+    thresholds["max_category_recall_drop"] = settings.gate_max_category_recall_drop
     return {
         "passed": not reasons,
         "reasons": reasons,
         "candidate": {**report["model"], **s},
         "baseline": baseline_view,
     }
+
+
+def category_regressions(report: dict, baseline: dict, allowed: float, same_data: bool) -> list[str]:
+    """The gate's category check against production's report: each category's pooled recall (on the same data
+    only) and each functional family's share routed to its category may not fall by more than `allowed`. A
+    candidate without categories fails when production has them; a baseline without them is not compared."""
+    mine, theirs = report.get("categories"), baseline.get("categories")
+    if not theirs:
+        return []
+    if not mine:
+        return ["the candidate answers no harm categories; the production model does"]
+    reasons = []
+    pairs = [(f"category {c} recall", mine["recall"].get(c), r) for c, r in theirs["recall"].items()] if same_data else []
+    pairs += [(f"functional suite: {family} routed to its category", mine["routed"].get(family), r)
+              for family, r in theirs["routed"].items()]
+    for what, now, before in pairs:
+        if before is None:
+            continue
+        if now is None or now < before - allowed:
+            shown = "none" if now is None else f"{now:.3f}"
+            reasons.append(f"{what} {shown} against production's {before:.3f} (allowed drop {allowed:.3f}, "
+                           "GATE_MAX_CATEGORY_RECALL_DROP)")
+    return reasons
 
 
 def _fingerprint(report: dict) -> tuple:
@@ -449,10 +562,46 @@ def render_markdown(report: dict, command: str | None = None) -> str:
     if sp.get("texts"):
         lines += ["", f"Speed: {sp['texts']} texts in {sp['seconds']:.2f} s of classify calls ({sp['texts_per_second']} texts/s, "
                   f"batches of {sp['batch_size']}: p50 {sp['batch_ms_p50']:.1f} ms, p95 {sp['batch_ms_p95']:.1f} ms)."]
+    lines += _category_markdown(report.get("categories"))
     if report.get("by_source"):
         lines += ["", "| source | n | macro-F1 | accuracy |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['n']} | {v['macro_f1']:.3f} | {v['accuracy']:.3f} |" for k, v in report["by_source"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _category_markdown(cat: dict | None) -> list[str]:
+    if not cat:
+        return ["", "Harm categories: this backend answers none."]
+    lines = ["", "Harm categories, on this data (pooled over sources; the texts read as the moderator reads them):", "",
+             "| category | threshold | positives | negatives | precision | recall | false-flag rate |",
+             "|---|---|---|---|---|---|---|"]
+    for category, row in cat["by_category"].items():
+        p = row["pooled"]
+        if p is None:
+            lines.append(f"| {category} | {_f(row['threshold'])} | 0 | | | | |")
+            continue
+        lines.append(f"| {category} | {_f(row['threshold'])} | {p['positives']} | {p['negatives']} | {_f(p['precision'])} "
+                     f"| {_f(p['recall'])} | {_f(p['false_flag_rate'])} |")
+    lines += ["", "| category | source | positives | precision | recall | false-flag rate |", "|---|---|---|---|---|---|"]
+    for category, row in cat["by_category"].items():
+        for source, p in row["by_source"].items():
+            lines.append(f"| {category} | {source} | {p['positives']} | {_f(p['precision'])} | {_f(p['recall'])} "
+                         f"| {_f(p['false_flag_rate'])} |")
+    held = cat.get("held_out_by_source")
+    if held:
+        lines += ["", "Held out by source (training.categories: a head trained without the source, scored on all of it):",
+                  "", "| category | held-out source | positives | precision | recall | false-flag rate | AUC |",
+                  "|---|---|---|---|---|---|---|"]
+        for category, per in held.items():
+            for source, p in per.items():
+                if source != "mean" and "recall" in p:
+                    lines.append(f"| {category} | {source} | {p['positives']} | {_f(p['precision'])} | {_f(p['recall'])} "
+                                 f"| {_f(p['false_flag_rate'])} | {_f(p['auc'])} |")
+    lines += ["", "Functional suite, flagged cases routed to their family's category (heads or Stage 1):", "",
+              "| family | routed | cases |", "|---|---|---|"]
+    lines += [f"| {family} | {_f(row['routed'])} | {row['flagged_cases']} |"
+              for family, row in cat["functional_routing"].items() if "routed" in row]
+    return lines
 
 
 def _display(path: Path) -> str:

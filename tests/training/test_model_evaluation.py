@@ -98,7 +98,8 @@ def test_gate_reasons():
         "passed": True, "reasons": [], "candidate": {"backend": "x", "version": "v", "macro_f1": 0.70,
                                                      "false_alarm_rate": 0.01, "ece": 0.05},
         "baseline": {"thresholds": {"max_functional_regression": 0.02, "min_macro_f1": 0.6,
-                                    "max_macro_f1_drop": 0.01, "max_false_alarm_rate": 0.05, "max_ece": 0.1},
+                                    "max_macro_f1_drop": 0.01, "max_false_alarm_rate": 0.05, "max_ece": 0.1,
+                                    "max_category_recall_drop": 0.05},
                      "model": {"backend": "x", "version": "v"}, "summary": _report(0.705)["summary"],
                      "data": _report(0.705)["data"]},
     }
@@ -124,6 +125,107 @@ def test_gate_holds_the_functional_suite_against_production():
                       "0.020, GATE_MAX_FUNCTIONAL_REGRESSION)"]
     over_flags = ev.gate(report(0.80, 0.10), report(0.80, 0.05), settings)["reasons"]
     assert len(over_flags) == 1 and "harmless cases flagged 0.100" in over_flags[0]
+
+
+# --------------------------------------------------------------------------------------------- harm categories
+
+
+class KeywordCategories:
+    """A backend answering categories by keyword: violence 0.9 for "kill", hate 0.8 for "vermin"; flagged at 0.5."""
+
+    name, version, thresholds = "keywords", "k1", None
+
+    def __init__(self):
+        from classifiers.base import AnswerCategories
+
+        self.categories = AnswerCategories()
+
+    def classify(self, texts):
+        return self.classify_with_categories(texts)[0]
+
+    def classify_with_categories(self, texts):
+        from core.categories import CATEGORIES
+
+        scores = [dict(zip(LABELS, [0.7, 0.1, 0.1, 0.1])) for _ in texts]
+        kinds = [{**dict.fromkeys(CATEGORIES, 0.0), "violence": 0.9 if "kill" in t.lower() else 0.1,
+                  "hate": 0.8 if "vermin" in t.lower() else 0.0} for t in texts]
+        return scores, kinds
+
+
+CATEGORY_ROWS = [  # (text, source, violence, hate)
+    ("i will kill you", "a", 1, None),            # violence: caught
+    ("kill the lights please", "a", 0, None),     # violence: a false flag
+    ("see you tomorrow", "a", 0, 0),              # nothing
+    ("i will end you", "b", 1, None),             # violence: missed
+    ("they are vermin", "b", None, 1),            # hate: caught; violence unknown (left out)
+]
+
+
+def test_category_figures_by_hand():
+    from data.functional import coded_cases, load_suite
+    from normalizer import Normalizer, load_database
+    from normalizer.database import DEFAULT_PATTERN_DB
+    from core.categories import stage1_categories
+
+    normalizer = Normalizer(load_database(DEFAULT_PATTERN_DB))
+    rows = [{"text": t, "label": S, "source": src, "categories": {"violence": v, "hate": h}}
+            for t, src, v, h in CATEGORY_ROWS]
+    report = ev.category_report(KeywordCategories(), rows, normalizer)
+    violence = report["by_category"]["violence"]
+    assert violence["threshold"] == 0.5
+    assert {k: violence["pooled"][k] for k in ("positives", "negatives", "recall", "false_flag_rate", "precision")} == \
+        {"positives": 2, "negatives": 2, "recall": 0.5, "false_flag_rate": 0.5, "precision": 0.5}
+    assert (violence["by_source"]["a"]["recall"], violence["by_source"]["a"]["false_flag_rate"]) == (1.0, 0.5)
+    assert (violence["by_source"]["b"]["recall"], violence["by_source"]["b"]["precision"]) == (0.0, None)
+    hate = report["by_category"]["hate"]["pooled"]
+    assert (hate["positives"], hate["negatives"], hate["recall"], hate["false_flag_rate"]) == (1, 1, 1.0, 0.0)
+    assert report["by_category"]["drugs"]["pooled"] is None  # no row says anything about drugs
+    assert report["recall"]["violence"] == 0.5 and report["recall"]["drugs"] is None
+    # the functional suite's threats, routed as the moderator routes: the classifier (either reading) or Stage 1
+    cases = [c for c in load_suite() if c.family == "threat" and c.flagged]
+    expected = []
+    for case in cases:
+        result = normalizer.normalize(case.text)
+        expected.append("kill" in case.text.lower() or "kill" in result.text.lower()
+                        or "violence" in stage1_categories(result.matches))
+    assert report["routed"]["threat"] == round(sum(expected) / len(expected), 4)
+    assert report["functional_routing"]["threat"]["flagged_cases"] == len(cases)
+    assert ev.category_report(ev._as_timed(_NoCategories()), rows, normalizer) is None
+
+
+class _NoCategories:
+    name, version, thresholds = "plain", "p1", None
+
+    def classify(self, texts):
+        return [dict(zip(LABELS, [0.7, 0.1, 0.1, 0.1])) for _ in texts]
+
+
+def test_gate_holds_each_category_against_production():
+    settings = _gate_settings()  # GATE_MAX_CATEGORY_RECALL_DROP 0.05 by default
+
+    def report(hate_recall, threat_routed, sha="abc"):
+        r = _report(0.70, sha=sha)
+        r["categories"] = {"recall": {"hate": hate_recall, "drugs": None}, "routed": {"threat": threat_routed}}
+        return r
+
+    assert ev.gate(report(0.46, 0.76), report(0.50, 0.80), settings)["passed"]  # within 0.05
+    reasons = ev.gate(report(0.40, 0.80), report(0.50, 0.80), settings)["reasons"]
+    assert reasons == ["category hate recall 0.400 against production's 0.500 (allowed drop 0.050, "
+                       "GATE_MAX_CATEGORY_RECALL_DROP)"]
+    reasons = ev.gate(report(0.50, 0.70), report(0.50, 0.80), settings)["reasons"]
+    assert reasons == ["functional suite: threat routed to its category 0.700 against production's 0.800 (allowed "
+                       "drop 0.050, GATE_MAX_CATEGORY_RECALL_DROP)"]
+    looser = settings.model_copy(update={"gate_max_category_recall_drop": 0.2})
+    assert ev.gate(report(0.40, 0.70), report(0.50, 0.80), looser)["passed"]
+    # recall on other data is not compared (that is the data check's reason); the suite always is
+    other = ev.gate(report(0.10, 0.80, sha="def"), report(0.50, 0.80), settings)["reasons"]
+    assert len(other) == 1 and "different data" in other[0]
+    # a candidate that lost its categories fails; a baseline without them has nothing to hold to
+    lost = _report(0.70)
+    lost["categories"] = None
+    assert ev.gate(lost, report(0.5, 0.8), settings)["reasons"] == [
+        "the candidate answers no harm categories; the production model does"]
+    assert ev.gate(report(0.0, 0.0), _report(0.70), settings)["passed"]
 
 
 # --------------------------------------------------------------------------------------------- end to end
@@ -197,6 +299,11 @@ def test_embedded_end_to_end_with_calibration_and_mlflow(labelled_file, tmp_path
     for name in ("eval_report.md", "eval_confusion_matrix.png", "eval_reliability.png", "eval_robustness.png"):
         assert (out / name).stat().st_size > 0
     assert "| extremely_harmful |" in (out / "eval_report.md").read_text()
+    # the heads beside the model: their leave-one-source-out figures ride along, and the suite's routing is there
+    heads_doc = json.loads((get_settings().embedded_model_path.with_name("categories.json")).read_text())
+    assert report["categories"]["held_out_by_source"] == heads_doc["transfer"]
+    assert set(report["categories"]["routed"]) >= {"threat", "self_harm", "threat (coded)"}
+    assert "Held out by source" in (out / "eval_report.md").read_text()
 
     import mlflow
 
@@ -272,6 +379,7 @@ def test_tiny_transformers_model_end_to_end(tiny_qwen_dir, labelled_file, tmp_pa
     assert code == 0
     report = json.loads((out / "eval_report.json").read_text())
     assert report["model"]["backend"] == classifier.name and report["data"]["subset"] == "all"
+    assert report["categories"]["by_category"]["violence"]["threshold"] == 0.5  # the LLM's category field answers
     _hand_check(report, classifier)
 
 
