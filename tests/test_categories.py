@@ -56,20 +56,33 @@ def test_a_safe_text_has_no_flagged_category_even_where_a_head_fires(shipped):
 
 
 def test_stage1_and_the_classifier_agree_on_the_shared_cases(shipped):
-    """Functional-suite coded cases where both found a category: how often they name the same one."""
+    """Functional-suite coded cases where both found a category (93 with the shipped heads): they name the same
+    one in 70 (75%), and wherever they agree, every category Stage 1 named is among the classifier's (never a
+    partial overlap). The disagreements are mostly the pattern database calling misogynist slurs ("foids",
+    "roasties") harassment where our taxonomy, like EDOS, calls sexism hate."""
     from data.functional import coded_cases, load_suite
 
     cases = [c for c in coded_cases(load_suite()) if c.flagged]
     both = agree = 0
+    partial, threats = [], []
     for case, result in zip(cases, shipped.moderate_batch([c.text for c in cases])):
         evidence = result["category_evidence"]
         by_stage1 = {c for c, e in evidence.items() if "stage1" in e}
         by_classifier = {c for c, e in evidence.items() if "classifier" in e}
         if by_stage1 and by_classifier:
             both += 1
-            agree += bool(by_stage1 & by_classifier)
-    assert both >= 50
-    assert agree / both >= 0.7, f"{agree} of {both}"
+            if by_stage1 & by_classifier:
+                agree += 1
+                if not by_stage1 <= by_classifier:
+                    partial.append((case.text, by_stage1, by_classifier))
+        if case.family == "threat" and "violence" in by_stage1:
+            threats.append(evidence["violence"] == ["classifier", "stage1"])
+    assert both >= 80
+    assert agree / both >= 0.72, f"{agree} of {both}"
+    assert partial == []
+    # a coded threat whose decoded term is violence: the classifier's violence head says so too (3 of 4; the
+    # fourth, "straaaangle", the classifier reads as self-harm)
+    assert len(threats) >= 4 and sum(threats) >= len(threats) - 1, threats
 
 
 def test_a_backend_without_heads_reports_stage1_categories_only(normalizer_settings):
@@ -135,3 +148,27 @@ def test_drift_sees_the_category_mix_move():
     assert categories_check(ref, same, cfg).status == "ok"
     check = categories_check(ref, moved, cfg)
     assert check.status != "ok" and "self_harm 2.0% -> 14.0%" in check.reason
+
+
+def test_an_urgent_category_keeps_its_validation_recall_where_the_budgets_would_cut_it():
+    """Threats and self-harm go to urgent queues: when the false-flag budget leaves validation recall under
+    MIN_RECALL, the threshold drops to the highest one that reaches it (on validation, never on the suite)."""
+    import numpy as np
+
+    from training.categories import MIN_RECALL, Head
+
+    rng = np.random.default_rng(0)
+    # negatives around 0, positives overlapping them: a 3% false-flag budget alone keeps well under 80% recall
+    x = np.concatenate([rng.normal(0, 1, 2000), rng.normal(1.0, 1, 200)])[:, None]
+    y = np.array([0] * 2000 + [1] * 200)
+    source = np.array(["a", "b"] * 1100)
+    head = Head().fit(x, y, source)
+    budget_only = Head().fit(x, y, source).calibrate(x, y, source)
+    recall = lambda h: float((h.prob(x[y == 1]) >= h.threshold).mean())  # noqa: E731
+    assert recall(budget_only) < 0.6
+    floored = head.calibrate(x, y, source, min_recall=0.8)
+    assert 0.8 <= recall(floored) < 0.8 + 2 / 200  # reached, and no lower than it needs (ties aside)
+    assert floored.threshold < budget_only.threshold
+    assert set(MIN_RECALL) == {"violence", "self_harm"}
+    # a recall the budgets already give is left alone
+    assert head.calibrate(x, y, source, min_recall=0.1).threshold == budget_only.threshold

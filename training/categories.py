@@ -9,7 +9,9 @@ trains only on texts whose source judged that category (data.categories: unknown
 that give every source's positives and negatives the same total (a large source cannot teach its style), then
 the positives as a whole the same total as the negatives. Probabilities are Platt-calibrated on the validation
 split; each head's threshold is the lowest that flags at most FALSE_FLAG_BUDGET of the validation negatives
-(averaged over the shared sources, each counting the same). A category with too few positives to learn (fewer than MIN_POSITIVES: drugs has none)
+(averaged over the shared sources, each counting the same). For the categories routed to urgent or support
+queues (MIN_RECALL: violence, self_harm) a threshold that leaves validation recall under 0.8 is lowered to the
+highest that reaches it: there a miss costs more than a text routed there by mistake. A category with too few positives to learn (fewer than MIN_POSITIVES: drugs has none)
 ships without a head and is said so: only Stage 1's decoded terms can raise it.
 
 Reported, per category:
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from core.categories import CATEGORIES, stage1_categories
+from core.categories import CATEGORIES, FUNCTIONAL_FAMILIES, stage1_categories
 from data.categories import PATTERN_EXAMPLES
 from training.transfer import split_of
 from core.settings import ROOT
@@ -47,18 +49,10 @@ MIN_TRANSFER = 20
 MIN_BUDGET_NEGATIVES = 50
 MIN_TRANSFER_NEGATIVES = 100  # fewer safe texts than this (Stormfront: 23) make a false-flag rate noise
 C = 4.0
-# Functional-suite family -> the categories its flagged cases should route to (any of them counts).
-FAMILY_CATEGORIES: dict[str, tuple[str, ...]] = {
-    "threat": ("violence",),
-    "self_harm": ("self_harm",),
-    "dehumanisation": ("hate",),
-    "implicit_derogation": ("hate",),
-    "slur": ("hate", "harassment"),
-    "profanity": ("harassment", "profanity"),
-    "sexual": ("sexual",),
-}
-
-
+# Categories whose flagged texts go to an urgent or support queue, where a miss costs more than a text sent there
+# by mistake: the threshold is lowered, when the budgets leave validation recall below this, to the highest one
+# that reaches it on the validation split (never on the functional suite).
+MIN_RECALL: dict[str, float] = {"violence": 0.8, "self_harm": 0.8}
 class Features:
     """The shipped severity model's features: binary n-grams over its vocabulary, IDF-weighted, L2-normalised
     (what `classifiers.kernel` computes when it serves the heads)."""
@@ -123,7 +117,8 @@ class Head:
         return x @ self.model.coef_[0] + self.model.intercept_[0]
 
     def calibrate(self, x, y: np.ndarray, source: np.ndarray, harmful: np.ndarray | None = None,
-                  budget: float = FALSE_FLAG_BUDGET, routing_budget: float = ROUTING_BUDGET) -> "Head":
+                  budget: float = FALSE_FLAG_BUDGET, routing_budget: float = ROUTING_BUDGET,
+                  min_recall: float | None = None) -> "Head":
         """Platt scaling on held-back texts, then the lowest threshold within both budgets: at most `budget` of
         the negatives flagged (averaged over sources), and at most `routing_budget` of the harmful negatives
         (texts harmful in another way: where a wrong category would send a flagged text to the wrong queue)."""
@@ -145,6 +140,10 @@ class Head:
             ok &= mean_rate((y == 0) & harmful) <= routing_budget
         within = np.flatnonzero(ok)
         self.threshold = float(max(candidates[within[0]], 1e-4)) if len(within) else 1.0
+        positives = np.sort(p[y == 1])
+        if min_recall is not None and len(positives) and (positives >= self.threshold).mean() < min_recall:
+            # the highest threshold flagging at least min_recall of the validation positives
+            self.threshold = float(max(positives[int(np.floor((1.0 - min_recall) * len(positives)))], 1e-4))
         return self
 
     def prob_of(self, z: np.ndarray) -> np.ndarray:
@@ -173,10 +172,12 @@ def figures(p: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def fit_head(x, y, source, split, c: float = C, harmful: np.ndarray | None = None) -> Head:
+def fit_head(x, y, source, split, c: float = C, harmful: np.ndarray | None = None,
+             min_recall: float | None = None) -> Head:
     train, val = split == "train", split == "validation"
     head = Head(c).fit(x[train], y[train], source[train])
-    return head.calibrate(x[val], y[val], source[val], None if harmful is None else harmful[val])
+    return head.calibrate(x[val], y[val], source[val], None if harmful is None else harmful[val],
+                          min_recall=min_recall)
 
 
 def transfer(corpus, x, split, c: float = C) -> dict[str, dict[str, Any]]:
@@ -196,7 +197,8 @@ def transfer(corpus, x, split, c: float = C) -> dict[str, dict[str, Any]]:
                 continue
             t0 = time.time()
             idx = np.flatnonzero(rest)
-            head = fit_head(x[idx], y_all[idx], corpus.source[idx], split[idx], c, corpus.label[idx] >= 1)
+            head = fit_head(x[idx], y_all[idx], corpus.source[idx], split[idx], c, corpus.label[idx] >= 1,
+                            MIN_RECALL.get(category))
             p = head.prob(x[held])
             per[source] = figures(p, y_all[held], head.threshold)
             print(f"  {category:13s} held out {source:32s} {per[source]}  ({time.time() - t0:.0f} s)", flush=True)
@@ -234,7 +236,7 @@ def functional(score, thresholds: np.ndarray) -> dict[str, Any]:
             idx = [i for i, c in enumerate(cases) if c.family == family and (c.coded_of is not None) == coded]
             if not idx:
                 continue
-            want = FAMILY_CATEGORIES.get(family)
+            want = FUNCTIONAL_FAMILIES.get(family)
             pos = [i for i in idx if cases[i].flagged]
             neg = [i for i in idx if not cases[i].flagged]
             row: dict[str, Any] = {}
@@ -276,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     x = features(corpus.text)
     print(f"features ready ({time.time() - t0:.0f} s)", flush=True)
     report: dict[str, Any] = {"counts": counts(corpus), "false_flag_budget": FALSE_FLAG_BUDGET,
-                              "routing_budget": ROUTING_BUDGET, "c": args.c,
+                              "routing_budget": ROUTING_BUDGET, "min_recall": MIN_RECALL, "c": args.c,
                               "min_positives": MIN_POSITIVES, "model_sha256": features.model_sha}
     if not args.no_transfer:
         report["transfer"] = transfer(corpus, x, split, args.c)
@@ -290,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
             home[category] = {"shipped": False, "positives": int((y == 1).sum()),
                               "why": f"fewer than {MIN_POSITIVES} labelled positives in the shared data"}
             continue
-        head = fit_head(x[known], y, corpus.source[known], split[known], args.c, corpus.label[known] >= 1)
+        head = fit_head(x[known], y, corpus.source[known], split[known], args.c, corpus.label[known] >= 1,
+                        MIN_RECALL.get(category))
         test = split[known] == "test"
         home[category] = {"shipped": True, "threshold": round(head.threshold, 4),
                           **figures(head.prob(x[known][test]), y[test], head.threshold)}
