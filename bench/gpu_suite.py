@@ -203,8 +203,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
             section_min_s={"serving": 5.0, "qlora": 5.0, "finetune": 10.0, "_probe": 0.5},
             isolate=args.isolate or "none", threads=args.threads or 1,  # one thread: steady on a shared CPU
             shape="tiny", batch_sizes=[1, 4], min_timed_batches=2, max_timed_batches=3, point_time_cap_s=0.5,
-            matmul_size=256, qlora_seq=128, qlora_batch=2, qlora_accum=1, qlora_steps=2, qlora_dtype="float32",
-            ft_max_length=128, ft_batch=4, ft_learning_rate=1e-3, ft_train_limit=8, ft_validation_limit=4,
+            matmul_size=256, qlora_seq=192, qlora_batch=2, qlora_accum=1, qlora_steps=2, qlora_dtype="float32",
+            ft_max_length=192, ft_batch=4, ft_learning_rate=1e-3, ft_train_limit=8, ft_validation_limit=4,
             ft_test_limit=12, ft_eval_batch=16, ft_variants=1, ft_probe_limit=2, ft_eval_reserve_s=10.0,
         )
     else:

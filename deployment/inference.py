@@ -317,17 +317,21 @@ class LabelScorer:
         with torch.inference_mode():
             hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                                               use_cache=False).last_hidden_state
-            # the answer position (each row's last real token), then the position answering each category
-            read = torch.cat([last[:, None], last[:, None] - self._category_offsets[None, :]], dim=1)
-            rows = torch.arange(len(batch), device=self.device)[:, None]
-            logits = self.model.get_output_embeddings()(hidden[rows, read]).float()  # (batch, 1 + categories, vocab)
-            if not bool(torch.isfinite(logits).all()):
+            rows = torch.arange(len(batch), device=self.device)
+            head = self.model.get_output_embeddings()
+            logits = head(hidden[rows, last]).float()  # the whole vocabulary only at the answer (for label_mass)
+            # each category's answer position: only the " yes" and " no" rows of the output layer are needed
+            answer_at = hidden[rows[:, None], last[:, None] - self._category_offsets[None, :]]
+            category_logits = (answer_at @ head.weight[self._category_ids].T).float()  # (batch, categories, 2)
+            if getattr(head, "bias", None) is not None:
+                category_logits = category_logits + head.bias[self._category_ids].float()
+            if not (bool(torch.isfinite(logits).all()) and bool(torch.isfinite(category_logits).all())):
                 raise ClassifierError(f"the model produced non-finite logits in {self.dtype} "
                                       "(fp16 overflow?); serve it in float32 or bfloat16")
-            label_logits = logits[:, 0, self._label_ids]
+            label_logits = logits[:, self._label_ids]
             probs = torch.softmax(label_logits, dim=-1)
-            mass = torch.exp(torch.logsumexp(label_logits, -1) - torch.logsumexp(logits[:, 0], -1))
-            yes = torch.softmax(logits[:, 1:, self._category_ids], dim=-1)[..., 0]  # (batch, categories)
+            mass = torch.exp(torch.logsumexp(label_logits, -1) - torch.logsumexp(logits, -1))
+            yes = torch.softmax(category_logits, dim=-1)[..., 0]  # P(" yes") per category
         probs_list, mass_list, yes_list = probs.cpu().tolist(), mass.cpu().tolist(), yes.cpu().tolist()
         return [Prediction(dict(zip(LABELS, p)), m, dict(zip(CATEGORIES, c)))
                 for p, m, c in zip(probs_list, mass_list, yes_list)]
