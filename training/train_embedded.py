@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--c", type=float, default=8.0, help="inverse regularisation")
     parser.add_argument("--budget", type=float, default=None, help="validation false-flag budget (default: transfer's)")
     parser.add_argument("--no-screen", action="store_true", help="keep single-harm sources' negatives as they come")
+    parser.add_argument("--seed-weight", type=float, default=None,
+                        help="domains' weight of the team's seed corpus, data.seed (default: transfer's; 0 leaves it out)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--quick", action="store_true", help="a small run: 8,000 texts")
     parser.add_argument("--limit", type=int, help="use at most this many texts (after deduplication)")
@@ -124,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         db = load_database(args.patterns)
-        corpus = transfer.load_corpus(args.shared, clean_sentences=args.clean_sentences, seed=args.seed)
+        seed_weight = transfer.SEED_WEIGHT if args.seed_weight is None else args.seed_weight
+        corpus = transfer.load_corpus(args.shared, clean_sentences=args.clean_sentences, seed=args.seed,
+                                      team_seed=seed_weight > 0)
     except (DataError, PatternDatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -142,13 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         make = lambda: transfer.ComboRecipe(cache, c=args.c, alpha=args.alpha, max_features=args.max_features)  # noqa: E731
     else:
         make = lambda: transfer.NgramRecipe(c=args.c, max_features=args.max_features)  # noqa: E731
-    keep, screened = (np.ones(len(corpus), bool), {}) if args.no_screen else transfer.screen_single_harm(corpus)
+    keep, screened = ((np.ones(len(corpus), bool), {}) if args.no_screen
+                      else transfer.screen_single_harm(corpus, seed_weight=seed_weight))
     if screened:
         log("screened out of training: " + ", ".join(f"{s} {v['left_out']}/{v['negatives']}" for s, v in screened.items()))
     train = corpus.take((corpus.split == "train") & keep)
-    val = corpus.take(corpus.split == "validation")
+    # Thresholds are fitted on validation texts screened like the training texts (as leave-one-domain-out does):
+    # the single-harm sources' negatives that are abusive in another way would otherwise set the false-flag budget.
+    val = corpus.take((corpus.split == "validation") & keep)
     test = corpus.take(corpus.split == "test")
-    weights = transfer.balanced_weights(train)
+    weights = transfer.balanced_weights(train, seed_weight)
 
     augmenter = Augmenter.from_database(db, seed=args.seed)
     normalizer = Normalizer(db)
@@ -184,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_variants": len(x_text) - len(train),
         "sources": sorted(np.unique(corpus.source).tolist()),
         "screened_out_of_training": screened,
+        "seed_weight": seed_weight,
         "pattern_db_version": db.version,
         "seed": args.seed,
         "decision": decision.as_dict(),

@@ -59,6 +59,9 @@ DEFAULT_PRIOR: dict[str, float] = {"safe": 0.80, "potentially_harmful": 0.12, "h
 # Share of safe texts a shipped model may flag harmful-or-worse on its validation split.
 DEFAULT_FALSE_FLAG_BUDGET = 0.04
 BASE_RATE_HARMFUL = DEFAULT_PRIOR["harmful"] + DEFAULT_PRIOR["extremely_harmful"]
+# How many domains' weight the team's seed corpus (data.seed) carries in training (`--seed-weight`): chosen by
+# the functional suite and the leave-one-domain-out figures of 1 and 4 (README, "Embedded classifier").
+SEED_WEIGHT = 4.0
 CLEAN_SENTENCES = "civil_comments_clean_sentences"
 # The leave-out unit is the platform: EDOS mixes Reddit and Gab posts, so Reddit and Gab sources leave together.
 DOMAIN_GROUPS = {"reddit": "reddit_gab", "gab": "reddit_gab"}
@@ -124,11 +127,13 @@ def civil_clean_sentences(shared_root: Path, limit: int, seed: int) -> list[str]
 
 
 def load_corpus(shared_root: Path, *, clean_sentences: int = 6000, seed: int = 13,
-                sources: Sequence[str] | None = None) -> Corpus:
-    """Every shared source (data.readers), plus clean Civil Comments sentences, near-duplicates removed (the
-    most severe label of disagreeing copies kept), each text with its domain and split."""
+                sources: Sequence[str] | None = None, team_seed: bool = True) -> Corpus:
+    """Every shared source (data.readers), plus clean Civil Comments sentences and, with `team_seed`, the team's
+    seed corpus (data.seed: its own domain, trained on in every fold, never held out), near-duplicates removed
+    (the most severe label of disagreeing copies kept), each text with its domain and split."""
     import polars as pl
 
+    from data import seed as team
     from data.readers import SHARED_SOURCES, clean_text, dedupe_key, load_shared_sources
 
     domains = {s.name: DOMAIN_GROUPS.get(s.domain, s.domain) for s in SHARED_SOURCES}
@@ -138,6 +143,12 @@ def load_corpus(shared_root: Path, *, clean_sentences: int = 6000, seed: int = 1
         extra = pl.DataFrame({"text": clean, "label": ["safe"] * len(clean), "source": [CLEAN_SENTENCES] * len(clean)})
         df = pl.concat([df, extra.with_columns(clean_text(pl.col("text")))])
         domains[CLEAN_SENTENCES] = domains["civil_comments_toxic_spans"]
+    if team_seed:
+        rows = team.load_seed(seed=seed)
+        extra = pl.DataFrame({"text": [r.text for r in rows], "label": [r.label for r in rows],
+                              "source": [team.SOURCE] * len(rows)})
+        df = pl.concat([df, extra.with_columns(clean_text(pl.col("text")))])
+        domains[team.SOURCE] = team.SOURCE
     df = df.with_columns(dedupe_key(pl.col("text")).alias("key")).filter(pl.col("key").str.len_chars() > 0)
     before = df.height
     df = (
@@ -157,17 +168,20 @@ def load_corpus(shared_root: Path, *, clean_sentences: int = 6000, seed: int = 1
     )
 
 
-def balanced_weights(corpus: Corpus) -> np.ndarray:
+def balanced_weights(corpus: Corpus, seed_weight: float = SEED_WEIGHT) -> np.ndarray:
     """Sample weights under which style says nothing about harm: within each domain every label it has carries
     the same total weight, and every domain the same total (times the number of labels it has). A model can then
-    not lower its loss by learning that tweets are offensive and news comments toxic."""
+    not lower its loss by learning that tweets are offensive and news comments toxic. The team's seed corpus
+    counts `seed_weight` domains: it is where our labels' meaning is written down."""
+    from data.seed import SOURCE as TEAM_SEED
+
     w = np.zeros(len(corpus), dtype=np.float64)
     for domain in np.unique(corpus.domain):
         in_domain = corpus.domain == domain
         present = np.unique(corpus.label[in_domain])
         for label in present:
             mask = in_domain & (corpus.label == label)
-            w[mask] = 1.0 / mask.sum()
+            w[mask] = (seed_weight if domain == TEAM_SEED else 1.0) / mask.sum()
     return w * (len(w) / w.sum())
 
 
@@ -547,7 +561,7 @@ class EmbeddingCache:
 
 
 def screen_single_harm(corpus: Corpus, make: Callable[[], Recipe] | None = None,
-                       threshold: float = 0.5) -> tuple[np.ndarray, dict]:
+                       threshold: float = 0.5, seed_weight: float = SEED_WEIGHT) -> tuple[np.ndarray, dict]:
     """Training-set screening of the negatives of single-harm sources (annotators judged only sexism or only
     hate, so a "safe" text there may be abusive in another way): a model trained on the multi-harm sources'
     training split scores them, and those it puts at P(harmful or worse) >= threshold (under the training mix)
@@ -563,7 +577,7 @@ def screen_single_harm(corpus: Corpus, make: Callable[[], Recipe] | None = None,
         return keep, {}
     trainer = corpus.take(~is_single & (corpus.split == "train"))
     model = make() if make is not None else EncoderRecipe(EmbeddingCache())
-    model.fit(trainer.text, trainer.label, balanced_weights(trainer))
+    model.fit(trainer.text, trainer.label, balanced_weights(trainer, seed_weight))
     idx = np.flatnonzero(candidates)
     p = softmax(model.logits([corpus.text[i] for i in idx]))
     drop = p[:, HARMFUL:].sum(axis=1) >= threshold
@@ -576,23 +590,25 @@ def screen_single_harm(corpus: Corpus, make: Callable[[], Recipe] | None = None,
 def leave_one_domain_out(corpus: Corpus, make: Callable[[], Recipe], *, screen: bool = True,
                          budget: float = DEFAULT_FALSE_FLAG_BUDGET, domains: Sequence[str] | None = None,
                          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
-                         keep_logits: dict | None = None) -> dict[str, Any]:
+                         keep_logits: dict | None = None, seed_weight: float = SEED_WEIGHT) -> dict[str, Any]:
     """For each domain: train on the other domains' train split, fit the decision on their validation split,
     score every text of the held-out domain. Per domain and per source, plus the mean over domains.
     With `screen`, each fold screens the single-harm negatives of its own training domains (`screen_single_harm`
     on them alone, so the held-out domain never shapes what is trained on); the held-out domain is scored on its
     labels as they come. `keep_logits`, a dict, receives each fold's validation and held-out logits."""
+    from data.seed import SOURCE as TEAM_SEED
+
     results: dict[str, Any] = {}
-    for domain in domains or sorted(np.unique(corpus.domain)):
+    for domain in domains or sorted(set(np.unique(corpus.domain)) - {TEAM_SEED}):
         started = time.time()
         inside = corpus.domain == domain
         rest, held = corpus.take(~inside), corpus.take(inside)
-        keep = screen_single_harm(rest)[0] if screen else np.ones(len(rest), dtype=bool)
+        keep = screen_single_harm(rest, seed_weight=seed_weight)[0] if screen else np.ones(len(rest), dtype=bool)
         train = rest.take((rest.split == "train") & keep)
         # Thresholds are fitted on validation texts screened like the training texts: the single-harm sources'
         # negatives that are abusive in another way would otherwise set the false-flag budget.
         val = rest.take((rest.split == "validation") & keep)
-        weights = balanced_weights(train)
+        weights = balanced_weights(train, seed_weight)
         model = make()
         model.fit(train.text, train.label, weights)
         val_logits = model.logits(val.text)
@@ -666,7 +682,7 @@ def make_recipe(name: str, *, cache: EmbeddingCache | None = None, store: NgramS
 
 
 def all_domains_report(corpus: Corpus, make: Callable[[], Recipe], keep: np.ndarray,
-                       budget: float = DEFAULT_FALSE_FLAG_BUDGET) -> dict[str, Any]:
+                       budget: float = DEFAULT_FALSE_FLAG_BUDGET, seed_weight: float = SEED_WEIGHT) -> dict[str, Any]:
     """A model trained on every domain (as shipped, without augmentation): its own test split (a home figure,
     not a transfer one), calibration at the stated prior, and the functional suite through the normalizer."""
     from normalizer import Normalizer, load_database
@@ -674,7 +690,7 @@ def all_domains_report(corpus: Corpus, make: Callable[[], Recipe], keep: np.ndar
 
     train = corpus.take((corpus.split == "train") & keep)
     val, test = corpus.take((corpus.split == "validation") & keep), corpus.take(corpus.split == "test")
-    weights = balanced_weights(train)
+    weights = balanced_weights(train, seed_weight)
     model = make()
     model.fit(train.text, train.label, weights)
     decision = fit_decision(model.logits(val.text), val.label, effective_prior(train.label, weights),
@@ -728,6 +744,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=1.0, help="combo: weight of the sentence vector")
     parser.add_argument("--budget", type=float, default=DEFAULT_FALSE_FLAG_BUDGET, help="validation false-flag budget")
     parser.add_argument("--no-screen", action="store_true", help="keep single-harm sources' negatives as they come")
+    parser.add_argument("--seed-weight", type=float, default=SEED_WEIGHT,
+                        help="domains' weight of the team's seed corpus, data.seed (default %(default)s; 0 leaves it out)")
     parser.add_argument("--domains", nargs="*", help="only these held-out domains")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "transfer")
     parser.add_argument("--score", type=Path, metavar="MODEL_NPZ",
@@ -747,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
     from data.readers import DataError
 
     try:
-        corpus = load_corpus(args.shared)
+        corpus = load_corpus(args.shared, team_seed=args.seed_weight > 0)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -775,12 +793,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: leave one domain out", file=sys.stderr)
         logits: dict[str, np.ndarray] = {}
         report = leave_one_domain_out(corpus, make, screen=not args.no_screen, budget=args.budget,
-                                      domains=args.domains, keep_logits=logits)
+                                      domains=args.domains, keep_logits=logits, seed_weight=args.seed_weight)
         np.savez_compressed(args.out / f"transfer_{name}_logits.npz", **logits)
-        keep, screened = (np.ones(len(corpus), bool), {}) if args.no_screen else screen_single_harm(corpus)
-        report.update(recipe=name, settings={**kw, "budget": args.budget, "screen": not args.no_screen},
+        keep, screened = ((np.ones(len(corpus), bool), {}) if args.no_screen
+                          else screen_single_harm(corpus, seed_weight=args.seed_weight))
+        report.update(recipe=name, settings={**kw, "budget": args.budget, "screen": not args.no_screen,
+                                             "seed_weight": args.seed_weight},
                       screened_for_the_all_domains_model=screened)
-        report["all_domains"] = all_domains_report(corpus, make, keep, args.budget)
+        report["all_domains"] = all_domains_report(corpus, make, keep, args.budget, args.seed_weight)
         print(f"{name}: all domains: test {json.dumps(report['all_domains']['test'])}; functional suite "
               f"{json.dumps(report['all_domains']['functional']['overall'], default=str)[:400]}", file=sys.stderr)
         (args.out / f"transfer_{name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -31,6 +31,19 @@ def test_within_a_domain_every_label_weighs_the_same_so_style_predicts_nothing()
     assert w.mean() == pytest.approx(1.0)
 
 
+def test_the_team_seed_weighs_as_many_domains_as_asked():
+    rows = [("t", 0, "tweets", "train")] * 6 + [("t", 2, "tweets", "train")] * 2
+    rows += [("s", 0, "team_seed", "train")] * 3 + [("s", 3, "team_seed", "train")] * 30
+    c = corpus_of(rows)
+    for seed_weight in (1.0, 4.0):
+        w = balanced_weights(c, seed_weight)
+        seed, tweets = w[c.domain == "team_seed"].sum(), w[c.domain == "tweets"].sum()
+        assert seed == pytest.approx(seed_weight * tweets)  # both domains have two labels
+        in_seed = c.domain == "team_seed"
+        assert w[in_seed & (c.label == 0)].sum() == pytest.approx(w[in_seed & (c.label == 3)].sum())
+    assert balanced_weights(c, 0.0)[c.domain == "team_seed"].sum() == 0.0
+
+
 def test_decide_many_is_the_moderators_rule():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(4), size=500)
@@ -122,6 +135,19 @@ def test_leave_one_domain_out_never_trains_on_the_domain_it_scores():
     transfer.leave_one_domain_out(c, Memorise, domains=["news"], log=lambda m: None)
     assert Memorise.seen and not any(t.startswith("news") for t in Memorise.seen)
     assert report["mean"]["recall"] == 1.0 and report["mean"]["worst_false_flag_rate"]["value"] == 0.0
+
+
+def test_the_team_seed_is_trained_on_in_every_fold_and_never_held_out():
+    rows = []
+    for domain in ("tweets", "news", "team_seed"):
+        for i in range(30):
+            split = "train" if i < 20 else "validation" if i < 25 else "test"
+            rows.append((f"{domain} fine {i}", 0, domain, split))
+            rows.append((f"{domain} bad {i}", 2, domain, split))
+    Memorise.seen = set()
+    report = transfer.leave_one_domain_out(corpus_of(rows), Memorise, log=lambda m: None)
+    assert set(report["domains"]) == {"tweets", "news"}  # a figure on the seed would be a home figure
+    assert any(t.startswith("team_seed") for t in Memorise.seen)
 
 
 @pytest.mark.parametrize(
