@@ -450,7 +450,7 @@ class Normalizer:
             if word in known and known[word][0] != "part":
                 kind, entry = known[word]  # a database term: its entry explains it (or, failing its context, nothing)
             else:
-                kind, entry = "open", self._open_entries[self._open.harm.get(word, "none")]
+                kind, entry = "open", self._open_entries[self._open.category(word) or "none"]
             out.append(_Decoding(start + a, start + b, word, list(techniques), kind, entry))
         return out
 
