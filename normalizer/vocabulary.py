@@ -159,9 +159,12 @@ class OpenDecoder:
         return found if found is not None else self._inflected(word) or self._compound(word)
 
     def _inflected(self, word: str) -> str | None:
+        listed = word in self.counts  # a listed word inflects only a longer harm word: not "hoeing", "plugin"
         for suffix in _SUFFIXES:
             base = len(word) - len(suffix)
-            if word.endswith(suffix) and base >= (4 if suffix in ("in", "y") else _MIN_WORD) and word[:base] in self.harm:
+            if listed and suffix in ("in", "y"):
+                continue
+            if word.endswith(suffix) and base >= (4 if listed or suffix in ("in", "y") else _MIN_WORD) and word[:base] in self.harm:
                 return self.harm[word[: -len(suffix)]]
         return None
 
