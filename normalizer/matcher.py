@@ -15,6 +15,8 @@ How a text is normalized:
 4. Safe contexts claim their spans first; then leftmost-longest hits win, and decodings that no hit
    explains and that are not known words themselves are dropped.
 5. The normalized text is the original with each rewrite applied; nothing changes without a match.
+6. A text that changed is read again, to a fixed point (at most three readings sharing one work budget): a
+   rewrite can make a new token of its neighbours. The readings are composed into one match per change.
 
 Cost is linear in the text length and independent of the database size: the automaton walks the text once.
 """
