@@ -47,8 +47,15 @@ def _snippet(text: str, start: int, end: int, width: int = 100) -> str:
     return re.sub(r"\s+", " ", text[a:b]).strip()
 
 
-def mine(normalizer: Normalizer, rows, min_texts: int = 1, min_plain: int = 3) -> list[dict]:
-    """Entries for the harm words that shared texts code and the database does not name."""
+_MECHANICAL = frozenset({*_TECHNIQUES, "spacing", "unicode_style"})
+
+
+def mine(normalizer: Normalizer, rows, min_texts: int = 1, min_plain: int = 3, stats: dict | None = None) -> list[dict]:
+    """Entries for the harm words that shared texts code and the database does not name. `stats`, when given,
+    receives how many texts hold any coded form Stage 1 rewrites, and how many distinct forms and words."""
+    all_forms: set[str] = set()
+    all_words: set[str] = set()
+    coded_texts = 0
     plain: Counter = Counter()
     forms: dict[str, Counter] = defaultdict(Counter)
     techniques: dict[str, Counter] = defaultdict(Counter)
@@ -59,7 +66,12 @@ def mine(normalizer: Normalizer, rows, min_texts: int = 1, min_plain: int = 3) -
     for text, source in rows:
         plain.update(set(re.findall(r"[a-z]+", text.casefold())))
         seen: set[str] = set()
+        coded = False
         for m in normalizer.normalize(text).matches:
+            if m.action == "rewrite" and _MECHANICAL & set(m.techniques) and not (m.original.isascii() and m.original.isalpha()):
+                coded = True
+                all_forms.add(m.original.casefold())
+                all_words.add(m.meaning.strip().casefold())
             if m.action != "rewrite" or not m.entry_id.startswith("open_vocabulary.") or m.category == "none":
                 continue
             word = m.meaning.strip().casefold()
@@ -74,6 +86,9 @@ def mine(normalizer: Normalizer, rows, min_texts: int = 1, min_plain: int = 3) -
             examples[word][form] = min(examples[word].get(form, snippet), snippet)
             seen.add(word)
         texts.update(seen)
+        coded_texts += coded
+    if stats is not None:
+        stats.update(texts=coded_texts, forms=len(all_forms), words=len(all_words))
     entries = []
     for word in sorted(forms, key=lambda w: (-texts[w], w)):
         if texts[word] < min_texts or plain[word] < min_plain or word in REJECTED:
@@ -120,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             normalizer = Normalizer(load_database(tmp))
         finally:
             tmp.unlink()
-    entries = mine(normalizer, zip(df["text"], df["source"]), args.min_texts, args.min_plain)
+    stats: dict = {}
+    entries = mine(normalizer, zip(df["text"], df["source"]), args.min_texts, args.min_plain, stats)
+    print(f"{stats['texts']:,} of {df.height:,} shared texts hold a coded form Stage 1 rewrites (look-alikes, masks, "
+          f"joiners, spacing, repeats): {stats['forms']} distinct forms of {stats['words']} words")
     print(f"{len(entries)} harm words coded in {df.height:,} shared texts and named by no entry:")
     for e in entries:
         print(f"  {e['id']:36s} {', '.join(e['forms'])}  ({', '.join(e['source'])})")

@@ -13,7 +13,10 @@ def test_a_coded_word_no_entry_names_becomes_an_entry_with_its_forms_examples_an
     rows = [("those b*stards again", "set_a"), ("ba**ards, all of them", "set_b"), ("b*stards", "set_a")]
     rows += [("bastards everywhere", "set_c")] * 3  # written plainly in three texts: a word people use
     rows += [("ring me at $table1 tonight", "set_a")]  # "stablei" is written by nobody
-    [entry] = mine(Normalizer(load_database(MINI)), rows)
+    stats: dict = {}
+    [entry] = mine(Normalizer(load_database(MINI)), rows, stats=stats)
+    # every text Stage 1 rewrites a coded form in counts, "$table1" too: b*stards, ba**ards, $table1; 2 words
+    assert stats == {"texts": 4, "forms": 3, "words": 2}
     assert entry["id"] == "profanity.shared_bastards" and entry["replacement"] == "bastards"
     assert entry["forms"] == ["b*stards", "ba**ards"]  # the most frequent first
     assert entry["source"] == ["shared_set_a", "shared_set_b"]
