@@ -7,12 +7,12 @@ A mined coded form is a token of a shared text that Stage 1 rewrites, by generic
 to a harm word (one with a category from the database, the harm lexicon or the decoder's inflections and
 compounds) that no database entry names: the rewrite is attributed to `open_vocabulary.<category>`. The word
 must also be written plainly in at least `--min-plain` shared texts (a word people use, not an artefact of
-decoding: "$table1" reads "stablei", which nobody writes), and not in `REJECTED` (read and refused by a
-reviewer, each with its reason). Each such word becomes one entry `<category>.shared_<word>`: the coded forms as seen (at most 8, the most frequent first),
-the word as replacement, the decoder's category and technique, up to two real texts around a form as positive
-examples (cut to 100 characters), and the data sets the forms came from as sources (`shared_<set>`). Entries
-mined before are replaced by the new mining; other entries are never changed. Once an entry names the word, the
-generic decoder attributes the word's coded forms to it, so a second mining finds nothing new.
+decoding: "$table1" reads "stablei", which nobody writes), and not be in `REJECTED` (read and refused by a
+reviewer, each with its reason). Each such word becomes one entry `<category>.shared_<word>`: the coded forms
+as seen (at most 8, the most frequent first), the word as replacement, the decoder's category and technique,
+up to two real texts around a form as positive examples (cut to 100 characters), and the data sets the forms
+came from as sources (`shared_<set>`). Mining runs against the database without its mined entries, and
+replaces them; other entries are never changed, and the version is bumped only when the mined entries change.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def mine(normalizer: Normalizer, rows, min_texts: int = 1, min_plain: int = 3, s
         seen: set[str] = set()
         coded = False
         for m in normalizer.normalize(text).matches:
-            if m.action == "rewrite" and _MECHANICAL & set(m.techniques) and not (m.original.isascii() and m.original.isalpha()):
+            plain_word = m.original.isascii() and m.original.isalpha()
+            if m.action == "rewrite" and _MECHANICAL & set(m.techniques) and not plain_word:
                 coded = True
                 all_forms.add(m.original.casefold())
                 all_words.add(m.meaning.strip().casefold())

@@ -168,7 +168,9 @@ def _compose(first: NormalizationResult, second: NormalizationResult) -> Normali
     def to_original(pos: int, is_end: bool) -> int:
         delta = 0
         for m in edits:
-            if m.norm_start < pos < m.norm_end or (pos == m.norm_start if not is_end else pos == m.norm_end) and m.norm_end > m.norm_start:
+            inside = m.norm_start < pos < m.norm_end
+            at_edge = pos == (m.norm_end if is_end else m.norm_start) and m.norm_end > m.norm_start
+            if inside or at_edge:
                 return m.end if is_end else m.start
             if m.norm_end <= pos:
                 delta = m.end - m.norm_end

@@ -164,7 +164,8 @@ class OpenDecoder:
             base = len(word) - len(suffix)
             if listed and suffix in ("in", "y"):
                 continue
-            if word.endswith(suffix) and base >= (4 if listed or suffix in ("in", "y") else _MIN_WORD) and word[:base] in self.harm:
+            shortest = 4 if listed or suffix in ("in", "y") else _MIN_WORD
+            if word.endswith(suffix) and base >= shortest and word[:base] in self.harm:
                 return self.harm[word[: -len(suffix)]]
         return None
 
@@ -177,7 +178,8 @@ class OpenDecoder:
             counts, harm = self.counts, self.harm
             for i in range(_MIN_WORD, len(word) - _MIN_WORD + 1):
                 left, right = word[:i], word[i:]
-                if counts.get(left, 0) >= _COMMON and counts.get(right, 0) >= _COMMON and (left in harm or right in harm):
+                common = counts.get(left, 0) >= _COMMON and counts.get(right, 0) >= _COMMON
+                if common and (left in harm or right in harm):
                     found = harm.get(left) or harm[right]
                     break
         if len(cache) > 100_000:
