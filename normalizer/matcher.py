@@ -440,7 +440,7 @@ class Normalizer:
                     if budget.exhausted:
                         continue
                     budget.spend(len(token))
-                decoded = self._open.decode(token)
+                decoded = self._open.decode(token, budget)
                 if len(cache) > 100_000:
                     cache.clear()
                 cache[key] = decoded

@@ -54,6 +54,7 @@ _WEAK = {"repetition", "u_for_v", "punctuation", "masking", "weak"}
 # Tokens shaped like identifiers ("perl5", "ssse3", "r1b", "mp3") decode only to harm-relevant words.
 _IDENTIFIER = re.compile(r"[a-z]+\d+|[a-z]\d[a-z]|\d[a-z]{1,2}")
 _MAX_VARIANTS = 256
+_MAX_DERIVED = 64  # at most this many spellings are looked up as inflections and compounds, or read with "l" as i
 _MAX_TOKEN = 40
 _MIN_WORD = 3  # decoded words shorter than this ("as", "is") are never produced
 _CLEAR_RATIO = 5.0
@@ -187,7 +188,7 @@ class OpenDecoder:
         cache[word] = found
         return found
 
-    def decode(self, token: str) -> tuple[str, list[str], int, int] | None:
+    def decode(self, token: str, budget=None) -> tuple[str, list[str], int, int] | None:
         """(word, techniques, start, end) with the span of `token` the word replaces, or None.
 
         `token` is casefolded. Decoration around it stays as written: "*whore*" -> "*" + "whore" + "*"."""
@@ -205,35 +206,37 @@ class OpenDecoder:
         mostly_digits = not _letters_outnumber_digits(core)  # "5h17", "@55": only to a harm word
         if core[0] in _EXTRA_SYMBOLS and core[1:] in self.counts:
             return None  # "£whore": a symbol before a word, the way the generic decoder reads it too
-        best = self._best(core, weak=mostly_digits)
+        best = self._best(core, weak=mostly_digits, budget=budget)
         if best is None and token.endswith(_MASK) and not core.endswith(_MASK) and len(token) - lead - len(core) == 1:
             core = core + _MASK  # a final mask, not decoration: "overdos*"
-            best = self._best(core)
+            best = self._best(core, budget=budget)
         if best is None and "ph" in core:
-            best = self._best(core.replace("ph", "f"), weak=mostly_digits)  # "phuck"
+            best = self._best(core.replace("ph", "f"), weak=mostly_digits, budget=budget)  # "phuck"
         if best is None and "x" in core and core.replace("x", "") and not core.startswith("x"):
-            best = self._best(core.replace("x", _MASK), weak=True)  # "x" as a mask: "fxck", harm words only
+            best = self._best(core.replace("x", _MASK), weak=True, budget=budget)  # "x" as a mask: "fxck", harm words only
         if best is None and _MASK in core.strip(_MASK):
-            best = self._best(core.replace(_MASK, "."), weak=mostly_digits)  # "*" between letters: "r*i*f*l*e"
+            best = self._best(core.replace(_MASK, "."), weak=mostly_digits, budget=budget)  # "*" between letters: "r*i*f*l*e"
         if best is None and core[0].isalpha() and core[-1].isalpha():
             symbols = [c for c in core if c in SUBSTITUTIONS and not c.isalpha()]
             if len(symbols) == 1 and not mostly_digits:
                 # A look-alike that reads as no word stands for a hidden letter, as a mask does: "f@ck", "f0ck".
-                best = self._best(core.replace(symbols[0], _MASK), weak=True)
+                best = self._best(core.replace(symbols[0], _MASK), weak=True, budget=budget)
         if best is None and not mostly_digits and not any(j in core for j in _JOINERS) and (
             "l" in core or any(a in core for a, _ in _LETTER_PAIRS)
         ):
             swapped = core
             for pair, letter in _LETTER_PAIRS:
                 swapped = swapped.replace(pair, letter)
-            best = self._best(swapped, weak=True, letter_l=True)  # "dlck", "nucles", "k1llecl"
+            best = self._best(swapped, weak=True, letter_l=True, budget=budget)  # "dlck", "nucles", "k1llecl"
         if best is None or best[0] == core:
             return None  # no reading, or the token as written ("navbars", read as a compound of words)
         word, techniques = best
         return word, techniques, lead, lead + len(core)
 
     # ------------------------------------------------------------------ internals
-    def _best(self, core: str, weak: bool = False, letter_l: bool = False) -> tuple[str, list[str]] | None:
+    def _best(self, core: str, weak: bool = False, letter_l: bool = False, budget=None) -> tuple[str, list[str]] | None:
+        """The clearest reading of `core`. Each spelling tried is one unit of `budget` (normalizer.decode.Budget),
+        the text's work budget; with none left, no reading."""
         techniques: set[str] = {"weak"} if weak else set()
         text = core
         # Collapse repetition only when the token itself repeats ("kiiill", "k!!!ll"), not when joining pieces,
@@ -283,8 +286,14 @@ class OpenDecoder:
                 options = c
             choices.append(options)
             count *= len(options)
-        if count > _MAX_VARIANTS:
+        if count > _MAX_VARIANTS or letter_l and count > _MAX_DERIVED:
             return None
+        if budget is not None:
+            budget.spend(count)
+            if budget.remaining < 0:
+                return None
+        # Inflections and compounds are looked up only for a few spellings, none of them stretched (cost).
+        derive = not repeated and count <= _MAX_DERIVED and "punctuation" not in techniques
         scored: dict[str, set[str]] = {}
         counts = self.counts
         derived: dict[str, int] = {}
@@ -294,7 +303,7 @@ class OpenDecoder:
                 if len(word) < _MIN_WORD:
                     continue
                 if word not in counts:
-                    if len(word) < _MIN_WORD + 1 or "punctuation" in techniques or not (
+                    if not derive or len(word) < _MIN_WORD + 1 or not (
                         self._inflected(word) or compounds and self._compound(word)
                     ):
                         continue
