@@ -52,6 +52,18 @@ def load_texts(count: int) -> tuple[list[str], str]:
     return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 40))) for _ in range(count)], "synthetic"
 
 
+@contextmanager
+def revision_tree(revision: str, paths: tuple[str, ...] = ("normalizer", "core", "data/dataset")) -> Iterator[Path]:
+    """A temporary directory holding `paths` as they were at a git revision (to run an earlier version beside
+    this one, on the same inputs)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "archive", revision, *paths], cwd=ROOT, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield Path(tmp)
+
+
 def machine() -> dict:
     return {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
 
