@@ -81,9 +81,12 @@ HARMFUL_PROBE = "go kill yourself"
 DEFAULT_SERVING = ("5.5.3", "2.6.0", "py312")
 # SageMaker tag keys and values: letters, separators, digits and these; keys <= 128, values <= 256 characters.
 TAG_PUNCTUATION = frozenset("_.:/=+-@")
-# Modules `code/inference.py` imports, shipped beside it in the archive (paths relative to the repository).
-CODE_FILES = ("deployment/inference.py", "core/__init__.py", "core/labels.py", "core/prompt.py",
-              "classifiers/__init__.py", "classifiers/base.py")
+# The container's entry point (shipped as `code/inference.py`) and every project module it imports, shipped beside
+# it under code/ in the repository's layout (paths relative to the repository). The inference core and what it
+# needs are all in core/; tests/deployment/test_model_deployment.py checks this against the entry point's imports.
+ENTRY_POINT = "deployment/inference.py"
+CODE_FILES = (ENTRY_POINT, "core/__init__.py", "core/labels.py", "core/prompt.py", "core/scores.py",
+              "core/llm_inference.py")
 
 
 class DeploymentError(RuntimeError):
@@ -137,7 +140,7 @@ def check_names(**names: tuple[str, str, str]) -> None:
 def artifact_version(artifact_dir: Path) -> str:
     """The version the inference core gives this artifact directory (LabelScorer.version, which the transformers
     backend reports as classifier.version and training/model_evaluation.py records as the gate's candidate)."""
-    from deployment.inference import _artifact_version
+    from core.llm_inference import _artifact_version
 
     return _artifact_version(Path(artifact_dir))
 
@@ -255,7 +258,7 @@ def merge_adapter(artifact_dir: Path, out_dir: Path, base_model: str | None = No
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from classifiers.base import ClassifierError
-    from deployment.inference import locate_artifact
+    from core.llm_inference import locate_artifact
 
     try:
         model_path, adapter = locate_artifact(artifact_dir, base_model)
@@ -269,7 +272,7 @@ def merge_adapter(artifact_dir: Path, out_dir: Path, base_model: str | None = No
         return out_dir
     from peft import PeftModel
 
-    from deployment.inference import check_library_versions
+    from core.llm_inference import check_library_versions
 
     try:  # merging here saves the model with this process's transformers: it must read the adapter correctly
         check_library_versions({"versions": training_versions(adapter)}, adapter)
@@ -298,7 +301,7 @@ def package(model_dir: Path, out_path: Path, requirements: list[str] | None = No
             if path.name != "code":
                 tar.add(path, arcname=path.name)
         for relative in CODE_FILES:
-            arcname = "code/inference.py" if relative == "deployment/inference.py" else f"code/{relative}"
+            arcname = "code/inference.py" if relative == ENTRY_POINT else f"code/{relative}"
             tar.add(ROOT / relative, arcname=arcname)
         if requirements:
             data = ("\n".join(requirements) + "\n").encode("utf-8")

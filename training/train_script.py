@@ -304,7 +304,7 @@ def resolve_dtype(name: str):
 
 def native_bf16() -> bool:
     """bf16 in hardware (Ampere and newer). torch.cuda.is_bf16_supported() also says True on a T4 (sm_75), where
-    bf16 is emulated and slow: ask without emulation, as deployment/inference.py does."""
+    bf16 is emulated and slow: ask without emulation, as core/llm_inference.py does."""
     import torch
 
     try:
