@@ -728,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {card['counts']['total']} records to {args.out}: "
         + ", ".join(f"{s} {by_split.get(s, 0)}" for s in SPLITS)
     )
-    from pipeline import records
+    from core import records
 
     outputs = {"dataset_dir": str(Path(args.out).resolve()), "card": str(Path(args.out).resolve() / CARD_NAME),
                "card_sha256": records.sha256_file(Path(args.out) / CARD_NAME), "records": card["counts"]["total"],

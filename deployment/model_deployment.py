@@ -660,7 +660,7 @@ def inputs_from_records(args: argparse.Namespace) -> dict[str, Path]:
     """Without --gate and a model source: the gate and training job the pipeline's records name
     (out/gate/record.json, out/train/record.json). A gate whose evaluation was of an earlier training run
     (the training record changed since) is stale and refused. Returns the records used."""
-    from pipeline import records
+    from core import records
 
     used: dict[str, Path] = {}
     try:
@@ -838,7 +838,7 @@ def _deploy(args: argparse.Namespace, clients: dict[str, Any] | None, used_recor
         "status": "deployed",
     }
     _write_json(Path(args.record), record)
-    from pipeline import records
+    from core import records
 
     step = records.write("deploy", {
         "endpoint_name": args.endpoint_name, "deployment_record": str(Path(args.record).resolve()),

@@ -72,7 +72,7 @@ class Features:
     def __call__(self, texts: list[str]):
         from scipy.sparse import diags
 
-        from training.train_embedded import binary_matrix
+        from training.features import binary_matrix
 
         x = binary_matrix(texts, self.vocab) @ diags(self.idf)
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())

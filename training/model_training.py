@@ -659,7 +659,7 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
 
 def default_manifest(args: argparse.Namespace) -> dict[str, Any] | None:
     """Without --manifest (and --data): the manifest the ingestion step recorded. Returns that record."""
-    from pipeline import records
+    from core import records
 
     if args.manifest or (args.local and args.data):
         return None
@@ -695,7 +695,7 @@ def artifact_problem(record: dict[str, Any], region: str) -> str | None:
 
 def write_step_record(args: argparse.Namespace, record: dict[str, Any], ingest: dict[str, Any] | None) -> None:
     """out/train/record.json: the job and its model, for the evaluation and deployment steps."""
-    from pipeline import records
+    from core import records
 
     outputs = {k: record.get(k) for k in ("job_name", "status", "model_artifact_uri", "base_model", "mode",
                                            "hyperparameters", "mlflow_run_id", "dataset_version")}

@@ -15,7 +15,7 @@ pytest.importorskip("peft")
 pytest.importorskip("moto")
 
 from core import probes  # noqa: E402
-from pipeline import records  # noqa: E402
+from core import records  # noqa: E402
 from pipeline.run import main  # noqa: E402
 
 LINKS = {"prepare": [], "ingest": ["prepare"], "train": ["ingest"], "evaluate": ["train"], "gate": ["evaluate"],

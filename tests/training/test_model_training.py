@@ -126,7 +126,7 @@ def test_creates_the_job_and_records_what_deployment_needs(aws, tmp_path, capsys
 def test_wait_streams_status_until_the_job_ends(aws, tmp_path, capsys, monkeypatch):
     import boto3
 
-    from pipeline import records
+    from core import records
 
     wait = model_training.wait_for_job
 
@@ -149,7 +149,7 @@ def test_wait_streams_status_until_the_job_ends(aws, tmp_path, capsys, monkeypat
 
 
 def test_a_completed_job_without_its_model_is_not_recorded_completed(aws, tmp_path, capsys):
-    from pipeline import records
+    from core import records
 
     record_path = tmp_path / "job.json"
     assert launch(aws, record_path, "--wait", "--no-spot", "--no-checkpoints") == 1
