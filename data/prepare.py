@@ -302,8 +302,10 @@ def augment(df: pl.DataFrame, config: PrepareConfig, db, stats: Stats) -> pl.Dat
         pl.col("label").is_in(config.augment_labels)
         & (pl.col("_key").hash(config.seed + 2) % 1_000_000 < int(config.augment_fraction * 1_000_000))
     ).select("id", "text")
+    from core.progress import progress
+
     rows: list[dict[str, Any]] = []
-    for parent_id, text in chosen.iter_rows():
+    for parent_id, text in progress(chosen.iter_rows(), total=chosen.height, desc="augmenting", unit="texts"):
         for i, variant in enumerate(augmenter.variants(text, parent_id, n=config.variants_per_text)):
             rows.append(
                 {

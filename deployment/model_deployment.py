@@ -474,29 +474,30 @@ def blue_green_config(alarms: list[str], instance_count: int = 1, wait_seconds: 
 
 
 def wait_in_service(sm, endpoint_name: str, config_name: str, timeout_s: float = 3600, poll_s: float = 15) -> dict:
-    """Wait for InService on `config_name`; a rollback (InService on another config) or Failed is an error."""
-    started = time.monotonic()
-    deadline = started + timeout_s
-    seen = None
-    while True:
-        described = sm.describe_endpoint(EndpointName=endpoint_name)
-        status = described["EndpointStatus"]
-        if status != seen:  # one line per change: creating an endpoint takes minutes
-            log.info("endpoint %s: %s (%.0fs)", endpoint_name, status, time.monotonic() - started)
-            seen = status
-        if status == "InService":
-            if described.get("EndpointConfigName") != config_name:
-                raise DeploymentError(f"{endpoint_name} rolled back to {described.get('EndpointConfigName')} "
-                                      "(an alarm fired during the blue/green update)")
-            return described
-        if status in ENDPOINT_FAILED:
-            what = {"RollingBack": "rolling back the update (an alarm fired during the blue/green update)",
-                    "UpdateRollbackFailed": "in UpdateRollbackFailed: the update failed and so did its rollback; "
-                                            "update the endpoint again to a known config"}.get(status, status)
-            raise DeploymentError(f"{endpoint_name} is {what}: {described.get('FailureReason', 'no reason given')}")
-        if time.monotonic() > deadline:
-            raise DeploymentError(f"{endpoint_name} still {status} after {timeout_s}s")
-        time.sleep(poll_s)
+    """Wait for InService on `config_name`; a rollback (InService on another config) or Failed is an error.
+    Progress (core.progress.Waiting): a bar of the seconds waited against the timeout on a terminal, else a line
+    at every change of state and every 15 s."""
+    from core.progress import Waiting
+
+    deadline = time.monotonic() + timeout_s
+    with Waiting(f"endpoint {endpoint_name}", limit_s=timeout_s) as wait:
+        while True:
+            described = sm.describe_endpoint(EndpointName=endpoint_name)
+            status = described["EndpointStatus"]
+            wait.status(status)  # creating an endpoint takes minutes
+            if status == "InService":
+                if described.get("EndpointConfigName") != config_name:
+                    raise DeploymentError(f"{endpoint_name} rolled back to {described.get('EndpointConfigName')} "
+                                          "(an alarm fired during the blue/green update)")
+                return described
+            if status in ENDPOINT_FAILED:
+                what = {"RollingBack": "rolling back the update (an alarm fired during the blue/green update)",
+                        "UpdateRollbackFailed": "in UpdateRollbackFailed: the update failed and so did its rollback; "
+                                                "update the endpoint again to a known config"}.get(status, status)
+                raise DeploymentError(f"{endpoint_name} is {what}: {described.get('FailureReason', 'no reason given')}")
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"{endpoint_name} still {status} after {timeout_s}s")
+            time.sleep(poll_s)
 
 
 def configure_autoscaling(aas, endpoint_name: str, target: float, min_capacity: int, max_capacity: int) -> str:

@@ -455,33 +455,37 @@ class _EvalPrinter:
 
 
 class _Progress:
-    """One line per logging interval with the step, the total, the loss, the elapsed time and an ETA (a terminal
-    or not: SageMaker's logs are not one, and a tqdm bar there is one unreadable line)."""
+    """A progress bar over the optimizer steps with the total, the ETA and the latest loss (core.progress): tqdm
+    on a terminal; elsewhere (SageMaker's logs are not one, and a tqdm bar there is one unreadable line) a plain
+    line every `interval` seconds and one when training ends."""
 
-    def __new__(cls, log=lambda msg: print(msg, file=sys.stderr, flush=True)):
-        import time
-
+    def __new__(cls, log=lambda msg: print(msg, file=sys.stderr, flush=True), interval: float | None = None,
+                stream=None):
         from transformers import TrainerCallback
 
-        class Progress(TrainerCallback):
-            started = 0.0
-            first_step = 0
+        from core.progress import INTERVAL_S, Progress
+
+        class ProgressCallback(TrainerCallback):
+            bar: Progress | None = None
 
             def on_train_begin(self, args, state, control, **kwargs):
-                self.started, self.first_step = time.monotonic(), state.global_step
-                log(f"training: {state.max_steps} steps ({args.num_train_epochs:g} epoch(s) or --max-steps), a line "
-                    f"every {args.logging_steps} steps")
+                log(f"training: {state.max_steps} steps ({args.num_train_epochs:g} epoch(s) or --max-steps)")
+                self.bar = Progress(total=state.max_steps, desc="training", unit="steps", initial=state.global_step,
+                                    interval=INTERVAL_S if interval is None else interval, stream=stream)
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if self.bar is not None:
+                    self.bar.update(state.global_step - self.bar.done)
 
             def on_log(self, args, state, control, logs=None, **kwargs):
-                if not logs or "loss" not in logs:
-                    return
-                done = state.global_step - self.first_step
-                elapsed = time.monotonic() - self.started
-                left = (state.max_steps - state.global_step) * elapsed / done if done else float("nan")
-                log(f"step {state.global_step}/{state.max_steps} ({100 * state.global_step / max(state.max_steps, 1):.0f}%)"
-                    f" loss={float(logs['loss']):.4f} elapsed {elapsed:.0f}s eta {left:.0f}s")
+                if self.bar is not None and logs and "loss" in logs:
+                    self.bar.extra["loss"] = float(logs["loss"])
 
-        return Progress()
+            def on_train_end(self, args, state, control, **kwargs):
+                if self.bar is not None:
+                    self.bar.close()
+
+        return ProgressCallback()
 
 
 # --------------------------------------------------------------------------------------------- training

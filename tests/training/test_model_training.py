@@ -255,6 +255,15 @@ def test_the_staged_job_code_imports_on_its_own(tmp_path):
     assert not any(f.endswith(("model_evaluation.py", "tracking.py", "robustness.py")) for f in files), files
     requirements = (src / "requirements.txt").read_text()
     assert "pydantic-settings" in requirements and "peft" in requirements
+    # Imports inside functions too (the progress callback imports core.progress when training starts): every
+    # project module train_script can reach, read from the source, is staged.
+    from core.settings import ROOT
+    from tests.imports import closure, import_graph, module_file
+
+    graph = import_graph(ROOT)
+    needed = {module_file(m, ROOT) for m in closure(graph, "training.train_script")}
+    assert "core/progress.py" in needed
+    assert sorted(rel for rel in needed if not (src / rel).is_file()) == []
 
 
 def test_checkpoint_options_pass_as_hyperparameters():
