@@ -24,6 +24,12 @@ Writes models/embedded/categories.npz and categories.json (or --out).
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python training/categories.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import hashlib
 import json

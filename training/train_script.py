@@ -39,7 +39,7 @@ another run) are one line on stderr and exit status 1; in SageMaker the line is 
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run by its path (python training/train_script.py): the repository root on sys.path
+if __package__ in (None, ""):  # run by its path (the SageMaker container runs `python training/train_script.py`)
     import sys as _sys
     from pathlib import Path as _Path
 
@@ -56,9 +56,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as a file: the SageMaker container runs `python training/train_script.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.aws import sha256_file
 from core.labels import LABELS
