@@ -8,8 +8,8 @@ redrawn with carriage returns.
     with Waiting("endpoint algospeak-stage2", limit_s=3600) as wait:            # a wait with a deadline
         wait.status("Creating")
 
-A line reads `training: 120/400 steps (30%), 61s elapsed, eta 142s, loss=0.4100`; the last one is written when
-the work ends, so even work shorter than the interval says what it did.
+A line reads `training: 120/400 steps (30%), 61s elapsed, eta 142s, loss=0.4100`; a last one is written when
+the work ends (unless the line before already says it), so even work shorter than the interval says what it did.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class Progress:
         self.extra: dict[str, Any] = {}
         self.started = self.last = time.monotonic()
         self.closed = False
+        self.written: tuple | None = None  # what the last plain line reported (the final line is not repeated)
         self.bar = None
         if _is_terminal(self.stream):
             from tqdm import tqdm
@@ -76,7 +77,11 @@ class Progress:
             text = f"{self.desc}: {self.done} {self.unit}, {elapsed:.0f}s elapsed"
         return text + "".join(f", {key}={_fmt(value)}" for key, value in self.extra.items())
 
+    def _key(self) -> tuple:
+        return self.done, tuple(self.extra.items())
+
     def _write(self, now: float | None = None) -> None:
+        self.written = self._key()
         print(self.line(now), file=self.stream, flush=True)
 
     def close(self) -> None:
@@ -85,7 +90,7 @@ class Progress:
         self.closed = True
         if self.bar is not None:
             self.bar.close()
-        else:
+        elif self.written != self._key():  # something happened since the last line
             self._write()
 
     def __enter__(self) -> "Progress":
@@ -130,6 +135,9 @@ class Waiting(Progress):
         if changed or now - self.last >= self.interval:
             self.last = now
             self._write(now)
+
+    def _key(self) -> tuple:
+        return (self.state,)  # the seconds go on; the final line is worth writing when the state changed
 
     def line(self, now: float | None = None) -> str:
         elapsed = (now or time.monotonic()) - self.started

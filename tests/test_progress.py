@@ -26,10 +26,10 @@ def test_not_a_terminal_one_plain_line_per_interval_with_total_and_eta():
     stream = io.StringIO()
     assert list(progress(range(5), desc="evaluating", unit="batches", interval=0, stream=stream)) == [0, 1, 2, 3, 4]
     lines = stream.getvalue().splitlines()
-    assert "\r" not in stream.getvalue() and len(lines) == 6  # one per update (interval 0) and the last one
+    assert "\r" not in stream.getvalue() and len(lines) == 5  # one per update (interval 0); the last says it all
     parsed = [LINE.match(line) for line in lines]
     assert all(parsed), lines
-    assert [int(m["done"]) for m in parsed] == [1, 2, 3, 4, 5, 5]
+    assert [int(m["done"]) for m in parsed] == [1, 2, 3, 4, 5]
     assert {m["total"] for m in parsed} == {"5"} and {m["unit"] for m in parsed} == {"batches"}
     assert parsed[-1]["pct"] == "100" and parsed[-1]["eta"] == "0s"
 
@@ -66,7 +66,7 @@ def test_a_wait_writes_each_change_of_state_at_once_and_its_deadline():
             wait.status(state)
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("endpoint e1: Creating, 0s elapsed (gives up after 3600s)")
-    assert lines[1].startswith("endpoint e1: InService, ") and len(lines) == 3  # two changes and the last line
+    assert lines[1].startswith("endpoint e1: InService, ") and len(lines) == 2  # each change; nothing repeated
 
 
 def test_the_training_loop_reports_steps_total_eta_and_loss():
@@ -85,5 +85,5 @@ def test_the_training_loop_reports_steps_total_eta_and_loss():
     callback.on_train_end(args, state, None)
     assert logged == ["training: 4 steps (1 epoch(s) or --max-steps)"]
     lines = [LINE.match(line) for line in stream.getvalue().splitlines()]
-    assert all(lines) and [int(m["done"]) for m in lines] == [1, 2, 3, 4, 4]
+    assert all(lines) and [int(m["done"]) for m in lines] == [1, 2, 3, 4]
     assert lines[-1]["total"] == "4" and lines[-1]["unit"] == "steps" and lines[-1]["extra"] == ", loss=0.2500"
