@@ -31,7 +31,7 @@ Defaults are sized for the 3B model in fp16 on one T4 (about 2-3 s per 64 short 
 an 8 s read timeout (SageMaker itself ends an invocation at 60 s), 4 invocations in flight. `recommended_settings`
 derives them from an endpoint load test instead (bench/bench_endpoint_load.py): `deploy` records them.
 
-The request and response bodies are the JSON contract of `deployment/inference.py`. `endpoint_url` points the
+The request and response bodies are the JSON contract of `core/llm_inference.py`. `endpoint_url` points the
 client elsewhere than AWS: a test's fake runtime, or `deployment/local_server.py` (which answers
 `POST /endpoints/{name}/invocations` too), so the whole path runs on one machine.
 """
@@ -51,7 +51,7 @@ from core.aws import RETRIABLE_CODES, backoff_delay
 log = logging.getLogger("classifiers.sagemaker")
 
 # A ModelError (424, the container answered 5xx) whose message says one of these failed the same way every time:
-# deployment/inference.py raises ClassifierError("the model produced non-finite logits ...") and the container
+# core/llm_inference.py raises ClassifierError("the model produced non-finite logits ...") and the container
 # (deployment/local_server.py, the SageMaker container) reports it as "model error: <message>". Retrying it only
 # multiplies the load; genuine 500/503 answers from the runtime or container are still retried.
 _DETERMINISTIC_MODEL_ERRORS = ("non-finite", "ClassifierError")
@@ -352,7 +352,7 @@ class SagemakerClassifier:
             raise _Retriable(f"{type(exc).__name__}: {exc}") from exc
 
     def _parse(self, raw: bytes, expected: int) -> list[LabelScores]:
-        from deployment.inference import validate_response
+        from core.llm_inference import validate_response
 
         try:
             data = json.loads(raw)

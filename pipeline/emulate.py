@@ -126,7 +126,7 @@ class HostedEndpoint:
     def scorer(self):
         import boto3
 
-        from deployment.inference import LabelScorer
+        from core.llm_inference import LabelScorer
 
         url = self._model_data_url()
         with self._lock:

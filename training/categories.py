@@ -24,6 +24,12 @@ Writes models/embedded/categories.npz and categories.json (or --out).
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python training/categories.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import hashlib
 import json
@@ -72,7 +78,7 @@ class Features:
     def __call__(self, texts: list[str]):
         from scipy.sparse import diags
 
-        from training.train_embedded import binary_matrix
+        from training.features import binary_matrix
 
         x = binary_matrix(texts, self.vocab) @ diags(self.idf)
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())

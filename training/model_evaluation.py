@@ -555,7 +555,7 @@ def log_to_mlflow(report: dict, files: list[Path], gate_result: dict | None, uri
 def resolve_candidate(args: argparse.Namespace) -> dict[str, Any] | None:
     """Fill --backend and --model-path when not given: with --gate, the model the training step recorded (the
     candidate a gate is about); otherwise the shipped embedded model. Returns the training record used, if any."""
-    from pipeline import records
+    from core import records
 
     if args.backend is None and args.model_path:
         args.backend = "embedded" if str(args.model_path).endswith(".npz") else "transformers"
@@ -611,7 +611,7 @@ def _same_model(classifier, baseline: dict) -> bool:
 def write_records(report: dict, report_path: Path, gate_result: dict | None, gate_path: Path,
                   train_record: dict | None) -> None:
     """out/evaluate/record.json (and with --gate, out/gate/record.json) for the next steps."""
-    from pipeline import records
+    from core import records
 
     inputs = {"train": Path(train_record["_path"])} if train_record else {}
     evaluate = records.write("evaluate", {"report": str(report_path), "report_sha256": records.sha256_file(report_path),
@@ -674,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.settings import get_settings
     from data.augment import Augmenter
     from normalizer import Normalizer, PatternDatabaseError, load_database
-    from pipeline.records import RecordError
+    from core.records import RecordError
 
     settings = get_settings()
     try:

@@ -402,7 +402,7 @@ class NgramStore:
     `select_vocabulary` on the fold's texts would pick, without hashing the corpus again for every fold."""
 
     def __init__(self, texts: list[str], min_df: int = 2):
-        from training.train_embedded import binary_matrix, select_vocabulary
+        from training.features import binary_matrix, select_vocabulary
 
         self.vocab = select_vocabulary(texts, max_features=10**9, min_df=min_df)
         self.matrix = binary_matrix(texts, self.vocab)
@@ -412,7 +412,7 @@ class NgramStore:
         """Rows for `texts`; a text outside the corpus is hashed now (over the same vocabulary)."""
         from scipy.sparse import vstack
 
-        from training.train_embedded import binary_matrix
+        from training.features import binary_matrix
 
         known = [self.row.get(t, -1) for t in texts]
         if min(known, default=0) >= 0:
@@ -436,14 +436,14 @@ class NgramRecipe(Recipe):
         self.c, self.max_features, self.min_df, self.max_iter, self.store = c, max_features, min_df, max_iter, store
 
     def binary(self, texts: list[str]):
-        from training.train_embedded import binary_matrix
+        from training.features import binary_matrix
 
         if self.store is None:
             return binary_matrix(texts, self.vocab)
         return self.store.rows(texts)[:, self.columns]
 
     def choose_vocabulary(self, texts: list[str]) -> None:
-        from training.train_embedded import select_vocabulary
+        from training.features import select_vocabulary
 
         if self.store is None:
             self.vocab = select_vocabulary(texts, self.max_features, self.min_df)

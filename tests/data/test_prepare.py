@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import polars as pl
 import pytest
@@ -53,8 +54,10 @@ def read_records(out_dir) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(out_dir / f"{s}.parquet") for s in ("train", "validation", "test")])
 
 
-def test_prepare_end_to_end(tmp_path, mini_shared, jigsaw_file, pattern_db_path):
+def test_prepare_end_to_end(tmp_path, mini_shared, jigsaw_file, pattern_db_path, capsys):
     card = prepare(config(tmp_path, mini_shared, jigsaw_file, pattern_db_path), log=lambda _: None)
+    # stderr is not a terminal here: the augmentation's progress is a plain line with its total
+    assert re.search(r"^augmenting: (\d+)/\1 texts \(100%\), \d+s elapsed, eta 0s$", capsys.readouterr().err, re.M)
     out = tmp_path / "out"
     records = read_records(out)
 
