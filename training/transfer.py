@@ -56,8 +56,13 @@ SPLITS = ("train", "validation", "test")
 # The label mix the shipped probabilities describe: a platform's traffic, mostly safe. A setting
 # (LABEL_PRIOR) moves it; thresholds are chosen under it.
 DEFAULT_PRIOR: dict[str, float] = {"safe": 0.80, "potentially_harmful": 0.12, "harmful": 0.06, "extremely_harmful": 0.02}
-# Share of safe texts a shipped model may flag harmful-or-worse on its validation split.
-DEFAULT_FALSE_FLAG_BUDGET = 0.04
+# Share of safe texts a shipped model may flag harmful-or-worse on its validation split: 3% keeps the functional
+# suite's harmless cases under 10% flagged and the held-out domains' mean under 8% (README, "Embedded classifier").
+DEFAULT_FALSE_FLAG_BUDGET = 0.03
+# Share of safe validation texts it may send to review (decided potentially_harmful; flags are the budget above):
+# a review queue that a quarter of all safe traffic reaches is no queue. The review threshold is the best
+# macro-F1 within it.
+DEFAULT_REVIEW_BUDGET = 0.15
 BASE_RATE_HARMFUL = DEFAULT_PRIOR["harmful"] + DEFAULT_PRIOR["extremely_harmful"]
 # How many domains' weight the team's seed corpus (data.seed) carries in training (`--seed-weight`): chosen by
 # the functional suite and the leave-one-domain-out figures of 1 and 4 (README, "Embedded classifier").
@@ -267,17 +272,28 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray)
     return float(math.exp(result.x))
 
 
+def _budget_threshold(safe_scores: np.ndarray, budget: float, of: int | None = None) -> float:
+    """The smallest threshold that lets at most `budget` of `of` safe texts (default: all of these) reach it."""
+    safe_scores = np.sort(safe_scores)
+    if not len(safe_scores):
+        return 0.5
+    k = int(math.floor(budget * (len(safe_scores) if of is None else of)))
+    return float(np.nextafter(safe_scores[len(safe_scores) - k - 1], 1.0)) if k < len(safe_scores) else 0.0
+
+
 def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray, *,
                  prior: Sequence[float] | None = None, false_flag_budget: float = DEFAULT_FALSE_FLAG_BUDGET,
-                 fitted_on: dict | None = None) -> Decision:
+                 review_budget: float = DEFAULT_REVIEW_BUDGET, fitted_on: dict | None = None) -> Decision:
     """Fit the decision on validation logits: a temperature under the training mix (the model's own prior),
     the shift to `prior`, then thresholds: harmful-or-worse at the lowest value that flags at most
-    `false_flag_budget` of the safe texts, and the other two by the best validation macro-F1 given it."""
+    `false_flag_budget` of the safe texts, potentially_harmful by the best validation macro-F1 among values that
+    send at most `review_budget` of them to review (decided potentially_harmful; the flags have their budget), and
+    extremely_harmful by the best macro-F1 given both."""
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
     if not len(labels) or not np.isfinite(logits).all():
         raise ValueError("fit_decision needs validation texts with finite logits")
-    if not 0.0 <= false_flag_budget < 1.0:
-        raise ValueError(f"false_flag_budget must be in [0, 1), got {false_flag_budget}")
+    if not 0.0 <= false_flag_budget < 1.0 or not 0.0 <= review_budget < 1.0:
+        raise ValueError(f"budgets must be in [0, 1), got {false_flag_budget} and {review_budget}")
     prior = list(prior) if prior is not None else [DEFAULT_PRIOR[label] for label in LABELS]
     if len(prior) != len(LABELS) or min(prior) <= 0 or abs(sum(prior) - 1) > 1e-3:
         raise ValueError(f"prior must be {len(LABELS)} positive shares summing to 1, got {prior}")
@@ -285,19 +301,17 @@ def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray
     decision = Decision(temperature, list(map(float, train_prior)), prior, {}, false_flag_budget, fitted_on or {})
     p = decision.probs(logits)
     tail = np.cumsum(p[:, ::-1], axis=1)[:, ::-1]
-    safe_tail = np.sort(tail[labels == 0, HARMFUL])
-    if len(safe_tail):
-        # the smallest threshold above the (1 - budget) quantile of the safe texts' P(harmful or worse)
-        k = int(math.floor(false_flag_budget * len(safe_tail)))
-        t_harmful = float(np.nextafter(safe_tail[len(safe_tail) - k - 1], 1.0)) if k < len(safe_tail) else 0.0
-    else:
-        t_harmful = 0.5
-    t_harmful = min(max(t_harmful, 1e-4), 0.999)
+    t_harmful = min(max(_budget_threshold(tail[labels == 0, HARMFUL], false_flag_budget), 1e-4), 0.999)
+    # potentially_harmful: reachable before harmful where the review budget allows; where it does not, its
+    # threshold sits above harmful's and only texts sure to be at least potentially harmful go to review.
+    safe = labels == 0
+    unflagged = safe & (tail[:, HARMFUL] < t_harmful)
+    t_review = _budget_threshold(tail[unflagged, 1], review_budget, of=int(safe.sum()))
     # extremely_harmful is a flag too: its threshold is at least harmful's (P(extreme) <= P(harmful or worse)),
     # so it never flags a text the budget let through.
     best = (-1.0, t_harmful, t_harmful)
-    for t1 in np.quantile(tail[:, 1], np.linspace(0.05, 0.95, 37)):
-        if t1 > t_harmful:  # potentially_harmful must be reachable before harmful
+    for t1 in [t_review, *np.quantile(tail[:, 1], np.linspace(0.05, 0.95, 37))]:
+        if t1 < t_review or (t1 > t_harmful and t1 != t_review):
             continue
         for t3 in np.quantile(tail[:, 3], np.linspace(0.05, 0.99, 48)):
             t3 = float(max(t3, t_harmful))
@@ -731,8 +745,9 @@ def sweep_budgets(logits_path: Path, budgets: Sequence[float]) -> list[dict[str,
         for d in domains:
             decision = fit_decision(z[f"{d}/validation"], z[f"{d}/validation_label"], z[f"{d}/train_prior"],
                                     false_flag_budget=budget)
-            per[d] = decision_metrics(z[f"{d}/held_label"], decision.labels(z[f"{d}/held"]))
-        rows.append({"budget": budget, **mean_over(per)})
+            per[d] = decision_metrics(z[f"{d}/held_label"], decision.labels(z[f"{d}/held"]),
+                                      decision.probs(z[f"{d}/held"]))
+        rows.append({"budget": budget, **mean_over(per), "domains": per})
     return rows
 
 
@@ -757,9 +772,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.sweep:
         for row in sweep_budgets(args.sweep, args.budgets):
-            print(f"budget {row['budget']:.2f}: mean safe flagged {_pct(row['false_flag_rate'])}, worst "
+            print(f"budget {row['budget']:g}: mean safe flagged {_pct(row['false_flag_rate'])}, worst "
                   f"{_pct(row['worst_false_flag_rate']['value'])} ({row['worst_false_flag_rate']['domain']}), "
-                  f"mean recall {_pct(row['recall'])}, review recall {_pct(row['review_recall'])}")
+                  f"mean recall {_pct(row['recall'])}, review recall {_pct(row['review_recall'])}, safe sent to "
+                  f"review {_pct(row['review_rate_of_safe'])}")
+            if len(args.budgets) == 1:
+                for domain, d in row["domains"].items():
+                    print(f"  {domain:<24} n={d['n']:>6}  false flags {_pct(d['false_flag_rate'])}  recall "
+                          f"{_pct(d['recall'])}  review recall {_pct(d['review_recall'])}  safe to review "
+                          f"{_pct(d['review_rate_of_safe'])}  macro-F1 {d['macro_f1']}  QWK {d['qwk']}  "
+                          f"AUC {d['binary_auc']}")
         return 0
 
     from data.readers import DataError

@@ -66,7 +66,17 @@ def test_thresholds_keep_the_false_flag_budget_on_the_data_they_were_fitted_on(b
     flagged_safe = (decision.labels(logits)[labels == 0] >= 2).mean()
     assert flagged_safe <= budget
     assert flagged_safe > budget * 0.6  # the threshold is as low as the budget allows, not just safe
-    assert decision.thresholds["potentially_harmful"] <= decision.thresholds["harmful"]
+    assert (decision.labels(logits)[labels == 0] == 1).mean() <= transfer.DEFAULT_REVIEW_BUDGET
+
+
+@pytest.mark.parametrize("review_budget", [0.05, 0.15])
+def test_the_review_threshold_keeps_its_budget_of_safe_texts(review_budget):
+    logits, labels = _separable(4000, 3)
+    logits[:, 1] += 1.5  # a model that leans to "potentially harmful": macro-F1 alone would review much safe text
+    loose = fit_decision(logits, labels, np.full(4, 0.25), false_flag_budget=0.02, review_budget=0.99)
+    decision = fit_decision(logits, labels, np.full(4, 0.25), false_flag_budget=0.02, review_budget=review_budget)
+    reviewed_safe = (decision.labels(logits)[labels == 0] == 1).mean()
+    assert reviewed_safe <= review_budget < (loose.labels(logits)[labels == 0] == 1).mean()
 
 
 def test_temperature_calibrates_overconfident_logits():
@@ -162,12 +172,13 @@ def test_fit_decision_refuses_what_it_cannot_fit(logits, labels, message):
         fit_decision(logits, labels, np.full(4, 0.25))
 
 
-def test_degenerate_validation_still_gives_ordered_thresholds():
+def test_degenerate_validation_still_gives_thresholds_that_keep_both_budgets():
     # only safe texts, all logits equal: nothing to learn, but the thresholds must still make sense
     decision = fit_decision(np.zeros((50, 4)), np.zeros(50, dtype=int), np.full(4, 0.25))
     t = decision.thresholds
-    assert t["potentially_harmful"] <= t["harmful"] <= t["extremely_harmful"]
+    assert t["harmful"] <= t["extremely_harmful"]
     assert decision.fitted_on["validation_false_flag_rate"] == 0.0
+    assert (decision.labels(np.zeros((50, 4))) == 0).all()  # nothing flagged, nothing sent to review
 
 
 def test_a_budget_sweep_trades_false_flags_for_recall(tmp_path):
