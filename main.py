@@ -308,13 +308,13 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
 
         app.state.moderator = moderator or Moderator.from_settings(settings)
         app.state.pool = WorkerPool(settings.moderation_workers, settings.moderation_queue_size)
-        # Moderation in child processes (core/offload.py), unless a moderator object was handed in (tests).
+        # Moderation in child processes (api/offload.py), unless a moderator object was handed in (tests).
         processes = settings.moderation_processes
         if processes is None:
             processes = 1 if app.state.moderator.mock_mode else 0
         app.state.processes = None
         if moderator is None and processes > 0:
-            from core.offload import ModerationProcesses
+            from api.offload import ModerationProcesses
 
             app.state.processes = ModerationProcesses(settings, processes)
             pids = await asyncio.get_running_loop().run_in_executor(None, app.state.processes.start)
@@ -559,7 +559,7 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
 
 def split_by_length(moderator: Any, processes: Any, min_chars: int) -> Callable[[list[str], list[str]], list]:
     """`moderate_batch` for the worker threads: texts of `min_chars` characters or more are moderated in a child
-    process (core/offload.py), the others on the calling thread meanwhile; results in the order of the texts."""
+    process (api/offload.py), the others on the calling thread meanwhile; results in the order of the texts."""
     if processes is None:
         return moderator.moderate_batch
 
@@ -617,7 +617,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import logging.config
 
-    from core.serving import auto_workers, logging_config, prepare_workers, serve, server_config
+    from api.serving import auto_workers, logging_config, prepare_workers, serve, server_config
 
     parser = argparse.ArgumentParser(description="Serve the moderation API (settings: .env.example).")
     parser.add_argument("--workers", type=int, help="server processes (default: SERVER_WORKERS; 0 = one per core)")

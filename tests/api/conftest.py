@@ -9,7 +9,7 @@ import httpx
 import pytest
 import uvicorn
 
-from core.serving import server_config
+from api.serving import server_config
 from core.settings import DEFAULT_PATTERN_DB, Settings
 
 

@@ -1,4 +1,4 @@
-"""Moderation of long texts in child processes (MODERATION_PROCESSES, core/offload.py): the same answers as on
+"""Moderation of long texts in child processes (MODERATION_PROCESSES, api/offload.py): the same answers as on
 threads, short texts never wait for a long batch, a child that dies costs one 503 and is replaced, and
 pattern-database edits reach the child."""
 
