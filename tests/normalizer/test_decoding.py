@@ -22,6 +22,8 @@ def decoded(normalizer, text):
         ("k.i.l.l", "kill", "spacing"),
         ("s-u-i-c-i-d-e", "suicide", "spacing"),
         ("kiiiiill", "kill", "repetition"),
+        ("kiiiillllsss", "kills", "repetition"),  # three stretched runs, read as one, two and one letters
+        ("i will kiiiilllll you", "i will kill you", "repetition"),
         ("k\u0456ll", "kill", "homoglyph"),  # Cyrillic і in a Latin word
         ("k\u200bill", "kill", "character_insertion"),  # zero-width space
         ("ｋｉｌｌ", "kill", "unicode_style"),  # fullwidth
@@ -116,3 +118,22 @@ def test_a_word_replacing_a_symbol_does_not_fuse_with_its_neighbours(mini):
     result = mini.normalize("❄eee")
     assert result.text == "cocaine eee"  # not "cocaineeee", which a second pass reads as a stretched "cocaine"
     assert mini.normalize(result.text).text == result.text
+
+
+def test_the_json_a_user_gets_names_every_rewrite_exactly(mini):
+    """NormalizationResult.as_dict is what `python -m normalizer` prints and the API returns as `matches`:
+    every key, offsets in both texts, and the open vocabulary's reading (a stretched word) with its category."""
+    assert mini.normalize("i will k1ll you").as_dict() == {
+        "original_text": "i will k1ll you", "normalized_text": "i will kill you", "algospeak_detected": True,
+        "matches": [{"start": 7, "end": 11, "norm_start": 7, "norm_end": 11, "original": "k1ll", "replacement": "kill",
+                     "meaning": "kill", "entry_id": "violence.unalive", "rule": "decode", "techniques": ["leetspeak"],
+                     "category": "violence", "severity": 3, "action": "rewrite"}],
+        "pattern_db_version": "0.0.1",
+    }  # fmt: skip
+    [match] = mini.normalize("kiiiillllsss").as_dict()["matches"]
+    assert match == {"start": 0, "end": 12, "norm_start": 0, "norm_end": 5, "original": "kiiiillllsss",
+                     "replacement": "kills", "meaning": "kills", "entry_id": "open_vocabulary.violence",
+                     "rule": "decode", "techniques": ["repetition"], "category": "violence", "severity": 1,
+                     "action": "rewrite"}  # fmt: skip
+    two = mini.normalize("k1ll and k i l l").as_dict(max_matches=1)
+    assert [m["original"] for m in two["matches"]] == ["k1ll"] and two["matches_omitted"] == 1
