@@ -137,3 +137,34 @@ def test_the_json_a_user_gets_names_every_rewrite_exactly(mini):
                      "action": "rewrite"}  # fmt: skip
     two = mini.normalize("k1ll and k i l l").as_dict(max_matches=1)
     assert [m["original"] for m in two["matches"]] == ["k1ll"] and two["matches_omitted"] == 1
+
+
+@pytest.mark.parametrize(
+    "text, expected, matches",
+    [
+        ("he wants to unalive them", "he wants to kill them", [("unalive", "kill", "pattern", "rewrite", 12, 19, 12, 16)]),
+        ("you k1lled it today and unalive them", "you k1lled it today and kill them",
+         [("k1lled it", "k1lled it", "safe_context", "protect", 4, 13, 4, 13),
+          ("unalive", "kill", "pattern", "rewrite", 24, 31, 24, 28)]),
+        ("dying to know", "dying to know", [("dying to know", "dying to know", "safe_context", "protect", 0, 13, 0, 13)]),
+        ("seggs and corn site", "sex and corn site",
+         [("seggs", "sex", "pattern", "rewrite", 0, 5, 0, 3), ("corn", "corn", "pattern", "annotate", 10, 14, 8, 12)]),
+        ("got ❄️ for tonight", "got cocaine for tonight", [("❄️", "cocaine", "pattern", "rewrite", 4, 6, 4, 11)]),
+        ("fu(k 1488", "fuck white supremacist slogan",
+         [("fu(k", "fuck", "decode", "rewrite", 0, 4, 0, 4),
+          ("1488", "white supremacist slogan", "pattern", "rewrite", 5, 9, 5, 29)]),
+        ("born in 1488", "born in 1488", []),  # the context forbids it
+        ("she unalived kiiiilllll", "she killed kill",
+         [("unalived", "killed", "pattern", "rewrite", 4, 12, 4, 10),
+          ("kiiiilllll", "kill", "decode", "rewrite", 13, 23, 11, 15)]),
+    ],
+)
+def test_each_match_says_which_rule_found_it_and_where_in_both_texts(mini, text, expected, matches):
+    """What a reviewer reads in `matches`: the rule (a database pattern, a decoding, a protected safe context),
+    the action, and the offsets in the original and in the normalized text, which must point at the same words."""
+    result = mini.normalize(text)
+    got = [(m.original, m.replacement, m.rule, m.action, m.start, m.end, m.norm_start, m.norm_end)
+           for m in result.matches]
+    assert (result.text, got) == (expected, matches)
+    for m in result.matches:
+        assert text[m.start : m.end] == m.original and result.text[m.norm_start : m.norm_end] == m.replacement
