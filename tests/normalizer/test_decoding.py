@@ -168,3 +168,45 @@ def test_each_match_says_which_rule_found_it_and_where_in_both_texts(mini, text,
     assert (result.text, got) == (expected, matches)
     for m in result.matches:
         assert text[m.start : m.end] == m.original and result.text[m.norm_start : m.norm_end] == m.replacement
+
+
+@pytest.mark.parametrize(
+    "db, text, expected, matches",
+    [
+        # a separator between single letters is spacing, not an inserted character
+        ("mini", "s·e·x", "sex", [("s·e·x", "sex", "sexual.seggs", "decode", ["spacing"], "sexual", 1, 0, 5, 0, 3)]),
+        ("product", "i will kiiiilllll you", "i will kill you",
+         [("kiiiilllll", "kill", "violence.kil", "pattern", ["repetition", "misspelling"], "violence", 2, 7, 17, 7, 11)]),
+        ("product", "lol suicide$ ok", "lol suicide$ ok", []),  # a known word with a trailing symbol: not "suicides"
+        ("mini", "$3x work", "sex work", [("$3x", "sex", "sexual.seggs", "decode", ["leetspeak"], "sexual", 1, 0, 3, 0, 3)]),
+        # the open vocabulary: a harmless word is read with severity 0, a harmful one with its category
+        ("mini", "s3wer", "sewer", [("s3wer", "sewer", "open_vocabulary.none", "decode", ["leetspeak"], "none", 0, 0, 5, 0, 5)]),
+        ("mini", "$tupid", "stupid",
+         [("$tupid", "stupid", "open_vocabulary.harassment", "decode", ["leetspeak"], "harassment", 1, 0, 6, 0, 6)]),
+        ("mini", "1488", "white supremacist slogan",
+         [("1488", "white supremacist slogan", "hate.code_1488", "pattern", ["code_number"], "hate", 3, 0, 4, 0, 24)]),
+        ("product", "run `x = a1 + b2` then `k1ll -9`", "run `x = a1 + b2` then `k1ll -9`",
+         [("k1ll -9", "k1ll -9", "safe_context.kill_process", "safe_context", ["safe_context"], "safe_context", 0,
+           24, 31, 24, 31)]),
+        ("mini", "going on 🤢🤥❄️ #Hollyweird", "going on 🤢🤥cocaine #Hollyweird",
+         [("❄️", "cocaine", "drugs.snow_emoji", "pattern", ["emoji"], "drugs", 2, 11, 13, 11, 18)]),
+        ("mini", "THINKING OF SÜEYSIDE", "THINKING OF suicide",
+         [("SÜEYSIDE", "suicide", "self_harm.suicide_plain", "pattern", ["unicode_style", "misspelling"], "self_harm", 3,
+           12, 20, 12, 19)]),
+    ],
+)
+def test_what_each_reading_is_reported_as(request, db, text, expected, matches):
+    """The entry, rule, techniques, category and severity a reviewer sees for each rewrite, with its offsets."""
+    result = request.getfixturevalue(db).normalize(text)
+    got = [(m.original, m.replacement, m.entry_id, m.rule, list(m.techniques), m.category, m.severity, m.start, m.end,
+            m.norm_start, m.norm_end) for m in result.matches]
+    assert (result.text, got) == (expected, matches)
+
+
+def test_offsets_point_at_the_same_words_in_both_texts_when_symbols_touch(mini):
+    result = mini.normalize("h@teİ❄sui.cide🔫")
+    assert result.text == "h@teİ cocaine suicide🔫"
+    assert [m.original for m in result.matches] == ["❄", "sui.cide"]
+    for m in result.matches:
+        assert result.original[m.start : m.end] == m.original
+        assert result.text[m.norm_start : m.norm_end] == m.replacement
