@@ -179,6 +179,8 @@ def test_each_match_says_which_rule_found_it_and_where_in_both_texts(mini, text,
          [("kiiiilllll", "kill", "violence.kil", "pattern", ["repetition", "misspelling"], "violence", 2, 7, 17, 7, 11)]),
         ("product", "lol suicide$ ok", "lol suicide$ ok", []),  # a known word with a trailing symbol: not "suicides"
         ("mini", "$3x work", "sex work", [("$3x", "sex", "sexual.seggs", "decode", ["leetspeak"], "sexual", 1, 0, 3, 0, 3)]),
+        ("mini", "what the f*ck", "what the fuck",  # a masked letter is masking, not leetspeak
+         [("f*ck", "fuck", "profanity.fuck", "decode", ["masking"], "profanity", 1, 9, 13, 9, 13)]),
         # the open vocabulary: a harmless word is read with severity 0, a harmful one with its category
         ("mini", "s3wer", "sewer", [("s3wer", "sewer", "open_vocabulary.none", "decode", ["leetspeak"], "none", 0, 0, 5, 0, 5)]),
         ("mini", "$tupid", "stupid",
