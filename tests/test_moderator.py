@@ -540,3 +540,17 @@ def test_cli_user_errors_are_one_line(cli, tmp_path, monkeypatch, capsys):
         monkeypatch.setattr(Moderator, "from_settings", classmethod(broken))
         assert moderator.main(["hello"]) == 1
         assert capsys.readouterr().err == f"error: {error}\n"
+
+
+def test_the_cli_help_says_how_to_use_it(capsys):
+    import moderator
+
+    with pytest.raises(SystemExit) as done:
+        moderator.main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: moderator.py [-h] [--file FILE] [--out OUT] [--batch-size BATCH_SIZE]")
+    assert moderator.__doc__.strip().splitlines()[0] in out  # the module's own usage notes, as written
+    for line in ("a text to moderate", "one text per line ('-' for stdin); results as JSONL",
+                 "write results here instead of stdout"):
+        assert line in " ".join(out.split()), line
