@@ -579,21 +579,17 @@ def fetch_s3_artifact(uri: str, target: Path) -> Path:
     """A SageMaker job's model.tar.gz, downloaded and unpacked into `target` (once per artifact)."""
     import tarfile
 
-    import boto3
+    from core import aws
 
-    from core.settings import get_settings
-
-    settings = get_settings()
     done = target / ".source"
     if done.is_file() and done.read_text() == uri:
         return target
     target.mkdir(parents=True, exist_ok=True)
-    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    bucket, key = aws.split_s3(uri)
     archive = target.parent / "model.tar.gz"
     print(f"downloading {uri}", file=sys.stderr)
     try:
-        boto3.client("s3", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url).download_file(
-            bucket, key, str(archive))
+        aws.client("s3").download_file(bucket, key, str(archive))
     except Exception as exc:  # noqa: BLE001 - botocore's errors: one line
         raise ValueError(f"cannot download the trained model {uri}: {str(exc).splitlines()[0]}") from None
     with tarfile.open(archive) as tar:

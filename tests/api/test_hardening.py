@@ -229,6 +229,16 @@ def test_utf16_and_utf32_bodies_are_refused(client, encoding):
     assert "not UTF-8" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_a_utf16_body_is_known_by_its_byte_order_mark_alone(client, encoding):
+    """A byte order mark and CJK text: no NUL byte in the first four bytes, still UTF-16, still refused as such."""
+    body = "\ufeff中文中文".encode(encoding)
+    assert b"\x00" not in body[:4]
+    response = client.post("/moderate", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "not UTF-8" in response.json()["detail"]
+
+
 def test_a_text_plain_body_gets_a_message_naming_the_content_type(client):
     response = client.post("/moderate", content=b'{"text": "hello"}', headers={"content-type": "text/plain"})
     assert response.status_code == 422

@@ -124,6 +124,7 @@ def test_worst_input_time_per_character_is_bounded(product):
 
 def test_an_exhausted_budget_degrades_to_the_cheaper_path_and_says_so(product, monkeypatch):
     monkeypatch.setattr(Budget, "for_text", staticmethod(lambda length: Budget(0)))
+    product._token_cache.clear()  # a token an earlier test decoded is answered from the cache, budget or not
     result = check_invariants(product, "k 1 l l and k1ll")
     assert result.degraded
     assert result.text == "k 1 l l and k1ll"  # left as written, never a wrong rewrite
