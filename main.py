@@ -136,10 +136,12 @@ class MicroBatcher:
     per text), never on the event loop.
     """
 
-    def __init__(self, work: Callable[[list[str], list[str]], list[Any]], pool: WorkerPool, max_batch: int):
+    def __init__(self, work: Callable[[list[str], list[str]], list[Any]], pool: WorkerPool, max_batch: int,
+                 heavy: Callable[[str], bool] | None = None):
         self.work = work
         self.pool = pool
         self.max_batch = max_batch
+        self.heavy = heavy  # texts that are batched apart (long ones, moderated in a child process)
         self.pending: list[tuple[str, str, asyncio.Future]] = []
         self.scheduled = False
         self.running: set[asyncio.Task] = set()
@@ -161,11 +163,14 @@ class MicroBatcher:
         if self.pending:
             asyncio.get_running_loop().call_soon(self._flush)
         live = [item for item in batch if not item[2].done()]  # a client that went away is skipped
-        if not live:
-            return
-        task = asyncio.ensure_future(self._run(live))
-        self.running.add(task)
-        task.add_done_callback(self.running.discard)
+        parts = [live]
+        if self.heavy is not None:  # short texts never wait for a long one's batch
+            parts = [[i for i in live if not self.heavy(i[0])], [i for i in live if self.heavy(i[0])]]
+        for part in parts:
+            if part:
+                task = asyncio.ensure_future(self._run(part))
+                self.running.add(task)
+                task.add_done_callback(self.running.discard)
 
     async def _run(self, live: list[tuple[str, str, asyncio.Future]]) -> None:
         try:
@@ -303,17 +308,39 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
 
         app.state.moderator = moderator or Moderator.from_settings(settings)
         app.state.pool = WorkerPool(settings.moderation_workers, settings.moderation_queue_size)
+        # Moderation in child processes (api/offload.py), unless a moderator object was handed in (tests).
+        processes = settings.moderation_processes
+        if processes is None:
+            processes = 1 if app.state.moderator.mock_mode else 0
+        app.state.processes = None
+        if moderator is None and processes > 0:
+            from api.offload import ModerationProcesses
+
+            app.state.processes = ModerationProcesses(settings, processes)
+            pids = await asyncio.get_running_loop().run_in_executor(None, app.state.processes.start)
+            log.info("moderating in %d child process(es): %s", processes, pids)
+        moderate_batch = split_by_length(app.state.moderator, app.state.processes, settings.moderation_process_min_chars)
         # put_timeout=0: a full log queue drops the record and counts it (algospeak_prediction_log_dropped_total),
         # it never makes a worker, let alone the event loop, wait for the database.
         app.state.prediction_log = PredictionLog.from_settings(settings, put_timeout=0.0)
         app.state.prediction_log.start()
 
         def moderate_rendered(texts: list[str], ids: list[str]) -> list[bytes]:  # on a worker thread
-            return [orjson.dumps(r) for r in record(app, app.state.moderator.moderate_batch(texts, ids))]
+            return [orjson.dumps(r) for r in record(app, moderate_batch(texts, ids))]
 
         app.state.moderate_rendered = moderate_rendered
-        app.state.batcher = MicroBatcher(moderate_rendered, app.state.pool, settings.max_batch_size)
+        heavy = None
+        if app.state.processes is not None:
+            heavy = lambda text: len(text) >= settings.moderation_process_min_chars  # noqa: E731
+        app.state.batcher = MicroBatcher(moderate_rendered, app.state.pool, settings.max_batch_size, heavy)
         app.state.started = time.time()
+        # What the first requests would otherwise import on the event loop (tens of milliseconds each without .pyc
+        # files, a stall /health saw at the start of an attack): anyio's thread backend (sync dependencies and
+        # endpoints run there) and the multi-process metrics collector.
+        import anyio.to_thread
+        from prometheus_client import multiprocess  # noqa: F401
+
+        await anyio.to_thread.run_sync(lambda: None)
         # The vocabulary and the automaton are large and live forever: move them out of the collector's way,
         # so full collections stay short and do not show up as latency spikes.
         gc.collect()
@@ -331,6 +358,8 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         yield
         sys.setswitchinterval(switch_interval)
         app.state.pool.close()
+        if app.state.processes is not None:
+            app.state.processes.close()
         app.state.prediction_log.close()
         if moderator is None and hasattr(m.normalizer, "close"):
             m.normalizer.close()  # the reload thread of the moderator built here
@@ -412,10 +441,14 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         """Stage 1 alone: decode algospeak and report every match."""
         check_text(body.text)
         normalizer = request.app.state.moderator.normalizer.current()
+        processes = request.app.state.processes
 
         def work() -> bytes:
-            result = normalizer.normalize(body.text)
-            return orjson.dumps({"request_id": rid, **result.as_dict(settings.max_matches_per_text)})
+            if processes is not None and len(body.text) >= settings.moderation_process_min_chars:  # as /moderate
+                result = processes.normalize(body.text, settings.max_matches_per_text)
+            else:
+                result = normalizer.normalize(body.text).as_dict(settings.max_matches_per_text)
+            return orjson.dumps({"request_id": rid, **result})
 
         with unavailable_is_503():
             rendered = await request.app.state.pool.run(work)
@@ -524,6 +557,30 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
     return app
 
 
+def split_by_length(moderator: Any, processes: Any, min_chars: int) -> Callable[[list[str], list[str]], list]:
+    """`moderate_batch` for the worker threads: texts of `min_chars` characters or more are moderated in a child
+    process (api/offload.py), the others on the calling thread meanwhile; results in the order of the texts."""
+    if processes is None:
+        return moderator.moderate_batch
+
+    def moderate_batch(texts: list[str], ids: list[str]) -> list:
+        long = [i for i, text in enumerate(texts) if len(text) >= min_chars]
+        if not long:
+            return moderator.moderate_batch(texts, ids)
+        if len(long) == len(texts):
+            return processes.moderate_batch(texts, ids)
+        handle = processes.submit_moderate([texts[i] for i in long], [ids[i] for i in long])
+        short = [i for i, text in enumerate(texts) if len(text) < min_chars]
+        results: list = [None] * len(texts)
+        for i, result in zip(short, moderator.moderate_batch([texts[i] for i in short], [ids[i] for i in short])):
+            results[i] = result
+        for i, result in zip(long, processes.result(*handle)):
+            results[i] = result
+        return results
+
+    return moderate_batch
+
+
 @contextmanager
 def unavailable_is_503() -> Iterator[None]:
     """Stage 2 could not answer under the fallback policy: tell the client so (503), never a guessed label.
@@ -560,7 +617,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import logging.config
 
-    from core.serving import auto_workers, logging_config, prepare_workers, serve, server_config
+    from api.serving import auto_workers, logging_config, prepare_workers, serve, server_config
 
     parser = argparse.ArgumentParser(description="Serve the moderation API (settings: .env.example).")
     parser.add_argument("--workers", type=int, help="server processes (default: SERVER_WORKERS; 0 = one per core)")

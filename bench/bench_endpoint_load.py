@@ -13,7 +13,7 @@ Method: closed-loop steps of offered load. At each concurrency level N, N thread
 back for `--step-seconds` (boto3 `sagemaker-runtime` `invoke_endpoint`, botocore retries off, so every failed
 attempt counts as an error and every latency is one attempt's). Each invocation is one request of
 `--texts-per-invocation` real texts (../shared/data; synthetic ones when absent); an answer counts as an error
-unless it is HTTP 200 with one valid prediction per text (deployment.inference.validate_response). Per step:
+unless it is HTTP 200 with one valid prediction per text (core.llm_inference.validate_response). Per step:
 invocations/s (successful ones over the step's wall time), p50/p95/p99 latency, errors, and the CPU time this
 client used (on a small host the load generator itself can be the bottleneck: see `client_cpu_share`).
 
@@ -143,7 +143,7 @@ def invoke_once(client, endpoint_name: str, body: bytes, expected: int) -> str |
     from botocore.exceptions import BotoCoreError, ClientError
 
     from classifiers.base import ClassifierError
-    from deployment.inference import validate_response
+    from core.llm_inference import validate_response
 
     try:
         response = client.invoke_endpoint(EndpointName=endpoint_name, Body=body, ContentType="application/json",

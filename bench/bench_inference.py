@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from deployment.inference import LabelScorer
+    from core.llm_inference import LabelScorer
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -2,6 +2,7 @@
 
     uv run --extra data python -m bench.bench_normalizer            # ~3 minutes
     uv run --extra data python -m bench.bench_normalizer --quick
+    uv run --extra data python -m bench.bench_normalizer --baseline 0bb5311   # and an earlier normalizer, same run
 
 Measured in one run, on one core, over the same real texts from shared/data:
 - ours: Normalizer (Unicode canonicalisation, generic decoding, one Aho-Corasick automaton);
@@ -9,19 +10,27 @@ Measured in one run, on one core, over the same real texts from shared/data:
   alternation), the way moderation filters are usually first written. It does no Unicode or generic decoding,
   so it does less work than ours;
 - scaling: ours with the product database plus synthetic entries, from 100 to 10,000 entries.
+With `--baseline REV`, the normalizer (and database) of a git revision is measured on the same texts, on the
+same core, alternating with ours (two rounds each, the best of each kept): a before/after ratio from one run.
 Targets (issue 2): >= 10x naive at our database size, >= 20,000 texts/s, <= 2x slowdown from 100 to 10,000.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import re
 import string
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 
-from bench.common import pin_one_core, real_texts, write_result
+from bench.common import pin_one_core, real_texts, revision_tree, write_result
 from normalizer import Normalizer, load_database
 from normalizer.database import Entry
 
@@ -68,10 +77,36 @@ def throughput(normalize, texts: list[str], min_seconds: float = 2.0) -> float:
     return best
 
 
+BASELINE_WORKER = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from bench.bench_normalizer import throughput
+from normalizer import Normalizer, load_database
+if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {int(sys.argv[3])})
+texts = json.load(open(sys.argv[2], encoding="utf-8"))
+n = Normalizer(load_database(sys.argv[1] + "/data/dataset/algospeak_patterns.json"))
+print(throughput(n.normalize, texts))
+"""
+
+
+def baseline_throughput(revision: str, texts: list[str]) -> float:
+    """Texts per second of `revision`'s normalizer on `texts`, in a child process on this process's core."""
+    core = sorted(os.sched_getaffinity(0))[0] if hasattr(os, "sched_getaffinity") else 0
+    with revision_tree(revision) as tree, tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as f:
+        json.dump(texts, f)
+        f.flush()
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        done = subprocess.run([sys.executable, "-c", BASELINE_WORKER, str(tree), f.name, str(core)], env=env,
+                              capture_output=True, text=True, check=True)  # fmt: skip
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--baseline", metavar="REV", help="also measure this git revision's normalizer, same texts")
     args = parser.parse_args(argv)
     pin_one_core()
 
@@ -84,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     naive_texts = texts[: max(500, n_texts // 10)]  # the naive loop is slow; a tenth of the texts is plenty
 
     ours_tps = throughput(ours.normalize, texts)
+    baseline_tps = None
+    if args.baseline:
+        baseline_tps = baseline_throughput(args.baseline, texts)
+        ours_tps = max(ours_tps, throughput(ours.normalize, texts))
+        baseline_tps = max(baseline_tps, baseline_throughput(args.baseline, texts))
     naive_tps = throughput(naive.normalize, naive_texts)
     # The same normalizer without open-vocabulary decoding (issue 16), to show what that path costs.
     closed = Normalizer(db)
@@ -96,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'ours, no open vocabulary':24}{closed_tps:>12,.0f}")
     print(f"{'naive re.sub loop':24}{naive_tps:>12,.0f}")
     print(f"{'ratio':24}{ours_tps / naive_tps:>11.1f}x")
+    if baseline_tps:
+        print(f"{f'baseline {args.baseline}':24}{baseline_tps:>12,.0f}")
+        print(f"{'ours / baseline':24}{ours_tps / baseline_tps:>11.2f}x")
 
     scaling = {}
     sizes = (100, 1_000, 10_000)
@@ -122,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             "texts_rewritten_share": round(rewritten / len(texts), 4),
             "scaling_texts_per_second": scaling,
             "slowdown_100_to_10000": round(slowdown, 2),
+            **({"baseline": {"revision": args.baseline, "texts_per_second": round(baseline_tps),
+                             "ours_over_baseline": round(ours_tps / baseline_tps, 3)}} if baseline_tps else {}),
         },
     )
     print(f"wrote {path}")

@@ -113,10 +113,10 @@ class Runner:
         self.proc.wait(timeout=60)
 
 
-def export(commit: str, into: Path) -> Path:
-    archive = subprocess.run(
-        ["git", "archive", commit, "normalizer", "core", "data/dataset"], cwd=ROOT, check=True, capture_output=True
-    ).stdout
+def export(commit: str, into: Path, paths: tuple[str, ...] = ("normalizer", "core", "data/dataset")) -> Path:
+    """The files of `commit` (`paths` of it; () for the whole tree) under `into`."""
+    archive = subprocess.run(["git", "archive", commit, *paths], cwd=ROOT, check=True, capture_output=True).stdout
+    into.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
 

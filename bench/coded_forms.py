@@ -17,11 +17,10 @@ import json
 import re
 import subprocess
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from bench.common import write_result
+from bench.common import revision_tree, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARK = ROOT / "data" / "dataset" / "coded_forms_benchmark.json"
@@ -102,12 +101,9 @@ for line in sys.stdin:
 
 
 def run_commit(items: list[dict], commit: str) -> list[tuple[str, list[dict]]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(["git", "archive", commit, "normalizer", "core", "data/dataset"], cwd=ROOT,
-                                 check=True, capture_output=True).stdout  # fmt: skip
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+    with revision_tree(commit) as tmp:
         lines = "".join(json.dumps(item["text"]) + "\n" for item in items)
-        done = subprocess.run([sys.executable, "-c", WORKER, tmp], input=lines, capture_output=True, text=True, check=True)
+        done = subprocess.run([sys.executable, "-c", WORKER, str(tmp)], input=lines, capture_output=True, text=True, check=True)
         return [tuple(json.loads(line)) for line in done.stdout.splitlines()]  # type: ignore[misc]
 
 

@@ -52,6 +52,18 @@ def load_texts(count: int) -> tuple[list[str], str]:
     return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 40))) for _ in range(count)], "synthetic"
 
 
+@contextmanager
+def revision_tree(revision: str, paths: tuple[str, ...] = ("normalizer", "core", "data/dataset")) -> Iterator[Path]:
+    """A temporary directory holding `paths` as they were at a git revision (to run an earlier version beside
+    this one, on the same inputs)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "archive", revision, *paths], cwd=ROOT, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield Path(tmp)
+
+
 def machine() -> dict:
     return {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
 
@@ -76,17 +88,19 @@ class Server(str):
 
 
 @contextmanager
-def serve_api(env: dict[str, str], cpu: int | None = None) -> Iterator[Server]:
+def serve_api(env: dict[str, str], cpu: int | None = None, root: Path = ROOT) -> Iterator[Server]:
     """Run `python main.py` in a subprocess on a free loopback port (pinned to one CPU if asked); yield its
-    base URL once /health answers; stop it with SIGINT so it shuts down cleanly (the prediction log flushes)."""
+    base URL once /health answers; stop it with SIGINT so it shuts down cleanly (the prediction log flushes).
+    `root`: the checkout whose main.py runs (another version of the code, exported by bench_worst_case.export);
+    one that does not stop within a minute (an old server still moderating on its event loop) is killed."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, str(ROOT / "main.py")]
+    command = [sys.executable, str(root / "main.py")]
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         command = ["taskset", "-c", str(cpu), *command]
     server = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, **env, "PORT": str(port)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, cwd=root, env={**os.environ, **env, "PORT": str(port)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     base = Server(f"http://127.0.0.1:{port}")
     base.process = server
@@ -102,4 +116,8 @@ def serve_api(env: dict[str, str], cpu: int | None = None) -> Iterator[Server]:
         yield base
     finally:
         server.send_signal(signal.SIGINT)
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

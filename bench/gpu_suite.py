@@ -11,7 +11,7 @@ bench/GPU.md says how a session with a GPU runs it (two `run` calls, what each c
 means. Sections, each in its own process (a hard time limit and a clean GPU per section):
 
 1. serving   A Qwen2.5-3B-shaped model with random weights (`training.base_models.SHAPES`, the offline Qwen2.5
-             tokenizer), 96-token texts, the inference core `deployment.inference.LabelScorer`: one-pass label
+             tokenizer), 96-token texts, the inference core `core.llm_inference.LabelScorer`: one-pass label
              scoring (`score`) against generate-and-parse (`generate_labels`) at batch 1, 8, 32, 128 in fp16 and
              bf16. Per point: texts/s, p50/p99 batch latency, peak GPU memory, model FLOPs per text, achieved
              TFLOP/s and its share of the card's datasheet peak (and of a matrix product measured here). Then a
@@ -120,7 +120,7 @@ REQUIRED: dict[str, tuple[str, tuple[str, ...]]] = {
 # The project modules each section imports: imported before anything runs, so that a package this list or
 # REQUIRED does not know of (the code moves on) is still named up front rather than minutes into the run.
 SECTION_MODULES: dict[str, tuple[str, ...]] = {
-    "serving": ("core.prompt", "deployment.inference", "training.base_models", "bench.bench_inference"),
+    "serving": ("core.prompt", "core.llm_inference", "deployment.inference", "training.base_models", "bench.bench_inference"),
     "qlora": ("training.train_script", "training.base_models"),
     "finetune": ("training.train_script", "training.model_evaluation", "classifiers.transformers", "data.augment",
                  "normalizer", "moderator", "bench.bench_qlora_smollm2", "training.base_models"),
@@ -622,7 +622,7 @@ def time_point(fn, texts: list[str], batch: int, sync, plan: Plan, deadline: flo
 def section_serving(plan: Plan, deadline: float, result: dict, save, log) -> None:
     torch = _torch_setup(plan)
     from core.prompt import PromptEncoder
-    from deployment.inference import LabelScorer
+    from core.llm_inference import LabelScorer
 
     device = plan.device
     work = Path(plan.work)

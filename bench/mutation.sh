@@ -7,6 +7,8 @@
 #   bash bench/mutation.sh                      # everything (about an hour on 2 cores)
 #   bash bench/mutation.sh "moderator.*"        # one module's mutants (mutmut's name globs)
 #   MUTMUT_CHILDREN=2 bash bench/mutation.sh    # parallel workers (default 1)
+#   bash bench/mutation.sh $(uv run --frozen --all-extras python bench/mutation_sample.py normalizer/matcher.py \
+#       --n 150 --seed 19 --tests tests/normalizer/)   # a seeded sample of one module, against its own tests
 #
 # Not part of CI (too slow). Results accumulate in mutants/ (git-ignored): a rerun only checks mutants of
 # functions that changed. `uv run --frozen --all-extras mutmut show NAME` shows one mutant's diff;

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -48,18 +49,38 @@ def _score(c: dict[str, int]) -> str:
     return f"{(c['killed'] + c['timeout']) / checked:.0%}" if checked else "-"
 
 
+def wilson(caught: int, checked: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson interval of a score measured on a random sample of `checked` mutants."""
+    if not checked:
+        return 0.0, 1.0
+    p = caught / checked
+    centre = (p + z * z / (2 * checked)) / (1 + z * z / checked)
+    half = z / (1 + z * z / checked) * math.sqrt(p * (1 - p) / checked + z * z / (4 * checked * checked))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _interval(c: dict[str, int]) -> str:
+    """For a module checked in part (a random sample: bench/mutation_sample.py), the score's 95% interval."""
+    checked = c["killed"] + c["timeout"] + c["survived"] + c["no tests"]
+    if not c["not checked"] or not checked:
+        return "full" if checked else "-"
+    low, high = wilson(c["killed"] + c["timeout"], checked)
+    return f"sample of {checked}: {low:.0%}-{high:.0%}"
+
+
 def _is_cli(name: str) -> bool:
     return name.split(".")[-1].startswith("x_main__mutmut_")
 
 
 def table(by_module: dict[str, dict[str, int | None]]) -> str:
-    lines = ["| module | mutants | killed | timeout | survived | no tests | not checked | score | score without the CLI |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = ["| module | mutants | killed | timeout | survived | no tests | not checked | score | score without the CLI "
+             "| full run, or sample and 95% interval |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
     for module, codes in by_module.items():
         c = _counts(list(codes.values()))
         without_cli = _score(_counts([v for k, v in codes.items() if not _is_cli(k)]))
         lines.append(f"| {module} | {len(codes)} | {c['killed']} | {c['timeout']} | {c['survived']} | {c['no tests']} "
-                     f"| {c['not checked']} | {_score(c)} | {without_cli} |")
+                     f"| {c['not checked']} | {_score(c)} | {without_cli} | {_interval(c)} |")
     return "\n".join(lines)
 
 

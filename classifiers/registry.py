@@ -6,7 +6,7 @@
 - `sagemaker`: the tuned model behind a SageMaker endpoint (`classifiers/sagemaker.py`: timeouts, retries,
   circuit breaker, validated answers).
 - `transformers`: the tuned model in this process (`classifiers/transformers.py`, over the same inference core
-  as the endpoint, `deployment/inference.py`).
+  as the endpoint, `core/llm_inference.py`).
 
 Heavy stacks (boto3, torch) load only when their backend is chosen; a missing extra is a ClassifierError that
 names the install command.

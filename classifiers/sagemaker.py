@@ -3,8 +3,10 @@
     CLASSIFIER_BACKEND=sagemaker SAGEMAKER_ENDPOINT_NAME=algospeak-stage2 uv run python main.py
 
 What makes it resilient (every number is a setting, see `.env.example`):
-- botocore timeouts (connect, read) and botocore's own retries off: this client retries itself, with exponential
-  backoff and full jitter, on throttling, 5xx answers and failed or dropped connections (core.aws.is_retriable);
+- botocore timeouts (connect, read) and botocore's own retries off: the call is retried with the project's one
+  retry loop (core.aws.RetryPolicy: exponential backoff with full jitter, retry n waiting up to
+  min(SAGEMAKER_BACKOFF_MAX_SECONDS, SAGEMAKER_BACKOFF_BASE_SECONDS * 2**n)) on throttling, 5xx answers and failed
+  or dropped connections (core.aws.is_retriable);
   a read timeout is NOT retried: the invocation may still be running on the endpoint's single worker, and a
   second copy would queue behind it. A 4xx that is not throttling is not retried (it would fail the same way),
   nor is a model error the container reports as a client error (the Hugging Face toolkit answers 400 when the
@@ -32,7 +34,7 @@ Defaults are sized for the 3B model in fp16 on one T4 (about 2-3 s per 64 short 
 an 8 s read timeout (SageMaker itself ends an invocation at 60 s), 4 invocations in flight. `recommended_settings`
 derives them from an endpoint load test instead (bench/bench_endpoint_load.py): `deploy` records them.
 
-The request and response bodies are the JSON contract of `deployment/inference.py`. `endpoint_url` points the
+The request and response bodies are the JSON contract of `core/llm_inference.py`. `endpoint_url` points the
 client elsewhere than AWS: a test's fake runtime, or `deployment/local_server.py` (which answers
 `POST /endpoints/{name}/invocations` too), so the whole path runs on one machine.
 """
@@ -41,20 +43,21 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from classifiers.base import AnswerCategories, ClassifierError, LabelScores
-from core.aws import RETRIABLE_CODES, backoff_delay
+from core.aws import RetryDeadline, RetryPolicy, describe, is_read_timeout, is_retriable
 
 Answer = tuple[LabelScores, "dict[str, float] | None"]  # one text's label scores and category probabilities
 
 log = logging.getLogger("classifiers.sagemaker")
 
 # A ModelError (424, the container answered 5xx) whose message says one of these failed the same way every time:
-# deployment/inference.py raises ClassifierError("the model produced non-finite logits ...") and the container
+# core/llm_inference.py raises ClassifierError("the model produced non-finite logits ...") and the container
 # (deployment/local_server.py, the SageMaker container) reports it as "model error: <message>". Retrying it only
 # multiplies the load; genuine 500/503 answers from the runtime or container are still retried.
 _DETERMINISTIC_MODEL_ERRORS = ("non-finite", "ClassifierError")
@@ -190,6 +193,7 @@ class SagemakerClassifier:
         self.breaker = CircuitBreaker(breaker_failures, breaker_reset_seconds)
         self.sleep = sleep
         self.clock = clock
+        self._rng = random.Random()
         self.invocations = 0  # calls made to the endpoint, retries included (tests and metrics read it)
         if client is None:
             try:
@@ -311,25 +315,25 @@ class SagemakerClassifier:
         return scores
 
     def _attempts(self, body: bytes, expected: int, deadline: float) -> list[Answer]:
-        last_error = "no attempt made"
-        for attempt in range(self.max_retries + 1):
-            if attempt:  # full jitter: spreads the retries of many clients
-                pause = backoff_delay(attempt - 1, self.backoff_base, self.backoff_max)
-                if self.clock() + pause >= deadline:  # the retry would start after the deadline
-                    raise _Unavailable(f"deadline of {self.deadline_seconds:g}s for one call to endpoint "
-                                       f"{self.endpoint_name} passed after {attempt} attempt(s): {last_error}")
-                self.sleep(pause)
-            try:
-                raw = self._invoke(body)
-            except _Retriable as exc:
-                last_error = str(exc)
-                log.warning("endpoint %s attempt %d failed: %s", self.endpoint_name, attempt + 1, exc)
-                continue
-            return self._parse(raw, expected)  # a malformed answer is not retried: it is a deployment bug
-        raise _Unavailable(f"endpoint {self.endpoint_name} failed after {self.max_retries + 1} attempts: {last_error}")
+        """The invocation under the shared retry policy (core.aws.RetryPolicy): only `_Retriable` failures are
+        retried, and no retry starts after the call's deadline. A malformed answer is not retried: it is a
+        deployment bug."""
+        policy = RetryPolicy(max_attempts=self.max_retries + 1, base_delay=self.backoff_base,
+                             max_delay=self.backoff_max, sleep=self.sleep, clock=self.clock, rng=self._rng,
+                             retry_on=lambda err: isinstance(err, _Retriable))
+        try:
+            raw = policy.call(f"invocation of endpoint {self.endpoint_name}", lambda: self._invoke(body),
+                              log.warning, deadline)
+        except RetryDeadline as exc:
+            raise _Unavailable(f"deadline of {self.deadline_seconds:g}s for one call to endpoint "
+                               f"{self.endpoint_name} passed after {exc.attempts} attempt(s): {exc.last}") from exc
+        except _Retriable as exc:
+            raise _Unavailable(f"endpoint {self.endpoint_name} failed after {self.max_retries + 1} attempts: "
+                               f"{exc}") from exc
+        return self._parse(raw, expected)
 
     def _invoke(self, body: bytes) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         with self._count_lock:
             self.invocations += 1
@@ -340,9 +344,8 @@ class SagemakerClassifier:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = error.get("Code", "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             original = exc.response.get("OriginalStatusCode") or 0
-            message = f"{code or 'error'} (HTTP {status}): {error.get('Message', '')}"[:300]
+            message = describe(exc)[:300]
             if code == "ModelError":
                 said = f"{error.get('Message', '')} {exc.response.get('OriginalMessage', '')}"
                 if any(marker in said for marker in _DETERMINISTIC_MODEL_ERRORS) or not 500 <= int(original) < 600:
@@ -350,17 +353,20 @@ class SagemakerClassifier:
                     raise _ModelFailed(f"endpoint {self.endpoint_name}: the model failed on this request "
                                        f"(OriginalStatusCode {original}; not retried): {message}") from exc
                 raise _Retriable(message) from exc
-            if code in RETRIABLE_CODES or status == 429 or status >= 500:
+            if is_retriable(exc):
                 raise _Retriable(message) from exc
             raise ClassifierError(f"endpoint {self.endpoint_name} refused the request: {message}") from exc
-        except ReadTimeoutError as exc:  # the invocation may still be running: a retry would queue behind it
-            raise _Unavailable(f"endpoint {self.endpoint_name} did not answer within the read timeout "
-                               f"(not retried): {exc}") from exc
-        except BotoCoreError as exc:  # dropped connections, unreachable endpoint
-            raise _Retriable(f"{type(exc).__name__}: {exc}") from exc
+        except BotoCoreError as exc:
+            if is_read_timeout(exc):  # the invocation may still be running: a retry would queue behind it
+                raise _Unavailable(f"endpoint {self.endpoint_name} did not answer within the read timeout "
+                                   f"(not retried): {exc}") from exc
+            if is_retriable(exc):  # dropped or failed connections, unreachable endpoint
+                raise _Retriable(describe(exc)) from exc
+            raise _Unavailable(f"endpoint {self.endpoint_name} could not be called (not retried): "
+                               f"{describe(exc)}") from exc
 
     def _parse(self, raw: bytes, expected: int) -> list[Answer]:
-        from deployment.inference import validate_response
+        from core.llm_inference import validate_response
 
         try:
             data = json.loads(raw)

@@ -2,7 +2,7 @@
 
 For one-machine set-ups and evaluation; production serves the same core behind SageMaker (`sagemaker` backend).
 Everything model-specific (artifact layouts, the prompt, batching, fp16 checks) lives in
-`deployment/inference.py`, which the SageMaker container runs too, so both backends give the same scores.
+`core/llm_inference.py`, which the SageMaker container runs too, so both backends give the same scores.
 
     CLASSIFIER_BACKEND=transformers TRANSFORMERS_MODEL_PATH=out/training/model uv run python moderator.py "..."
 """
@@ -23,7 +23,7 @@ class TransformersClassifier:
     def __init__(self, model_path: Path | str, *, base_model: str | None = None, device: str = "auto",
                  dtype: str = "auto", batch_size: int = 16):
         try:
-            from deployment.inference import LabelScorer
+            from core.llm_inference import LabelScorer
         except ImportError as exc:  # the base install has no torch
             raise ClassifierError(f"the transformers backend needs the llm extra (uv sync --extra llm): {exc}") from exc
         self.scorer = LabelScorer.from_dir(model_path, base_model=base_model, device=device, dtype=dtype,

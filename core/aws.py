@@ -3,11 +3,12 @@
 - `client(service, ...)`: a boto3 client with the region (AWS_REGION) and endpoint (AWS_ENDPOINT_URL: moto in the
   tests, a local server) from the settings, and one botocore Config: explicit timeouts, and botocore's own retries
   either left to botocore (`attempts=None`, its "standard" mode) or off (`attempts=1`) where the caller retries
-  with `RetryPolicy` or its own deadline-bound loop.
+  with `RetryPolicy` (which takes a deadline, and the caller's own rule for what is worth a retry).
 - `RETRIABLE_CODES` / `is_retriable(err)`: the one list of errors worth another try (throttling, 5xx, dropped or
   failed connections, a checksum rejected in transit). A read timeout is a separate question (`is_read_timeout`):
   the request may still be running on the other side, so callers that would queue a second copy do not retry it.
-- `backoff_delay(attempt, base, cap)`: exponential backoff with full jitter; `RetryPolicy`: the loop around it.
+- `backoff_delay(attempt, base, cap)`: exponential backoff with full jitter; `RetryPolicy`: the one retry loop
+  around it (`RetryDeadline` when a deadline stops it).
 - `split_s3(uri)`, `sha256_file(path)`.
 - `request_problems(service, operation, params)` / `check_request(...)`: a request checked against botocore's
   service model (required members, length and pattern limits, enums, ranges) before it is sent, for what moto
@@ -95,10 +96,20 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | No
     return (rng or random).uniform(0, min(cap, base * 2 ** attempt))
 
 
+class RetryDeadline(Exception):
+    """`RetryPolicy.call` gave up because the next retry would start after its deadline; `last` is the error of
+    the last attempt, `attempts` how many were made."""
+
+    def __init__(self, what: str, attempts: int, last: BaseException):
+        super().__init__(f"{what}: the deadline passed after {attempts} attempt(s): {describe(last)}")
+        self.attempts, self.last = attempts, last
+
+
 @dataclass
 class RetryPolicy:
     """Exponential backoff with full jitter over `is_retriable` errors (read timeouts too when `retry_read_timeouts`,
-    for idempotent reads)."""
+    for idempotent reads), or over what `retry_on` says when a caller classifies its errors itself. With a
+    `deadline` (on `clock`), no retry starts after it: `RetryDeadline` instead."""
 
     max_attempts: int = 8
     base_delay: float = 0.25
@@ -107,11 +118,16 @@ class RetryPolicy:
     rng: random.Random = field(default_factory=random.Random)
     retry_read_timeouts: bool = True
     retries: int = 0  # how many retries happened, for summaries
+    retry_on: Callable[[BaseException], bool] | None = None
+    clock: Callable[[], float] = time.monotonic
 
     def should_retry(self, err: BaseException) -> bool:
+        if self.retry_on is not None:
+            return self.retry_on(err)
         return is_retriable(err) or (self.retry_read_timeouts and is_read_timeout(err))
 
-    def call(self, what: str, fn: Callable[[], T], log: Callable[[str], None] = lambda _: None) -> T:
+    def call(self, what: str, fn: Callable[[], T], log: Callable[[str], None] = lambda _: None,
+             deadline: float | None = None) -> T:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 return fn()
@@ -119,6 +135,8 @@ class RetryPolicy:
                 if not self.should_retry(err) or attempt == self.max_attempts:
                     raise
                 delay = backoff_delay(attempt, self.base_delay, self.max_delay, self.rng)
+                if deadline is not None and self.clock() + delay >= deadline:
+                    raise RetryDeadline(what, attempt, err) from err
                 self.retries += 1
                 log(f"retry {attempt}/{self.max_attempts - 1} of {what} in {delay:.2f}s: {describe(err)}")
                 self.sleep(delay)

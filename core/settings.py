@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     # wait at once, and beyond that the API answers 503 with Retry-After.
     moderation_workers: int = Field(4, ge=1, le=256)
     moderation_queue_size: int = Field(64, ge=1)
+    # Child processes per server process that normalize and classify the long texts: every text of at least
+    # MODERATION_PROCESS_MIN_CHARS characters (the threads above then only wait for them, record and render);
+    # shorter texts stay on the threads, so that normal traffic never queues behind a long batch. The event loop
+    # shares no GIL and no heap with the long work: /health stays under 50 ms while batches of worst-case texts
+    # of 20,000 characters are moderated (tests/api/test_hardening.py). Unset: 1 with an offline Stage 2 (CPU
+    # work), 0 with a remote one (its calls wait on the network, which threads do well). 0: all on the threads.
+    moderation_processes: int | None = Field(None, ge=0, le=64)
+    moderation_process_min_chars: int = Field(2_000, ge=0)
     # At most this many matches per text in an answer (the rest are counted in matches_omitted): a text of 20,000
     # characters can hold 5,000 matches, and a batch of them made answers of 120 MB.
     max_matches_per_text: int = Field(100, ge=0)

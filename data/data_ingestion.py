@@ -580,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _write_step_record(args: argparse.Namespace, result: IngestResult) -> None:
     """out/ingest/record.json: the manifest the training step reads, linked to the preparation record."""
-    from pipeline import records
+    from core import records
 
     inputs = {}
     prepared = records.record_path("prepare")

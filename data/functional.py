@@ -32,6 +32,12 @@ A share with nothing to divide by is None.
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python data/functional.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import logging

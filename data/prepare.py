@@ -303,8 +303,10 @@ def augment(df: pl.DataFrame, config: PrepareConfig, db, stats: Stats) -> pl.Dat
         pl.col("label").is_in(config.augment_labels)
         & (pl.col("_key").hash(config.seed + 2) % 1_000_000 < int(config.augment_fraction * 1_000_000))
     ).select("id", "text")
+    from core.progress import progress
+
     rows: list[dict[str, Any]] = []
-    for parent_id, text in chosen.iter_rows():
+    for parent_id, text in progress(chosen.iter_rows(), total=chosen.height, desc="augmenting", unit="texts"):
         for i, variant in enumerate(augmenter.variants(text, parent_id, n=config.variants_per_text)):
             rows.append(
                 {
@@ -741,7 +743,7 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {card['counts']['total']} records to {args.out}: "
         + ", ".join(f"{s} {by_split.get(s, 0)}" for s in SPLITS)
     )
-    from pipeline import records
+    from core import records
 
     outputs = {"dataset_dir": str(Path(args.out).resolve()), "card": str(Path(args.out).resolve() / CARD_NAME),
                "card_sha256": records.sha256_file(Path(args.out) / CARD_NAME), "records": card["counts"]["total"],

@@ -6,7 +6,7 @@
 
 Routes:
     GET  /ping                               200 once the model is loaded (the container health check)
-    POST /invocations                        the JSON contract of deployment/inference.py (400 on a bad request)
+    POST /invocations                        the JSON contract of core/llm_inference.py (400 on a bad request)
     POST /endpoints/{name}/invocations       the same, as the SageMaker *runtime* API: boto3's sagemaker-runtime
                                              client pointed here (endpoint_url) works unchanged, so the whole
                                              path API -> SagemakerClassifier -> container runs on one machine:
@@ -34,7 +34,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from classifiers.base import ClassifierError
-from deployment.inference import BadRequest, LabelScorer, parse_request, render_response
+from core.llm_inference import BadRequest, LabelScorer, parse_request, render_response
 
 log = logging.getLogger("deployment.local_server")
 _RUNTIME_PATH = re.compile(r"^/endpoints/[A-Za-z0-9-]{1,63}/invocations$")

@@ -81,9 +81,12 @@ HARMFUL_PROBE = "go kill yourself"
 DEFAULT_SERVING = ("5.5.3", "2.6.0", "py312")
 # SageMaker tag keys and values: letters, separators, digits and these; keys <= 128, values <= 256 characters.
 TAG_PUNCTUATION = frozenset("_.:/=+-@")
-# Modules `code/inference.py` imports, shipped beside it in the archive (paths relative to the repository).
-CODE_FILES = ("deployment/inference.py", "core/__init__.py", "core/categories.py", "core/labels.py", "core/prompt.py",
-              "classifiers/__init__.py", "classifiers/base.py")
+# The container's entry point (shipped as `code/inference.py`) and every project module it imports, shipped beside
+# it under code/ in the repository's layout (paths relative to the repository). The inference core and what it
+# needs are all in core/; tests/deployment/test_model_deployment.py checks this against the entry point's imports.
+ENTRY_POINT = "deployment/inference.py"
+CODE_FILES = (ENTRY_POINT, "core/__init__.py", "core/categories.py", "core/labels.py", "core/prompt.py",
+              "core/scores.py", "core/llm_inference.py")
 
 
 class DeploymentError(RuntimeError):
@@ -137,7 +140,7 @@ def check_names(**names: tuple[str, str, str]) -> None:
 def artifact_version(artifact_dir: Path) -> str:
     """The version the inference core gives this artifact directory (LabelScorer.version, which the transformers
     backend reports as classifier.version and training/model_evaluation.py records as the gate's candidate)."""
-    from deployment.inference import _artifact_version
+    from core.llm_inference import _artifact_version
 
     return _artifact_version(Path(artifact_dir))
 
@@ -255,7 +258,7 @@ def merge_adapter(artifact_dir: Path, out_dir: Path, base_model: str | None = No
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from classifiers.base import ClassifierError
-    from deployment.inference import locate_artifact
+    from core.llm_inference import locate_artifact
 
     try:
         model_path, adapter = locate_artifact(artifact_dir, base_model)
@@ -269,7 +272,7 @@ def merge_adapter(artifact_dir: Path, out_dir: Path, base_model: str | None = No
         return out_dir
     from peft import PeftModel
 
-    from deployment.inference import check_library_versions
+    from core.llm_inference import check_library_versions
 
     try:  # merging here saves the model with this process's transformers: it must read the adapter correctly
         check_library_versions({"versions": training_versions(adapter)}, adapter)
@@ -298,7 +301,7 @@ def package(model_dir: Path, out_path: Path, requirements: list[str] | None = No
             if path.name != "code":
                 tar.add(path, arcname=path.name)
         for relative in CODE_FILES:
-            arcname = "code/inference.py" if relative == "deployment/inference.py" else f"code/{relative}"
+            arcname = "code/inference.py" if relative == ENTRY_POINT else f"code/{relative}"
             tar.add(ROOT / relative, arcname=arcname)
         if requirements:
             data = ("\n".join(requirements) + "\n").encode("utf-8")
@@ -471,29 +474,30 @@ def blue_green_config(alarms: list[str], instance_count: int = 1, wait_seconds: 
 
 
 def wait_in_service(sm, endpoint_name: str, config_name: str, timeout_s: float = 3600, poll_s: float = 15) -> dict:
-    """Wait for InService on `config_name`; a rollback (InService on another config) or Failed is an error."""
-    started = time.monotonic()
-    deadline = started + timeout_s
-    seen = None
-    while True:
-        described = sm.describe_endpoint(EndpointName=endpoint_name)
-        status = described["EndpointStatus"]
-        if status != seen:  # one line per change: creating an endpoint takes minutes
-            log.info("endpoint %s: %s (%.0fs)", endpoint_name, status, time.monotonic() - started)
-            seen = status
-        if status == "InService":
-            if described.get("EndpointConfigName") != config_name:
-                raise DeploymentError(f"{endpoint_name} rolled back to {described.get('EndpointConfigName')} "
-                                      "(an alarm fired during the blue/green update)")
-            return described
-        if status in ENDPOINT_FAILED:
-            what = {"RollingBack": "rolling back the update (an alarm fired during the blue/green update)",
-                    "UpdateRollbackFailed": "in UpdateRollbackFailed: the update failed and so did its rollback; "
-                                            "update the endpoint again to a known config"}.get(status, status)
-            raise DeploymentError(f"{endpoint_name} is {what}: {described.get('FailureReason', 'no reason given')}")
-        if time.monotonic() > deadline:
-            raise DeploymentError(f"{endpoint_name} still {status} after {timeout_s}s")
-        time.sleep(poll_s)
+    """Wait for InService on `config_name`; a rollback (InService on another config) or Failed is an error.
+    Progress (core.progress.Waiting): a bar of the seconds waited against the timeout on a terminal, else a line
+    at every change of state and every 15 s."""
+    from core.progress import Waiting
+
+    deadline = time.monotonic() + timeout_s
+    with Waiting(f"endpoint {endpoint_name}", limit_s=timeout_s) as wait:
+        while True:
+            described = sm.describe_endpoint(EndpointName=endpoint_name)
+            status = described["EndpointStatus"]
+            wait.status(status)  # creating an endpoint takes minutes
+            if status == "InService":
+                if described.get("EndpointConfigName") != config_name:
+                    raise DeploymentError(f"{endpoint_name} rolled back to {described.get('EndpointConfigName')} "
+                                          "(an alarm fired during the blue/green update)")
+                return described
+            if status in ENDPOINT_FAILED:
+                what = {"RollingBack": "rolling back the update (an alarm fired during the blue/green update)",
+                        "UpdateRollbackFailed": "in UpdateRollbackFailed: the update failed and so did its rollback; "
+                                                "update the endpoint again to a known config"}.get(status, status)
+                raise DeploymentError(f"{endpoint_name} is {what}: {described.get('FailureReason', 'no reason given')}")
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"{endpoint_name} still {status} after {timeout_s}s")
+            time.sleep(poll_s)
 
 
 def configure_autoscaling(aas, endpoint_name: str, target: float, min_capacity: int, max_capacity: int) -> str:
@@ -657,7 +661,7 @@ def inputs_from_records(args: argparse.Namespace) -> dict[str, Path]:
     """Without --gate and a model source: the gate and training job the pipeline's records name
     (out/gate/record.json, out/train/record.json). A gate whose evaluation was of an earlier training run
     (the training record changed since) is stale and refused. Returns the records used."""
-    from pipeline import records
+    from core import records
 
     used: dict[str, Path] = {}
     try:
@@ -835,7 +839,7 @@ def _deploy(args: argparse.Namespace, clients: dict[str, Any] | None, used_recor
         "status": "deployed",
     }
     _write_json(Path(args.record), record)
-    from pipeline import records
+    from core import records
 
     step = records.write("deploy", {
         "endpoint_name": args.endpoint_name, "deployment_record": str(Path(args.record).resolve()),

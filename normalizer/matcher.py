@@ -15,6 +15,8 @@ How a text is normalized:
 4. Safe contexts claim their spans first; then leftmost-longest hits win, and decodings that no hit
    explains and that are not known words themselves are dropped.
 5. The normalized text is the original with each rewrite applied; nothing changes without a match.
+6. A text that changed is read again, to a fixed point (at most three readings sharing one work budget): a
+   rewrite can make a new token of its neighbours. The readings are composed into one match per change.
 
 Cost is linear in the text length and independent of the database size: the automaton walks the text once.
 """
@@ -143,6 +145,107 @@ def _is_word_char(c: str) -> bool:
     return c.isalnum() or c == "_"
 
 
+# Characters that join a word written in for a symbol into one token: letters and digits, and the look-alikes
+# the decoders read as letters ("🍑€" is not "butt€", which a second reading takes for "butte"), and the marks
+# that open a hashtag or a handle. Sentence punctuation ("!", ".", "(") is not among them.
+_FUSING = frozenset("€£¢¥§ø¡ß|@$+#©µ")
+
+
+def _fuses(c: str) -> bool:
+    return c.isalnum() or c == "_" or c in _FUSING
+
+
+_MAX_PASSES = 3
+
+
+def _compose(first: NormalizationResult, second: NormalizationResult) -> NormalizationResult:
+    """One result for two readings: `second` normalized `first.text`. Each change of the second reading becomes
+    one match on the original text, absorbing the first reading's matches it overlaps (their techniques
+    included); the second reading's other matches are reported where the first had none."""
+    text, mid = first.original, first.text
+    edits = [m for m in first.matches if m.replacement != m.original]  # sorted, non-overlapping
+
+    def to_original(pos: int, is_end: bool) -> int:
+        delta = 0
+        for m in edits:
+            inside = m.norm_start < pos < m.norm_end
+            at_edge = pos == (m.norm_end if is_end else m.norm_start) and m.norm_end > m.norm_start
+            if inside or at_edge:
+                return m.end if is_end else m.start
+            if m.norm_end <= pos:
+                delta = m.end - m.norm_end
+            else:
+                break
+        return pos + delta
+
+    groups: list[list] = []  # [mid start, mid end, second-reading matches, first-reading matches absorbed]
+    for m2 in second.matches:
+        if m2.replacement == m2.original:
+            continue
+        a, b = m2.start, m2.end
+        absorbed = [m for m in first.matches if m.norm_start < b and a < m.norm_end]
+        for m in absorbed:
+            a, b = min(a, m.norm_start), max(b, m.norm_end)
+        if groups and a < groups[-1][1]:
+            last = groups[-1]
+            last[1] = max(last[1], b)
+            last[2].append(m2)
+            last[3].extend(m for m in absorbed if m not in last[3])
+        else:
+            groups.append([a, b, [m2], absorbed])
+    taken = {id(m) for g in groups for m in g[3]}
+    pieces: list[tuple[int, int, Match]] = []  # (start, end) in the original, and the match
+    for m in first.matches:
+        if id(m) not in taken:
+            pieces.append((m.start, m.end, m))
+    for a, b, changes, absorbed in groups:
+        start, end = to_original(a, False), to_original(b, True)
+        for m in absorbed:
+            start, end = min(start, m.start), max(end, m.end)
+        out, last = [], a
+        for m2 in changes:
+            out.append(mid[last : m2.start])
+            out.append(m2.replacement)
+            last = m2.end
+        out.append(mid[last:b])
+        lead = changes[0]
+        techniques: list[str] = []
+        for t in (*(t for m in absorbed for t in m.techniques), *(t for m2 in changes for t in m2.techniques)):
+            if t not in techniques:
+                techniques.append(t)
+        pieces.append((start, end, Match(
+            start=start, end=end, norm_start=0, norm_end=0, original=text[start:end], replacement="".join(out),
+            meaning=" ".join(m2.meaning for m2 in changes), entry_id=lead.entry_id, rule=lead.rule,
+            techniques=techniques, category=lead.category, severity=max(m2.severity for m2 in changes),
+            action=lead.action,
+        )))  # fmt: skip
+    spans = [(m.norm_start, m.norm_end) for m in first.matches]
+    for m2 in second.matches:
+        if m2.replacement == m2.original and not any(s < m2.end and m2.start < e for s, e in spans):
+            start, end = to_original(m2.start, False), to_original(m2.end, True)
+            pieces.append((start, end, Match(
+                start=start, end=end, norm_start=0, norm_end=0, original=text[start:end], replacement=text[start:end],
+                meaning=m2.meaning, entry_id=m2.entry_id, rule=m2.rule, techniques=list(m2.techniques),
+                category=m2.category, severity=m2.severity, action=m2.action,
+            )))  # fmt: skip
+    pieces.sort(key=lambda p: (p[0], p[1]))
+    out_text: list[str] = []
+    matches: list[Match] = []
+    last = length = 0
+    for start, end, m in pieces:
+        if start < last:
+            continue
+        out_text.append(text[last:start])
+        length += start - last
+        m.norm_start, m.norm_end = length, length + len(m.replacement)
+        out_text.append(m.replacement)
+        length += len(m.replacement)
+        matches.append(m)
+        last = end
+    out_text.append(text[last:])
+    return NormalizationResult(text, "".join(out_text), matches, first.db_version)
+
+
 class Normalizer:
     """Compiled from one PatternDatabase; immutable and safe to share between threads."""
 
@@ -223,10 +326,25 @@ class Normalizer:
 
     # ------------------------------------------------------------------ public API
     def normalize(self, text: str) -> NormalizationResult:
+        """Normalized to a fixed point: a text that changed is read again (at most `_MAX_PASSES` readings, one
+        work budget for all), since a rewrite can make a new token of its neighbours: "k.i.l.lsss" reads
+        "kill.lsss" once, and that reads "kills". Most texts change nothing and are read once."""
         if not isinstance(text, str):
             raise TypeError(f"normalize() takes a str, not {type(text).__name__}")
-        canon = canonicalize(text)
         budget = Budget.for_text(len(text))
+        result = self._normalize_once(text, budget)
+        for _ in range(_MAX_PASSES - 1):
+            if not result.changed:
+                break
+            again = self._normalize_once(result.text, budget)
+            if again.text == result.text:
+                break
+            result = _compose(result, again)
+        result.degraded = budget.degraded
+        return result
+
+    def _normalize_once(self, text: str, budget: Budget) -> NormalizationResult:
+        canon = canonicalize(text)
         decodings = self._decode(canon.text, budget)
         if canon.starts is not None and decodings:
             # A decoding must not split one original character: "⅚" folds to "5⁄6", and "b0ll⅚" is not "bolls".
@@ -248,9 +366,7 @@ class Normalizer:
             if extra:
                 chosen, kept = self._resolve(hits + extra, decodings, spans)
                 self._judge_on_reading(decoded, chosen, [])
-        result = self._assemble(text, canon, spans, chosen, [decodings[i] for i in kept])
-        result.degraded = budget.degraded
-        return result
+        return self._assemble(text, canon, spans, chosen, [decodings[i] for i in kept])
 
     # ------------------------------------------------------------------ steps
     def _decode(self, canon: str, budget: Budget | None = None) -> list[_Decoding]:
@@ -324,7 +440,7 @@ class Normalizer:
                     if budget.exhausted:
                         continue
                     budget.spend(len(token))
-                decoded = self._open.decode(token)
+                decoded = self._open.decode(token, budget)
                 if len(cache) > 100_000:
                     cache.clear()
                 cache[key] = decoded
@@ -338,7 +454,7 @@ class Normalizer:
             if word in known and known[word][0] != "part":
                 kind, entry = known[word]  # a database term: its entry explains it (or, failing its context, nothing)
             else:
-                kind, entry = "open", self._open_entries[self._open.harm.get(word, "none")]
+                kind, entry = "open", self._open_entries[self._open.category(word) or "none"]
             out.append(_Decoding(start + a, start + b, word, list(techniques), kind, entry))
         return out
 
@@ -459,9 +575,9 @@ class Normalizer:
             written = decoded[h.start : h.end]
             out = h.entry.replacement_for(h.key) if h.entry.action == "rewrite" or h.rewrite else written
             if out != written:
-                if h.start > 0 and _is_word_char(out[0]) and _is_word_char(decoded[h.start - 1]):
+                if h.start > 0 and _is_word_char(out[0]) and _fuses(decoded[h.start - 1]):
                     out = " " + out
-                if h.end < len(decoded) and _is_word_char(out[-1]) and _is_word_char(decoded[h.end]):
+                if h.end < len(decoded) and _is_word_char(out[-1]) and _fuses(decoded[h.end]):
                     out = out + " "
             pieces.append(out)
             moved.append((length, length + len(out), h))
@@ -618,9 +734,9 @@ class Normalizer:
             if out != original and out:
                 # A word replacing a symbol must not fuse with a neighbouring word ("❄eee" is not
                 # "cocaineeee", which a second pass would read as "cocaine" stretched out).
-                if o_start > 0 and _is_word_char(out[0]) and _is_word_char(text[o_start - 1]):
+                if o_start > 0 and _is_word_char(out[0]) and _fuses(text[o_start - 1]):
                     out = " " + out
-                if o_end < len(text) and _is_word_char(out[-1]) and _is_word_char(text[o_end]):
+                if o_end < len(text) and _is_word_char(out[-1]) and _fuses(text[o_end]):
                     out = out + " "
             pieces.append(out)
             matches.append(

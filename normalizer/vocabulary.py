@@ -36,8 +36,8 @@ HARM_LEXICON_PATH = Path(__file__).resolve().parent.parent / "data" / "dataset" 
 
 # Each look-alike and the letters it may stand for (a letter stands for itself).
 SUBSTITUTIONS: dict[str, str] = {
-    "0": "o", "1": "il", "3": "e", "4": "a", "5": "s", "6": "gb", "7": "t", "8": "b", "9": "g",
-    "@": "a", "$": "s", "!": "i", "|": "il", "+": "t", "€": "e", "¡": "i",
+    "0": "o", "1": "il", "2": "z", "3": "e", "4": "a", "5": "s", "6": "gb", "7": "t", "8": "b", "9": "g",
+    "@": "a", "$": "s", "!": "i", "|": "il", "+": "t", "€": "e", "¡": "i", "<": "c",
     "¢": "c", "£": "fle", "¥": "y", "§": "s", "ø": "o", "(": "c", "ß": "b",
 }  # fmt: skip
 _MASK = "*"
@@ -54,10 +54,20 @@ _WEAK = {"repetition", "u_for_v", "punctuation", "masking", "weak"}
 # Tokens shaped like identifiers ("perl5", "ssse3", "r1b", "mp3") decode only to harm-relevant words.
 _IDENTIFIER = re.compile(r"[a-z]+\d+|[a-z]\d[a-z]|\d[a-z]{1,2}")
 _MAX_VARIANTS = 256
+_MAX_DERIVED = 64  # at most this many spellings are looked up as inflections and compounds, or read with "l" as i
 _MAX_TOKEN = 40
 _MIN_WORD = 3  # decoded words shorter than this ("as", "is") are never produced
 _CLEAR_RATIO = 5.0
 _KNOWN_COUNT = 1_000_000  # the count given to harm words the frequency list lacks ("xanax", "heil")
+# A harm word the frequency list lacks may still be spelt: an inflection of a harm word ("fuckers", "skanks",
+# "fuckin") or a compound of a harm word and another word ("dipshit", "cockhead", "dicksucker"). Such readings
+# are harm words of the part's category, ranked below every listed word.
+_SUFFIXES = ("s", "es", "ed", "ing", "in", "er", "ers", "y")
+_DERIVED_COUNT = 1
+_COMMON = 1_000_000  # a compound's parts are common words (SymSpell counts: "dip" 5.8M, "sucker" 1.5M)
+# Letter look-alikes inside ASCII words ("dlck", "nucles", "clrugs"): read only when nothing else reads, and only
+# to harm words.
+_LETTER_PAIRS = (("cl", "d"), ("rn", "m"), ("vv", "w"))
 
 _SYMBOLS = re.escape("".join(SUBSTITUTIONS) + _MASK + ")<>/\\^©µ")
 _CHAR = rf"[\w{_SYMBOLS}]"
@@ -134,6 +144,7 @@ class OpenDecoder:
         for word in harm:
             if " " not in word and word not in self.counts:
                 self.counts[word] = _KNOWN_COUNT
+        self._derived_cache: dict[str, str | None] = {}
         self._masked: dict[int, list[str]] = {}  # length -> harm words, for tokens with several masks
         for word in harm:
             if " " not in word and word.isalpha():
@@ -142,7 +153,42 @@ class OpenDecoder:
     def is_word(self, token: str) -> bool:
         return token in self.counts
 
-    def decode(self, token: str) -> tuple[str, list[str], int, int] | None:
+    def category(self, word: str) -> str | None:
+        """The harm category of a word: the database's or the lexicon's, or that of the harm word it inflects or
+        compounds ("fuckers", "dipshit"); None for other words."""
+        found = self.harm.get(word)
+        return found if found is not None else self._inflected(word) or self._compound(word)
+
+    def _inflected(self, word: str) -> str | None:
+        listed = word in self.counts  # a listed word inflects only a longer harm word: not "hoeing", "plugin"
+        for suffix in _SUFFIXES:
+            base = len(word) - len(suffix)
+            if listed and suffix in ("in", "y"):
+                continue
+            shortest = 4 if listed or suffix in ("in", "y") else _MIN_WORD
+            if word.endswith(suffix) and base >= shortest and word[:base] in self.harm:
+                return self.harm[word[: -len(suffix)]]
+        return None
+
+    def _compound(self, word: str) -> str | None:
+        cache = self._derived_cache
+        if word in cache:
+            return cache[word]
+        found = None
+        if word not in self.counts:  # a listed word is not a compound ("therapist")
+            counts, harm = self.counts, self.harm
+            for i in range(_MIN_WORD, len(word) - _MIN_WORD + 1):
+                left, right = word[:i], word[i:]
+                common = counts.get(left, 0) >= _COMMON and counts.get(right, 0) >= _COMMON
+                if common and (left in harm or right in harm):
+                    found = harm.get(left) or harm[right]
+                    break
+        if len(cache) > 100_000:
+            cache.clear()
+        cache[word] = found
+        return found
+
+    def decode(self, token: str, budget=None) -> tuple[str, list[str], int, int] | None:
         """(word, techniques, start, end) with the span of `token` the word replaces, or None.
 
         `token` is casefolded. Decoration around it stays as written: "*whore*" -> "*" + "whore" + "*"."""
@@ -160,23 +206,37 @@ class OpenDecoder:
         mostly_digits = not _letters_outnumber_digits(core)  # "5h17", "@55": only to a harm word
         if core[0] in _EXTRA_SYMBOLS and core[1:] in self.counts:
             return None  # "£whore": a symbol before a word, the way the generic decoder reads it too
-        best = self._best(core, weak=mostly_digits)
+        best = self._best(core, weak=mostly_digits, budget=budget)
         if best is None and token.endswith(_MASK) and not core.endswith(_MASK) and len(token) - lead - len(core) == 1:
             core = core + _MASK  # a final mask, not decoration: "overdos*"
-            best = self._best(core)
+            best = self._best(core, budget=budget)
         if best is None and "ph" in core:
-            best = self._best(core.replace("ph", "f"), weak=mostly_digits)  # "phuck"
+            best = self._best(core.replace("ph", "f"), weak=mostly_digits, budget=budget)  # "phuck"
         if best is None and "x" in core and core.replace("x", "") and not core.startswith("x"):
-            best = self._best(core.replace("x", _MASK), weak=True)  # "x" as a mask: "fxck", harm words only
+            best = self._best(core.replace("x", _MASK), weak=True, budget=budget)  # "x" as a mask: "fxck", harm words only
         if best is None and _MASK in core.strip(_MASK):
-            best = self._best(core.replace(_MASK, "."), weak=mostly_digits)  # "*" between letters: "r*i*f*l*e"
-        if best is None:
-            return None
+            best = self._best(core.replace(_MASK, "."), weak=mostly_digits, budget=budget)  # "*" between letters: "r*i*f*l*e"
+        if best is None and core[0].isalpha() and core[-1].isalpha():
+            symbols = [c for c in core if c in SUBSTITUTIONS and not c.isalpha()]
+            if len(symbols) == 1 and not mostly_digits:
+                # A look-alike that reads as no word stands for a hidden letter, as a mask does: "f@ck", "f0ck".
+                best = self._best(core.replace(symbols[0], _MASK), weak=True, budget=budget)
+        if best is None and not mostly_digits and not any(j in core for j in _JOINERS) and (
+            "l" in core or any(a in core for a, _ in _LETTER_PAIRS)
+        ):
+            swapped = core
+            for pair, letter in _LETTER_PAIRS:
+                swapped = swapped.replace(pair, letter)
+            best = self._best(swapped, weak=True, letter_l=True, budget=budget)  # "dlck", "nucles", "k1llecl"
+        if best is None or best[0] == core:
+            return None  # no reading, or the token as written ("navbars", read as a compound of words)
         word, techniques = best
         return word, techniques, lead, lead + len(core)
 
     # ------------------------------------------------------------------ internals
-    def _best(self, core: str, weak: bool = False) -> tuple[str, list[str]] | None:
+    def _best(self, core: str, weak: bool = False, letter_l: bool = False, budget=None) -> tuple[str, list[str]] | None:
+        """The clearest reading of `core`. Each spelling tried is one unit of `budget` (normalizer.decode.Budget),
+        the text's work budget; with none left, no reading."""
         techniques: set[str] = {"weak"} if weak else set()
         text = core
         # Collapse repetition only when the token itself repeats ("kiiill", "k!!!ll"), not when joining pieces,
@@ -187,7 +247,7 @@ class OpenDecoder:
                 if seq in text:
                     text = text.replace(seq, MULTI[seq])
                     techniques.add("leetspeak")
-        if any(c in text for c in ")/\\<>"):
+        if any(c in text for c in ")/\\>"):
             return None
         joined = text
         for j in _JOINERS:
@@ -205,6 +265,12 @@ class OpenDecoder:
             techniques.add("weak")
         if len(joined) < _MIN_WORD or not joined:
             return None
+        # Compounds ("dipsh1t") only from strong evidence: a look-alike read as a letter, no mask, no joined
+        # pieces ("anti-fascist" is two words), no weak reading ("ho@user" is not "hoe" + "user").
+        compounds = (
+            not techniques & {"punctuation", "weak"} and not letter_l and _MASK not in joined
+            and any(c in SUBSTITUTIONS and c not in "ø" for c in joined)
+        )  # fmt: skip
         choices: list[str] = []
         count = 1
         for c in joined:
@@ -214,30 +280,48 @@ class OpenDecoder:
                 options = "aeiou"
             elif c == "v":
                 options = "vu"
+            elif c == "l" and letter_l:
+                options = "li"
             else:
                 options = c
             choices.append(options)
             count *= len(options)
-        if count > _MAX_VARIANTS:
+        if count > _MAX_VARIANTS or letter_l and count > _MAX_DERIVED:
             return None
+        if budget is not None:
+            budget.spend(count)
+            if budget.remaining < 0:
+                return None
+        # Inflections and compounds are looked up only for a few spellings, none of them stretched (cost).
+        derive = not repeated and count <= _MAX_DERIVED and "punctuation" not in techniques
         scored: dict[str, set[str]] = {}
+        counts = self.counts
+        derived: dict[str, int] = {}
         for letters in itertools.product(*choices):
             variant = "".join(letters)
             for word in _collapse(variant) if repeated else (variant,):
-                if len(word) < _MIN_WORD or word not in self.counts:
+                if len(word) < _MIN_WORD:
                     continue
+                if word not in counts:
+                    if not derive or len(word) < _MIN_WORD + 1 or not (
+                        self._inflected(word) or compounds and self._compound(word)
+                    ):
+                        continue
+                    derived[word] = _DERIVED_COUNT
                 used = set(techniques)
                 for c, r in zip(joined, variant):
                     if c in SUBSTITUTIONS:
                         used.add("leetspeak")
                     elif c == _MASK:
                         used.add("masking")
-                    elif c == "v" and r == "u":
+                    elif c == "v" and r == "u" or letter_l:
                         used.add("u_for_v")
                 if word != variant:
                     used.add("repetition")
                 if word not in scored or len(used) < len(scored[word]):
                     scored[word] = used
+        if derived and any(w not in derived for w in scored):
+            scored = {w: t for w, t in scored.items() if w not in derived}  # a listed word outranks a derived one
         if not scored and _MASK in joined:
             # Several masks ("f**k", "n****r"): only harm words of that length, the reason masks are used.
             pattern = re.compile(re.escape(joined).replace(re.escape(_MASK), "[a-z]"))
@@ -246,15 +330,25 @@ class OpenDecoder:
                     scored[word] = techniques | {"masking"}
         if not scored:
             return None
-        ranked = sorted(scored, key=lambda w: (-self.counts[w], w))
+        def count(w: str) -> int:
+            return counts.get(w) or derived[w]
+
+        ranked = sorted(scored, key=lambda w: (-count(w), w))
+        if all("masking" in scored[w] for w in ranked):
+            # What is masked is what may not be written: a reading that is a harm word is the reason for the mask
+            # ("no*se" is "noose" rather than "noise", "d*e" is "die").
+            harmful = [w for w in ranked if self.category(w) is not None]
+            if harmful and harmful[0] != ranked[0]:
+                ranked = harmful
         word = ranked[0]
         used = scored[word]
-        if (used <= _WEAK or "weak" in used) and word not in self.harm:
+        harm_word = self.category(word) is not None
+        if (used <= _WEAK or "weak" in used) and not harm_word:
             return None  # weak evidence only: "sooo", "e-mail", "lovve" stay as written
         if len(ranked) > 1:
             runner_up = ranked[1]
-            ratio = self.counts[word] / max(1, self.counts[runner_up])
-            if ratio < _CLEAR_RATIO and not (word in self.harm and runner_up not in self.harm and "masking" in used):
+            ratio = count(word) / max(1, count(runner_up))
+            if ratio < _CLEAR_RATIO and not (harm_word and self.category(runner_up) is None and "masking" in used):
                 return None  # ambiguous: "he11" could be "hell" or "heil" only if their counts were close
         order = ["leetspeak", "masking", "punctuation", "u_for_v", "repetition"]
         names = {"punctuation": "character_insertion", "u_for_v": "homoglyph"}

@@ -85,9 +85,9 @@ def aws_environment(moto_url: str) -> dict[str, str]:
 
 
 def create_bucket(moto_url: str) -> None:
-    import boto3
+    from core import aws
 
-    boto3.client("s3", region_name=REGION, endpoint_url=moto_url).create_bucket(Bucket=BUCKET)
+    aws.client("s3", REGION, moto_url).create_bucket(Bucket=BUCKET)
 
 
 def tiny_base_model(out: Path) -> Path:
@@ -116,26 +116,24 @@ class HostedEndpoint:
         self._lock = threading.Lock()
 
     def _model_data_url(self) -> str:
-        import boto3
+        from core import aws
 
-        sm = boto3.client("sagemaker", region_name=REGION, endpoint_url=self.moto_url)
+        sm = aws.client("sagemaker", REGION, self.moto_url)
         config = sm.describe_endpoint(EndpointName=self.endpoint_name)["EndpointConfigName"]
         variant = sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"][0]
         return sm.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["ModelDataUrl"]
 
     def scorer(self):
-        import boto3
-
-        from deployment.inference import LabelScorer
+        from core import aws
+        from core.llm_inference import LabelScorer
 
         url = self._model_data_url()
         with self._lock:
             if self._loaded is None or self._loaded[0] != url:
-                bucket, key = url.removeprefix("s3://").split("/", 1)
+                bucket, key = aws.split_s3(url)
                 target = Path(tempfile.mkdtemp(prefix="hosted-", dir=self.workdir))
                 archive = target / "model.tar.gz"
-                boto3.client("s3", region_name=REGION, endpoint_url=self.moto_url).download_file(bucket, key,
-                                                                                                  str(archive))
+                aws.client("s3", REGION, self.moto_url).download_file(bucket, key, str(archive))
                 with tarfile.open(archive) as tar:
                     tar.extractall(target / "model", filter="data")
                 self._loaded = (url, LabelScorer.from_dir(target / "model", batch_size=8))

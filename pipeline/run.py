@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import ROOT
-from pipeline import records
+from core import records
 
 STEP_HELP = {
     "prepare": "data.prepare", "ingest": "data.data_ingestion", "train": "training.model_training",

@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _pipeline_records_in_tmp(tmp_path_factory, monkeypatch):
-    """Step records (pipeline/records.py) go to a fresh folder per test, never to the checkout's out/."""
+    """Step records (core/records.py) go to a fresh folder per test, never to the checkout's out/."""
     monkeypatch.setenv("PIPELINE_OUT", str(tmp_path_factory.mktemp("pipeline-out")))
 
 

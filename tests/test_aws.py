@@ -70,3 +70,28 @@ def test_split_s3_and_retriable_errors():
     timeout = ReadTimeoutError(endpoint_url="http://x")
     assert not aws.is_retriable(timeout) and aws.is_read_timeout(timeout)
     assert aws.RetryPolicy(retry_read_timeouts=True).should_retry(timeout)
+
+
+def test_the_retry_policy_starts_no_retry_after_its_deadline():
+    """The shared loop with a caller's deadline and rule (the SageMaker client uses both): it retries what the rule
+    says, stops when the next retry would start after the deadline, and says how many attempts it made."""
+    import random
+
+    now, calls, sleeps = [0.0], [], []
+
+    def flaky():
+        calls.append(now[0])
+        raise TimeoutError("busy")
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    policy = aws.RetryPolicy(max_attempts=50, base_delay=1.0, max_delay=1.0, sleep=sleep, clock=lambda: now[0],
+                             rng=random.Random(0), retry_on=lambda err: isinstance(err, TimeoutError))
+    with pytest.raises(aws.RetryDeadline, match=r"^call: the deadline passed after (\d+) attempt\(s\): TimeoutError"):
+        policy.call("call", flaky, deadline=3.0)
+    assert 2 <= len(calls) < 50 and all(t < 3.0 for t in calls) and sum(sleeps) < 3.0
+    # the caller's rule replaces the default one: an error it does not name is not retried
+    with pytest.raises(ValueError):
+        aws.RetryPolicy(retry_on=lambda err: False, sleep=pytest.fail).call("call", lambda: int("x"))

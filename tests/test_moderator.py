@@ -456,3 +456,101 @@ def test_a_failure_and_the_fallback_are_logged(make, caplog):
         "classifier sagemaker failed ('logits'); answering with embedded",
     ]
     assert caplog.records[1].exc_info is not None
+
+
+# ---------------------------------------------------------------------------------------------- the command line
+# moderator.main in-process, where the mutation run sees it (tests/test_cli.py also runs it as a user does, in a
+# subprocess, with the real settings and model).
+@pytest.fixture
+def cli(make, monkeypatch):
+    def use(classifier):
+        built = make(classifier)
+        monkeypatch.setattr(Moderator, "from_settings", classmethod(lambda cls, settings=None: built))
+        return classifier
+
+    return use
+
+
+def test_the_cli_moderates_the_words_it_is_given_as_one_text(cli, capsys):
+    import json
+
+    import moderator
+
+    cli(Scripted({DECODED + " café": EXTREME}))
+    assert moderator.main(["go", "k1ll", "yourself", "café"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('{\n  "') and "café" in out  # indented JSON, non-ASCII as written
+    result = json.loads(out)
+    assert (result["original_text"], result["normalized_text"]) == (CODED + " café", DECODED + " café")
+    assert result["classification"] == "extremely_harmful"
+
+
+def test_the_cli_moderates_a_file_in_batches_to_jsonl_in_order(cli, tmp_path, capsys):
+    import json
+
+    import moderator
+
+    texts = [CODED, PLAIN, "naïve café", PLAIN + " again", CODED]
+    source, target = tmp_path / "posts.txt", tmp_path / "results.jsonl"
+    source.write_bytes("\r\n".join(texts).encode() + b"\r\n")  # Windows line ends are not part of a text
+    classifier = cli(Scripted({DECODED: HARMFUL}))
+    assert moderator.main(["--file", str(source), "--out", str(target), "--batch-size", "2"]) == 0
+    written = target.read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in written.splitlines()]
+    assert [r["original_text"] for r in rows] == texts
+    assert [r["classification"] for r in rows] == ["harmful", "safe", "safe", "safe", "harmful"]
+    assert "naïve café" in written  # not \u-escaped
+    assert [len(set(batch) - {DECODED}) for batch in classifier.calls] == [2, 2, 1]  # --batch-size texts a call
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "labels: safe 3, potentially_harmful 0, harmful 2, extremely_harmful 0")
+
+
+def test_the_cli_reads_texts_from_stdin(cli, tmp_path, monkeypatch, capsys):
+    import io
+    import json
+
+    import moderator
+
+    cli(Scripted())
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{PLAIN}\n{CODED}\n"))
+    target = tmp_path / "results.jsonl"
+    assert moderator.main(["--file", "-", "--out", str(target)]) == 0
+    assert [json.loads(line)["original_text"] for line in target.read_text().splitlines()] == [PLAIN, CODED]
+    assert capsys.readouterr().err.splitlines()[-1] == "labels: safe 2, potentially_harmful 0, harmful 0, extremely_harmful 0"
+
+
+def test_cli_user_errors_are_one_line(cli, tmp_path, monkeypatch, capsys):
+    import moderator
+    from normalizer import PatternDatabaseError
+
+    cli(Scripted())
+    with pytest.raises(SystemExit) as exit_:
+        moderator.main([])
+    assert exit_.value.code == 2 and "give a text, or --file PATH" in capsys.readouterr().err
+    missing = tmp_path / "no-such.txt"
+    assert moderator.main(["--file", str(missing)]) == 1
+    assert capsys.readouterr().err == f"error: {missing}: No such file or directory\n"
+    assert moderator.main(["--file", "-", "--out", str(tmp_path / "no-dir" / "out.jsonl")]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path / 'no-dir' / 'out.jsonl'}: No such file or directory\n"
+    for error in (PatternDatabaseError("/x.json", ["cannot read it"]), ClassifierError("needs SAGEMAKER_ENDPOINT_NAME"),
+                  ValueError("bad THRESHOLD_HARMFUL")):
+        def broken(cls, settings=None, error=error):
+            raise error
+
+        monkeypatch.setattr(Moderator, "from_settings", classmethod(broken))
+        assert moderator.main(["hello"]) == 1
+        assert capsys.readouterr().err == f"error: {error}\n"
+
+
+def test_the_cli_help_says_how_to_use_it(capsys):
+    import moderator
+
+    with pytest.raises(SystemExit) as done:
+        moderator.main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: moderator.py [-h] [--file FILE] [--out OUT] [--batch-size BATCH_SIZE]")
+    assert moderator.__doc__.strip().splitlines()[0] in out  # the module's own usage notes, as written
+    for line in ("a text to moderate", "one text per line ('-' for stdin); results as JSONL",
+                 "write results here instead of stdout"):
+        assert line in " ".join(out.split()), line

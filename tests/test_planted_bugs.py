@@ -31,7 +31,7 @@ PLANTED = {
         ["tests/test_moderator.py"],
     ),
     "the sum-to-one check removed": (
-        "classifiers.base", "classifiers/base.py",
+        "core.scores", "core/scores.py",
         "or abs(math.fsum(values) - 1.0) > SUM_TOLERANCE:",
         "or False:",
         ["tests/test_moderator.py"],

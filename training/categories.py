@@ -26,6 +26,12 @@ Writes models/embedded/categories.npz and categories.json (or --out).
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run by its path (python training/categories.py): the repository root on sys.path
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import hashlib
 import json
@@ -53,6 +59,8 @@ C = 4.0
 # by mistake: the threshold is lowered, when the budgets leave validation recall below this, to the highest one
 # that reaches it on the validation split (never on the functional suite).
 MIN_RECALL: dict[str, float] = {"violence": 0.8, "self_harm": 0.8}
+
+
 class Features:
     """The shipped severity model's features: binary n-grams over its vocabulary, IDF-weighted, L2-normalised
     (what `classifiers.kernel` computes when it serves the heads)."""
@@ -66,7 +74,7 @@ class Features:
     def __call__(self, texts: list[str]):
         from scipy.sparse import diags
 
-        from training.train_embedded import binary_matrix
+        from training.features import binary_matrix
 
         x = binary_matrix(texts, self.vocab) @ diags(self.idf)
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())

@@ -704,7 +704,7 @@ def log_to_mlflow(report: dict, files: list[Path], gate_result: dict | None, uri
 def resolve_candidate(args: argparse.Namespace) -> dict[str, Any] | None:
     """Fill --backend and --model-path when not given: with --gate, the model the training step recorded (the
     candidate a gate is about); otherwise the shipped embedded model. Returns the training record used, if any."""
-    from pipeline import records
+    from core import records
 
     if args.backend is None and args.model_path:
         args.backend = "embedded" if str(args.model_path).endswith(".npz") else "transformers"
@@ -728,21 +728,17 @@ def fetch_s3_artifact(uri: str, target: Path) -> Path:
     """A SageMaker job's model.tar.gz, downloaded and unpacked into `target` (once per artifact)."""
     import tarfile
 
-    import boto3
+    from core import aws
 
-    from core.settings import get_settings
-
-    settings = get_settings()
     done = target / ".source"
     if done.is_file() and done.read_text() == uri:
         return target
     target.mkdir(parents=True, exist_ok=True)
-    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    bucket, key = aws.split_s3(uri)
     archive = target.parent / "model.tar.gz"
     print(f"downloading {uri}", file=sys.stderr)
     try:
-        boto3.client("s3", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url).download_file(
-            bucket, key, str(archive))
+        aws.client("s3").download_file(bucket, key, str(archive))
     except Exception as exc:  # noqa: BLE001 - botocore's errors: one line
         raise ValueError(f"cannot download the trained model {uri}: {str(exc).splitlines()[0]}") from None
     with tarfile.open(archive) as tar:
@@ -760,7 +756,7 @@ def _same_model(classifier, baseline: dict) -> bool:
 def write_records(report: dict, report_path: Path, gate_result: dict | None, gate_path: Path,
                   train_record: dict | None) -> None:
     """out/evaluate/record.json (and with --gate, out/gate/record.json) for the next steps."""
-    from pipeline import records
+    from core import records
 
     inputs = {"train": Path(train_record["_path"])} if train_record else {}
     evaluate = records.write("evaluate", {"report": str(report_path), "report_sha256": records.sha256_file(report_path),
@@ -823,7 +819,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.settings import get_settings
     from data.augment import Augmenter
     from normalizer import Normalizer, PatternDatabaseError, load_database
-    from pipeline.records import RecordError
+    from core.records import RecordError
 
     settings = get_settings()
     try:

@@ -76,9 +76,11 @@ METRIC_DEFINITIONS = {
     "eval_accuracy": r"eval_accuracy=([0-9.eE+-]+)",
 }
 TERMINAL = ("Completed", "Failed", "Stopped")
-# What the job runs: train_script and the modules it imports (training/metrics.py for the macro-F1 definition).
-SOURCE_FILES = ("core/__init__.py", "core/aws.py", "core/categories.py", "core/labels.py", "core/prompt.py", "core/settings.py", "training/__init__.py",
-                "training/metrics.py", "training/train_script.py")
+# What the job runs: train_script and the modules it imports (training/metrics.py for the macro-F1 definition,
+# core/progress.py for its progress lines); tests/training/test_model_training.py checks it against the imports.
+SOURCE_FILES = ("core/__init__.py", "core/aws.py", "core/categories.py", "core/labels.py", "core/progress.py",
+                "core/prompt.py", "core/settings.py", "training/__init__.py", "training/metrics.py",
+                "training/train_script.py")
 # Hyperparameters the launcher always sets (the entry point's defaults otherwise); -H adds or overrides any.
 HYPERPARAMETER_FLAGS = ("epochs", "learning_rate", "lora_r", "lora_alpha", "max_length", "batch_size",
                         "gradient_accumulation_steps", "merge")
@@ -474,22 +476,25 @@ def role_refusal(role: str, message: str) -> str:
 
 
 def wait_for_job(sm, job_name: str, poll_seconds: float, log: Callable[[str], None] = _log,
-                 sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
-    """Poll the job, printing each new status and secondary status, until it ends; return its description."""
-    seen_status, seen_transitions = None, 0
-    while True:
-        job = sm.describe_training_job(TrainingJobName=job_name)
-        status = job["TrainingJobStatus"]
-        if status != seen_status:
-            log(f"{job_name}: {status}")
-            seen_status = status
-        transitions = job.get("SecondaryStatusTransitions", [])
-        for t in transitions[seen_transitions:]:
-            log(f"{job_name}:   {t.get('Status')}: {t.get('StatusMessage', '')}")
-        seen_transitions = len(transitions)
-        if status in TERMINAL:
-            return job
-        sleep(poll_seconds)
+                 sleep: Callable[[float], None] = time.sleep, limit_s: float = 24 * 3600) -> dict[str, Any]:
+    """Poll the job until it ends and return its description. Progress (core.progress.Waiting): the seconds
+    waited against `limit_s` (the job's own stopping condition), with its status; each secondary status (starting,
+    downloading, training, uploading) is logged as it comes."""
+    from core.progress import Waiting
+
+    seen_transitions = 0
+    with Waiting(f"training job {job_name}", limit_s=limit_s) as wait:
+        while True:
+            job = sm.describe_training_job(TrainingJobName=job_name)
+            status = job["TrainingJobStatus"]
+            wait.status(status)
+            transitions = job.get("SecondaryStatusTransitions", [])
+            for t in transitions[seen_transitions:]:
+                log(f"{job_name}:   {t.get('Status')}: {t.get('StatusMessage', '')}")
+            seen_transitions = len(transitions)
+            if status in TERMINAL:
+                return job
+            sleep(poll_seconds)
 
 
 def run_sagemaker(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
@@ -548,7 +553,8 @@ def run_sagemaker(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         if not args.wait:
             return record, 0
         with _aws_errors(args.bucket):
-            job = wait_for_job(sm, job_name, args.poll_seconds)
+            job = wait_for_job(sm, job_name, args.poll_seconds,
+                               limit_s=(args.max_wait or 2 * args.max_run) if args.spot else args.max_run)
         record["status"] = job["TrainingJobStatus"]
         artifacts = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
         if artifacts:
@@ -659,7 +665,7 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
 
 def default_manifest(args: argparse.Namespace) -> dict[str, Any] | None:
     """Without --manifest (and --data): the manifest the ingestion step recorded. Returns that record."""
-    from pipeline import records
+    from core import records
 
     if args.manifest or (args.local and args.data):
         return None
@@ -695,7 +701,7 @@ def artifact_problem(record: dict[str, Any], region: str) -> str | None:
 
 def write_step_record(args: argparse.Namespace, record: dict[str, Any], ingest: dict[str, Any] | None) -> None:
     """out/train/record.json: the job and its model, for the evaluation and deployment steps."""
-    from pipeline import records
+    from core import records
 
     outputs = {k: record.get(k) for k in ("job_name", "status", "model_artifact_uri", "base_model", "mode",
                                            "hyperparameters", "mlflow_run_id", "dataset_version")}

@@ -43,45 +43,15 @@ from pathlib import Path
 import numpy as np
 
 from core.labels import LABELS
+from core.progress import Progress, progress
 from core.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_ENCODER_MODEL, DEFAULT_PATTERN_DB, ROOT
 
 OUT_MODEL = ROOT / "out" / "embedded" / "model.npz"  # trained models go to out/; --promote ships one
 OUT_ENCODER_MODEL = ROOT / "out" / "encoder" / "model.npz"
+# What a run does, in order (its progress bar counts these).
+STAGES = ("corpus", "screening", "variants", "fit", "decision", "serving check", "test", "robustness")
 from training.robustness import robustness_report
 from training.transfer import split_of  # noqa: F401  (the split every consumer of the corpus uses)
-
-
-def select_vocabulary(texts: list[str], max_features: int, min_df: int, chunk: int = 4096) -> np.ndarray:
-    """The sorted hashes of the `max_features` features in most texts (and in at least `min_df`)."""
-    from classifiers.features import hash_features
-
-    per_chunk = []
-    for i in range(0, len(texts), chunk):
-        owner, hashes = hash_features(texts[i : i + chunk])
-        keys = np.unique(np.stack([owner.astype(np.uint64), hashes], axis=1), axis=0)
-        per_chunk.append(keys[:, 1])
-    values, df = np.unique(np.concatenate(per_chunk), return_counts=True)
-    keep = df >= min_df
-    values, df = values[keep], df[keep]
-    if len(values) > max_features:
-        top = np.argsort(-df, kind="stable")[:max_features]
-        values = values[top]
-    return np.sort(values)
-
-
-def binary_matrix(texts: list[str], vocab: np.ndarray, chunk: int = 4096):
-    """Texts x vocabulary, 1 where the feature occurs (the serving code's features, exactly)."""
-    from scipy.sparse import csr_matrix, vstack
-
-    from classifiers.features import FeatureIndex, feature_matrix_indices
-
-    index = FeatureIndex(vocab)
-    blocks = []
-    for i in range(0, len(texts), chunk):
-        part = texts[i : i + chunk]
-        rows, cols = feature_matrix_indices(part, index)
-        blocks.append(csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(part), len(vocab))))
-    return vstack(blocks).tocsr()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--c", type=float, default=8.0, help="inverse regularisation")
     parser.add_argument("--budget", type=float, default=None, help="validation false-flag budget (default: transfer's)")
     parser.add_argument("--no-screen", action="store_true", help="keep single-harm sources' negatives as they come")
+    parser.add_argument("--seed-weight", type=float, default=None,
+                        help="domains' weight of the team's seed corpus, data.seed (default: transfer's; 0 leaves it out)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--quick", action="store_true", help="a small run: 8,000 texts")
     parser.add_argument("--limit", type=int, help="use at most this many texts (after deduplication)")
@@ -122,9 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     from training import transfer
 
     started = time.time()
+    # The run's stages, as a bar with an ETA (a plain line per interval when stderr is not a terminal).
+    stages = Progress(total=len(STAGES), desc="train_embedded", unit="stages")
     try:
         db = load_database(args.patterns)
-        corpus = transfer.load_corpus(args.shared, clean_sentences=args.clean_sentences, seed=args.seed)
+        seed_weight = transfer.SEED_WEIGHT if args.seed_weight is None else args.seed_weight
+        corpus = transfer.load_corpus(args.shared, clean_sentences=args.clean_sentences, seed=args.seed,
+                                      team_seed=seed_weight > 0)
     except (DataError, PatternDatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -142,18 +118,24 @@ def main(argv: list[str] | None = None) -> int:
         make = lambda: transfer.ComboRecipe(cache, c=args.c, alpha=args.alpha, max_features=args.max_features)  # noqa: E731
     else:
         make = lambda: transfer.NgramRecipe(c=args.c, max_features=args.max_features)  # noqa: E731
-    keep, screened = (np.ones(len(corpus), bool), {}) if args.no_screen else transfer.screen_single_harm(corpus)
+    stages.update(1, done="corpus")
+    keep, screened = ((np.ones(len(corpus), bool), {}) if args.no_screen
+                      else transfer.screen_single_harm(corpus, seed_weight=seed_weight))
+    stages.update(1, done="screening")
     if screened:
         log("screened out of training: " + ", ".join(f"{s} {v['left_out']}/{v['negatives']}" for s, v in screened.items()))
     train = corpus.take((corpus.split == "train") & keep)
-    val = corpus.take(corpus.split == "validation")
+    # Thresholds are fitted on validation texts screened like the training texts (as leave-one-domain-out does):
+    # the single-harm sources' negatives that are abusive in another way would otherwise set the false-flag budget.
+    val = corpus.take((corpus.split == "validation") & keep)
     test = corpus.take(corpus.split == "test")
-    weights = transfer.balanced_weights(train)
+    weights = transfer.balanced_weights(train, seed_weight)
 
     augmenter = Augmenter.from_database(db, seed=args.seed)
     normalizer = Normalizer(db)
     x_text, y, w = list(train.text), list(train.label), list(weights)
-    for i, (text, label, weight) in enumerate(zip(train.text, train.label, weights)):
+    for i, (text, label, weight) in enumerate(progress(zip(train.text, train.label, weights), total=len(train),
+                                                       desc="algospeak variants", unit="texts")):
         if label == 0 or args.variants <= 0:
             continue
         variants = augmenter.variants(text, parent_id=f"train{i}", n=args.variants)
@@ -164,15 +146,18 @@ def main(argv: list[str] | None = None) -> int:
             y.append(label)
             w.append(share)
     y_arr, w_arr = np.array(y), np.array(w)
+    stages.update(1, done="variants")
     log(f"training on {len(x_text)} texts ({len(x_text) - len(train)} algospeak variants)")
     model = make()
     model.fit(x_text, y_arr, w_arr)
+    stages.update(1, done="fit")
     train_prior = transfer.effective_prior(y_arr, w_arr)
     budget = transfer.DEFAULT_FALSE_FLAG_BUDGET if args.budget is None else args.budget
     val_logits = model.logits(val.text)
     decision = transfer.fit_decision(val_logits, val.label, train_prior, false_flag_budget=budget,
                                      fitted_on={"split": "validation", "texts": len(val)})
     log(f"decision: T={decision.temperature:.3f}, thresholds {decision.thresholds}")
+    stages.update(1, done="decision")
 
     meta = {
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -184,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_variants": len(x_text) - len(train),
         "sources": sorted(np.unique(corpus.source).tolist()),
         "screened_out_of_training": screened,
+        "seed_weight": seed_weight,
         "pattern_db_version": db.version,
         "seed": args.seed,
         "decision": decision.as_dict(),
@@ -205,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: serving probabilities differ from training by {gap:.4f}", file=sys.stderr)
         return 1
     meta["serving_parity_max_abs_diff"] = round(gap, 5)
+    stages.update(1, done="serving check")
     test_probs = np.array([[s[label] for label in LABELS] for s in classifier.classify(test.text)])
     test_pred = transfer.decide_many(test_probs, decision.thresholds)
     meta["test"] = transfer.decision_metrics(test.label, test_pred, test_probs)
@@ -212,8 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         test_probs, test.label, transfer.prior_weights(test.label, decision.prior)), 4)
     meta["test_by_source"] = {s: transfer.decision_metrics(test.label[test.source == s], test_pred[test.source == s],
                                                           test_probs[test.source == s]) for s in np.unique(test.source)}
+    stages.update(1, done="test")
     meta["robustness"] = robustness_report(classifier, normalizer, augmenter, test.text,
                                            [LABELS[k] for k in test.label])
+    stages.update(1, done="robustness")
+    stages.close()
     meta["seconds"] = round(time.time() - started, 1)
     save_artifact(args.out, model.vocab, coef, model.tfidf.idf_, intercept, meta, **extra)
     tmp.unlink(missing_ok=True)

@@ -39,7 +39,7 @@ another run) are one line on stderr and exit status 1; in SageMaker the line is 
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run by its path (python training/train_script.py): the repository root on sys.path
+if __package__ in (None, ""):  # run by its path (the SageMaker container runs `python training/train_script.py`)
     import sys as _sys
     from pathlib import Path as _Path
 
@@ -56,9 +56,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as a file: the SageMaker container runs `python training/train_script.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.aws import sha256_file
 from core.categories import CATEGORIES
@@ -312,7 +309,7 @@ def resolve_dtype(name: str):
 
 def native_bf16() -> bool:
     """bf16 in hardware (Ampere and newer). torch.cuda.is_bf16_supported() also says True on a T4 (sm_75), where
-    bf16 is emulated and slow: ask without emulation, as deployment/inference.py does."""
+    bf16 is emulated and slow: ask without emulation, as core/llm_inference.py does."""
     import torch
 
     try:
@@ -463,33 +460,37 @@ class _EvalPrinter:
 
 
 class _Progress:
-    """One line per logging interval with the step, the total, the loss, the elapsed time and an ETA (a terminal
-    or not: SageMaker's logs are not one, and a tqdm bar there is one unreadable line)."""
+    """A progress bar over the optimizer steps with the total, the ETA and the latest loss (core.progress): tqdm
+    on a terminal; elsewhere (SageMaker's logs are not one, and a tqdm bar there is one unreadable line) a plain
+    line every `interval` seconds and one when training ends."""
 
-    def __new__(cls, log=lambda msg: print(msg, file=sys.stderr, flush=True)):
-        import time
-
+    def __new__(cls, log=lambda msg: print(msg, file=sys.stderr, flush=True), interval: float | None = None,
+                stream=None):
         from transformers import TrainerCallback
 
-        class Progress(TrainerCallback):
-            started = 0.0
-            first_step = 0
+        from core.progress import INTERVAL_S, Progress
+
+        class ProgressCallback(TrainerCallback):
+            bar: Progress | None = None
 
             def on_train_begin(self, args, state, control, **kwargs):
-                self.started, self.first_step = time.monotonic(), state.global_step
-                log(f"training: {state.max_steps} steps ({args.num_train_epochs:g} epoch(s) or --max-steps), a line "
-                    f"every {args.logging_steps} steps")
+                log(f"training: {state.max_steps} steps ({args.num_train_epochs:g} epoch(s) or --max-steps)")
+                self.bar = Progress(total=state.max_steps, desc="training", unit="steps", initial=state.global_step,
+                                    interval=INTERVAL_S if interval is None else interval, stream=stream)
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if self.bar is not None:
+                    self.bar.update(state.global_step - self.bar.done)
 
             def on_log(self, args, state, control, logs=None, **kwargs):
-                if not logs or "loss" not in logs:
-                    return
-                done = state.global_step - self.first_step
-                elapsed = time.monotonic() - self.started
-                left = (state.max_steps - state.global_step) * elapsed / done if done else float("nan")
-                log(f"step {state.global_step}/{state.max_steps} ({100 * state.global_step / max(state.max_steps, 1):.0f}%)"
-                    f" loss={float(logs['loss']):.4f} elapsed {elapsed:.0f}s eta {left:.0f}s")
+                if self.bar is not None and logs and "loss" in logs:
+                    self.bar.extra["loss"] = float(logs["loss"])
 
-        return Progress()
+            def on_train_end(self, args, state, control, **kwargs):
+                if self.bar is not None:
+                    self.bar.close()
+
+        return ProgressCallback()
 
 
 # --------------------------------------------------------------------------------------------- training

@@ -56,9 +56,17 @@ SPLITS = ("train", "validation", "test")
 # The label mix the shipped probabilities describe: a platform's traffic, mostly safe. A setting
 # (LABEL_PRIOR) moves it; thresholds are chosen under it.
 DEFAULT_PRIOR: dict[str, float] = {"safe": 0.80, "potentially_harmful": 0.12, "harmful": 0.06, "extremely_harmful": 0.02}
-# Share of safe texts a shipped model may flag harmful-or-worse on its validation split.
-DEFAULT_FALSE_FLAG_BUDGET = 0.04
+# Share of safe texts a shipped model may flag harmful-or-worse on its validation split: 3% keeps the functional
+# suite's harmless cases under 10% flagged and the held-out domains' mean under 8% (README, "Embedded classifier").
+DEFAULT_FALSE_FLAG_BUDGET = 0.03
+# Share of safe validation texts it may send to review (decided potentially_harmful; flags are the budget above):
+# a review queue that a quarter of all safe traffic reaches is no queue. The review threshold is the best
+# macro-F1 within it.
+DEFAULT_REVIEW_BUDGET = 0.15
 BASE_RATE_HARMFUL = DEFAULT_PRIOR["harmful"] + DEFAULT_PRIOR["extremely_harmful"]
+# How many domains' weight the team's seed corpus (data.seed) carries in training (`--seed-weight`): chosen by
+# the functional suite and the leave-one-domain-out figures of 1 and 4 (README, "Embedded classifier").
+SEED_WEIGHT = 4.0
 CLEAN_SENTENCES = "civil_comments_clean_sentences"
 # The leave-out unit is the platform: EDOS mixes Reddit and Gab posts, so Reddit and Gab sources leave together.
 DOMAIN_GROUPS = {"reddit": "reddit_gab", "gab": "reddit_gab"}
@@ -124,11 +132,13 @@ def civil_clean_sentences(shared_root: Path, limit: int, seed: int) -> list[str]
 
 
 def load_corpus(shared_root: Path, *, clean_sentences: int = 6000, seed: int = 13,
-                sources: Sequence[str] | None = None) -> Corpus:
-    """Every shared source (data.readers), plus clean Civil Comments sentences, near-duplicates removed (the
-    most severe label of disagreeing copies kept), each text with its domain and split."""
+                sources: Sequence[str] | None = None, team_seed: bool = True) -> Corpus:
+    """Every shared source (data.readers), plus clean Civil Comments sentences and, with `team_seed`, the team's
+    seed corpus (data.seed: its own domain, trained on in every fold, never held out), near-duplicates removed
+    (the most severe label of disagreeing copies kept), each text with its domain and split."""
     import polars as pl
 
+    from data import seed as team
     from data.readers import SHARED_SOURCES, clean_text, dedupe_key, load_shared_sources
 
     domains = {s.name: DOMAIN_GROUPS.get(s.domain, s.domain) for s in SHARED_SOURCES}
@@ -138,6 +148,12 @@ def load_corpus(shared_root: Path, *, clean_sentences: int = 6000, seed: int = 1
         extra = pl.DataFrame({"text": clean, "label": ["safe"] * len(clean), "source": [CLEAN_SENTENCES] * len(clean)})
         df = pl.concat([df, extra.with_columns(clean_text(pl.col("text")))])
         domains[CLEAN_SENTENCES] = domains["civil_comments_toxic_spans"]
+    if team_seed:
+        rows = team.load_seed(seed=seed)
+        extra = pl.DataFrame({"text": [r.text for r in rows], "label": [r.label for r in rows],
+                              "source": [team.SOURCE] * len(rows)})
+        df = pl.concat([df, extra.with_columns(clean_text(pl.col("text")))])
+        domains[team.SOURCE] = team.SOURCE
     df = df.with_columns(dedupe_key(pl.col("text")).alias("key")).filter(pl.col("key").str.len_chars() > 0)
     before = df.height
     df = (
@@ -157,17 +173,20 @@ def load_corpus(shared_root: Path, *, clean_sentences: int = 6000, seed: int = 1
     )
 
 
-def balanced_weights(corpus: Corpus) -> np.ndarray:
+def balanced_weights(corpus: Corpus, seed_weight: float = SEED_WEIGHT) -> np.ndarray:
     """Sample weights under which style says nothing about harm: within each domain every label it has carries
     the same total weight, and every domain the same total (times the number of labels it has). A model can then
-    not lower its loss by learning that tweets are offensive and news comments toxic."""
+    not lower its loss by learning that tweets are offensive and news comments toxic. The team's seed corpus
+    counts `seed_weight` domains: it is where our labels' meaning is written down."""
+    from data.seed import SOURCE as TEAM_SEED
+
     w = np.zeros(len(corpus), dtype=np.float64)
     for domain in np.unique(corpus.domain):
         in_domain = corpus.domain == domain
         present = np.unique(corpus.label[in_domain])
         for label in present:
             mask = in_domain & (corpus.label == label)
-            w[mask] = 1.0 / mask.sum()
+            w[mask] = (seed_weight if domain == TEAM_SEED else 1.0) / mask.sum()
     return w * (len(w) / w.sum())
 
 
@@ -253,17 +272,28 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray)
     return float(math.exp(result.x))
 
 
+def _budget_threshold(safe_scores: np.ndarray, budget: float, of: int | None = None) -> float:
+    """The smallest threshold that lets at most `budget` of `of` safe texts (default: all of these) reach it."""
+    safe_scores = np.sort(safe_scores)
+    if not len(safe_scores):
+        return 0.5
+    k = int(math.floor(budget * (len(safe_scores) if of is None else of)))
+    return float(np.nextafter(safe_scores[len(safe_scores) - k - 1], 1.0)) if k < len(safe_scores) else 0.0
+
+
 def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray, *,
                  prior: Sequence[float] | None = None, false_flag_budget: float = DEFAULT_FALSE_FLAG_BUDGET,
-                 fitted_on: dict | None = None) -> Decision:
+                 review_budget: float = DEFAULT_REVIEW_BUDGET, fitted_on: dict | None = None) -> Decision:
     """Fit the decision on validation logits: a temperature under the training mix (the model's own prior),
     the shift to `prior`, then thresholds: harmful-or-worse at the lowest value that flags at most
-    `false_flag_budget` of the safe texts, and the other two by the best validation macro-F1 given it."""
+    `false_flag_budget` of the safe texts, potentially_harmful by the best validation macro-F1 among values that
+    send at most `review_budget` of them to review (decided potentially_harmful; the flags have their budget), and
+    extremely_harmful by the best macro-F1 given both."""
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
     if not len(labels) or not np.isfinite(logits).all():
         raise ValueError("fit_decision needs validation texts with finite logits")
-    if not 0.0 <= false_flag_budget < 1.0:
-        raise ValueError(f"false_flag_budget must be in [0, 1), got {false_flag_budget}")
+    if not 0.0 <= false_flag_budget < 1.0 or not 0.0 <= review_budget < 1.0:
+        raise ValueError(f"budgets must be in [0, 1), got {false_flag_budget} and {review_budget}")
     prior = list(prior) if prior is not None else [DEFAULT_PRIOR[label] for label in LABELS]
     if len(prior) != len(LABELS) or min(prior) <= 0 or abs(sum(prior) - 1) > 1e-3:
         raise ValueError(f"prior must be {len(LABELS)} positive shares summing to 1, got {prior}")
@@ -271,19 +301,17 @@ def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray
     decision = Decision(temperature, list(map(float, train_prior)), prior, {}, false_flag_budget, fitted_on or {})
     p = decision.probs(logits)
     tail = np.cumsum(p[:, ::-1], axis=1)[:, ::-1]
-    safe_tail = np.sort(tail[labels == 0, HARMFUL])
-    if len(safe_tail):
-        # the smallest threshold above the (1 - budget) quantile of the safe texts' P(harmful or worse)
-        k = int(math.floor(false_flag_budget * len(safe_tail)))
-        t_harmful = float(np.nextafter(safe_tail[len(safe_tail) - k - 1], 1.0)) if k < len(safe_tail) else 0.0
-    else:
-        t_harmful = 0.5
-    t_harmful = min(max(t_harmful, 1e-4), 0.999)
+    t_harmful = min(max(_budget_threshold(tail[labels == 0, HARMFUL], false_flag_budget), 1e-4), 0.999)
+    # potentially_harmful: reachable before harmful where the review budget allows; where it does not, its
+    # threshold sits above harmful's and only texts sure to be at least potentially harmful go to review.
+    safe = labels == 0
+    unflagged = safe & (tail[:, HARMFUL] < t_harmful)
+    t_review = _budget_threshold(tail[unflagged, 1], review_budget, of=int(safe.sum()))
     # extremely_harmful is a flag too: its threshold is at least harmful's (P(extreme) <= P(harmful or worse)),
     # so it never flags a text the budget let through.
     best = (-1.0, t_harmful, t_harmful)
-    for t1 in np.quantile(tail[:, 1], np.linspace(0.05, 0.95, 37)):
-        if t1 > t_harmful:  # potentially_harmful must be reachable before harmful
+    for t1 in [t_review, *np.quantile(tail[:, 1], np.linspace(0.05, 0.95, 37))]:
+        if t1 < t_review or (t1 > t_harmful and t1 != t_review):
             continue
         for t3 in np.quantile(tail[:, 3], np.linspace(0.05, 0.99, 48)):
             t3 = float(max(t3, t_harmful))
@@ -388,7 +416,7 @@ class NgramStore:
     `select_vocabulary` on the fold's texts would pick, without hashing the corpus again for every fold."""
 
     def __init__(self, texts: list[str], min_df: int = 2):
-        from training.train_embedded import binary_matrix, select_vocabulary
+        from training.features import binary_matrix, select_vocabulary
 
         self.vocab = select_vocabulary(texts, max_features=10**9, min_df=min_df)
         self.matrix = binary_matrix(texts, self.vocab)
@@ -398,7 +426,7 @@ class NgramStore:
         """Rows for `texts`; a text outside the corpus is hashed now (over the same vocabulary)."""
         from scipy.sparse import vstack
 
-        from training.train_embedded import binary_matrix
+        from training.features import binary_matrix
 
         known = [self.row.get(t, -1) for t in texts]
         if min(known, default=0) >= 0:
@@ -422,14 +450,14 @@ class NgramRecipe(Recipe):
         self.c, self.max_features, self.min_df, self.max_iter, self.store = c, max_features, min_df, max_iter, store
 
     def binary(self, texts: list[str]):
-        from training.train_embedded import binary_matrix
+        from training.features import binary_matrix
 
         if self.store is None:
             return binary_matrix(texts, self.vocab)
         return self.store.rows(texts)[:, self.columns]
 
     def choose_vocabulary(self, texts: list[str]) -> None:
-        from training.train_embedded import select_vocabulary
+        from training.features import select_vocabulary
 
         if self.store is None:
             self.vocab = select_vocabulary(texts, self.max_features, self.min_df)
@@ -547,7 +575,7 @@ class EmbeddingCache:
 
 
 def screen_single_harm(corpus: Corpus, make: Callable[[], Recipe] | None = None,
-                       threshold: float = 0.5) -> tuple[np.ndarray, dict]:
+                       threshold: float = 0.5, seed_weight: float = SEED_WEIGHT) -> tuple[np.ndarray, dict]:
     """Training-set screening of the negatives of single-harm sources (annotators judged only sexism or only
     hate, so a "safe" text there may be abusive in another way): a model trained on the multi-harm sources'
     training split scores them, and those it puts at P(harmful or worse) >= threshold (under the training mix)
@@ -563,7 +591,7 @@ def screen_single_harm(corpus: Corpus, make: Callable[[], Recipe] | None = None,
         return keep, {}
     trainer = corpus.take(~is_single & (corpus.split == "train"))
     model = make() if make is not None else EncoderRecipe(EmbeddingCache())
-    model.fit(trainer.text, trainer.label, balanced_weights(trainer))
+    model.fit(trainer.text, trainer.label, balanced_weights(trainer, seed_weight))
     idx = np.flatnonzero(candidates)
     p = softmax(model.logits([corpus.text[i] for i in idx]))
     drop = p[:, HARMFUL:].sum(axis=1) >= threshold
@@ -576,23 +604,25 @@ def screen_single_harm(corpus: Corpus, make: Callable[[], Recipe] | None = None,
 def leave_one_domain_out(corpus: Corpus, make: Callable[[], Recipe], *, screen: bool = True,
                          budget: float = DEFAULT_FALSE_FLAG_BUDGET, domains: Sequence[str] | None = None,
                          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
-                         keep_logits: dict | None = None) -> dict[str, Any]:
+                         keep_logits: dict | None = None, seed_weight: float = SEED_WEIGHT) -> dict[str, Any]:
     """For each domain: train on the other domains' train split, fit the decision on their validation split,
     score every text of the held-out domain. Per domain and per source, plus the mean over domains.
     With `screen`, each fold screens the single-harm negatives of its own training domains (`screen_single_harm`
     on them alone, so the held-out domain never shapes what is trained on); the held-out domain is scored on its
     labels as they come. `keep_logits`, a dict, receives each fold's validation and held-out logits."""
+    from data.seed import SOURCE as TEAM_SEED
+
     results: dict[str, Any] = {}
-    for domain in domains or sorted(np.unique(corpus.domain)):
+    for domain in domains or sorted(set(np.unique(corpus.domain)) - {TEAM_SEED}):
         started = time.time()
         inside = corpus.domain == domain
         rest, held = corpus.take(~inside), corpus.take(inside)
-        keep = screen_single_harm(rest)[0] if screen else np.ones(len(rest), dtype=bool)
+        keep = screen_single_harm(rest, seed_weight=seed_weight)[0] if screen else np.ones(len(rest), dtype=bool)
         train = rest.take((rest.split == "train") & keep)
         # Thresholds are fitted on validation texts screened like the training texts: the single-harm sources'
         # negatives that are abusive in another way would otherwise set the false-flag budget.
         val = rest.take((rest.split == "validation") & keep)
-        weights = balanced_weights(train)
+        weights = balanced_weights(train, seed_weight)
         model = make()
         model.fit(train.text, train.label, weights)
         val_logits = model.logits(val.text)
@@ -666,7 +696,7 @@ def make_recipe(name: str, *, cache: EmbeddingCache | None = None, store: NgramS
 
 
 def all_domains_report(corpus: Corpus, make: Callable[[], Recipe], keep: np.ndarray,
-                       budget: float = DEFAULT_FALSE_FLAG_BUDGET) -> dict[str, Any]:
+                       budget: float = DEFAULT_FALSE_FLAG_BUDGET, seed_weight: float = SEED_WEIGHT) -> dict[str, Any]:
     """A model trained on every domain (as shipped, without augmentation): its own test split (a home figure,
     not a transfer one), calibration at the stated prior, and the functional suite through the normalizer."""
     from normalizer import Normalizer, load_database
@@ -674,7 +704,7 @@ def all_domains_report(corpus: Corpus, make: Callable[[], Recipe], keep: np.ndar
 
     train = corpus.take((corpus.split == "train") & keep)
     val, test = corpus.take((corpus.split == "validation") & keep), corpus.take(corpus.split == "test")
-    weights = balanced_weights(train)
+    weights = balanced_weights(train, seed_weight)
     model = make()
     model.fit(train.text, train.label, weights)
     decision = fit_decision(model.logits(val.text), val.label, effective_prior(train.label, weights),
@@ -715,8 +745,9 @@ def sweep_budgets(logits_path: Path, budgets: Sequence[float]) -> list[dict[str,
         for d in domains:
             decision = fit_decision(z[f"{d}/validation"], z[f"{d}/validation_label"], z[f"{d}/train_prior"],
                                     false_flag_budget=budget)
-            per[d] = decision_metrics(z[f"{d}/held_label"], decision.labels(z[f"{d}/held"]))
-        rows.append({"budget": budget, **mean_over(per)})
+            per[d] = decision_metrics(z[f"{d}/held_label"], decision.labels(z[f"{d}/held"]),
+                                      decision.probs(z[f"{d}/held"]))
+        rows.append({"budget": budget, **mean_over(per), "domains": per})
     return rows
 
 
@@ -728,6 +759,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=1.0, help="combo: weight of the sentence vector")
     parser.add_argument("--budget", type=float, default=DEFAULT_FALSE_FLAG_BUDGET, help="validation false-flag budget")
     parser.add_argument("--no-screen", action="store_true", help="keep single-harm sources' negatives as they come")
+    parser.add_argument("--seed-weight", type=float, default=SEED_WEIGHT,
+                        help="domains' weight of the team's seed corpus, data.seed (default %(default)s; 0 leaves it out)")
     parser.add_argument("--domains", nargs="*", help="only these held-out domains")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "transfer")
     parser.add_argument("--score", type=Path, metavar="MODEL_NPZ",
@@ -739,15 +772,22 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.sweep:
         for row in sweep_budgets(args.sweep, args.budgets):
-            print(f"budget {row['budget']:.2f}: mean safe flagged {_pct(row['false_flag_rate'])}, worst "
+            print(f"budget {row['budget']:g}: mean safe flagged {_pct(row['false_flag_rate'])}, worst "
                   f"{_pct(row['worst_false_flag_rate']['value'])} ({row['worst_false_flag_rate']['domain']}), "
-                  f"mean recall {_pct(row['recall'])}, review recall {_pct(row['review_recall'])}")
+                  f"mean recall {_pct(row['recall'])}, review recall {_pct(row['review_recall'])}, safe sent to "
+                  f"review {_pct(row['review_rate_of_safe'])}")
+            if len(args.budgets) == 1:
+                for domain, d in row["domains"].items():
+                    print(f"  {domain:<24} n={d['n']:>6}  false flags {_pct(d['false_flag_rate'])}  recall "
+                          f"{_pct(d['recall'])}  review recall {_pct(d['review_recall'])}  safe to review "
+                          f"{_pct(d['review_rate_of_safe'])}  macro-F1 {d['macro_f1']}  QWK {d['qwk']}  "
+                          f"AUC {d['binary_auc']}")
         return 0
 
     from data.readers import DataError
 
     try:
-        corpus = load_corpus(args.shared)
+        corpus = load_corpus(args.shared, team_seed=args.seed_weight > 0)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -775,12 +815,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: leave one domain out", file=sys.stderr)
         logits: dict[str, np.ndarray] = {}
         report = leave_one_domain_out(corpus, make, screen=not args.no_screen, budget=args.budget,
-                                      domains=args.domains, keep_logits=logits)
+                                      domains=args.domains, keep_logits=logits, seed_weight=args.seed_weight)
         np.savez_compressed(args.out / f"transfer_{name}_logits.npz", **logits)
-        keep, screened = (np.ones(len(corpus), bool), {}) if args.no_screen else screen_single_harm(corpus)
-        report.update(recipe=name, settings={**kw, "budget": args.budget, "screen": not args.no_screen},
+        keep, screened = ((np.ones(len(corpus), bool), {}) if args.no_screen
+                          else screen_single_harm(corpus, seed_weight=args.seed_weight))
+        report.update(recipe=name, settings={**kw, "budget": args.budget, "screen": not args.no_screen,
+                                             "seed_weight": args.seed_weight},
                       screened_for_the_all_domains_model=screened)
-        report["all_domains"] = all_domains_report(corpus, make, keep, args.budget)
+        report["all_domains"] = all_domains_report(corpus, make, keep, args.budget, args.seed_weight)
         print(f"{name}: all domains: test {json.dumps(report['all_domains']['test'])}; functional suite "
               f"{json.dumps(report['all_domains']['functional']['overall'], default=str)[:400]}", file=sys.stderr)
         (args.out / f"transfer_{name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import uvicorn
 
-from core.serving import server_config
+from api.serving import server_config
 from core.settings import DEFAULT_PATTERN_DB, Settings
 
 
@@ -66,6 +66,9 @@ def server_settings(tmp_path_factory, live_db) -> Settings:
         max_text_chars=5_000,
         max_batch_size=16,
         max_body_bytes=200_000,
+        # Moderation on this process's worker threads, so that tests can patch the normalizer; the default path
+        # (child processes) is tested in test_offload.py and by the tests that run main.py.
+        moderation_processes=0,
         _env_file=None,
     )
 

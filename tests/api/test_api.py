@@ -140,6 +140,25 @@ def test_docs_and_openapi(client):
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     assert {"/moderate", "/moderate/batch", "/normalize", "/health", "/ready", "/metrics"} <= set(spec["paths"])
+    # what a client developer reads: what the service does, and the error answers each endpoint can give
+    assert spec["info"]["description"].startswith("Stage 1 decodes coded language (algospeak); Stage 2 labels")
+    for path in ("/moderate", "/moderate/batch", "/normalize"):
+        assert {"413", "422"} <= set(spec["paths"][path]["post"]["responses"]), path
+    assert "503" in spec["paths"]["/moderate"]["post"]["responses"]
+
+
+def test_the_server_command_line_explains_itself_and_refuses_a_bad_worker_count(capsys):
+    """main.py's arguments, in-process (tests/test_cli.py starts it as a user does): --help names the setting
+    behind --workers, and a worker count that is not a number stops it with argparse's one-line error."""
+    import main
+
+    with pytest.raises(SystemExit) as done:
+        main.main(["--help"])
+    assert done.value.code == 0
+    assert "server processes (default: SERVER_WORKERS; 0 = one per core)" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit) as refused:
+        main.main(["--workers", "two"])
+    assert refused.value.code == 2 and "invalid int value: 'two'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

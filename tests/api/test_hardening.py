@@ -36,73 +36,78 @@ def test_a_degraded_normalization_is_reported(client, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------- nothing on the loop
+import json  # noqa: E402
+import os  # noqa: E402
 import queue  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 
-from core.settings import DEFAULT_PATTERN_DB, Settings  # noqa: E402
+from core.settings import DEFAULT_PATTERN_DB, ROOT, Settings  # noqa: E402
 from moderator import Moderator  # noqa: E402
 from normalizer.reload import ReloadingNormalizer  # noqa: E402
 from tests.api.conftest import LiveServer  # noqa: E402
 from tests.scripted import Tagged  # noqa: E402
 
 
-def _distinct_spaced_runs(size: int, seed: int) -> str:
-    import random
-
-    rng = random.Random(seed)
-    runs = []
-    while sum(map(len, runs)) < size:
-        runs.append(".".join(rng.choices("aeiloqstkd0134567@$!|+*", k=40)) + " zz ")
-    return "".join(runs)[:size]
-
-
-def _health_while(client: httpx.Client, busy: threading.Thread, min_polls: int = 5) -> list[float]:
-    """/health latencies (seconds) measured while `busy` runs."""
-    latencies = []
-    busy.start()
-    time.sleep(0.05)
-    while busy.is_alive() or len(latencies) < min_polls:
-        started = time.perf_counter()
-        response = client.get("/health")
-        latencies.append(time.perf_counter() - started)
-        assert response.status_code == 200
-        time.sleep(0.01)
-    busy.join()
-    return latencies
-
-
 @pytest.mark.slow
-def test_health_answers_within_50ms_while_the_worst_input_is_moderated(client, server_settings):
-    """The issue's worst inputs at this server's limits (16 texts of 5,000 characters), again and again, while
-    /health is polled: before, moderation ran on the event loop and /health waited for all of it."""
-    texts = [(ISSUE_UNIT * 100)[: server_settings.max_text_chars]] * 8
-    texts += [_distinct_spaced_runs(server_settings.max_text_chars, seed) for seed in range(8)]
-    port = client.base_url.port
-    done = []
+def test_health_answers_within_50ms_while_full_length_worst_batches_are_moderated(tmp_path):
+    """The issue's Done-when, at full length: the real server (python main.py, one server process, its default
+    settings) is sent batches of 16 worst-case texts of 20,000 characters (the issue's spaced-leetspeak unit,
+    random spaced leetspeak, look-alikes with combining marks, zero-width and fullwidth, '@ss ' ...: the families of
+    bench/bench_worst_case.py) by two clients back to back, from another process, while this test polls /health
+    every 20 ms. The 99th percentile must be under 50 ms and no poll may take a second.
 
-    def moderate_worst() -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as other:
-            deadline = time.monotonic() + 1.5
-            while time.monotonic() < deadline:
-                response = other.post("/moderate/batch", json={"texts": texts})
-                assert response.status_code == 200
-                done.append(response.elapsed.total_seconds())
+    Why p99 and not the maximum: on the shared 2-core machine (load average 11-12, other jobs' processes
+    outnumbering the cores six to one) 4 of 8 runs had a poll over 50 ms (50.6, 55.2, 96.5 and 400 ms, the last
+    with the test under `nice -n 10`); every p99 was 15-32 ms and the other maxima 24-50 ms. A poll then waits for a
+    CPU, not for the server. A second is still far below what moderating on the event loop gives (1-9 s per
+    batch of these texts, 67 s per text before the bounded decoding).
 
-    latencies = _health_while(client, threading.Thread(target=moderate_worst))
-    assert done, "the worst input was never moderated"
-    assert len(latencies) >= 5
-    # Percentiles, not the maximum: four worker threads share the GIL with the loop (a switch every 5 ms), so on a
-    # busy 2-core machine a poll waits a few interpreter slices (measured: p50 about 22 ms, p90 about 35 ms).
-    # Moderating on the loop (the old code) holds a poll behind a 150-250 ms batch: p50 near 75 ms or more.
+    Before the fix one such text held /health for 67 s. With moderation on the server process's threads (the
+    server before MODERATION_PROCESSES) the loop waits for the GIL every time it wakes, behind worker threads that
+    the loaded machine preempts while they hold it (bench_adversarial: /health p99 108 ms against 43 ms now). The
+    first requests also imported modules on the loop (about 140 ms once), which the server now does at start-up."""
+    from bench.common import serve_api
+
+    env = {"SERVER_WORKERS": "1", "PREDICTION_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}", "LOG_LEVEL": "WARNING",
+           "TEXT_HASH_KEY": "test-key-0123456789abcdef"}  # fmt: skip
+    polling = 12.0
+    with serve_api(env) as base:
+        attacker = subprocess.Popen(
+            [sys.executable, "-m", "bench.bench_adversarial", "--attack", base, "--attack-seconds", str(polling + 3)],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert attacker.stdout.readline().strip() == "attacking"
+            time.sleep(1.5)  # the first batches are being moderated
+            latencies = []
+            with httpx.Client(base_url=base, timeout=30) as client:
+                deadline = time.monotonic() + polling
+                while time.monotonic() < deadline:
+                    started = time.perf_counter()
+                    assert client.get("/health").status_code == 200
+                    latencies.append(time.perf_counter() - started)
+                    time.sleep(0.02)
+            report = json.loads(attacker.stdout.readline())
+        finally:
+            attacker.kill()
+            attacker.wait()
+    assert set(report["status"]) == {"200"}, report  # every worst-case batch was moderated, none refused
+    assert report["texts"] >= 4 * 16, report  # moderation never stopped while /health was polled
     ordered = sorted(latencies)
-    p50, p90 = ordered[len(ordered) // 2], ordered[int(0.9 * (len(ordered) - 1))]
-    assert p50 < 0.050 and p90 < 0.100, (
-        f"/health p50 {p50 * 1000:.0f} ms, p90 {p90 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms "
-        f"over {len(ordered)} polls (batches took {done})")
+    print(f"/health under attack: median {ordered[len(ordered) // 2] * 1000:.1f} ms, p99 "
+          f"{ordered[int(0.99 * len(ordered))] * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms over {len(ordered)} "
+          f"polls; attack {report}")  # fmt: skip
+    assert len(ordered) > 200
+    p99 = ordered[int(0.99 * len(ordered))]
+    assert p99 < 0.050 and ordered[-1] < 1.0, (
+        f"/health max {ordered[-1] * 1000:.1f} ms, p99 {ordered[int(0.99 * len(ordered))] * 1000:.1f} ms, "
+        f"median {ordered[len(ordered) // 2] * 1000:.1f} ms over {len(ordered)} polls; attack {report}")
 
 
 class BlackHole(Tagged):
@@ -201,7 +206,6 @@ def test_a_full_prediction_log_queue_drops_and_counts_instead_of_blocking(client
 
 
 # ---------------------------------------------------------------------------------------------- point 8
-import json  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
 
@@ -220,6 +224,16 @@ def test_405_says_which_methods_are_allowed(client):
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])
 def test_utf16_and_utf32_bodies_are_refused(client, encoding):
     body = json.dumps({"text": "go k1ll yourself"}).encode(encoding)
+    response = client.post("/moderate", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "not UTF-8" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_a_utf16_body_is_known_by_its_byte_order_mark_alone(client, encoding):
+    """A byte order mark and CJK text: no NUL byte in the first four bytes, still UTF-16, still refused as such."""
+    body = "\ufeff中文中文".encode(encoding)
+    assert b"\x00" not in body[:4]
     response = client.post("/moderate", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert "not UTF-8" in response.json()["detail"]
@@ -335,3 +349,87 @@ def test_answers_are_bounded_matches_capped_with_a_count_of_the_rest(client, ser
     assert len(normalized["matches"]) == cap and normalized["matches_omitted"] == text.count("@ss") - cap
     small = client.post("/moderate", json={"text": "go k1ll yourself"}).json()
     assert small["matches_omitted"] == 0 and len(small["matches"]) == 1
+
+
+# ---------------------------------------------------------------------------------------------- finding 3, memory
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (the moderation process), MB."""
+    pids = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    if int(stat.read().rsplit(b")", 1)[1].split()[1]) == pid:
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status", "rb") as status:
+                total += next(int(line.split()[1]) for line in status if line.startswith(b"VmRSS"))
+        except (OSError, StopIteration):
+            continue
+    return total / 1024
+
+
+def _slow_reader(port: int, body: bytes, sizes: list[int]) -> None:
+    """Send a /moderate/batch request, then read the answer 64 KB every 50 ms through a 32 KB receive buffer."""
+    with socket.socket() as raw:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32_768)
+        raw.connect(("127.0.0.1", port))
+        raw.sendall(b"POST /moderate/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body) + body)  # fmt: skip
+        answer = bytearray()
+        while chunk := raw.recv(65_536):
+            answer += chunk
+            time.sleep(0.05)
+    head, _, payload = bytes(answer).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head[:200]
+    sizes.append(len(payload))
+
+
+GROWTH_CAP_MB = 600  # over the idle server, at the peak (measured: +377 MB with four such clients)
+SETTLED_CAP_MB = 300  # over the idle server, after the clients (measured: +172 MB; the issue's +600 MB or more)
+
+
+@pytest.mark.slow
+def test_slow_readers_of_2mb_batches_neither_grow_memory_without_bound_nor_get_huge_answers(tmp_path):
+    """Finding 3: a 2 MB request of '@ss ' answered with 122.8 MB, and three clients reading such answers slowly
+    took the server from 488 to 1,509 MB, which stayed above 1.1 GB. Here the real server (python main.py, its
+    default limits: 20,000 characters a text, 2 MB a body) gets two rounds of three clients, each sending a 2 MB
+    batch of '@ss ' texts at the length limit and reading the answer 64 KB every 50 ms. The answers stay about
+    3x the request, memory (server and moderation process) stays under a cap, does not grow from one round to
+    the next, and settles back after."""
+    from bench.common import serve_api
+
+    texts = ["@ss " * 5_000] * 99  # 99 texts of 20,000 characters: just under the 2 MB body limit
+    body = json.dumps({"texts": texts}).encode()
+    assert 1_900_000 < len(body) < 2_000_000
+    env = {"SERVER_WORKERS": "1", "PREDICTION_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}", "LOG_LEVEL": "WARNING",
+           "TEXT_HASH_KEY": "test-key-0123456789abcdef"}  # fmt: skip
+    with serve_api(env) as base:
+        pid, port = base.process.pid, int(base.rsplit(":", 1)[1])
+        baseline = _tree_rss_mb(pid)
+        sizes: list[int] = []
+        peaks = []
+        for _ in range(2):
+            peak = 0.0
+            clients = [threading.Thread(target=_slow_reader, args=(port, body, sizes)) for _ in range(3)]
+            for c in clients:
+                c.start()
+            while any(c.is_alive() for c in clients):
+                peak = max(peak, _tree_rss_mb(pid))
+                time.sleep(0.1)
+            peaks.append(peak)
+        time.sleep(3)
+        after = _tree_rss_mb(pid)
+    report = f"baseline {baseline:.0f} MB, peaks {[round(p) for p in peaks]} MB, after {after:.0f} MB, answers {sizes}"
+    print(f"slow readers: {report}")
+    assert len(sizes) == 6, report
+    # The answer: every text and its normalized form, at most 100 matches each (MAX_MATCHES_PER_TEXT), the rest
+    # counted: 6.4 MB for this 2 MB request, where it was 122.8 MB.
+    assert max(sizes) < 4 * len(body), report
+    assert max(peaks) - baseline < GROWTH_CAP_MB, report
+    assert peaks[1] < peaks[0] + 100, report  # a second round costs no more than the first: no growth per round
+    assert after - baseline < SETTLED_CAP_MB, report

@@ -67,7 +67,9 @@ def test_failure_without_fallback_is_503(server_settings):
 def test_api_key_is_required_when_set(server_settings, embedded):
     settings = server_settings.model_copy(update={"api_key": "s3cret-key"})
     with LiveServer(settings, _moderator(settings, embedded, None)) as client:
-        assert client.post("/moderate", json={"text": "hi"}).status_code == 401
+        missing = client.post("/moderate", json={"text": "hi"})
+        assert missing.status_code == 401
+        assert missing.json()["detail"] == "missing or wrong API key (send it as X-API-Key)"  # says how to send it
         assert client.post("/moderate", json={"text": "hi"}, headers={"X-API-Key": "wrong"}).status_code == 401
         assert client.post("/moderate", json={"text": "hi"}, headers={"X-API-Key": "s3cret-key"}).status_code == 200
         assert client.post("/normalize", json={"text": "hi"}, headers={"Authorization": "Bearer s3cret-key"}).status_code == 200

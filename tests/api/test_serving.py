@@ -24,7 +24,7 @@ HEADERS = b"GET /health HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow\r\nAccep
 def deadline_server():
     settings = Settings(environment="test", pattern_db_path=DEFAULT_PATTERN_DB, pattern_db_reload_seconds=0,
                         prediction_log_url="", header_read_timeout_seconds=1.0, body_read_timeout_seconds=10,
-                        _env_file=None)  # fmt: skip
+                        moderation_processes=0, _env_file=None)  # fmt: skip
     server = LiveServer(settings)
     with server as client:
         yield server, client

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import polars as pl
 import pytest
@@ -58,10 +59,12 @@ def read_records(out_dir) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(out_dir / f"{s}.parquet") for s in ("train", "validation", "test")])
 
 
-def test_prepare_end_to_end(tmp_path, mini_shared, pattern_db_path):
+def test_prepare_end_to_end(tmp_path, mini_shared, pattern_db_path, capsys):
     threat = jigsaw_row(904, "i will hunt you down and end you tonight", 0.9, threat=0.9)  # violence: yes
     jigsaw_file = write_jigsaw_csv(tmp_path / "train.csv", [*jigsaw_rows(), threat])
     card = prepare(config(tmp_path, mini_shared, jigsaw_file, pattern_db_path), log=lambda _: None)
+    # stderr is not a terminal here: the augmentation's progress is a plain line with its total
+    assert re.search(r"^augmenting: (\d+)/\1 texts \(100%\), \d+s elapsed, eta 0s$", capsys.readouterr().err, re.M)
     out = tmp_path / "out"
     records = read_records(out)
 

@@ -14,7 +14,7 @@ pytest.importorskip("peft")
 
 @pytest.fixture(scope="session")
 def scorer(tiny_qwen_dir):
-    from deployment.inference import LabelScorer
+    from core.llm_inference import LabelScorer
 
     return LabelScorer.from_dir(tiny_qwen_dir, batch_size=4)
 

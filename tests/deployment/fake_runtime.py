@@ -9,7 +9,7 @@ scripted behaviour (then "ok" once the script is spent, or `default`):
     model500    424 ModelError with OriginalStatusCode 500 (the container failed)
     model400    424 ModelError with OriginalStatusCode 400 (the Hugging Face toolkit's answer when the handler raises)
     nonfinite   424 ModelError with OriginalStatusCode 500 carrying the container's deterministic failure
-                (deployment/inference.py's "non-finite logits" ClassifierError, as local_server.py reports it)
+                (core/llm_inference.py's "non-finite logits" ClassifierError, as local_server.py reports it)
     garbage     200 with a body that is not JSON
     wrong_count 200 with one prediction too few
     nan         200 with NaN probabilities

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from classifiers.base import ClassifierError
+from core import llm_inference
 from core.categories import CATEGORIES
 from core.labels import LABELS
+from core.llm_inference import BadRequest, LabelScorer
 from deployment import inference
-from deployment.inference import BadRequest, LabelScorer
 
 TEXTS = ["hi", "go k1ll yourself", "time to unalive myself " * 12, "x", "killed it at work today, so proud", "ok"]
 
@@ -97,7 +98,7 @@ def test_adapter_dir_is_merged_onto_its_base(adapter_dir, scorer):
 def test_merged_subdir_is_preferred(tmp_path, tiny_qwen_dir):
     shutil.copytree(tiny_qwen_dir, tmp_path / "merged")
     (tmp_path / "adapter_config.json").write_text("{}")  # would fail to load if chosen
-    path, adapter = inference.locate_artifact(tmp_path)
+    path, adapter = llm_inference.locate_artifact(tmp_path)
     assert path == tmp_path / "merged" and adapter is None
 
 
@@ -147,7 +148,7 @@ def test_sagemaker_handlers_single_and_batch(tiny_qwen_dir, monkeypatch):
         answer = json.loads(raw)
         assert answer["labels"] == list(LABELS) and answer["model_version"] == model.version
         assert len(answer["predictions"]) == count  # always a list, whatever the request's shape
-        scores, categories = inference.validate_response(answer, count)
+        scores, categories = llm_inference.validate_response(answer, count)
         texts = data if isinstance(data, list) else [data]
         assert categories == [p.categories for p in model.score(texts)]  # the category field comes back
         for item in answer["predictions"]:
@@ -174,7 +175,7 @@ def test_input_fn_refuses_what_is_not_the_contract(body, content_type):
 ])
 def test_validate_response_refuses_garbage(answer):
     with pytest.raises(ClassifierError):
-        inference.validate_response(answer, 1)
+        llm_inference.validate_response(answer, 1)
 
 
 SCORES = dict(zip(LABELS, [0.7, 0.1, 0.1, 0.1]))
@@ -195,9 +196,9 @@ KINDS = dict.fromkeys(CATEGORIES, 0.25)
 def test_a_malformed_category_block_is_refused(predictions, message):
     answer = {"labels": list(LABELS), "model_version": "v", "predictions": predictions}
     with pytest.raises(ClassifierError, match=message):
-        inference.validate_response(answer, len(predictions))
+        llm_inference.validate_response(answer, len(predictions))
     well_formed = [{"scores": SCORES, "categories": KINDS} for _ in predictions]
-    assert inference.validate_response({**answer, "predictions": well_formed}, len(predictions))[1] == [KINDS] * len(predictions)
+    assert llm_inference.validate_response({**answer, "predictions": well_formed}, len(predictions))[1] == [KINDS] * len(predictions)
 
 
 def test_transformers_backend_through_the_registry(tiny_qwen_dir, scorer):
@@ -232,17 +233,17 @@ def _fake_bf16(native: bool):
 def test_auto_dtype_is_bf16_where_the_gpu_has_it(monkeypatch, native, device, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", _fake_bf16(native))
-    assert inference.resolve_dtype(None, device) == expected
-    assert inference.resolve_dtype("auto", device) == expected
-    assert inference.resolve_dtype("float16", device) == torch.float16  # told: as told
-    assert inference.resolve_dtype("fp32", device) == torch.float32
+    assert llm_inference.resolve_dtype(None, device) == expected
+    assert llm_inference.resolve_dtype("auto", device) == expected
+    assert llm_inference.resolve_dtype("float16", device) == torch.float16  # told: as told
+    assert llm_inference.resolve_dtype("fp32", device) == torch.float32
     with pytest.raises(ClassifierError, match="unknown dtype"):
-        inference.resolve_dtype("int8", device)
+        llm_inference.resolve_dtype("int8", device)
 
 
 def test_auto_dtype_on_an_older_torch_without_the_emulation_argument(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    assert inference.resolve_dtype("auto", "cuda") == torch.float16
+    assert llm_inference.resolve_dtype("auto", "cuda") == torch.float16
 
 
 @pytest.mark.parametrize("trained,refused", [("4.49.0", True), ("6.0.0", True), (None, False), ("same-major", False)])

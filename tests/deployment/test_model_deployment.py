@@ -69,7 +69,7 @@ def staged(aws_env, tmp_path, adapter_dir, tiny_qwen_dir):
                                   "hyperparameters": {}, "region": "us-east-1", "image_uri": "x", "created_at": "",
                                   "mlflow_run_id": None}))
     gate = tmp_path / "gate.json"
-    from deployment.inference import _artifact_version  # = LabelScorer.version, what the evaluation records
+    from core.llm_inference import _artifact_version  # = LabelScorer.version, what the evaluation records
 
     candidate = {"backend": "transformers", "version": _artifact_version(adapter_dir), "macro_f1": 0.7}
     gate.write_text(json.dumps({"passed": True, "reasons": [], "candidate": candidate, "baseline": {}}))
@@ -156,8 +156,8 @@ def test_deploy_end_to_end_against_moto(staged, sent, capsys):
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
         tar.extractall(unpacked, filter="data")
-    assert {"config.json", "model.safetensors", "labels.json", "tokenizer.json", "code/inference.py",
-            "code/core/prompt.py", "code/classifiers/base.py"} <= names
+    assert {"config.json", "model.safetensors", "labels.json", "tokenizer.json"} <= names
+    assert bundle_problems(archive) == []
     assert not any(n.startswith("adapter_") for n in names)  # merged, no PEFT needed in the container
     script = ("import json, sys; sys.path.insert(0, 'code'); import inference; "
               "m = inference.model_fn('.'); "
@@ -653,11 +653,57 @@ def test_the_record_carries_the_client_settings_the_load_test_supports(tmp_path)
     assert md.client_settings(tmp_path / "absent.json") is None
 
 
+def bundle_problems(archive) -> list[str]:
+    """What the archive's code/ lacks: every project module the container's entry point imports (read from the
+    source, so a module added to the inference core counts without anyone listing it), in the layout the
+    container puts on sys.path (code/inference.py, code/core/...)."""
+    from core.settings import ROOT
+    from tests.imports import closure, import_graph, module_file
+
+    graph = import_graph(ROOT)
+    entry = md.ENTRY_POINT.removesuffix(".py").replace("/", ".")
+    needed = {"code/inference.py"} | {f"code/{module_file(m, ROOT)}" for imported in graph[entry]
+                                      for m in closure(graph, imported)}
+    with tarfile.open(archive) as tar:
+        return sorted(needed - set(tar.getnames()))
+
+
+# The entry point imported from the unpacked archive by an interpreter that cannot see this repository.
+IMPORT_ENTRY = "import sys; sys.path.insert(0, 'code'); import inference; print(inference.LabelScorer.__module__)"
+
+
+def _import_entry(unpacked):
+    return subprocess.run([sys.executable, "-I", "-c", IMPORT_ENTRY], cwd=unpacked, capture_output=True, text=True,
+                          check=False, timeout=120, env={"PATH": "/usr/bin:/bin"})
+
+
+def test_the_archive_ships_every_module_the_container_entry_point_imports(tmp_path, monkeypatch):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    archive = md.package(model, tmp_path / "model.tar.gz")
+    assert bundle_problems(archive) == []
+    with tarfile.open(archive) as tar:
+        assert {"code/inference.py", "code/core/llm_inference.py", "code/core/scores.py"} <= set(tar.getnames())
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    run = _import_entry(tmp_path / "unpacked")
+    assert run.returncode == 0 and run.stdout.strip() == "core.llm_inference", run.stderr[-2000:]
+
+    # A core module left out of the bundle is named, and the container could not import its entry point.
+    monkeypatch.setattr(md, "CODE_FILES", tuple(f for f in md.CODE_FILES if f != "core/scores.py"))
+    broken = md.package(model, tmp_path / "broken.tar.gz")
+    assert bundle_problems(broken) == ["code/core/scores.py"]
+    with tarfile.open(broken) as tar:
+        tar.extractall(tmp_path / "broken", filter="data")
+    run = _import_entry(tmp_path / "broken")
+    assert run.returncode != 0 and "No module named 'core.scores'" in run.stderr
+
+
 def test_one_invocation_stays_well_inside_sagemakers_60_seconds():
     """1,024 texts per invocation at the T4's 2-3 s per 64 short texts is 32-48 s before long texts: over 60 s.
     The container takes at most 256 and the client sends at most that."""
     from core.settings import Settings
-    from deployment.inference import MAX_TEXTS_PER_REQUEST, BadRequest, parse_request
+    from core.llm_inference import MAX_TEXTS_PER_REQUEST, BadRequest, parse_request
 
     assert MAX_TEXTS_PER_REQUEST == 256 and 256 / 64 * 3 < 60 / 4
     assert len(parse_request(json.dumps({"inputs": ["a"] * 256}), "application/json")) == 256

@@ -124,6 +124,7 @@ def test_worst_input_time_per_character_is_bounded(product):
 
 def test_an_exhausted_budget_degrades_to_the_cheaper_path_and_says_so(product, monkeypatch):
     monkeypatch.setattr(Budget, "for_text", staticmethod(lambda length: Budget(0)))
+    product._token_cache.clear()  # a token an earlier test decoded is answered from the cache, budget or not
     result = check_invariants(product, "k 1 l l and k1ll")
     assert result.degraded
     assert result.text == "k 1 l l and k1ll"  # left as written, never a wrong rewrite
@@ -151,3 +152,12 @@ def test_a_run_stops_at_its_cap_of_uncached_calls(product):
         decode.decode_token = real
     assert len(calls) == decode._MAX_CALLS_PER_RUN
     assert budget.capped and budget.degraded
+
+
+def test_open_vocabulary_decoding_spends_the_text_budget(product):
+    """Each spelling the open-vocabulary decoder tries is one unit of the text's budget: with none left, a token
+    stays as written and the budget says so, the same bound generic decoding keeps."""
+    short = Budget(1)
+    assert product._open.decode("t3rr0r1st", short) is None  # two spellings ("1" is i or l), one unit
+    assert short.exhausted
+    assert product._open.decode("t3rr0r1st", Budget(1_000))[0] == "terrorist"

@@ -22,6 +22,8 @@ def decoded(normalizer, text):
         ("k.i.l.l", "kill", "spacing"),
         ("s-u-i-c-i-d-e", "suicide", "spacing"),
         ("kiiiiill", "kill", "repetition"),
+        ("kiiiillllsss", "kills", "repetition"),  # three stretched runs, read as one, two and one letters
+        ("i will kiiiilllll you", "i will kill you", "repetition"),
         ("k\u0456ll", "kill", "homoglyph"),  # Cyrillic і in a Latin word
         ("k\u200bill", "kill", "character_insertion"),  # zero-width space
         ("ｋｉｌｌ", "kill", "unicode_style"),  # fullwidth
@@ -116,3 +118,97 @@ def test_a_word_replacing_a_symbol_does_not_fuse_with_its_neighbours(mini):
     result = mini.normalize("❄eee")
     assert result.text == "cocaine eee"  # not "cocaineeee", which a second pass reads as a stretched "cocaine"
     assert mini.normalize(result.text).text == result.text
+
+
+def test_the_json_a_user_gets_names_every_rewrite_exactly(mini):
+    """NormalizationResult.as_dict is what `python -m normalizer` prints and the API returns as `matches`:
+    every key, offsets in both texts, and the open vocabulary's reading (a stretched word) with its category."""
+    assert mini.normalize("i will k1ll you").as_dict() == {
+        "original_text": "i will k1ll you", "normalized_text": "i will kill you", "algospeak_detected": True,
+        "matches": [{"start": 7, "end": 11, "norm_start": 7, "norm_end": 11, "original": "k1ll", "replacement": "kill",
+                     "meaning": "kill", "entry_id": "violence.unalive", "rule": "decode", "techniques": ["leetspeak"],
+                     "category": "violence", "severity": 3, "action": "rewrite"}],
+        "pattern_db_version": "0.0.1",
+    }  # fmt: skip
+    [match] = mini.normalize("kiiiillllsss").as_dict()["matches"]
+    assert match == {"start": 0, "end": 12, "norm_start": 0, "norm_end": 5, "original": "kiiiillllsss",
+                     "replacement": "kills", "meaning": "kills", "entry_id": "open_vocabulary.violence",
+                     "rule": "decode", "techniques": ["repetition"], "category": "violence", "severity": 1,
+                     "action": "rewrite"}  # fmt: skip
+    two = mini.normalize("k1ll and k i l l").as_dict(max_matches=1)
+    assert [m["original"] for m in two["matches"]] == ["k1ll"] and two["matches_omitted"] == 1
+
+
+@pytest.mark.parametrize(
+    "text, expected, matches",
+    [
+        ("he wants to unalive them", "he wants to kill them", [("unalive", "kill", "pattern", "rewrite", 12, 19, 12, 16)]),
+        ("you k1lled it today and unalive them", "you k1lled it today and kill them",
+         [("k1lled it", "k1lled it", "safe_context", "protect", 4, 13, 4, 13),
+          ("unalive", "kill", "pattern", "rewrite", 24, 31, 24, 28)]),
+        ("dying to know", "dying to know", [("dying to know", "dying to know", "safe_context", "protect", 0, 13, 0, 13)]),
+        ("seggs and corn site", "sex and corn site",
+         [("seggs", "sex", "pattern", "rewrite", 0, 5, 0, 3), ("corn", "corn", "pattern", "annotate", 10, 14, 8, 12)]),
+        ("got ❄️ for tonight", "got cocaine for tonight", [("❄️", "cocaine", "pattern", "rewrite", 4, 6, 4, 11)]),
+        ("fu(k 1488", "fuck white supremacist slogan",
+         [("fu(k", "fuck", "decode", "rewrite", 0, 4, 0, 4),
+          ("1488", "white supremacist slogan", "pattern", "rewrite", 5, 9, 5, 29)]),
+        ("born in 1488", "born in 1488", []),  # the context forbids it
+        ("she unalived kiiiilllll", "she killed kill",
+         [("unalived", "killed", "pattern", "rewrite", 4, 12, 4, 10),
+          ("kiiiilllll", "kill", "decode", "rewrite", 13, 23, 11, 15)]),
+    ],
+)
+def test_each_match_says_which_rule_found_it_and_where_in_both_texts(mini, text, expected, matches):
+    """What a reviewer reads in `matches`: the rule (a database pattern, a decoding, a protected safe context),
+    the action, and the offsets in the original and in the normalized text, which must point at the same words."""
+    result = mini.normalize(text)
+    got = [(m.original, m.replacement, m.rule, m.action, m.start, m.end, m.norm_start, m.norm_end)
+           for m in result.matches]
+    assert (result.text, got) == (expected, matches)
+    for m in result.matches:
+        assert text[m.start : m.end] == m.original and result.text[m.norm_start : m.norm_end] == m.replacement
+
+
+@pytest.mark.parametrize(
+    "db, text, expected, matches",
+    [
+        # a separator between single letters is spacing, not an inserted character
+        ("mini", "s·e·x", "sex", [("s·e·x", "sex", "sexual.seggs", "decode", ["spacing"], "sexual", 1, 0, 5, 0, 3)]),
+        ("product", "i will kiiiilllll you", "i will kill you",
+         [("kiiiilllll", "kill", "violence.kil", "pattern", ["repetition", "misspelling"], "violence", 2, 7, 17, 7, 11)]),
+        ("product", "lol suicide$ ok", "lol suicide$ ok", []),  # a known word with a trailing symbol: not "suicides"
+        ("mini", "$3x work", "sex work", [("$3x", "sex", "sexual.seggs", "decode", ["leetspeak"], "sexual", 1, 0, 3, 0, 3)]),
+        ("mini", "what the f*ck", "what the fuck",  # a masked letter is masking, not leetspeak
+         [("f*ck", "fuck", "profanity.fuck", "decode", ["masking"], "profanity", 1, 9, 13, 9, 13)]),
+        # the open vocabulary: a harmless word is read with severity 0, a harmful one with its category
+        ("mini", "s3wer", "sewer", [("s3wer", "sewer", "open_vocabulary.none", "decode", ["leetspeak"], "none", 0, 0, 5, 0, 5)]),
+        ("mini", "$tupid", "stupid",
+         [("$tupid", "stupid", "open_vocabulary.harassment", "decode", ["leetspeak"], "harassment", 1, 0, 6, 0, 6)]),
+        ("mini", "1488", "white supremacist slogan",
+         [("1488", "white supremacist slogan", "hate.code_1488", "pattern", ["code_number"], "hate", 3, 0, 4, 0, 24)]),
+        ("product", "run `x = a1 + b2` then `k1ll -9`", "run `x = a1 + b2` then `k1ll -9`",
+         [("k1ll -9", "k1ll -9", "safe_context.kill_process", "safe_context", ["safe_context"], "safe_context", 0,
+           24, 31, 24, 31)]),
+        ("mini", "going on 🤢🤥❄️ #Hollyweird", "going on 🤢🤥cocaine #Hollyweird",
+         [("❄️", "cocaine", "drugs.snow_emoji", "pattern", ["emoji"], "drugs", 2, 11, 13, 11, 18)]),
+        ("mini", "THINKING OF SÜEYSIDE", "THINKING OF suicide",
+         [("SÜEYSIDE", "suicide", "self_harm.suicide_plain", "pattern", ["unicode_style", "misspelling"], "self_harm", 3,
+           12, 20, 12, 19)]),
+    ],
+)
+def test_what_each_reading_is_reported_as(request, db, text, expected, matches):
+    """The entry, rule, techniques, category and severity a reviewer sees for each rewrite, with its offsets."""
+    result = request.getfixturevalue(db).normalize(text)
+    got = [(m.original, m.replacement, m.entry_id, m.rule, list(m.techniques), m.category, m.severity, m.start, m.end,
+            m.norm_start, m.norm_end) for m in result.matches]
+    assert (result.text, got) == (expected, matches)
+
+
+def test_offsets_point_at_the_same_words_in_both_texts_when_symbols_touch(mini):
+    result = mini.normalize("h@teİ❄sui.cide🔫")
+    assert result.text == "h@teİ cocaine suicide🔫"
+    assert [m.original for m in result.matches] == ["❄", "sui.cide"]
+    for m in result.matches:
+        assert result.original[m.start : m.end] == m.original
+        assert result.text[m.norm_start : m.norm_end] == m.replacement

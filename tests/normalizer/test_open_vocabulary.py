@@ -40,6 +40,8 @@ def test_decoded_harm_words_carry_their_category(product):
         "a b2b deal, an mp3, a 4x4, covid19, gr8 stuff, perl5 and ssse3, haplogroup r1b, 1st and 3rd, 10am",
         "sooo good, yesss, e-mail me, the U.S.A., co-op, re-enter, i.e. and e.g.",
         "jeg har møtt henne, $end it with $watch",
+        # hyphenated and camel-case compounds, identifiers and handles stay as written
+        "an anti-fascist 5-year-old, removeClass(), a mixtape, a navbars mixin, ho@user, C<3 u, x<y and b<3",
     ],
 )
 def test_never_touched(product, text):
@@ -84,3 +86,27 @@ def test_decoding_is_idempotent(product, mini, text):
     for normalizer in (product, mini):
         once = normalizer.normalize(text).text
         assert normalizer.normalize(once).text == once
+
+
+@pytest.mark.parametrize(
+    "coded, word",
+    [
+        ("horsesh1t", "horseshit"), ("d!ckheads", "dickheads"),  # a harm word compounded, not in the word list
+        ("fvckers", "fuckers"),  # an inflection of a harm word, from weak evidence ("v" for "u")
+        ("p0ssy", "pussy"), ("f@ck", "fuck"),  # a look-alike that reads as no word stands for a hidden letter
+        ("r*pe", "rape"), ("no*se", "noose"),  # a mask hides the harm reading ("ripe", "noise" are not hidden)
+        ("s<rew", "screw"), ("ha2ard", "hazard"),  # "<" for c, "2" for z (the Leet table)
+        ("k1llecl", "killed"), ("n/\\kecl", "naked"),  # "cl" for d
+    ],
+)  # fmt: skip
+def test_classes_of_coded_forms_beyond_single_substitutions(product, coded, word):
+    assert product.normalize(f"i said {coded} today").text == f"i said {word} today"
+
+
+def test_a_phrase_revealed_by_a_decoding_is_read_as_one_change(product):
+    """"pressed 💊" reads "pressed pills", the database's phrase for counterfeit pills: one change, both techniques."""
+    result = product.normalize("pressed 💊 for cheap, hmu")
+    assert result.text == "counterfeit pills for cheap, hmu"
+    [match] = result.matches
+    assert (match.original, match.entry_id) == ("pressed 💊", "drugs.pressies")
+    assert {"emoji", "euphemism"} <= set(match.techniques)

@@ -118,3 +118,43 @@ def test_adversarial_input_is_linear(mini, product):
             small, large = case[:25_000], case[:100_000]
             ratio = _seconds(normalizer, large) / max(_seconds(normalizer, small), 1e-4)
             assert ratio < 10, f"{case[:8]!r}...: 4x the input took {ratio:.1f}x the time"
+
+
+# The texts of the 200,000-text fuzz corpus (bench/bench_idempotence.py) that changed on a second normalization
+# before the fix: a word written in for an emoji fused with a look-alike after it ("🍑€" read "butt€", then
+# "butte"), a hashtag lost its boundary ("❄#fvck" read "cocaine#fvck", no longer a hashtag), and a database form
+# matched part of a token whose rest then read differently ("k.i.l.lsss" read "kill.lsss", then "kills").
+FUZZ_PRODUCT = [
+    "Maybe !next time he'k.i.l.lll think twice before pickinunaliveg fights.",
+    "Can I have a bad bitch without no flawws❄k.i.l.lsss",
+    "a\u202e+ĸyŞƘ˙kiiill🔫|<",
+    "¶˘\x91Ɖ2024@m3th🍑fvck€|2",
+    "+sui.cide3send nudes🍑€\t",
+    "send nudes3śʮȳƋb🍑\u200d£",
+]
+FUZZ_MINI = ["k i l lr\x83t3rr0ristûFǮÑ❄#fvck+", "\u202c\U000e0041k.i.l.l1488❄️#h@te", "sui.cide❄️#fu(k"]
+
+
+@pytest.mark.parametrize("text", FUZZ_PRODUCT)
+def test_fuzz_finds_are_idempotent_with_the_product_database(product, text):
+    result = check_invariants(product, text)
+    assert product.normalize(result.text).text == result.text
+
+
+@pytest.mark.parametrize("text", FUZZ_MINI)
+def test_fuzz_finds_are_idempotent_with_the_fixture(mini, text):
+    result = check_invariants(mini, text)
+    assert mini.normalize(result.text).text == result.text
+
+
+def test_a_word_for_an_emoji_is_set_apart_from_a_look_alike(product):
+    assert product.normalize("send nudes🍑€").text == "send nudes butt €"
+    assert product.normalize("send nudes🍑!").text == "send nudes butt!"  # sentence punctuation stays put
+
+
+def test_a_rewrite_that_makes_a_new_token_is_read_again_as_one_change(product):
+    result = check_invariants(product, "no flaws k.i.l.lsss")
+    assert result.text == "no flaws kills"
+    [match] = [m for m in result.matches if m.action == "rewrite"]
+    assert (match.original, match.replacement) == ("k.i.l.lsss", "kills")
+    assert "spacing" in match.techniques  # the first reading's technique is kept

@@ -15,7 +15,7 @@ pytest.importorskip("peft")
 pytest.importorskip("moto")
 
 from core import probes  # noqa: E402
-from pipeline import records  # noqa: E402
+from core import records  # noqa: E402
 from pipeline.run import main  # noqa: E402
 
 LINKS = {"prepare": [], "ingest": ["prepare"], "train": ["ingest"], "evaluate": ["train"], "gate": ["evaluate"],
@@ -58,7 +58,7 @@ def test_the_strict_checks_refuse_the_emulated_model(run, monkeypatch):
     """What --emulate relaxes, applied to the model it trained (a tiny random model after two steps)."""
     from core.settings import Settings
     from deployment import model_deployment as md
-    from deployment.inference import LabelScorer, render_response
+    from core.llm_inference import LabelScorer, render_response
     from deployment.local_server import start_in_thread
     from monitoring.model_monitoring import check_probe_answer
     from training.model_evaluation import gate

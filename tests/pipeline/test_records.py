@@ -1,4 +1,4 @@
-"""Step records (pipeline/records.py): written with their inputs' checksums, read back only when they are the
+"""Step records (core/records.py): written with their inputs' checksums, read back only when they are the
 step's own and their inputs have not changed since."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pipeline import records
+from core import records
 
 
 def test_a_record_links_its_inputs_and_reads_back(tmp_path):

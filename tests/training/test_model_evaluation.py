@@ -404,3 +404,29 @@ def test_seen_by_embedded_follows_the_training_split_across_sources():
     ]
     assert seen_by_embedded(rows)[:3] == [True, False, True]
     assert seen_by_embedded(rows)[3] is False
+
+
+def test_a_trained_model_archive_is_fetched_from_s3_once(aws_env, tmp_path):
+    """fetch_s3_artifact (gating a SageMaker job's model) through core.aws: the archive is downloaded and unpacked,
+    a second call for the same URI does not download again, and a URI that is not S3 fails in one line."""
+    import io
+    import tarfile
+
+    from core import aws
+    from training.model_evaluation import fetch_s3_artifact
+
+    payload = io.BytesIO()
+    with tarfile.open(fileobj=payload, mode="w:gz") as tar:
+        info = tarfile.TarInfo("config.json")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"{}"))
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="models")
+    s3.put_object(Bucket="models", Key="job/output/model.tar.gz", Body=payload.getvalue())
+    target = tmp_path / "model"
+    assert fetch_s3_artifact("s3://models/job/output/model.tar.gz", target) == target
+    assert (target / "config.json").read_text() == "{}"
+    s3.delete_object(Bucket="models", Key="job/output/model.tar.gz")
+    assert fetch_s3_artifact("s3://models/job/output/model.tar.gz", target) == target  # cached: no download
+    with pytest.raises(ValueError, match="not an S3 URI"):
+        fetch_s3_artifact("https://models/job/model.tar.gz", tmp_path / "other")

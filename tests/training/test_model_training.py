@@ -126,7 +126,7 @@ def test_creates_the_job_and_records_what_deployment_needs(aws, tmp_path, capsys
 def test_wait_streams_status_until_the_job_ends(aws, tmp_path, capsys, monkeypatch):
     import boto3
 
-    from pipeline import records
+    from core import records
 
     wait = model_training.wait_for_job
 
@@ -149,7 +149,7 @@ def test_wait_streams_status_until_the_job_ends(aws, tmp_path, capsys, monkeypat
 
 
 def test_a_completed_job_without_its_model_is_not_recorded_completed(aws, tmp_path, capsys):
-    from pipeline import records
+    from core import records
 
     record_path = tmp_path / "job.json"
     assert launch(aws, record_path, "--wait", "--no-spot", "--no-checkpoints") == 1
@@ -255,6 +255,15 @@ def test_the_staged_job_code_imports_on_its_own(tmp_path):
     assert not any(f.endswith(("model_evaluation.py", "tracking.py", "robustness.py")) for f in files), files
     requirements = (src / "requirements.txt").read_text()
     assert "pydantic-settings" in requirements and "peft" in requirements
+    # Imports inside functions too (the progress callback imports core.progress when training starts): every
+    # project module train_script can reach, read from the source, is staged.
+    from core.settings import ROOT
+    from tests.imports import closure, import_graph, module_file
+
+    graph = import_graph(ROOT)
+    needed = {module_file(m, ROOT) for m in closure(graph, "training.train_script")}
+    assert "core/progress.py" in needed
+    assert sorted(rel for rel in needed if not (src / rel).is_file()) == []
 
 
 def test_checkpoint_options_pass_as_hyperparameters():

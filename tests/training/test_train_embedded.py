@@ -2,6 +2,7 @@
 serving code loads, with its metrics; and broken artifacts are refused at load."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -16,9 +17,11 @@ from training.train_embedded import main, split_of
 
 @pytest.mark.shared_data
 @pytest.mark.slow
-def test_training_writes_a_loadable_artifact_with_its_decision_and_report(tmp_path):
+def test_training_writes_a_loadable_artifact_with_its_decision_and_report(tmp_path, capsys):
     out = tmp_path / "model.npz"
     assert main(["--limit", "4000", "--clean-sentences", "300", "--out", str(out), "--c", "8", "--budget", "0.05"]) == 0
+    err = capsys.readouterr().err  # not a terminal: plain progress lines with totals
+    assert "train_embedded: 8/8 stages (100%)" in err and re.search(r"^algospeak variants: (\d+)/\1 texts", err, re.M)
     classifier = EmbeddedClassifier(out)
     [scores] = classifier.classify(["you are a disgusting idiot and i hope you die"])
     assert set(scores) == set(LABELS) and abs(sum(scores.values()) - 1) < 1e-5

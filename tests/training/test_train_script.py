@@ -360,7 +360,7 @@ def test_packed_batches_give_the_same_loss_as_padded_ones(tiny_qwen_dir, tmp_pat
 def test_the_training_output_is_what_serving_loads(trained, tiny_qwen_dir):
     """The contract between training and serving: the adapter dir and its merged/ model both load in the
     inference core, agree with each other, and score differently from the untrained base."""
-    from deployment.inference import LabelScorer
+    from core.llm_inference import LabelScorer
 
     run, _, _ = trained
     texts = [PROBE, *TEXTS]

@@ -31,6 +31,19 @@ def test_within_a_domain_every_label_weighs_the_same_so_style_predicts_nothing()
     assert w.mean() == pytest.approx(1.0)
 
 
+def test_the_team_seed_weighs_as_many_domains_as_asked():
+    rows = [("t", 0, "tweets", "train")] * 6 + [("t", 2, "tweets", "train")] * 2
+    rows += [("s", 0, "team_seed", "train")] * 3 + [("s", 3, "team_seed", "train")] * 30
+    c = corpus_of(rows)
+    for seed_weight in (1.0, 4.0):
+        w = balanced_weights(c, seed_weight)
+        seed, tweets = w[c.domain == "team_seed"].sum(), w[c.domain == "tweets"].sum()
+        assert seed == pytest.approx(seed_weight * tweets)  # both domains have two labels
+        in_seed = c.domain == "team_seed"
+        assert w[in_seed & (c.label == 0)].sum() == pytest.approx(w[in_seed & (c.label == 3)].sum())
+    assert balanced_weights(c, 0.0)[c.domain == "team_seed"].sum() == 0.0
+
+
 def test_decide_many_is_the_moderators_rule():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(4), size=500)
@@ -53,7 +66,17 @@ def test_thresholds_keep_the_false_flag_budget_on_the_data_they_were_fitted_on(b
     flagged_safe = (decision.labels(logits)[labels == 0] >= 2).mean()
     assert flagged_safe <= budget
     assert flagged_safe > budget * 0.6  # the threshold is as low as the budget allows, not just safe
-    assert decision.thresholds["potentially_harmful"] <= decision.thresholds["harmful"]
+    assert (decision.labels(logits)[labels == 0] == 1).mean() <= transfer.DEFAULT_REVIEW_BUDGET
+
+
+@pytest.mark.parametrize("review_budget", [0.05, 0.15])
+def test_the_review_threshold_keeps_its_budget_of_safe_texts(review_budget):
+    logits, labels = _separable(4000, 3)
+    logits[:, 1] += 1.5  # a model that leans to "potentially harmful": macro-F1 alone would review much safe text
+    loose = fit_decision(logits, labels, np.full(4, 0.25), false_flag_budget=0.02, review_budget=0.99)
+    decision = fit_decision(logits, labels, np.full(4, 0.25), false_flag_budget=0.02, review_budget=review_budget)
+    reviewed_safe = (decision.labels(logits)[labels == 0] == 1).mean()
+    assert reviewed_safe <= review_budget < (loose.labels(logits)[labels == 0] == 1).mean()
 
 
 def test_temperature_calibrates_overconfident_logits():
@@ -124,6 +147,19 @@ def test_leave_one_domain_out_never_trains_on_the_domain_it_scores():
     assert report["mean"]["recall"] == 1.0 and report["mean"]["worst_false_flag_rate"]["value"] == 0.0
 
 
+def test_the_team_seed_is_trained_on_in_every_fold_and_never_held_out():
+    rows = []
+    for domain in ("tweets", "news", "team_seed"):
+        for i in range(30):
+            split = "train" if i < 20 else "validation" if i < 25 else "test"
+            rows.append((f"{domain} fine {i}", 0, domain, split))
+            rows.append((f"{domain} bad {i}", 2, domain, split))
+    Memorise.seen = set()
+    report = transfer.leave_one_domain_out(corpus_of(rows), Memorise, log=lambda m: None)
+    assert set(report["domains"]) == {"tweets", "news"}  # a figure on the seed would be a home figure
+    assert any(t.startswith("team_seed") for t in Memorise.seen)
+
+
 @pytest.mark.parametrize(
     ("logits", "labels", "message"),
     [
@@ -136,12 +172,13 @@ def test_fit_decision_refuses_what_it_cannot_fit(logits, labels, message):
         fit_decision(logits, labels, np.full(4, 0.25))
 
 
-def test_degenerate_validation_still_gives_ordered_thresholds():
+def test_degenerate_validation_still_gives_thresholds_that_keep_both_budgets():
     # only safe texts, all logits equal: nothing to learn, but the thresholds must still make sense
     decision = fit_decision(np.zeros((50, 4)), np.zeros(50, dtype=int), np.full(4, 0.25))
     t = decision.thresholds
-    assert t["potentially_harmful"] <= t["harmful"] <= t["extremely_harmful"]
+    assert t["harmful"] <= t["extremely_harmful"]
     assert decision.fitted_on["validation_false_flag_rate"] == 0.0
+    assert (decision.labels(np.zeros((50, 4))) == 0).all()  # nothing flagged, nothing sent to review
 
 
 def test_a_budget_sweep_trades_false_flags_for_recall(tmp_path):

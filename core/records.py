@@ -5,7 +5,8 @@ which inputs (the previous step's record, by path and checksum), with which vers
 
 A step reads its inputs from the previous step's record (`read`) and refuses one that does not fit what it is
 asked to do (`RecordError`, a one-line reason): a missing record, a missing artifact, a record written for
-another model. This module imports nothing of the project but `core`, so every step can use it.
+another model. It lives in `core/` and imports only `core`, so every step can use it and no step imports
+`pipeline/`, which runs them.
 """
 
 from __future__ import annotations
