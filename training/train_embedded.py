@@ -48,6 +48,7 @@ from core.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_ENCODER_MODEL, DEFAULT
 
 OUT_MODEL = ROOT / "out" / "embedded" / "model.npz"  # trained models go to out/; --promote ships one
 OUT_ENCODER_MODEL = ROOT / "out" / "encoder" / "model.npz"
+MAX_ITER = 100  # L-BFGS iterations of the logistic regression (transfer.NgramRecipe's default)
 # What a run does, in order (its progress bar counts these).
 STAGES = ("corpus", "screening", "variants", "fit", "decision", "serving check", "test", "robustness")
 from training.robustness import robustness_report
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                              "written to models/encoder/model.npz unless --out)")
     parser.add_argument("--alpha", type=float, default=1.0, help="combo: weight of the sentence vector")
     parser.add_argument("--c", type=float, default=8.0, help="inverse regularisation")
+    parser.add_argument("--max-iter", type=int, default=MAX_ITER, help="L-BFGS iterations (default %(default)s)")
     parser.add_argument("--budget", type=float, default=None, help="validation false-flag budget (default: transfer's)")
     parser.add_argument("--no-screen", action="store_true", help="keep single-harm sources' negatives as they come")
     parser.add_argument("--seed-weight", type=float, default=None,
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         cache = transfer.EmbeddingCache()
         make = lambda: transfer.ComboRecipe(cache, c=args.c, alpha=args.alpha, max_features=args.max_features)  # noqa: E731
     else:
-        make = lambda: transfer.NgramRecipe(c=args.c, max_features=args.max_features)  # noqa: E731
+        make = lambda: transfer.NgramRecipe(c=args.c, max_features=args.max_features, max_iter=args.max_iter)  # noqa: E731
     stages.update(1, done="corpus")
     keep, screened = ((np.ones(len(corpus), bool), {}) if args.no_screen
                       else transfer.screen_single_harm(corpus, seed_weight=seed_weight))
@@ -163,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "recipe": args.recipe,
         "C": args.c,
+        "max_iter": args.max_iter,
         **({"encoder": "all-MiniLM-L6-v2-onnx-int8", "alpha": args.alpha} if args.recipe == "combo" else {}),
         "features": len(model.vocab),
         "train_texts": len(train),

@@ -108,3 +108,45 @@ def test_the_shipped_models_describe_their_decision():
     card = json.loads(DEFAULT_EMBEDDED_MODEL.with_name("model_card.json").read_text())
     assert model.thresholds == pytest.approx(card["decision"]["thresholds"])
     assert model.temperature == pytest.approx(card["decision"]["temperature"], rel=1e-5)
+
+
+# What the shipped model must still do on the team's functional suite (cases it never trained on: the seed corpus
+# leaves out anything close to them, data/seed.py), through the normalizer as the moderator runs it. Floors a
+# little under the measured figures in models/embedded/eval_report.json; a random or broken model fails them.
+FUNCTIONAL_FLOORS = {"hateful_flagged": 0.55, "non_hateful_flagged": 0.10, "coded_flagged": 0.55}
+
+
+@pytest.fixture(scope="module")
+def shipped_functional():
+    from core.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_PATTERN_DB
+    from normalizer import Normalizer, load_database
+    from training.model_evaluation import functional_suite_report
+
+    return functional_suite_report(EmbeddedClassifier(DEFAULT_EMBEDDED_MODEL),
+                                   Normalizer(load_database(DEFAULT_PATTERN_DB)))
+
+
+def test_the_shipped_model_flags_the_suites_harm_and_spares_its_harmless_cases(shipped_functional):
+    overall = shipped_functional["overall"]
+    assert overall["hateful_flagged"] >= FUNCTIONAL_FLOORS["hateful_flagged"]
+    assert overall["non_hateful_flagged"] <= FUNCTIONAL_FLOORS["non_hateful_flagged"]
+    assert overall["coded"]["coded_flagged"] >= FUNCTIONAL_FLOORS["coded_flagged"]  # coding does not hide it
+    families = shipped_functional["families"]
+    # harms the shared sets barely label, which the seed corpus teaches: no longer missed outright
+    for family in ("threat", "self_harm", "sexual", "dehumanisation"):
+        assert families[family]["hateful_flagged"] >= 0.3, family
+    assert families["identity_neutral"]["non_hateful_flagged"] <= 0.15
+    assert families["negated_hate"]["non_hateful_flagged"] <= 0.1
+
+
+@pytest.mark.parametrize("text, label", [
+    ("have a nice day", "safe"),
+    ("I killed it at work today", "safe"),
+    ("thanks for the help, see you tomorrow", "safe"),
+])
+def test_the_shipped_model_leaves_everyday_text_alone(text, label):
+    from core.settings import DEFAULT_EMBEDDED_MODEL
+    from moderator import decide, resolve_thresholds
+
+    model = EmbeddedClassifier(DEFAULT_EMBEDDED_MODEL)
+    assert decide(model.classify([text])[0], resolve_thresholds({}, model)) == label
