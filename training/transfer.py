@@ -61,8 +61,8 @@ DEFAULT_PRIOR: dict[str, float] = {"safe": 0.80, "potentially_harmful": 0.12, "h
 DEFAULT_FALSE_FLAG_BUDGET = 0.03
 # Share of safe validation texts it may send to review (decided potentially_harmful; flags are the budget above):
 # a review queue that a quarter of all safe traffic reaches is no queue. The review threshold is the best
-# macro-F1 within it.
-DEFAULT_REVIEW_BUDGET = 0.15
+# macro-F1 within it. At 15% everyday phrases ("have a nice day", "ok", "lol") went to review; at 5% none do.
+DEFAULT_REVIEW_BUDGET = 0.05
 BASE_RATE_HARMFUL = DEFAULT_PRIOR["harmful"] + DEFAULT_PRIOR["extremely_harmful"]
 # How many domains' weight the team's seed corpus (data.seed) carries in training (`--seed-weight`): chosen by
 # the functional suite and the leave-one-domain-out figures of 1 and 4 (README, "Embedded classifier").
