@@ -128,14 +128,19 @@ class Memorise(transfer.Recipe):
         return np.array([[0.0, 0.0, 3.0, 0.0] if "bad" in t else [3.0, 0.0, 0.0, 0.0] for t in texts])
 
 
-def test_leave_one_domain_out_never_trains_on_the_domain_it_scores():
+def _domains_corpus(*domains: str) -> Corpus:
+    """30 safe and 30 harmful texts per domain, split 20/5/5; the harmful ones say "bad"."""
     rows = []
-    for domain in ("tweets", "news", "forum"):
+    for domain in domains:
         for i in range(30):
             split = "train" if i < 20 else "validation" if i < 25 else "test"
             rows.append((f"{domain} fine {i}", 0, domain, split))
             rows.append((f"{domain} bad {i}", 2, domain, split))
-    c = corpus_of(rows)
+    return corpus_of(rows)
+
+
+def test_leave_one_domain_out_never_trains_on_the_domain_it_scores():
+    c = _domains_corpus("tweets", "news", "forum")
     report = transfer.leave_one_domain_out(c, Memorise, log=lambda m: None)
     assert set(report["domains"]) == {"tweets", "news", "forum"}
     for domain, row in report["domains"].items():
@@ -148,14 +153,8 @@ def test_leave_one_domain_out_never_trains_on_the_domain_it_scores():
 
 
 def test_the_team_seed_is_trained_on_in_every_fold_and_never_held_out():
-    rows = []
-    for domain in ("tweets", "news", "team_seed"):
-        for i in range(30):
-            split = "train" if i < 20 else "validation" if i < 25 else "test"
-            rows.append((f"{domain} fine {i}", 0, domain, split))
-            rows.append((f"{domain} bad {i}", 2, domain, split))
     Memorise.seen = set()
-    report = transfer.leave_one_domain_out(corpus_of(rows), Memorise, log=lambda m: None)
+    report = transfer.leave_one_domain_out(_domains_corpus("tweets", "news", "team_seed"), Memorise, log=lambda m: None)
     assert set(report["domains"]) == {"tweets", "news"}  # a figure on the seed would be a home figure
     assert any(t.startswith("team_seed") for t in Memorise.seen)
 
