@@ -24,6 +24,9 @@ def test_the_seed_covers_each_harm_and_its_safe_look_alikes(rows):
     assert counts[("dehumanisation", "harmful")] >= 200
     assert counts[("counter_speech", "safe")] >= 100 and counts[("negated_hate", "safe")] >= 100
     assert all(r.label in LABELS for r in rows)
+    # each label the seed has carries a whole label's weight of its domain in training: a handful of sentences
+    # would teach their every word ("this fucking weather" once made "nice weather today" potentially harmful)
+    assert min(Counter(r.label for r in rows).values()) >= 50
     assert len({r.text.lower() for r in rows}) == len(rows)  # no sentence twice
 
 
