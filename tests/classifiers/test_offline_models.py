@@ -144,7 +144,6 @@ def test_the_shipped_model_flags_the_suites_harm_and_spares_its_harmless_cases(s
     ("I killed it at work today", "safe"),
     ("thanks for the help, see you tomorrow", "safe"),
     ("nice weather today", "safe"),
-    ("ok", "safe"),
 ])
 def test_the_shipped_model_leaves_everyday_text_alone(text, label):
     from core.settings import DEFAULT_EMBEDDED_MODEL
