@@ -48,11 +48,10 @@ from core.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_ENCODER_MODEL, DEFAULT
 
 OUT_MODEL = ROOT / "out" / "embedded" / "model.npz"  # trained models go to out/; --promote ships one
 OUT_ENCODER_MODEL = ROOT / "out" / "encoder" / "model.npz"
-MAX_ITER = 100  # L-BFGS iterations of the logistic regression (transfer.NgramRecipe's default)
 # What a run does, in order (its progress bar counts these).
 STAGES = ("corpus", "screening", "variants", "fit", "decision", "serving check", "test", "robustness")
 from training.robustness import robustness_report
-from training.transfer import split_of  # noqa: F401  (the split every consumer of the corpus uses)
+from training.transfer import MAX_ITER, split_of  # noqa: F401  (split_of: the split every consumer of the corpus uses)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,12 +61,16 @@ DEFAULT_PRIOR: dict[str, float] = {"safe": 0.80, "potentially_harmful": 0.12, "h
 DEFAULT_FALSE_FLAG_BUDGET = 0.03
 # Share of safe validation texts it may send to review (decided potentially_harmful; flags are the budget above):
 # a review queue that a quarter of all safe traffic reaches is no queue. The review threshold is the best
-# macro-F1 within it. At 15% everyday phrases ("have a nice day", "ok", "lol") went to review; at 5% none do.
+# macro-F1 within it. At 15% everyday phrases ("have a nice day", "ok", "lol") went to review; at 5% fewer do
+# ("ok" still does with the shipped model, README).
 DEFAULT_REVIEW_BUDGET = 0.05
 BASE_RATE_HARMFUL = DEFAULT_PRIOR["harmful"] + DEFAULT_PRIOR["extremely_harmful"]
-# How many domains' weight the team's seed corpus (data.seed) carries in training (`--seed-weight`): chosen by
-# the functional suite and the leave-one-domain-out figures of 1 and 4 (README, "Embedded classifier").
+# How many domains' weight the team's seed corpus (data.seed) carries in training (`--seed-weight`). At 1 the
+# seed barely moved the functional suite (35% of its harmful cases flagged, 49% at 4, before the threshold fixes);
+# not tuned further.
 SEED_WEIGHT = 4.0
+# L-BFGS iterations of the n-gram model's logistic regression: a chosen budget (300 gave the same figures).
+MAX_ITER = 100
 CLEAN_SENTENCES = "civil_comments_clean_sentences"
 # The leave-out unit is the platform: EDOS mixes Reddit and Gab posts, so Reddit and Gab sources leave together.
 DOMAIN_GROUPS = {"reddit": "reddit_gab", "gab": "reddit_gab"}
@@ -445,7 +449,7 @@ class NgramRecipe(Recipe):
 
     name = "ngram"
 
-    def __init__(self, c: float = 8.0, max_features: int = 200_000, min_df: int = 2, max_iter: int = 100,
+    def __init__(self, c: float = 8.0, max_features: int = 200_000, min_df: int = 2, max_iter: int = MAX_ITER,
                  store: NgramStore | None = None):
         self.c, self.max_features, self.min_df, self.max_iter, self.store = c, max_features, min_df, max_iter, store
 
@@ -479,7 +483,7 @@ class NgramRecipe(Recipe):
         self.choose_vocabulary(texts)
         self.tfidf = TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True).fit(self.binary(texts))
         self.model = LogisticRegression(C=self.c, max_iter=self.max_iter, tol=1e-3)
-        with warnings.catch_warnings():  # 100 iterations is a chosen budget (same held-out figures as 300), not a bug
+        with warnings.catch_warnings():  # MAX_ITER is a chosen budget, not a bug
             warnings.simplefilter("ignore", ConvergenceWarning)
             self.model.fit(self.features(texts), labels, sample_weight=weights)
 
@@ -819,8 +823,8 @@ def main(argv: list[str] | None = None) -> int:
         np.savez_compressed(args.out / f"transfer_{name}_logits.npz", **logits)
         keep, screened = ((np.ones(len(corpus), bool), {}) if args.no_screen
                           else screen_single_harm(corpus, seed_weight=args.seed_weight))
-        report.update(recipe=name, settings={**kw, "budget": args.budget, "screen": not args.no_screen,
-                                             "seed_weight": args.seed_weight},
+        report.update(recipe=name, settings={**kw, "budget": args.budget, "review_budget": DEFAULT_REVIEW_BUDGET,
+                                             "screen": not args.no_screen, "seed_weight": args.seed_weight},
                       screened_for_the_all_domains_model=screened)
         report["all_domains"] = all_domains_report(corpus, make, keep, args.budget, args.seed_weight)
         print(f"{name}: all domains: test {json.dumps(report['all_domains']['test'])}; functional suite "
