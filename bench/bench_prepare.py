@@ -305,6 +305,7 @@ def main() -> int:
         LABEL_MIX,
         "--seed",
         str(args.seed),
+        "--no-seed-corpus",  # the pandas version has no seed step: the same steps on the same rows
         *db_args,
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

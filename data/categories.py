@@ -21,6 +21,25 @@ decodes them, are positives of the entry's category (core.categories.STAGE1); it
 words in a harmless sense, written in the same casual style as the positives) are negatives of every category, so
 a head cannot learn the examples' style instead of their meaning. They train, they are never held out to judge transfer.
 
+The team's seed corpus (data.seed, source "team_seed", in data.prepare's train split) carries no scores; its
+categories come from each sentence's template family instead (`seed_targets`, `SEED_FAMILY_CATEGORIES`):
+
+    threat               violence     threats, death wishes and wishes of harm, calls to kill a group
+    self_harm            self_harm    suicide intent, urging someone to kill themselves, promotion of self-harm
+    sexual               sexual       explicit sexual solicitation
+    dehumanisation       hate         a protected group compared to vermin or disease
+    implicit_derogation  hate         derogation and exclusion of a protected group without slurs
+    profanity            harassment   insults aimed at a person (some without a swear word: profanity unknown)
+
+A harmful or extremely harmful sentence is a positive of its family's category and unknown for every other one
+(a call to kill a group is hate too, but the family does not say so). A safe sentence (the look-alikes: idioms,
+news, negation, counter-speech, support talk, sex education, praise of groups) was written to carry no harm of
+any kind, so it is a negative of every category, as a safe text of a source that judged every harm is, except
+the profanity family's mild swearing ("damn", "crap": safe by the label guide, maybe profanity by the category's
+definition), which is unknown for profanity. A potentially_harmful sentence (the corpus has none) is unknown
+for every category. Only data.prepare reads the seed this way; the category heads' corpus (`load_category_corpus`)
+does not include the seed.
+
 A score of at least 0.5 is a positive, exactly 0 a negative, anything between or null unknown (raters split,
 or the source never asked). A text labelled safe by a source that judged every kind of harm is a negative for
 every category. A single-harm source (SharedSource.single_harm: EDOS, Reddit misogyny, Fox News, Stormfront)
@@ -50,6 +69,17 @@ SCORE_OF: dict[str, str | None] = {
 }
 UNKNOWN = -1
 PATTERN_EXAMPLES = "pattern_database_examples"
+# The team seed corpus's families (data/dataset/seed_corpus.json) -> the categories its harmful sentences carry;
+# `SEED_SAFE_UNKNOWN`: the categories a family's safe sentences are not negatives of (see the module docstring).
+SEED_FAMILY_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "threat": ("violence",),
+    "self_harm": ("self_harm",),
+    "sexual": ("sexual",),
+    "dehumanisation": ("hate",),
+    "implicit_derogation": ("hate",),
+    "profanity": ("harassment",),
+}
+SEED_SAFE_UNKNOWN: dict[str, tuple[str, ...]] = {"profanity": ("profanity",)}
 
 
 @dataclass
@@ -87,6 +117,28 @@ def targets(df: pl.DataFrame, single_harm: set[str]) -> pl.DataFrame:
             .otherwise(pl.lit(None, pl.Int8))
         )  # fmt: skip
         exprs.append(value.alias(category))
+    return df.with_columns(exprs)
+
+
+def seed_targets(df: pl.DataFrame, source: str = "team_seed", family: str = "family") -> pl.DataFrame:
+    """`df` with its category columns (from `targets`) replaced on the rows of `source` by what the seed family
+    (column `family`) and label say: 1 for the family's categories on a harmful or extremely harmful sentence,
+    0 on a safe one (null for `SEED_SAFE_UNKNOWN`), null otherwise. Other rows are unchanged."""
+    def among(families: list[str]) -> pl.Expr:
+        return pl.col(family).is_in(families) if families else pl.lit(False)
+
+    is_seed = pl.col("source") == source
+    harmful = pl.col("label").is_in(["harmful", "extremely_harmful"])
+    exprs = []
+    for category in CATEGORIES:
+        positive = among([f for f, cats in SEED_FAMILY_CATEGORIES.items() if category in cats])
+        safe_unknown = among([f for f, cats in SEED_SAFE_UNKNOWN.items() if category in cats])
+        value = (
+            pl.when(harmful & positive).then(pl.lit(1, pl.Int8))
+            .when((pl.col("label") == "safe") & ~safe_unknown).then(pl.lit(0, pl.Int8))
+            .otherwise(pl.lit(None, pl.Int8))
+        )  # fmt: skip
+        exprs.append(pl.when(is_seed).then(value).otherwise(pl.col(category)).alias(category))
     return df.with_columns(exprs)
 
 

@@ -12,10 +12,18 @@ Steps (polars, lazy; the read is streamed, keeping only the standard columns and
            keeping the most severe label when copies disagree, so no text can sit in two splits
   sample   to --target-size with --label-mix, sources balanced within each label (largest fair share each)
   split    train/validation/test by --splits, stratified by label and source, fixed by --seed
+  seed     the team's seed corpus (`data.seed`, source team_seed: 2,686 team-written sentences for threats,
+           suicide intent, dehumanisation, sexual solicitation and their safe look-alikes) added to train only,
+           never to validation or test (it says what our labels mean; a figure on it would be a home figure).
+           Not sampled: --target-size and --label-mix count the shared rows, the seed comes on top. A seed
+           sentence whose dedupe key is a shared text's is dropped (the shared row wins and keeps its split),
+           as is a second seed sentence with the same key. --no-seed-corpus leaves it out.
   augment  coded variants of a share of the harmful texts (`data.augment`), each in its parent's split
+           (seed sentences too: they are train rows like any other)
   write    {split}.jsonl and {split}.parquet (messages in the Qwen chat format from `core.prompt`, and each
-           record's harm categories, {category: 1, 0 or null}, from `data.categories.targets`: the category
-           field's answers, a coded variant inheriting its parent's), plus data_card.json and data_card.md
+           record's harm categories, {category: 1, 0 or null}, from `data.categories.targets`, and for the seed
+           from its sentence's family, `data.categories.seed_targets`: the category field's answers, a coded
+           variant inheriting its parent's), plus data_card.json and data_card.md
 """
 
 from __future__ import annotations
@@ -52,13 +60,24 @@ from data.readers import (
     DataError,
     OnBadRows,
     check_problems,
+    clean_text,
     collect_checked,
     dedupe_key,
     read_jigsaw_unintended_bias,
 )
+from data.seed import DEFAULT_SEED_CORPUS
+from data.seed import SOURCE as TEAM_SEED
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
-LICENCES = {**{s.name: s.licence for s in SHARED_SOURCES}, "jigsaw_unintended_bias": JIGSAW_UB_LICENCE}
+TEAM_SEED_LICENCE = (
+    "this project's own writing (the team's seed corpus, data/dataset/seed_corpus.json; Apache-2.0, the project's "
+    "licence in pyproject.toml)"
+)
+LICENCES = {
+    **{s.name: s.licence for s in SHARED_SOURCES},
+    "jigsaw_unintended_bias": JIGSAW_UB_LICENCE,
+    TEAM_SEED: TEAM_SEED_LICENCE,
+}
 DEFAULT_OUT = ROOT / "out" / "prepared"
 CARD_NAME = "data_card.json"
 
@@ -71,6 +90,7 @@ class PrepareConfig:
     shared_root: Path = DEFAULT_SHARED_ROOT
     sources: tuple[str, ...] = SHARED_SOURCE_NAMES
     jigsaw_train: Path | None = None
+    seed_corpus: Path | None = DEFAULT_SEED_CORPUS  # the team's seed corpus, train only; None: left out
     pattern_db: Path | None = DEFAULT_PATTERN_DB
     target_size: int | None = None
     label_mix: dict[str, float] | None = None
@@ -120,6 +140,7 @@ class Stats:
     dropped_duplicates: int = 0
     duplicate_label_conflicts: int = 0
     sampling: dict[str, Any] = field(default_factory=dict)
+    team_seed: dict[str, Any] | None = None
     augmentation: dict[str, Any] = field(default_factory=dict)
 
 
@@ -281,6 +302,79 @@ def sample_and_split(df: pl.DataFrame, config: PrepareConfig, stats: Stats) -> p
     return taken.with_columns(split.alias("split")).drop("_quota", "_rank", "_n").collect()
 
 
+# --------------------------------------------------------------------------------------------- seed corpus
+
+
+def load_team_seed(config: PrepareConfig) -> pl.DataFrame | None:
+    """The seed corpus (`data.seed.load_seed`, its own fixed expansion, not --seed) as standard rows: text
+    cleaned as the readers clean it, source team_seed, source_id the first 16 hex digits of the SHA-256 of the
+    sentence (stable when other sentences are added or removed), scores null, split train, and `_family` (the
+    template family, for the categories). None when `seed_corpus` is None. A missing or malformed file is a
+    DataError naming it, raised before anything is written."""
+    if config.seed_corpus is None:
+        return None
+    from data.seed import load_seed
+
+    path = Path(config.seed_corpus)
+    if not path.is_file():
+        raise DataError(path, "seed corpus not found (pass --seed-corpus PATH, or --no-seed-corpus to leave it out)")
+    try:
+        rows = load_seed(path)
+    except ValueError as err:  # a malformed template names the template, not always the file
+        if str(path) in str(err):
+            raise
+        raise DataError(path, str(err)) from None
+    frame = pl.DataFrame(
+        {
+            "text": [r.text for r in rows],
+            "label": [r.label for r in rows],
+            "source_id": [hashlib.sha256(r.text.encode("utf-8")).hexdigest()[:16] for r in rows],
+            "_family": [r.family for r in rows],
+        },
+        schema={"text": pl.String, "label": pl.String, "source_id": pl.String, "_family": pl.String},
+    )
+    return frame.with_columns(
+        clean_text(pl.col("text")),
+        pl.lit(TEAM_SEED).alias("source"),
+        *[pl.lit(None, pl.Float32).alias(c) for c in SCORE_COLUMNS],
+        pl.lit("train").alias("split"),
+    )
+
+
+def add_team_seed(
+    sampled: pl.DataFrame, shared: pl.DataFrame, seed_rows: pl.DataFrame | None, config: PrepareConfig, stats: Stats
+) -> pl.DataFrame:
+    """`sampled` plus the seed sentences, all in train. Deduplicated by the same key as the shared rows: a seed
+    sentence whose key is any shared text's (`shared`: every shared row after deduplication, sampled or not,
+    so the seed's count does not depend on --target-size) is dropped and the shared row wins, keeping its
+    label and split (the seed must never put a text in two splits, and must not change the shared sample);
+    of seed sentences sharing a key, the first in load_seed order is kept. The shared row wins even when the
+    seed's label is more severe (unlike copies among the shared sets): taking the seed's label would relabel a
+    row already sampled, perhaps into validation or test; the card counts such cases
+    (`duplicates_of_shared_with_another_label`). Adds `_family` (null on shared rows)."""
+    out = sampled.with_columns(pl.lit(None, pl.String).alias("_family"))
+    if seed_rows is None:
+        return out
+    keyed = seed_rows.filter(pl.col("text") != "").with_columns(text_key(config.seed).alias("_key"))
+    unique_seed = keyed.unique("_key", keep="first", maintain_order=True)
+    shared_keys = shared.select("_key", pl.col("label").alias("_shared_label"))
+    clashes = unique_seed.join(shared_keys, on="_key", how="inner")
+    added = unique_seed.join(shared_keys, on="_key", how="anti")
+    added = added.with_columns(pl.concat_str("source", pl.lit(":"), "source_id").alias("id"))
+    stats.team_seed = {
+        "path": str(config.seed_corpus),
+        "split": "train",
+        "sentences": seed_rows.height,
+        "empty_dropped": seed_rows.height - keyed.height,
+        "duplicates_within_dropped": keyed.height - unique_seed.height,
+        "duplicates_of_shared_dropped": clashes.height,
+        "duplicates_of_shared_with_another_label": clashes.filter(pl.col("label") != pl.col("_shared_label")).height,
+        "added": added.height,
+        "added_by_label": {label: added.filter(pl.col("label") == label).height for label in LABELS},
+    }
+    return pl.concat([out, added.select(out.columns)], how="vertical")
+
+
 # --------------------------------------------------------------------------------------------- augment
 
 
@@ -400,10 +494,11 @@ def categories_expr(records: pl.DataFrame) -> pl.Series:
     """Each record's harm categories as a struct {category: 1 yes, 0 no, null unknown} (data.categories.targets,
     the targets the category heads train on): what the prompt's category field is trained to answer."""
     from core.categories import CATEGORIES
-    from data.categories import targets
+    from data.categories import seed_targets, targets
 
     single = {s.name for s in SHARED_SOURCES if s.single_harm}
-    judged = targets(records.select("source", "label", *SCORE_COLUMNS), single)
+    judged = targets(records.select("source", "label", "_family", *SCORE_COLUMNS), single)
+    judged = seed_targets(judged, source=TEAM_SEED, family="_family")  # the seed: from its family, not scores
     return judged.select(pl.struct(*CATEGORIES).alias("categories")).to_series()
 
 
@@ -485,6 +580,7 @@ def build_card(
             "duplicates_dropped": stats.dropped_duplicates,
             "duplicate_keys_with_conflicting_labels": stats.duplicate_label_conflicts,
             "sampling": stats.sampling,
+            "team_seed": stats.team_seed,
             "augmentation": stats.augmentation,
         },
         "counts": {
@@ -492,6 +588,7 @@ def build_card(
             "by_split": _counts(records, "split"),
             "by_split_label": _counts(records, "split", "label"),
             "by_split_source": _counts(records, "split", "source"),
+            "by_source_label": _counts(records, "source", "label"),
             "by_split_kind": _counts(
                 records.with_columns(
                     pl.when(pl.col("parent_id").is_null())
@@ -521,6 +618,7 @@ def render_card(card: dict[str, Any]) -> str:
         ("Techniques by split (variants)", "by_split_technique", None),
     ):
         lines += [f"## {title}", "", *_table(counts[key], columns), ""]
+    lines += ["## Labels by source (originals and variants)", "", *_source_table(counts["by_source_label"]), ""]
     steps = card["steps"]
     lines += ["## Steps", ""]
     lines += [f"- {k.replace('_', ' ')}: {json.dumps(v)}" for k, v in steps.items()]
@@ -540,6 +638,13 @@ def render_card(card: dict[str, Any]) -> str:
         f"| {f['path']} | {f['rows']} | {f['bytes']} | {f['sha256'][:16]}... |" for f in card["outputs"]
     ]
     return "\n".join(lines) + "\n"
+
+
+def _source_table(nested: dict[str, dict[str, int]]) -> list[str]:
+    rows = [f"| source | {' | '.join(LABELS)} | total |", "|---" * (len(LABELS) + 2) + "|"]
+    for source, row in nested.items():
+        rows.append(f"| {source} | {' | '.join(str(row.get(c, 0)) for c in LABELS)} | {sum(row.values())} |")
+    return rows
 
 
 def _table(nested: dict[str, dict[str, int]], columns) -> list[str]:
@@ -569,6 +674,7 @@ def prepare(config: PrepareConfig, log: Callable[[str], None] | None = None) -> 
     log = log or StderrLog()
     inputs = input_files(config)
     db = load_pattern_db(config.pattern_db)
+    seed_rows = load_team_seed(config)  # before anything is written: a bad seed corpus leaves no partial output
     config.out_dir.mkdir(parents=True, exist_ok=True)
     stats = Stats()
     log(f"reading {len(inputs)} file(s)")
@@ -588,9 +694,18 @@ def prepare(config: PrepareConfig, log: Callable[[str], None] | None = None) -> 
         log(
             f"warning: {label}: {missing} fewer rows than requested (only {stats.sampling['selected'][label]} available)"
         )
+    sampled = add_team_seed(sampled, unique, seed_rows, config, stats)
+    if stats.team_seed is not None:
+        log(
+            f"team seed: {stats.team_seed['added']} of {stats.team_seed['sentences']} sentences added to train "
+            f"({stats.team_seed['duplicates_of_shared_dropped']} already in the shared sets, "
+            f"{stats.team_seed['duplicates_within_dropped']} duplicates within it)"
+        )
     records = augment(sampled, config, db, stats)
     log(f"{records.height} records after augmentation; writing")
     outputs = write_outputs(records, config.out_dir, config.seed)
+    if config.seed_corpus is not None:
+        inputs = [*inputs, (TEAM_SEED, Path(config.seed_corpus))]
     card = build_card(config, records, stats, inputs, outputs, db)
     (config.out_dir / CARD_NAME).write_text(
         json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -649,6 +764,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"shared sets to read, comma-separated, or none (default: {','.join(d.sources)})",
     )
     parser.add_argument("--jigsaw-train", type=Path, help="Jigsaw Unintended Bias train.csv (45 columns)")
+    parser.add_argument(
+        "--seed-corpus",
+        type=Path,
+        default=d.seed_corpus,
+        help="the team's seed corpus, added to train only (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-seed-corpus", action="store_true", help="leave the team's seed corpus out"
+    )
     parser.add_argument(
         "--pattern-db", type=Path, default=d.pattern_db, help="pattern database (default: %(default)s)"
     )
@@ -714,6 +838,7 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
         shared_root=args.shared_root,
         sources=args.sources,
         jigsaw_train=args.jigsaw_train,
+        seed_corpus=None if args.no_seed_corpus else args.seed_corpus,
         pattern_db=None if args.no_pattern_db else args.pattern_db,
         target_size=args.target_size,
         label_mix=args.label_mix,

@@ -47,6 +47,7 @@ def config(tmp_path, shared, jigsaw, db, **overrides) -> PrepareConfig:
         "jigsaw_train": jigsaw,
         "pattern_db": db,
         "seed": 5,
+        "seed_corpus": None,  # the team's seed corpus: its own tests below
     }
     return PrepareConfig(**{**base, **overrides})
 
