@@ -18,7 +18,6 @@ Prints a Markdown table (finding, test, before, now) and writes bench/results/fi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
