@@ -197,7 +197,8 @@ def main() -> None:
                 before = run_one(old, node, args.timeout)
                 now = run_one(ROOT, node, args.timeout)
                 rows.append({"finding": finding, "what": what, "test": node, "before": before, "now": now})
-                print(f"{finding:>3} {node.split('::')[-1][:70]:70} before: {before['outcome']:8} now: {now['outcome']}",
+                why = f"\n      before: {before['detail']}" if before["outcome"] not in ("passes", "skipped") else ""
+                print(f"{finding:>3} {node.split('::')[-1][:70]:70} before: {before['outcome']:8} now: {now['outcome']}{why}",
                       file=sys.stderr, flush=True)  # fmt: skip
     print(f"| finding | test | on {args.before} | now |\n|---|---|---|---|")
     for row in rows:
