@@ -161,3 +161,47 @@ def test_open_vocabulary_decoding_spends_the_text_budget(product):
     assert product._open.decode("t3rr0r1st", short) is None  # two spellings ("1" is i or l), one unit
     assert short.exhausted
     assert product._open.decode("t3rr0r1st", Budget(1_000))[0] == "terrorist"
+
+
+def test_the_text_budget_is_4096_units_and_64_per_character():
+    assert Budget.for_text(0).remaining == 4_096
+    assert Budget.for_text(1_000).remaining == 4_096 + 64_000
+
+
+def test_a_budget_spent_to_the_last_unit_is_not_exhausted():
+    budget = Budget(5)
+    budget.spend(5)
+    assert (budget.remaining, budget.spent, budget.exhausted, budget.degraded) == (0, 5, False, False)
+    budget.spend(1)
+    assert budget.exhausted and budget.degraded
+
+
+def test_a_text_decoded_in_full_says_degraded_false(mini):
+    assert mini.normalize("k1ll them").degraded is False  # a bool, as the field says, not merely falsy
+    assert Budget(1).degraded is False
+
+
+def test_the_trie_tells_which_spellings_can_read_as_a_known_word():
+    trie = KnownTrie({"kill": ("form", None), "sex": ("form", None)})
+    assert trie.spells("k1ll") and trie.spells("kiiil") and trie.spells("$3x")
+    assert not trie.spells("k1lz")  # falls off the trie at "z"
+    assert not trie.spells("ki")  # a prefix of a known word, not a word
+    assert not trie.spells("zzz")
+
+
+def test_the_work_a_spaced_run_costs_is_each_trie_step_and_each_spelling_tried():
+    """The Budget's units as documented: the walk from "k" costs 1 + the live trie states per character (one state
+    each: 4 x 2 = 8), then decode_token("k1ll") walks the trie once more (4) and tries one spelling ("kill": 1)."""
+    known = {"kill": ("form", None)}
+    budget = Budget(1_000)
+    assert decode_spaced("k 1 l l", known, KnownTrie(known), {}, budget) == [(0, 7, "kill", ["spacing", "leetspeak"])]
+    assert budget.spent == 8 + 4 + 1
+
+
+@pytest.mark.parametrize("size, kept", [(100_000, True), (100_001, False)])
+def test_the_shared_decode_cache_starts_over_past_100000_entries(size, kept):
+    known = {"kill": ("form", None)}
+    cache = {f"x{i}": None for i in range(size)}
+    decode_spaced("k 1 l l", known, KnownTrie(known), cache)
+    assert cache["k1ll"] == ("kill", ["leetspeak"], 4)
+    assert len(cache) == (size + 1 if kept else 1)  # full at 100,000: kept; over it: cleared, then the new entry
