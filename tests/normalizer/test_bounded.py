@@ -205,3 +205,38 @@ def test_the_shared_decode_cache_starts_over_past_100000_entries(size, kept):
     decode_spaced("k 1 l l", known, KnownTrie(known), cache)
     assert cache["k1ll"] == ("kill", ["leetspeak"], 4)
     assert len(cache) == (size + 1 if kept else 1)  # full at 100,000: kept; over it: cleared, then the new entry
+
+
+def test_with_the_budget_spent_a_token_already_decoded_is_still_read_from_the_cache(mini, monkeypatch):
+    mini._token_cache.clear()
+    mini.normalize("k1ll")  # decoded once: cached
+    monkeypatch.setattr(Budget, "for_text", staticmethod(lambda length: Budget(0)))
+    result = mini.normalize("b4 z3z k1ll")  # "b4" spends the budget, "z3z" is skipped, "k1ll" costs nothing
+    assert result.degraded
+    assert result.text == "b4 z3z kill"
+
+
+def test_the_normalizer_builds_its_trie_of_known_words_once(mini, monkeypatch):
+    built = []
+
+    class Counting(KnownTrie):
+        def __init__(self, known):
+            built.append(len(known))
+            super().__init__(known)
+
+    monkeypatch.setattr(decode, "KnownTrie", Counting)
+    monkeypatch.setattr(matcher, "KnownTrie", Counting)
+    assert mini.normalize("k . 1 . l . l and s e x").text == "kill and sex"
+    assert built == []  # each spaced run uses the normalizer's own trie
+
+
+def test_open_vocabulary_reading_charges_the_token_and_each_spelling(mini, monkeypatch):
+    """"$tupid" is no database term: decode_token walks the trie over its 6 characters (6 units) and gives up;
+    the open vocabulary is charged its 6 characters, then one unit per spelling it tries."""
+    probe = Budget(10**6)
+    assert mini._open.decode("$tupid", probe)[0] == "stupid"
+    budgets = []
+    monkeypatch.setattr(Budget, "for_text", staticmethod(lambda length: budgets.append(Budget(10**6)) or budgets[-1]))
+    mini._token_cache.clear()
+    assert mini.normalize("$tupid").text == "stupid"
+    assert budgets[0].spent == 6 + 6 + probe.spent

@@ -110,8 +110,14 @@ def test_regex_entries_join_the_matcher(mini):
 
 
 def test_rejects_non_text(mini):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="normalize\\(\\) takes a str, not bytes"):
         mini.normalize(b"bytes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["un-alive_them", "x_un-alive"])
+def test_an_underscore_joins_a_symbol_form_to_its_neighbour(mini, text):
+    assert mini.normalize("un-alive them").text == "kill them"
+    assert mini.normalize(text).text == text  # one identifier, not the form "un-alive"
 
 
 def test_a_word_replacing_a_symbol_does_not_fuse_with_its_neighbours(mini):
