@@ -233,6 +233,61 @@ def test_the_answer_check_passes_probabilities(answer):
     assert all(list(item) == list(LABELS) and all(type(v) is float for v in item.values()) for item in checked)  # as floats
 
 
+def _categories(**changed):
+    from core.categories import CATEGORIES
+
+    return {**dict.fromkeys(CATEGORIES, 0.25), **changed}
+
+
+@pytest.mark.parametrize(
+    "answer, refusal",
+    [
+        (lambda: [_categories()] * 3, "sagemaker returned 3 category results for 2 texts"),
+        (lambda: 42, "sagemaker returned int category results for 2 texts"),
+        (lambda: [_categories(), 0.5], "sagemaker returned categories 0.5"),
+        (lambda: [_categories(), {k: v for k, v in list(_categories().items())[1:]}],
+         f"sagemaker returned categories {sorted(list(_categories())[1:])}"),
+        (lambda: [_categories(), _categories(spam=0.1)], f"sagemaker returned categories {sorted(_categories(spam=0.1))}"),
+        (lambda: [_categories(), _categories(hate=True)], "not probabilities"),
+        (lambda: [_categories(), _categories(hate="0.5")], "not probabilities"),
+        (lambda: [_categories(), _categories(hate=1.5)], "not probabilities"),
+        (lambda: [_categories(), _categories(hate=-0.1)], "not probabilities"),
+    ],
+)  # fmt: skip
+def test_the_category_check_refuses(answer, refusal):
+    """The harm categories a backend answers: one dict per text, exactly the categories, each a probability."""
+    from core.scores import check_categories
+
+    value = answer()
+    with pytest.raises(ClassifierError) as refused:
+        check_categories(value, 2, "sagemaker")
+    if refusal == "not probabilities":
+        assert str(refused.value) == f"sagemaker returned category scores that are not probabilities: {value[1]}"
+    else:
+        assert str(refused.value) == refusal
+
+
+def test_the_category_check_passes_probabilities_and_no_answer():
+    from core.categories import CATEGORIES
+    from core.scores import check_categories
+
+    assert check_categories(None, 2, "embedded") is None  # a backend without category heads
+    edges = [_categories(hate=0.0, violence=1.0), _categories(hate=1)]  # the edges, and an int
+    checked = check_categories(edges, 2, "sagemaker")
+    assert checked == edges and all(list(c) == list(CATEGORIES) and all(type(v) is float for v in c.values())
+                                    for c in checked)  # fmt: skip
+
+
+def test_a_model_answering_categories_flags_each_from_its_threshold_up():
+    from classifiers.base import AnswerCategories
+    from core.categories import CATEGORIES
+
+    default = AnswerCategories()
+    assert default.thresholds == dict.fromkeys(CATEGORIES, 0.5)
+    assert default.flagged(_categories(hate=0.5, violence=0.49)) == ["hate"]  # "yes" at least as likely as "no"
+    assert AnswerCategories(0.25).flagged(_categories(hate=0.2)) == [c for c in CATEGORIES if c != "hate"]
+
+
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_a_malformed_answer_is_never_answered(make, case):
     """With a fallback the fallback answers and says so; without, moderation is unavailable."""
