@@ -288,6 +288,35 @@ def test_a_model_answering_categories_flags_each_from_its_threshold_up():
     assert AnswerCategories(0.25).flagged(_categories(hate=0.2)) == [c for c in CATEGORIES if c != "hate"]
 
 
+class _WithCategories(Scripted):
+    """A backend with category heads: severity from the table, category probabilities from `kinds`."""
+
+    def __init__(self, table, kinds):
+        from classifiers.base import AnswerCategories
+
+        super().__init__(table, name="sagemaker")
+        self.kinds = kinds
+        self.categories = AnswerCategories()
+
+    def classify_with_categories(self, texts):
+        return self.classify(texts), [dict(self.kinds.get(t, _categories())) for t in texts]
+
+
+def test_categories_come_from_both_readings_and_from_stage1(make):
+    """A flagged text's categories: each the higher of its two readings' probabilities; flagged from the
+    category's threshold by the classifier, and by Stage 1's match (the decoded "kill" is violence)."""
+    backend = _WithCategories({DECODED: HARMFUL, CODED: SAFE, PLAIN: SAFE},
+                              {DECODED: _categories(violence=0.75, harassment=0.5), CODED: _categories(harassment=0.625)})
+    coded, plain = make(backend).moderate_batch([CODED, PLAIN])
+    assert coded["classification"] == "harmful"
+    assert coded["categories"] == _categories(violence=0.75, harassment=0.625)
+    assert coded["flagged_categories"] == ["harassment", "violence"]  # in CATEGORIES order
+    assert coded["category_evidence"] == {"harassment": ["classifier"], "violence": ["classifier", "stage1"]}
+    assert plain["classification"] == "safe"
+    assert plain["categories"] == _categories()  # reported, though a safe text flags none
+    assert (plain["flagged_categories"], plain["category_evidence"]) == ([], {})
+
+
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_a_malformed_answer_is_never_answered(make, case):
     """With a fallback the fallback answers and says so; without, moderation is unavailable."""
