@@ -306,14 +306,15 @@ def test_categories_come_from_both_readings_and_from_stage1(make):
     """A flagged text's categories: each the higher of its two readings' probabilities; flagged from the
     category's threshold by the classifier, and by Stage 1's match (the decoded "kill" is violence)."""
     backend = _WithCategories({DECODED: HARMFUL, CODED: SAFE, PLAIN: SAFE},
-                              {DECODED: _categories(violence=0.75, harassment=0.5), CODED: _categories(harassment=0.625)})
+                              {DECODED: _categories(violence=0.75, harassment=0.5), CODED: _categories(harassment=0.625),
+                               PLAIN: _categories(hate=0.875)})  # fmt: skip
     coded, plain = make(backend).moderate_batch([CODED, PLAIN])
     assert coded["classification"] == "harmful"
     assert coded["categories"] == _categories(violence=0.75, harassment=0.625)
     assert coded["flagged_categories"] == ["harassment", "violence"]  # in CATEGORIES order
     assert coded["category_evidence"] == {"harassment": ["classifier"], "violence": ["classifier", "stage1"]}
     assert plain["classification"] == "safe"
-    assert plain["categories"] == _categories()  # reported, though a safe text flags none
+    assert plain["categories"] == _categories(hate=0.875)  # reported, though a safe text flags none
     assert (plain["flagged_categories"], plain["category_evidence"]) == ([], {})
 
 
