@@ -233,6 +233,91 @@ def test_the_answer_check_passes_probabilities(answer):
     assert all(list(item) == list(LABELS) and all(type(v) is float for v in item.values()) for item in checked)  # as floats
 
 
+def _categories(**changed):
+    from core.categories import CATEGORIES
+
+    return {**dict.fromkeys(CATEGORIES, 0.25), **changed}
+
+
+@pytest.mark.parametrize(
+    "answer, refusal",
+    [
+        (lambda: [_categories()] * 3, "sagemaker returned 3 category results for 2 texts"),
+        (lambda: 42, "sagemaker returned int category results for 2 texts"),
+        (lambda: [_categories(), 0.5], "sagemaker returned categories 0.5"),
+        (lambda: [_categories(), {k: v for k, v in list(_categories().items())[1:]}],
+         f"sagemaker returned categories {sorted(list(_categories())[1:])}"),
+        (lambda: [_categories(), _categories(spam=0.1)], f"sagemaker returned categories {sorted(_categories(spam=0.1))}"),
+        (lambda: [_categories(), _categories(hate=True)], "not probabilities"),
+        (lambda: [_categories(), _categories(hate="0.5")], "not probabilities"),
+        (lambda: [_categories(), _categories(hate=1.5)], "not probabilities"),
+        (lambda: [_categories(), _categories(hate=-0.1)], "not probabilities"),
+    ],
+)  # fmt: skip
+def test_the_category_check_refuses(answer, refusal):
+    """The harm categories a backend answers: one dict per text, exactly the categories, each a probability."""
+    from core.scores import check_categories
+
+    value = answer()
+    with pytest.raises(ClassifierError) as refused:
+        check_categories(value, 2, "sagemaker")
+    if refusal == "not probabilities":
+        assert str(refused.value) == f"sagemaker returned category scores that are not probabilities: {value[1]}"
+    else:
+        assert str(refused.value) == refusal
+
+
+def test_the_category_check_passes_probabilities_and_no_answer():
+    from core.categories import CATEGORIES
+    from core.scores import check_categories
+
+    assert check_categories(None, 2, "embedded") is None  # a backend without category heads
+    edges = [_categories(hate=0.0, violence=1.0), _categories(hate=1)]  # the edges, and an int
+    checked = check_categories(edges, 2, "sagemaker")
+    assert checked == edges and all(list(c) == list(CATEGORIES) and all(type(v) is float for v in c.values())
+                                    for c in checked)  # fmt: skip
+
+
+def test_a_model_answering_categories_flags_each_from_its_threshold_up():
+    from classifiers.base import AnswerCategories
+    from core.categories import CATEGORIES
+
+    default = AnswerCategories()
+    assert default.thresholds == dict.fromkeys(CATEGORIES, 0.5)
+    assert default.flagged(_categories(hate=0.5, violence=0.49)) == ["hate"]  # "yes" at least as likely as "no"
+    assert AnswerCategories(0.25).flagged(_categories(hate=0.2)) == [c for c in CATEGORIES if c != "hate"]
+
+
+class _WithCategories(Scripted):
+    """A backend with category heads: severity from the table, category probabilities from `kinds`."""
+
+    def __init__(self, table, kinds):
+        from classifiers.base import AnswerCategories
+
+        super().__init__(table, name="sagemaker")
+        self.kinds = kinds
+        self.categories = AnswerCategories()
+
+    def classify_with_categories(self, texts):
+        return self.classify(texts), [dict(self.kinds.get(t, _categories())) for t in texts]
+
+
+def test_categories_come_from_both_readings_and_from_stage1(make):
+    """A flagged text's categories: each the higher of its two readings' probabilities; flagged from the
+    category's threshold by the classifier, and by Stage 1's match (the decoded "kill" is violence)."""
+    backend = _WithCategories({DECODED: HARMFUL, CODED: SAFE, PLAIN: SAFE},
+                              {DECODED: _categories(violence=0.75, harassment=0.5), CODED: _categories(harassment=0.625),
+                               PLAIN: _categories(hate=0.875)})  # fmt: skip
+    coded, plain = make(backend).moderate_batch([CODED, PLAIN])
+    assert coded["classification"] == "harmful"
+    assert coded["categories"] == _categories(violence=0.75, harassment=0.625)
+    assert coded["flagged_categories"] == ["harassment", "violence"]  # in CATEGORIES order
+    assert coded["category_evidence"] == {"harassment": ["classifier"], "violence": ["classifier", "stage1"]}
+    assert plain["classification"] == "safe"
+    assert plain["categories"] == _categories(hate=0.875)  # reported, though a safe text flags none
+    assert (plain["flagged_categories"], plain["category_evidence"]) == ([], {})
+
+
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_a_malformed_answer_is_never_answered(make, case):
     """With a fallback the fallback answers and says so; without, moderation is unavailable."""

@@ -161,3 +161,82 @@ def test_open_vocabulary_decoding_spends_the_text_budget(product):
     assert product._open.decode("t3rr0r1st", short) is None  # two spellings ("1" is i or l), one unit
     assert short.exhausted
     assert product._open.decode("t3rr0r1st", Budget(1_000))[0] == "terrorist"
+
+
+def test_the_text_budget_is_4096_units_and_64_per_character():
+    assert Budget.for_text(0).remaining == 4_096
+    assert Budget.for_text(1_000).remaining == 4_096 + 64_000
+
+
+def test_a_budget_spent_to_the_last_unit_is_not_exhausted():
+    budget = Budget(5)
+    budget.spend(5)
+    assert (budget.remaining, budget.spent, budget.exhausted, budget.degraded) == (0, 5, False, False)
+    budget.spend(1)
+    assert budget.exhausted and budget.degraded
+
+
+def test_a_text_decoded_in_full_says_degraded_false(mini):
+    assert mini.normalize("k1ll them").degraded is False  # a bool, as the field says, not merely falsy
+    assert Budget(1).degraded is False
+
+
+def test_the_trie_tells_which_spellings_can_read_as_a_known_word():
+    trie = KnownTrie({"kill": ("form", None), "sex": ("form", None)})
+    assert trie.spells("k1ll") and trie.spells("kiiil") and trie.spells("$3x")
+    assert not trie.spells("k1lz")  # falls off the trie at "z"
+    assert not trie.spells("ki")  # a prefix of a known word, not a word
+    assert not trie.spells("zzz")
+
+
+def test_the_work_a_spaced_run_costs_is_each_trie_step_and_each_spelling_tried():
+    """The Budget's units as documented: the walk from "k" costs 1 + the live trie states per character (one state
+    each: 4 x 2 = 8), then decode_token("k1ll") walks the trie once more (4) and tries one spelling ("kill": 1)."""
+    known = {"kill": ("form", None)}
+    budget = Budget(1_000)
+    assert decode_spaced("k 1 l l", known, KnownTrie(known), {}, budget) == [(0, 7, "kill", ["spacing", "leetspeak"])]
+    assert budget.spent == 8 + 4 + 1
+
+
+@pytest.mark.parametrize("size, kept", [(100_000, True), (100_001, False)])
+def test_the_shared_decode_cache_starts_over_past_100000_entries(size, kept):
+    known = {"kill": ("form", None)}
+    cache = {f"x{i}": None for i in range(size)}
+    decode_spaced("k 1 l l", known, KnownTrie(known), cache)
+    assert cache["k1ll"] == ("kill", ["leetspeak"], 4)
+    assert len(cache) == (size + 1 if kept else 1)  # full at 100,000: kept; over it: cleared, then the new entry
+
+
+def test_with_the_budget_spent_a_token_already_decoded_is_still_read_from_the_cache(mini, monkeypatch):
+    mini._token_cache.clear()
+    mini.normalize("k1ll")  # decoded once: cached
+    monkeypatch.setattr(Budget, "for_text", staticmethod(lambda length: Budget(0)))
+    result = mini.normalize("b4 z3z k1ll")  # "b4" spends the budget, "z3z" is skipped, "k1ll" costs nothing
+    assert result.degraded
+    assert result.text == "b4 z3z kill"
+
+
+def test_the_normalizer_builds_its_trie_of_known_words_once(mini, monkeypatch):
+    built = []
+
+    class Counting(KnownTrie):
+        def __init__(self, known):
+            built.append(len(known))
+            super().__init__(known)
+
+    monkeypatch.setattr(decode, "KnownTrie", Counting)
+    monkeypatch.setattr(matcher, "KnownTrie", Counting)
+    assert mini.normalize("k . 1 . l . l and s e x").text == "kill and sex"
+    assert built == []  # each spaced run uses the normalizer's own trie
+
+
+def test_open_vocabulary_reading_charges_the_token_and_each_spelling(mini, monkeypatch):
+    """"$tupid" is no database term: decode_token walks the trie over its 6 characters (6 units) and gives up;
+    the open vocabulary is charged its 6 characters, then one unit per spelling it tries."""
+    probe = Budget(10**6)
+    assert mini._open.decode("$tupid", probe)[0] == "stupid"
+    budgets = []
+    monkeypatch.setattr(Budget, "for_text", staticmethod(lambda length: budgets.append(Budget(10**6)) or budgets[-1]))
+    mini._token_cache.clear()
+    assert mini.normalize("$tupid").text == "stupid"
+    assert budgets[0].spent == 6 + 6 + probe.spent

@@ -170,3 +170,50 @@ def test_compiled_matcher_cost_does_not_grow_with_entries(tmp_path):
     assert _python_lines_run(Normalizer(big.db), text) == _python_lines_run(Normalizer(small.db), text)
     assert big.normalize("he said zzq9999x and unal1ve").text == "he said swear and kill"
 
+
+
+def _regex_entry(eid, patterns, replacement, category="violence", **extra):
+    return {"id": eid, "forms": [], "patterns": patterns, "replacement": replacement, "technique": "misspelling",
+            "category": category, "severity": 2, "examples": {"positive": ["x"], "negative": []},
+            "source": ["wiki_algospeak"], **extra}  # fmt: skip
+
+
+def test_regular_expression_entries_are_read_like_forms(tmp_path):
+    """The database's regular expressions run as one combined pattern: each is found wherever it matches, a
+    pattern without a closing \\b matches the start of a longer word, a safe context written as a pattern protects
+    its span, and a pattern's context rule is held like a form's."""
+    doc = _mini()
+    doc["entries"] += [
+        # listed before "murdah": the patterns are alternatives of one expression, and at one start the first
+        # that matches wins (unlike forms, whose overlapping hits are all found and resolved safe-context first)
+        _regex_entry("safe_context.murdah_mystery", [r"\bmurdah mystery\b"], "murdah mystery", "safe_context",
+                     technique="safe_context", severity=0, action="protect"),
+        _regex_entry("violence.murdah", [r"\bmurdah"], "murder"),
+        _regex_entry("drugs.snowz", [r"\bsn[o0]wz\b"], "cocaine", "drugs", context={"require_any": ["tonight"], "window": 3}),
+    ]  # fmt: skip
+    normalizer = Normalizer(load_database(_write(tmp_path, doc)))
+
+    def read(text):
+        result = normalizer.normalize(text)
+        return result.text, [(m.original, m.entry_id, m.rule, m.action) for m in result.matches]
+
+    assert read("thinking of sueyside and murdah") == ("thinking of suicide and murder", [
+        ("sueyside", "self_harm.suicide_plain", "pattern", "rewrite"), ("murdah", "violence.murdah", "pattern", "rewrite")])
+    # the replacement is set apart from the rest of the word, as every rewrite is
+    assert read("murdahs") == ("murder s", [("murdah", "violence.murdah", "pattern", "rewrite")])
+    assert read("a murdah mystery") == (
+        "a murdah mystery", [("murdah mystery", "safe_context.murdah_mystery", "safe_context", "protect")])
+    assert read("got sn0wz tonight") == ("got cocaine tonight", [("sn0wz", "drugs.snowz", "pattern", "rewrite")])
+    assert read("got sn0wz") == ("got sn0wz", [])
+
+
+def test_an_edge_boundary_of_a_pattern_follows_the_unicode_word_rule_and_later_matches_still_count(mini):
+    # RE2's \b is ASCII: "яsueyside" would match it, but "я" is a letter, so that one is not a word on its own;
+    # the "sueyside" after it still is.
+    assert mini.normalize("яsueyside and sueyside").text == "яsueyside and suicide"
+
+
+@pytest.mark.parametrize("text, protected", [("bang on time", "bang on time"), ("a die hard fan", "die hard fan")])
+def test_the_longest_of_two_safe_contexts_that_start_together_is_the_one_reported(product, text, protected):
+    [match] = product.normalize(text).matches
+    assert (match.original, match.action) == (protected, "protect")

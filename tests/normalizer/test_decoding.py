@@ -110,8 +110,14 @@ def test_regex_entries_join_the_matcher(mini):
 
 
 def test_rejects_non_text(mini):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="normalize\\(\\) takes a str, not bytes"):
         mini.normalize(b"bytes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["un-alive_them", "x_un-alive"])
+def test_an_underscore_joins_a_symbol_form_to_its_neighbour(mini, text):
+    assert mini.normalize("un-alive them").text == "kill them"
+    assert mini.normalize(text).text == text  # one identifier, not the form "un-alive"
 
 
 def test_a_word_replacing_a_symbol_does_not_fuse_with_its_neighbours(mini):
@@ -212,3 +218,71 @@ def test_offsets_point_at_the_same_words_in_both_texts_when_symbols_touch(mini):
     for m in result.matches:
         assert result.original[m.start : m.end] == m.original
         assert result.text[m.norm_start : m.norm_end] == m.replacement
+
+
+# ---------------------------------------------------------------- the generic decoder, one token or text at a time
+# (normalizer.decode). Through `normalize` the open-vocabulary reading often reaches the same word by another path,
+# so these pin what the decoder itself finds: the candidate spans and the known word a token decodes to.
+
+
+@pytest.mark.parametrize(
+    "text, spaced, tokens",
+    [
+        ("s3wer sl1de", [], [(0, 5), (6, 11)]),  # each token ends at its own last character, not past the space
+        ("k.1.l.l and k1ll", [(0, 7)], [(12, 16)]),  # the "1" inside the spaced run is the run's; "k1ll" after it counts
+        ("hi @k1ller and k1ll", [], [(15, 19)]),  # an @mention is a handle, not a word; the token after it counts
+        ("@k1ll", [], []),
+        ("@ss", [], [(0, 3)]),  # too short for a handle
+        ("zzz", [], [(0, 3)]),  # a letter written three times is a candidate (stretched)
+        ("hello world", [], []),
+    ],
+)
+def test_the_candidates_are_the_tokens_and_spaced_runs_worth_decoding(text, spaced, tokens):
+    from normalizer.decode import find_candidates
+
+    assert find_candidates(text) == (spaced, tokens)
+
+
+@pytest.mark.parametrize(
+    "token, expected",
+    [
+        ("f*ck", ("fuck", ["masking"], 4)),  # a masked vowel is masking, not leetspeak
+        ("k!ll!", ("kill", ["leetspeak"], 4)),  # the trailing "!" is punctuation, outside the 4 characters covered
+        ("$3x", ("sex", ["leetspeak"], 3)),  # as many digits as letters still reads as a word
+        ("kiiill", ("kill", ["repetition"], 6)),  # a letter written exactly three times is stretched
+        ("k||||||", ("kill", ["leetspeak", "repetition"], 7)),  # 2**6 = 64 readings: all of them are tried
+        ("k" + "!" * 37 + "ll", ("kill", ["leetspeak", "repetition"], 40)),  # the longest token decoded: 40
+        ("k" + "!" * 38 + "ll", None),  # 41 characters: not a word
+        ("k111", None),  # more digits than letters: an ID, not "kill"
+        ("*nalive", None),  # a leading "*" is decoration, not a masked "u"
+        ("kill", None),  # a known term stays itself
+        ("e*3", None),
+    ],
+)
+def test_what_one_token_decodes_to(mini, token, expected):
+    from normalizer.decode import decode_token
+
+    assert decode_token(token, mini._known) == expected
+
+
+def test_three_stretched_runs_are_read_in_every_combination_of_one_and_two_letters():
+    from normalizer.decode import decode_token
+
+    # "kills": the i read once, the l twice, the s once; not only "kils" or "kiillss".
+    assert decode_token("kiiiillllsss", {"kills": ("form", None)}) == ("kills", ["repetition"], 12)
+
+
+def test_a_token_with_over_64_readings_is_read_only_with_each_characters_first_letter():
+    from normalizer.decode import decode_token
+
+    # Three "*", five vowels each: 125 readings. Only the first ("a" for each) is tried.
+    assert decode_token("b*n*n*", {"banana": ("form", None)}) == ("banana", ["masking"], 6)
+    assert decode_token("b*n*n*", {"bonono": ("form", None)}) is None
+
+
+def test_a_known_three_letter_word_with_a_trailing_symbol_stays_itself(product):
+    """"bud$" is the word "bud" and a dollar sign, not "buds" (the product database knows both)."""
+    from normalizer.decode import decode_token
+
+    assert product._known["bud"][0] != "part" and "buds" in product._known
+    assert decode_token("bud$", product._known) is None

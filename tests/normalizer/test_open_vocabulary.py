@@ -110,3 +110,36 @@ def test_a_phrase_revealed_by_a_decoding_is_read_as_one_change(product):
     [match] = result.matches
     assert (match.original, match.entry_id) == ("pressed 💊", "drugs.pressies")
     assert {"emoji", "euphemism"} <= set(match.techniques)
+
+
+def test_a_word_far_into_a_text_is_read_like_one_at_its_start(mini):
+    """The open vocabulary skips tokens over 64 characters long, not tokens that start past character 64."""
+    text = "this is a rather long sentence that goes on and on before it says $tupid"
+    assert text.index("$tupid") > 64
+    assert mini.normalize(text).text == text.replace("$tupid", "stupid")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("k1ll£|2", "killer"),  # the whole token's reading replaces the reading of its "k1ll"
+        ("k1ll£|2 k1ll", "killer kill"),  # a decoding later in the text does not stop it
+    ],
+)
+def test_a_whole_token_reading_supersedes_a_reading_of_its_part(mini, text, expected):
+    assert mini.normalize(text).text == expected
+
+
+def test_a_database_form_is_not_taken_apart_by_a_reading_of_its_part(product):
+    [match] = product.normalize("£wh*re").matches  # not "£ whore": "£wh*re" is a form of its own
+    assert (match.original, match.entry_id, match.replacement) == ("£wh*re", "scam.ewhoring", "sextortion catfish scammer")
+
+
+def test_an_emoji_code_after_another_match_is_judged_where_it_stands(product):
+    """The eggplant is rewritten only in a sexual context; here the words around it are not one, although the
+    annotated phrase before it shifts the text as it will read."""
+    text = ("Do everyone a favour and jump off a br1dge..@user @user @user Funny How Liberals Love My Presidents "
+            "🍆 😂🇺🇸")  # fmt: skip
+    result = product.normalize(text)
+    assert result.text == text
+    assert [(m.original, m.action) for m in result.matches] == [("jump off a br1dge", "annotate"), ("🍆", "annotate")]

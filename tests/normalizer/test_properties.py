@@ -158,3 +158,33 @@ def test_a_rewrite_that_makes_a_new_token_is_read_again_as_one_change(product):
     [match] = [m for m in result.matches if m.action == "rewrite"]
     assert (match.original, match.replacement) == ("k.i.l.lsss", "kills")
     assert "spacing" in match.techniques  # the first reading's technique is kept
+
+
+def test_two_rewrites_read_again_are_two_changes_each_with_its_severity(product):
+    result = check_invariants(product, "k.i.l.lsss and k.i.l.lsss")
+    assert result.text == "kills and kills"
+    got = [(m.original, m.replacement, m.entry_id, m.severity, m.start, m.end, m.norm_start, m.norm_end)
+           for m in result.matches]
+    assert got == [("k.i.l.lsss", "kills", "violence.unalive", 2, 0, 10, 0, 5),
+                   ("k.i.l.lsss", "kills", "violence.unalive", 2, 15, 25, 10, 15)]  # fmt: skip
+
+
+def test_a_second_reading_keeps_the_annotations_and_safe_contexts_around_its_change(mini):
+    """The second reading ("kill.sss" read "kills") reports the safe context and the annotation again; each keeps
+    its place in the original text."""
+    text = "star.k.i.l.l.e.d.it . k.i.l.l.sss . corn"
+    result = check_invariants(mini, text)
+    assert result.text == "star.k.i.l.l.e.d.it . kills . corn"
+    got = [(m.original, m.replacement, m.entry_id, m.action, m.severity, m.start, m.end) for m in result.matches]
+    assert got == [
+        ("k.i.l.l.e.d.it", "k.i.l.l.e.d.it", "safe_context.killed_it", "protect", 0, 5, 19),
+        ("k.i.l.l.sss", "kills", "open_vocabulary.violence", "rewrite", 1, 22, 33),
+        ("corn", "corn", "sexual.corn", "annotate", 1, 36, 40),
+    ]
+
+
+def test_a_decoding_never_starts_inside_one_written_character(mini, product):
+    """"⅚" folds to "5⁄6": its "6" is not a "b" that starts "bitch"."""
+    for normalizer in (mini, product):
+        assert normalizer.normalize("⅚itch").text == "⅚itch"
+        assert normalizer.normalize("c*nts⅚itch").matches == []
