@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--quick", action="store_true", help="a small run: 8,000 texts")
     parser.add_argument("--limit", type=int, help="use at most this many texts (after deduplication)")
+    parser.add_argument("--save-logits", type=Path,
+                        help="also write the validation and test logits and labels here (.npz), to study the decision")
     args = parser.parse_args(argv)
     if args.recipe == "combo" and args.out == OUT_MODEL:
         args.out = OUT_ENCODER_MODEL
@@ -158,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     decision = transfer.fit_decision(val_logits, val.label, train_prior, false_flag_budget=budget,
                                      fitted_on={"split": "validation", "texts": len(val)})
     log(f"decision: T={decision.temperature:.3f}, thresholds {decision.thresholds}")
+    if args.save_logits:
+        np.savez_compressed(args.save_logits, val_logits=val_logits, val_labels=val.label, test_logits=model.logits(test.text),
+                            test_labels=test.label, test_source=test.source, train_prior=train_prior)
     stages.update(1, done="decision")
 
     meta = {

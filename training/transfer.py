@@ -262,14 +262,15 @@ def prior_weights(labels: np.ndarray, prior: Sequence[float]) -> np.ndarray:
     return w * (len(w) / w.sum())
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
-    """The temperature minimising the weighted negative log-likelihood (bounded search in log T)."""
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray, bias: np.ndarray | float = 0.0) -> float:
+    """The temperature T minimising the weighted negative log-likelihood of softmax(logits / T + bias) (bounded
+    search in log T)."""
     from scipy.optimize import minimize_scalar
 
     rows = np.arange(len(labels))
 
     def nll(log_t: float) -> float:
-        p = softmax(logits / math.exp(log_t))
+        p = softmax(logits / math.exp(log_t) + bias)
         return float(-(weights * np.log(np.clip(p[rows, labels], 1e-12, 1))).sum() / weights.sum())
 
     result = minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded", options={"xatol": 1e-4})
@@ -288,8 +289,9 @@ def _budget_threshold(safe_scores: np.ndarray, budget: float, of: int | None = N
 def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray, *,
                  prior: Sequence[float] | None = None, false_flag_budget: float = DEFAULT_FALSE_FLAG_BUDGET,
                  review_budget: float = DEFAULT_REVIEW_BUDGET, fitted_on: dict | None = None) -> Decision:
-    """Fit the decision on validation logits: a temperature under the training mix (the model's own prior),
-    the shift to `prior`, then thresholds: harmful-or-worse at the lowest value that flags at most
+    """Fit the decision on validation logits: the shift from the training mix to `prior`, a temperature
+    that minimises the log-loss of the shifted probabilities on validation texts weighted to `prior` (so that the
+    served probabilities are calibrated for the traffic they are served to), then thresholds: harmful-or-worse at the lowest value that flags at most
     `false_flag_budget` of the safe texts, potentially_harmful by the best validation macro-F1 among values that
     send at most `review_budget` of them to review (decided potentially_harmful; the flags have their budget), and
     extremely_harmful by the best macro-F1 given both."""
@@ -301,8 +303,10 @@ def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray
     prior = list(prior) if prior is not None else [DEFAULT_PRIOR[label] for label in LABELS]
     if len(prior) != len(LABELS) or min(prior) <= 0 or abs(sum(prior) - 1) > 1e-3:
         raise ValueError(f"prior must be {len(LABELS)} positive shares summing to 1, got {prior}")
-    temperature = fit_temperature(logits, labels, prior_weights(labels, train_prior))
-    decision = Decision(temperature, list(map(float, train_prior)), prior, {}, false_flag_budget, fitted_on or {})
+    decision = Decision(1.0, list(map(float, train_prior)), prior, {}, false_flag_budget, fitted_on or {})
+    # Fitted under the stated mix, not the training one: at the training mix the same model's temperature came out
+    # 1.59 and the test split's ECE at the stated mix 0.048; fitted here 1.21 and 0.019 (one run, 2026-12-06).
+    decision.temperature = fit_temperature(logits, labels, prior_weights(labels, prior), bias=decision.bias)
     p = decision.probs(logits)
     tail = np.cumsum(p[:, ::-1], axis=1)[:, ::-1]
     t_harmful = min(max(_budget_threshold(tail[labels == 0, HARMFUL], false_flag_budget), 1e-4), 0.999)

@@ -113,7 +113,7 @@ def test_the_shipped_models_describe_their_decision():
 # What the shipped model must still do on the team's functional suite (cases it never trained on: the seed corpus
 # leaves out anything close to them, data/seed.py), through the normalizer as the moderator runs it. Floors a
 # little under the measured figures in models/embedded/eval_report.json; a random or broken model fails them.
-FUNCTIONAL_FLOORS = {"hateful_flagged": 0.55, "non_hateful_flagged": 0.10, "coded_flagged": 0.55}
+FUNCTIONAL_FLOORS = {"hateful_flagged": 0.65, "non_hateful_flagged": 0.13, "coded_flagged": 0.70}
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +134,9 @@ def test_the_shipped_model_flags_the_suites_harm_and_spares_its_harmless_cases(s
     families = shipped_functional["families"]
     # harms the shared sets barely label, which the seed corpus teaches: no longer missed outright
     for family in ("threat", "self_harm", "sexual", "dehumanisation"):
-        assert families[family]["hateful_flagged"] >= 0.3, family
-    assert families["identity_neutral"]["non_hateful_flagged"] <= 0.15
+        assert families[family]["hateful_flagged"] >= 0.5, family
+    # identity terms are blinded (classifiers/features.py): naming a group is not harm
+    assert families["identity_neutral"]["non_hateful_flagged"] <= 0.12
     assert families["negated_hate"]["non_hateful_flagged"] <= 0.1
 
 
