@@ -29,10 +29,12 @@ def test_the_spaced_leet_input_answers_promptly(client):
 
 
 def test_a_degraded_normalization_is_reported(client, monkeypatch):
+    # A spelling no other test sends ("k11l"): a reading the server has already cached costs nothing and is used
+    # even with the budget spent, so "k 1 l l" passed or failed by test order.
     monkeypatch.setattr(Budget, "for_text", staticmethod(lambda length: Budget(0)))
-    body = client.post("/moderate", json={"text": "k 1 l l them all"}).json()
+    body = client.post("/moderate", json={"text": "k 1 1 l them all"}).json()
     assert body["stage1_status"] == "degraded"
-    assert body["normalized_text"] == "k 1 l l them all"
+    assert body["normalized_text"] == "k 1 1 l them all"
 
 
 # ---------------------------------------------------------------------------------------------- nothing on the loop
