@@ -292,9 +292,9 @@ def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray
     """Fit the decision on validation logits: the shift from the training mix to `prior`, a temperature that
     minimises the log-loss of the shifted probabilities on validation texts weighted to `prior` (so that the served
     probabilities are calibrated for the traffic they are served to), then thresholds: harmful-or-worse at the
-    lowest value that flags at most `false_flag_budget` of the safe texts, potentially_harmful by the best validation macro-F1 among values that
-    send at most `review_budget` of them to review (decided potentially_harmful; the flags have their budget), and
-    extremely_harmful by the best macro-F1 given both."""
+    lowest value that flags at most `false_flag_budget` of the safe texts, potentially_harmful by the best
+    validation macro-F1 among values that send at most `review_budget` of them to review (decided
+    potentially_harmful; the flags have their budget), and extremely_harmful by the best macro-F1 given both."""
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
     if not len(labels) or not np.isfinite(logits).all():
         raise ValueError("fit_decision needs validation texts with finite logits")
