@@ -56,8 +56,9 @@ SPLITS = ("train", "validation", "test")
 # The label mix the shipped probabilities describe: a platform's traffic, mostly safe. A setting
 # (LABEL_PRIOR) moves it; thresholds are chosen under it.
 DEFAULT_PRIOR: dict[str, float] = {"safe": 0.80, "potentially_harmful": 0.12, "harmful": 0.06, "extremely_harmful": 0.02}
-# Share of safe texts a shipped model may flag harmful-or-worse on its validation split: 3% keeps the functional
-# suite's harmless cases under 10% flagged and the held-out domains' mean under 8% (README, "Embedded classifier").
+# Share of safe texts a shipped model may flag harmful-or-worse on its validation split: at 3% the held-out
+# domains' mean stays under 8%; the functional suite's harmless cases were 9.3% flagged with the model before
+# identity blinding and 11.3% with the one after (README, "Embedded classifier").
 DEFAULT_FALSE_FLAG_BUDGET = 0.03
 # Share of safe validation texts it may send to review (decided potentially_harmful; flags are the budget above):
 # a review queue that a quarter of all safe traffic reaches is no queue. The review threshold is the best
