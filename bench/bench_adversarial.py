@@ -40,8 +40,8 @@ from pathlib import Path
 import httpx
 
 from bench.bench_api import _lua, _parse
-from bench.bench_worst_case import FAMILIES, export, family_texts
-from bench.common import load_texts, serve_api, write_result
+from bench.bench_worst_case import FAMILIES, family_texts
+from bench.common import export, load_texts, serve_api, write_result
 from core.settings import ROOT
 
 BEFORE = "0bb5311"  # the server before moderation moved to child processes (MODERATION_PROCESSES)

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import export
 from core.settings import ROOT
 
 BEFORE = "f8a605f"  # the last commit with unbounded spaced-word decoding
@@ -111,14 +112,6 @@ class Runner:
         if self.proc.stdin:
             self.proc.stdin.close()
         self.proc.wait(timeout=60)
-
-
-def export(commit: str, into: Path, paths: tuple[str, ...] = ("normalizer", "core", "data/dataset")) -> Path:
-    """The files of `commit` (`paths` of it; () for the whole tree) under `into`."""
-    archive = subprocess.run(["git", "archive", commit, *paths], cwd=ROOT, check=True, capture_output=True).stdout
-    into.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def cost(runner: Runner, text: str, repeat: int) -> dict:

@@ -73,7 +73,7 @@ SURGE = {
     "fuk": "fuck", "fukker": "fucker", "fukking": "fucking", "fuq": "fuck", "azz": "ass", "azzhole": "asshole",
     "biatch": "bitch", "beeotch": "bitch", "fck": "fuck", "fcking": "fucking", "fcker": "fucker",
     "sh1tfuck": "shitfuck", "l3itch": "bitch", "masturb8r": "masturbator", "3jakulaten": "ejaculating",
-    "fux0r": "fucker", "c0xux0r": "cocksucker", "5h17": "shit",
+    "fux0r": "fucker", "c0xux0r": "cocksucker",
 }  # fmt: skip
 
 # Harm words for the constructed families: the pattern database's plain meanings and ordinary harm words of

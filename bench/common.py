@@ -52,16 +52,25 @@ def load_texts(count: int) -> tuple[list[str], str]:
     return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 40))) for _ in range(count)], "synthetic"
 
 
+STAGE1_PATHS = ("normalizer", "core", "data/dataset")  # what Stage 1 needs to run at another revision
+
+
+def export(revision: str, into: Path, paths: tuple[str, ...] = STAGE1_PATHS) -> Path:
+    """The files of `revision` (`paths` of it; () for the whole tree) extracted under `into` (created)."""
+    archive = subprocess.run(["git", "archive", revision, *paths], cwd=ROOT, check=True, capture_output=True).stdout
+    into.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
 @contextmanager
-def revision_tree(revision: str, paths: tuple[str, ...] = ("normalizer", "core", "data/dataset")) -> Iterator[Path]:
+def revision_tree(revision: str, paths: tuple[str, ...] = STAGE1_PATHS) -> Iterator[Path]:
     """A temporary directory holding `paths` as they were at a git revision (to run an earlier version beside
     this one, on the same inputs)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(["git", "archive", revision, *paths], cwd=ROOT, check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        yield Path(tmp)
+        yield export(revision, Path(tmp), paths)
 
 
 def machine() -> dict:

@@ -27,6 +27,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from bench.common import export as export_tree
 from bench.common import write_result
 from core.settings import ROOT
 
@@ -112,10 +113,7 @@ IMPORT_MARKS = ("ImportError", "ModuleNotFoundError", "cannot import name", "No 
 
 def export(revision: str, into: Path) -> Path:
     """The revision's tree with the current tests over it, beside a link to ../shared (as a worktree has)."""
-    tree = into / "repo"
-    tree.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", revision], cwd=ROOT, check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    tree = export_tree(revision, into / "repo", ())
     shared = ROOT.parent / "shared"
     if shared.exists():
         (into / "shared").symlink_to(shared)

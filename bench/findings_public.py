@@ -39,7 +39,7 @@ from core.settings import DEFAULT_PATTERN_DB, Settings  # noqa: E402
 from moderator import Moderator  # noqa: E402
 from normalizer import Normalizer, load_database  # noqa: E402
 from normalizer.reload import ReloadingNormalizer  # noqa: E402
-from tests.scripted import SAFE, Tagged, down  # noqa: E402
+from tests.scripted import SAFE, BlackHole, Tagged, down  # noqa: E402
 
 ISSUE_UNIT = "4.l.i.k.l.3.$.0.a.$.1.o.4.l.a.@.i.i.!.o.o.0.6.|.1.!.|.|.4.t.t.t.3.!.!.!.o.7.@.t zz "
 KEY = "k" * 24
@@ -240,20 +240,6 @@ def test_4_a_locked_prediction_log_neither_slows_answers_nor_health(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------ finding 5
-class BlackHole(Tagged):
-    """A Stage 2 that never answers until released (a silent endpoint)."""
-
-    def __init__(self):
-        super().__init__()
-        self.release = threading.Event()
-        self.entered = threading.Semaphore(0)
-
-    def classify(self, texts):
-        self.entered.release()
-        self.release.wait(30)
-        return super().classify(texts)
-
-
 def test_5_a_black_hole_endpoint_neither_holds_new_requests_nor_health(tmp_path):
     """Every request waited for the endpoint's deadline. Now work beyond the workers and their queue is refused at
     once with Retry-After, and /health answers in milliseconds."""

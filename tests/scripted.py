@@ -2,6 +2,7 @@
 
     Scripted({"go k1ll yourself": EXTREME}, default=SAFE)   # scores by exact text, a default for the rest
     Tagged()                                               # scores from a "HARM<n>" tag in the text
+    BlackHole()                                            # Tagged, but holds every call until released
 
 Each one records the batches it was called with (`calls`), so a test can see what the moderator asked.
 """
@@ -99,3 +100,17 @@ class Tagged:
 def down(message: str = "endpoint timed out after 5.0 s") -> Scripted:
     """A backend that is down."""
     return Scripted(name="sagemaker", version="endpoint-v7", error=ClassifierError(message))
+
+
+class BlackHole(Tagged):
+    """A Stage 2 that never answers until released (a silent endpoint)."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Semaphore(0)
+
+    def classify(self, texts):
+        self.entered.release()
+        self.release.wait(30)
+        return super().classify(texts)

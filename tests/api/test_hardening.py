@@ -53,7 +53,7 @@ from core.settings import DEFAULT_PATTERN_DB, ROOT, Settings  # noqa: E402
 from moderator import Moderator  # noqa: E402
 from normalizer.reload import ReloadingNormalizer  # noqa: E402
 from tests.api.conftest import LiveServer  # noqa: E402
-from tests.scripted import Tagged  # noqa: E402
+from tests.scripted import BlackHole, Tagged  # noqa: E402
 
 
 @pytest.mark.slow
@@ -110,20 +110,6 @@ def test_health_answers_within_50ms_while_full_length_worst_batches_are_moderate
     assert p99 < 0.050 and ordered[-1] < 1.0, (
         f"/health max {ordered[-1] * 1000:.1f} ms, p99 {ordered[int(0.99 * len(ordered))] * 1000:.1f} ms, "
         f"median {ordered[len(ordered) // 2] * 1000:.1f} ms over {len(ordered)} polls; attack {report}")
-
-
-class BlackHole(Tagged):
-    """A Stage 2 that never answers until released (a silent endpoint)."""
-
-    def __init__(self):
-        super().__init__()
-        self.release = threading.Event()
-        self.entered = threading.Semaphore(0)
-
-    def classify(self, texts):
-        self.entered.release()
-        self.release.wait(30)
-        return super().classify(texts)
 
 
 @pytest.fixture
