@@ -441,9 +441,10 @@ class Normalizer:
                         continue
                     budget.spend(len(token))
                 decoded = self._open.decode(token, budget)
-                if len(cache) > 100_000:
-                    cache.clear()
-                cache[key] = decoded
+                if budget is None or not budget.exhausted:  # a reading cut short by this text's budget is not
+                    if len(cache) > 100_000:                # the token's reading: later texts decode it afresh
+                        cache.clear()
+                    cache[key] = decoded
             if not decoded:
                 continue
             word, techniques, a, b = decoded  # type: ignore[misc]

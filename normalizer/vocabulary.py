@@ -290,7 +290,7 @@ class OpenDecoder:
             return None
         if budget is not None:
             budget.spend(count)
-            if budget.remaining < 0:
+            if budget.exhausted:
                 return None
         # Inflections and compounds are looked up only for a few spellings, none of them stretched (cost).
         derive = not repeated and count <= _MAX_DERIVED and "punctuation" not in techniques

@@ -133,6 +133,17 @@ def test_an_exhausted_budget_degrades_to_the_cheaper_path_and_says_so(product, m
     assert not result.degraded and result.text == "kill and kill"
 
 
+def test_a_reading_cut_short_by_one_texts_budget_does_not_stick_to_the_token(product, monkeypatch):
+    """The token cache is shared by every text: a reading abandoned because one text ran out of budget must not
+    stand as the token's reading for the texts after it."""
+    product._token_cache.clear()
+    monkeypatch.setattr(Budget, "for_text", staticmethod(lambda length: Budget(7)))  # enough to start, not to finish
+    cut = product.normalize("dipsh1t")
+    assert cut.degraded and cut.text == "dipsh1t"
+    monkeypatch.undo()
+    assert product.normalize("dipsh1t").text == "dipshit"
+
+
 def test_a_run_stops_at_its_cap_of_uncached_calls(product):
     known = product._known
     budget = Budget(10**9)
