@@ -225,14 +225,17 @@ def routed(probs: np.ndarray, thresholds: np.ndarray, stage1: list[set[str]]) ->
     return [{c for j, c in enumerate(CATEGORIES) if flags[i, j]} | stage1[i] for i in range(len(stage1))]
 
 
-def functional(score, thresholds: np.ndarray) -> dict[str, Any]:
-    """The functional suite (plain and coded cases) through the normalizer: per family, the share of its
-    flagged cases routed to its category, and the share of its not-flagged cases routed to any category."""
+def functional(score, thresholds: np.ndarray, normalizer=None) -> dict[str, Any]:
+    """The functional suite (plain and coded cases) through `normalizer` (default: one over the product
+    database): per family, the share of its flagged cases routed to its category, and the share of its
+    not-flagged cases routed to any category."""
     from data.functional import coded_cases, load_suite
-    from normalizer import Normalizer, load_database
-    from normalizer.database import DEFAULT_PATTERN_DB
 
-    normalizer = Normalizer(load_database(DEFAULT_PATTERN_DB))
+    if normalizer is None:
+        from normalizer import Normalizer, load_database
+        from normalizer.database import DEFAULT_PATTERN_DB
+
+        normalizer = Normalizer(load_database(DEFAULT_PATTERN_DB))
     cases = load_suite()
     cases += coded_cases(cases)
     results = [normalizer.normalize(c.text) for c in cases]

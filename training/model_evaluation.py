@@ -212,7 +212,7 @@ def category_report(classifier, rows: list[dict], normalizer, held_out: dict | N
                for src in sorted(set(sources[known])) if (m := known & (sources == src)).any() and (y[m] == 1).any()}
         by_category[category] = {"threshold": _finite(thresholds[j]),
                                  "pooled": figures(probs[known, j], y[known], thresholds[j]), "by_source": per}
-    routing = functional(score, thresholds)
+    routing = functional(score, thresholds, normalizer)  # the evaluation's own normalizer (its database setting)
     return {
         "by_category": by_category,
         "held_out_by_source": held_out,
