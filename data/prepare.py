@@ -12,7 +12,7 @@ Steps (polars, lazy; the read is streamed, keeping only the standard columns and
            keeping the most severe label when copies disagree, so no text can sit in two splits
   sample   to --target-size with --label-mix, sources balanced within each label (largest fair share each)
   split    train/validation/test by --splits, stratified by label and source, fixed by --seed
-  seed     the team's seed corpus (`data.seed`, source team_seed: 2,686 team-written sentences for threats,
+  seed     the team's seed corpus (`data.seed`, source team_seed: the team-written sentences for threats,
            suicide intent, dehumanisation, sexual solicitation and their safe look-alikes) added to train only,
            never to validation or test (it says what our labels mean; a figure on it would be a home figure).
            Not sampled: --target-size and --label-mix count the shared rows, the seed comes on top. A seed
