@@ -27,9 +27,11 @@ import argparse
 import json
 import re
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from normalizer import Normalizer, load_database
+from normalizer.database import PatternDatabaseError, validate
 from core.settings import DEFAULT_PATTERN_DB as DEFAULT_PATH
 
 MINED_PREFIX = "shared_"
@@ -132,16 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     document = json.loads(args.db.read_text(encoding="utf-8"))
     kept = [e for e in document["entries"] if f".{MINED_PREFIX}" not in e["id"]]
-    base = dict(document, entries=kept)
+    mined_before = [e for e in document["entries"] if f".{MINED_PREFIX}" in e["id"]]
     df = load_shared_sources()
-    normalizer = Normalizer(load_database(args.db))
-    if len(kept) != len(document["entries"]):  # mine against the database without its mined entries
-        tmp = args.db.with_suffix(".unmined.json")
-        tmp.write_text(json.dumps(base, ensure_ascii=False), encoding="utf-8")
-        try:
-            normalizer = Normalizer(load_database(tmp))
-        finally:
-            tmp.unlink()
+    db = load_database(args.db)  # mined against the database without its mined entries
+    normalizer = Normalizer(replace(db, entries=tuple(e for e in db.entries if f".{MINED_PREFIX}" not in e.id)))
     stats: dict = {}
     entries = mine(normalizer, zip(df["text"], df["source"]), args.min_texts, args.min_plain, stats)
     print(f"{stats['texts']:,} of {df.height:,} shared texts hold a coded form Stage 1 rewrites (look-alikes, masks, "
@@ -149,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(entries)} harm words coded in {df.height:,} shared texts and named by no entry:")
     for e in entries:
         print(f"  {e['id']:36s} {', '.join(e['forms'])}  ({', '.join(e['source'])})")
-    if args.write and entries == [e for e in document["entries"] if f".{MINED_PREFIX}" in e["id"]]:
+    if args.write and entries == mined_before:
         print(f"{args.db} already holds these entries: unchanged")
     elif args.write:
         sources = dict(document["sources"])
@@ -161,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
                     "authors": "see data/third_party/README.md",
                 })  # fmt: skip
         document = dict(document, version=_bump(document["version"]), sources=sources, entries=kept + entries)
+        problems = validate(document)  # checked before the file is touched: an invalid database is never written
+        if problems:
+            raise PatternDatabaseError(args.db, problems)
         args.db.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        load_database(args.db)  # the validator accepts it, or this raises naming every problem
         print(f"wrote {args.db}: version {document['version']}, {len(document['entries'])} entries")
     return 0
 
