@@ -7,7 +7,7 @@ the benchmarks only ever see this protocol.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 # The answer type, the error and the score and category rules live in core/scores.py (the inference core the
 # container runs needs them too, from below); the classifier seam re-exports them.

@@ -162,7 +162,7 @@ CATEGORY_ROWS = [  # (text, source, violence, hate)
 
 
 def test_category_figures_by_hand():
-    from data.functional import coded_cases, load_suite
+    from data.functional import load_suite
     from normalizer import Normalizer, load_database
     from normalizer.database import DEFAULT_PATTERN_DB
     from core.categories import stage1_categories
