@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-VERSION = "hash64-w12-c345-v4-idblind1"
+VERSION = "hash64-w12-c345-v4-idblind2"
 CHAR_NGRAMS = (3, 4, 5)
 _TOKEN = re.compile(r"[^\W_]+|[^\w\s\x00-\x1f]")  # words, and each symbol or emoji on its own
 _P = np.uint64(1_000_003)  # odd, so invertible modulo 2**64
@@ -57,7 +57,7 @@ def _powers(base: np.uint64, n: int) -> np.ndarray:
     return table[:n]
 
 
-# Identity terms, one word each (a multi-word name keeps its other words: "trans people" -> "idgrp people"): the
+# Identity terms, one word each (a name of a group in several words is one token: see _GROUP_NOUNS): the
 # single-word identity terms of Dixon et al. (2018, "Measuring and mitigating unintended bias in text
 # classification", their bias-madlibs list), the identity columns of Jigsaw Unintended Bias (religion, race,
 # gender, sexual orientation, disability), and the HatEval (SemEval-2019 task 5) targets, immigrants and women;
@@ -78,12 +78,31 @@ _IDENTITY_WORDS = """
 IDENTITY_TERMS = frozenset(_IDENTITY_WORDS.split())
 IDENTITY_TOKEN = "idgrp"
 _BLIND = {word: IDENTITY_TOKEN for word in IDENTITY_TERMS}
+# Words that, after an identity term, name the same group: "gay people", "Black women", "the Muslim community"
+# are one token, as "gays", "women" and "Muslims" are. Otherwise "idgrp people" is a feature of its own, learned
+# from the groups the data names that way (mostly in its hateful rows), and "Gay people are an important part of
+# our community" scores worse than "Women are an important part of our community".
+_GROUP_NOUNS = frozenset({IDENTITY_TOKEN, "people", "person", "persons", "folk", "folks", "guys", "community",
+                          "communities"})
 
 
 def joined_text(text: str) -> str:
-    """The lower-cased words and symbols of `text`, identity terms blinded, space-joined with a space each side."""
+    """The lower-cased words and symbols of `text`, identity terms blinded (a group named in several words is one
+    token), space-joined with a space each side."""
     get = _BLIND.get
-    return " " + " ".join([get(w, w) for w in _TOKEN.findall(text.lower())]) + " "
+    words = [get(w, w) for w in _TOKEN.findall(text.lower())]
+    if IDENTITY_TOKEN in words:
+        words = _one_token_per_group(words)
+    return " " + " ".join(words) + " "
+
+
+def _one_token_per_group(words: list[str]) -> list[str]:
+    out: list[str] = []
+    for word in words:
+        if out and out[-1] == IDENTITY_TOKEN and word in _GROUP_NOUNS:
+            continue
+        out.append(word)
+    return out
 
 
 def hash_features(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

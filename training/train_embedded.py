@@ -15,14 +15,16 @@ the one whose transfer figures the README reports):
    model of the other sources finds harmful: they may be abusive in another way.
 3. Weights texts so that within each domain every label carries the same weight: a domain's style (tweets,
    news comments, a forum) then says nothing about harm.
-4. Adds algospeak variants of potentially harmful and worse training texts (data.augment, with the pattern
+4. Sets each seed-corpus sentence in real context (`transfer.with_context`: joined to a short safe text of the
+   training split, sharing the sentence's weight), so what the seed teaches survives other words around it.
+5. Adds algospeak variants of potentially harmful and worse training texts (data.augment, with the pattern
    database), each sharing its parent's weight: the model learns coded forms as well as the normalizer's output.
-5. Fits a multinomial logistic regression on binary IDF-weighted word 1-2-grams and character 3-5-grams
+6. Fits a multinomial logistic regression on binary IDF-weighted word 1-2-grams and character 3-5-grams
    (classifiers.features).
-6. Fits the decision on the validation split (`transfer.fit_decision`): a temperature, the shift from the
+7. Fits the decision on the validation split (`transfer.fit_decision`): a temperature, the shift from the
    training label mix to the stated traffic mix (DEFAULT_PRIOR), and thresholds for a false-flag budget; all
    stored in the artifact, which serving applies.
-7. Reports on the test split, per source, and robustness to algospeak (recall of harmful-or-worse texts plain,
+8. Reports on the test split, per source, and robustness to algospeak (recall of harmful-or-worse texts plain,
    as variants, and as variants after normalization), into the artifact's meta and model_card.json.
 """
 
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-screen", action="store_true", help="keep single-harm sources' negatives as they come")
     parser.add_argument("--seed-weight", type=float, default=None,
                         help="domains' weight of the team's seed corpus, data.seed (default: transfer's; 0 leaves it out)")
+    parser.add_argument("--context-copies", type=int, default=None,
+                        help="copies of each seed sentence set in real context (default: transfer's; 0: none)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--quick", action="store_true", help="a small run: 8,000 texts")
     parser.add_argument("--limit", type=int, help="use at most this many texts (after deduplication)")
@@ -133,11 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     val = corpus.take((corpus.split == "validation") & keep)
     test = corpus.take(corpus.split == "test")
     weights = transfer.balanced_weights(train, seed_weight)
+    if args.context_copies is None:
+        args.context_copies = transfer.CONTEXT_COPIES
 
     augmenter = Augmenter.from_database(db, seed=args.seed)
     normalizer = Normalizer(db)
-    x_text, y, w = list(train.text), list(train.label), list(weights)
-    for i, (text, label, weight) in enumerate(progress(zip(train.text, train.label, weights), total=len(train),
+    base_text, base_label, base_weight = transfer.with_context(train, weights, args.context_copies, seed=args.seed)
+    x_text, y, w = list(base_text), list(base_label), list(base_weight)
+    for i, (text, label, weight) in enumerate(progress(zip(base_text, base_label, base_weight), total=len(base_text),
                                                        desc="algospeak variants", unit="texts")):
         if label == 0 or args.variants <= 0:
             continue
@@ -150,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             w.append(share)
     y_arr, w_arr = np.array(y), np.array(w)
     stages.update(1, done="variants")
-    log(f"training on {len(x_text)} texts ({len(x_text) - len(train)} algospeak variants)")
+    log(f"training on {len(x_text)} texts ({len(base_text) - len(train)} seed sentences in context, "
+        f"{len(x_text) - len(base_text)} algospeak variants)")
     model = make()
     model.fit(x_text, y_arr, w_arr)
     stages.update(1, done="fit")
@@ -170,13 +178,16 @@ def main(argv: list[str] | None = None) -> int:
         "recipe": args.recipe,
         "C": args.c,
         "max_iter": args.max_iter,
+        "iterations": int(np.max(model.model.n_iter_)),
         **({"encoder": "all-MiniLM-L6-v2-onnx-int8", "alpha": args.alpha} if args.recipe == "combo" else {}),
         "features": len(model.vocab),
         "train_texts": len(train),
-        "train_variants": len(x_text) - len(train),
+        "train_in_context": len(base_text) - len(train),
+        "train_variants": len(x_text) - len(base_text),
         "sources": sorted(np.unique(corpus.source).tolist()),
         "screened_out_of_training": screened,
         "seed_weight": seed_weight,
+        "context_copies": args.context_copies,
         "pattern_db_version": db.version,
         "seed": args.seed,
         "decision": decision.as_dict(),

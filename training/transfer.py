@@ -4,6 +4,7 @@
     uv run --all-extras python -m training.transfer --recipe ngram encoder combo --out out/transfer
     uv run --all-extras python -m training.transfer --sweep out/transfer/transfer_ngram_logits.npz   # other budgets
     uv run --all-extras python -m training.transfer --score old_model.npz      # a shipped artifact, per domain
+    uv run --all-extras python -m training.transfer --ceiling out/transfer/transfer_ngram_logits.npz --budgets 0.08 0.15
 
 A figure from a split of the training sources says how well a model learned those sources, style included, not
 how it does on a platform it never saw. The model-selection figure here is leave-one-domain-out: for each domain
@@ -56,10 +57,13 @@ SPLITS = ("train", "validation", "test")
 # The label mix the shipped probabilities describe: a platform's traffic, mostly safe. A setting
 # (LABEL_PRIOR) moves it; thresholds are chosen under it.
 DEFAULT_PRIOR: dict[str, float] = {"safe": 0.80, "potentially_harmful": 0.12, "harmful": 0.06, "extremely_harmful": 0.02}
-# Share of safe texts a shipped model may flag harmful-or-worse on its validation split: at 3% the held-out
-# domains' mean stays under 8%; the functional suite's harmless cases were 9.3% flagged with the model before
-# identity blinding and 11.3% with the one after (README, "Embedded classifier").
-DEFAULT_FALSE_FLAG_BUDGET = 0.03
+# Share of safe texts a shipped model may flag harmful-or-worse on its validation split, chosen by
+# leave-one-domain-out (its model-selection figure): with the converged model of 2026-12-07, 3% flagged 17.5% of
+# the safe texts of one held-out domain (Reddit/Gab) and 5.6% on average; 2% keeps every held-out domain under
+# 15% (worst 13.8%, mean 4.0%) for 5 points of recall (27.6% -> 22.2%), and harmful texts that are not flagged
+# still reach review (review recall 43.8% -> 40.1%). `--sweep` shows the whole trade-off (README, "Embedded
+# classifier").
+DEFAULT_FALSE_FLAG_BUDGET = 0.02
 # Share of safe validation texts it may send to review (decided potentially_harmful; flags are the budget above):
 # a review queue that a quarter of all safe traffic reaches is no queue. The review threshold is the best
 # macro-F1 within it. At 15% everyday phrases ("have a nice day", "ok", "lol") went to review; at 5% fewer do
@@ -70,8 +74,16 @@ BASE_RATE_HARMFUL = DEFAULT_PRIOR["harmful"] + DEFAULT_PRIOR["extremely_harmful"
 # seed barely moved the functional suite (35% of its harmful cases flagged, 49% at 4, before the threshold fixes);
 # not tuned further.
 SEED_WEIGHT = 4.0
-# L-BFGS iterations of the n-gram model's logistic regression: a chosen budget (300 gave the same figures).
-MAX_ITER = 100
+# Copies of each seed sentence set in real context (`with_context`), and the length of the safe texts used as that
+# context (characters).
+CONTEXT_COPIES = 0
+CONTEXT_CHARS = (15, 160)
+# The n-gram model's logistic regression is fitted to convergence (L-BFGS, gradient tolerance TOL; about 400
+# iterations on the full corpus). At the earlier tol=1e-3 it stopped after 40-70 iterations, somewhere different
+# each run (threaded arithmetic): three runs of one recipe gave home AUC 0.808, 0.852 and 0.840; converged,
+# 0.874 to 0.878, and its figures are the recipe's, not the stopping point's.
+MAX_ITER = 1000
+TOL = 1e-5
 CLEAN_SENTENCES = "civil_comments_clean_sentences"
 # The leave-out unit is the platform: EDOS mixes Reddit and Gab posts, so Reddit and Gab sources leave together.
 DOMAIN_GROUPS = {"reddit": "reddit_gab", "gab": "reddit_gab"}
@@ -140,7 +152,7 @@ def load_corpus(shared_root: Path, *, clean_sentences: int = 6000, seed: int = 1
                 sources: Sequence[str] | None = None, team_seed: bool = True) -> Corpus:
     """Every shared source (data.readers), plus clean Civil Comments sentences and, with `team_seed`, the team's
     seed corpus (data.seed: its own domain, trained on in every fold, never held out), near-duplicates removed
-    (the most severe label of disagreeing copies kept), each text with its domain and split."""
+    (the most severe label of disagreeing copies kept; the seed apart), each text with its domain and split."""
     import polars as pl
 
     from data import seed as team
@@ -164,7 +176,11 @@ def load_corpus(shared_root: Path, *, clean_sentences: int = 6000, seed: int = 1
     df = (
         df.with_columns(pl.col("label").replace_strict(SEVERITY).alias("sev"))
         .sort("sev", descending=True)
-        .unique(subset="key", keep="first", maintain_order=True)
+        # The seed is deduplicated apart from the shared sets: a seed sentence that a shared set also holds with
+        # another label stays, and so does the shared copy. The seed is our label guide written down (a lone "No"
+        # typed to a chatbot, extremely harmful in ConvAbuse by its conversation, is safe) and outweighs the copy
+        # in training, while the held-out domain is still scored on every text it has, with its own labels.
+        .unique(subset=["key", pl.col("source") == team.SOURCE], keep="first", maintain_order=True)
         .sort("source", "key")  # a stable order, whatever the readers' order
     )
     keys = df["key"].to_list()
@@ -193,6 +209,47 @@ def balanced_weights(corpus: Corpus, seed_weight: float = SEED_WEIGHT) -> np.nda
             mask = in_domain & (corpus.label == label)
             w[mask] = (seed_weight if domain == TEAM_SEED else 1.0) / mask.sum()
     return w * (len(w) / w.sum())
+
+
+def with_context(train: Corpus, weights: np.ndarray, copies: int = CONTEXT_COPIES,
+                 seed: int = 13) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The training texts, labels and weights, plus seed-corpus sentences set in real context: each joined, before
+    or after it, to a short safe text of the training split's shared sources. A seed sentence is short and alone;
+    people write the same thing inside other words ("I'm going to stab you the next time I see you"), and a
+    bag-of-n-grams model fitted only on the bare sentence learns it too narrowly: the added words dilute its
+    features and the harm is lost.
+
+    The copies take `copies / (1 + copies)` of each seed label's weight (the seed weighs what it weighed), every
+    label gets the same number of copies, and the same context texts serve every label with the same weight, so
+    the context's own words learn nothing about harm: only the seed sentence decides. The context comes from the
+    training texts, so a held-out domain never lends words to its own fold."""
+    from data.seed import SOURCE as TEAM_SEED
+
+    texts, labels, w = list(train.text), np.asarray(train.label), weights.astype(np.float64).copy()
+    is_seed = train.source == TEAM_SEED
+    pool = [t for t, label, s in zip(train.text, train.label, is_seed)
+            if label == 0 and not s and CONTEXT_CHARS[0] <= len(t) <= CONTEXT_CHARS[1]]
+    present = np.unique(labels[is_seed])
+    if copies <= 0 or not pool or not len(present):
+        return texts, labels, w
+    rng = np.random.default_rng(seed)
+    per_label = copies * int(is_seed.sum()) // len(present)
+    contexts = [pool[i] for i in rng.integers(len(pool), size=per_label)]
+    before = rng.integers(2, size=per_label).astype(bool)
+    extra_text: list[str] = []
+    extra_label: list[int] = []
+    extra_w: list[float] = []
+    for label in present:
+        members = np.flatnonzero(is_seed & (labels == label))
+        total = w[members].sum()
+        w[members] /= 1 + copies
+        chosen = members[rng.permutation(np.resize(np.arange(len(members)), per_label))]
+        share = total * copies / (1 + copies) / per_label
+        for i, context, first in zip(chosen, contexts, before):
+            extra_text.append(f"{context} {train.text[i]}" if first else f"{train.text[i]} {context}")
+            extra_label.append(int(label))
+            extra_w.append(share)
+    return texts + extra_text, np.concatenate([labels, extra_label]), np.concatenate([w, extra_w])
 
 
 def effective_prior(labels: np.ndarray, weights: np.ndarray, floor: float = 1e-3) -> np.ndarray:
@@ -487,7 +544,7 @@ class NgramRecipe(Recipe):
 
         self.choose_vocabulary(texts)
         self.tfidf = TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True).fit(self.binary(texts))
-        self.model = LogisticRegression(C=self.c, max_iter=self.max_iter, tol=1e-3)
+        self.model = LogisticRegression(C=self.c, max_iter=self.max_iter, tol=TOL)
         with warnings.catch_warnings():  # MAX_ITER is a chosen budget, not a bug
             warnings.simplefilter("ignore", ConvergenceWarning)
             self.model.fit(self.features(texts), labels, sample_weight=weights)
@@ -613,7 +670,8 @@ def screen_single_harm(corpus: Corpus, make: Callable[[], Recipe] | None = None,
 def leave_one_domain_out(corpus: Corpus, make: Callable[[], Recipe], *, screen: bool = True,
                          budget: float = DEFAULT_FALSE_FLAG_BUDGET, domains: Sequence[str] | None = None,
                          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
-                         keep_logits: dict | None = None, seed_weight: float = SEED_WEIGHT) -> dict[str, Any]:
+                         keep_logits: dict | None = None, seed_weight: float = SEED_WEIGHT,
+                         context_copies: int = CONTEXT_COPIES) -> dict[str, Any]:
     """For each domain: train on the other domains' train split, fit the decision on their validation split,
     score every text of the held-out domain. Per domain and per source, plus the mean over domains.
     With `screen`, each fold screens the single-harm negatives of its own training domains (`screen_single_harm`
@@ -633,7 +691,7 @@ def leave_one_domain_out(corpus: Corpus, make: Callable[[], Recipe], *, screen: 
         val = rest.take((rest.split == "validation") & keep)
         weights = balanced_weights(train, seed_weight)
         model = make()
-        model.fit(train.text, train.label, weights)
+        model.fit(*with_context(train, weights, context_copies))
         val_logits = model.logits(val.text)
         decision = fit_decision(val_logits, val.label, effective_prior(train.label, weights),
                                 false_flag_budget=budget)
@@ -649,11 +707,42 @@ def leave_one_domain_out(corpus: Corpus, make: Callable[[], Recipe], *, screen: 
         row["by_source"] = {s: decision_metrics(held.label[held.source == s], pred[held.source == s],
                                                 probs[held.source == s]) for s in np.unique(held.source)}
         row["thresholds"] = decision.thresholds
+        adjudicated = adjudicated_report(held, pred)
+        if adjudicated:
+            row["adjudicated"] = adjudicated
         row["validation_false_flag_rate"] = decision_metrics(val.label, decision.labels(val_logits))["false_flag_rate"]
         results[str(domain)] = row
         log(f"  {domain:<24} n={row['n']:>6}  false flags {_pct(row['false_flag_rate'])}  recall {_pct(row['recall'])}  "
             f"macro-F1 {row['macro_f1']}  QWK {row['qwk']}  AUC {row['binary_auc']}  ({time.time() - started:.0f} s)")
+        for source, a in row.get("adjudicated", {}).items():
+            log(f"    {source}: of a sample of {a['sample']} negatives, false flags "
+                f"{_pct(a['false_flag_rate_as_labelled'])} as labelled, {_pct(a['false_flag_rate_guide_safe'])} on the "
+                f"{a['guide_safe']} our label guide calls safe")
     return {"domains": results, "mean": mean_over(results)}
+
+
+ADJUDICATED = ROOT / "data" / "dataset" / "single_harm_adjudicated.json"
+
+
+def adjudicated_report(held: Corpus, pred: np.ndarray, path: Path = ADJUDICATED) -> dict[str, Any]:
+    """False flags on the single-harm sets' negatives that our label guide also calls safe. Those sets judged one
+    harm (sexism), so a "safe" row there may be abusive in another way and a flag on it is not always false;
+    `path` holds a random sample of their negatives relabelled by our guide. Per source in `held`: the sample's
+    size, how many the guide calls safe, and the share flagged (harmful or worse) of the sample as the set labels
+    it and of its guide-safe part. Empty when no sample comes from `held`'s sources."""
+    items = json.loads(path.read_text(encoding="utf-8"))["items"] if path.exists() else []
+    row = {t: i for i, t in enumerate(held.text)}
+    out: dict[str, Any] = {}
+    for source in sorted({it["source"] for it in items} & set(np.unique(held.source).tolist())):
+        found = [(row[it["text"]], it["label"]) for it in items if it["source"] == source and it["text"] in row]
+        if not found:
+            continue
+        flagged = np.array([pred[i] >= HARMFUL for i, _ in found])
+        guide_safe = np.array([label == "safe" for _, label in found])
+        out[source] = {"sample": len(found), "guide_safe": int(guide_safe.sum()),
+                       "false_flag_rate_as_labelled": _r(float(flagged.mean())),
+                       "false_flag_rate_guide_safe": _r(float(flagged[guide_safe].mean())) if guide_safe.any() else None}
+    return out
 
 
 def moderated_labels(logits_of: Callable[[list[str]], np.ndarray], decision: Decision, texts: list[str],
@@ -705,7 +794,8 @@ def make_recipe(name: str, *, cache: EmbeddingCache | None = None, store: NgramS
 
 
 def all_domains_report(corpus: Corpus, make: Callable[[], Recipe], keep: np.ndarray,
-                       budget: float = DEFAULT_FALSE_FLAG_BUDGET, seed_weight: float = SEED_WEIGHT) -> dict[str, Any]:
+                       budget: float = DEFAULT_FALSE_FLAG_BUDGET, seed_weight: float = SEED_WEIGHT,
+                       context_copies: int = CONTEXT_COPIES) -> dict[str, Any]:
     """A model trained on every domain (as shipped, without augmentation): its own test split (a home figure,
     not a transfer one), calibration at the stated prior, and the functional suite through the normalizer."""
     from normalizer import Normalizer, load_database
@@ -715,7 +805,7 @@ def all_domains_report(corpus: Corpus, make: Callable[[], Recipe], keep: np.ndar
     val, test = corpus.take((corpus.split == "validation") & keep), corpus.take(corpus.split == "test")
     weights = balanced_weights(train, seed_weight)
     model = make()
-    model.fit(train.text, train.label, weights)
+    model.fit(*with_context(train, weights, context_copies))
     decision = fit_decision(model.logits(val.text), val.label, effective_prior(train.label, weights),
                             false_flag_budget=budget)
     z = model.logits(test.text)
@@ -760,6 +850,28 @@ def sweep_budgets(logits_path: Path, budgets: Sequence[float]) -> list[dict[str,
     return rows
 
 
+def recall_ceiling(logits_path: Path, false_flag_rates: Sequence[float]) -> dict[str, Any]:
+    """What no threshold fitted elsewhere can beat: for each held-out domain of a saved run, the recall of
+    harmful-or-worse texts when the threshold on P(harmful or worse) is set on that domain's own labels to flag
+    exactly the given share of its safe texts (an oracle, which a platform does not have). If even this misses a
+    recall target at a false-flag rate, the ranking (the model), not the decision rule, is what falls short."""
+    z = np.load(logits_path)
+    domains = sorted({k.split("/")[0] for k in z.files})
+    out: dict[str, Any] = {"domains": {}, "mean": {}}
+    for d in domains:
+        decision = fit_decision(z[f"{d}/validation"], z[f"{d}/validation_label"], z[f"{d}/train_prior"])
+        p = decision.probs(z[f"{d}/held"])[:, HARMFUL:].sum(axis=1)
+        y = z[f"{d}/held_label"]
+        safe, harmful = p[y == 0], p[y >= HARMFUL]
+        if not len(safe) or not len(harmful):
+            continue
+        out["domains"][d] = {f"{rate:g}": _r(float((harmful > np.quantile(safe, 1 - rate)).mean()))
+                             for rate in false_flag_rates}
+    for rate in false_flag_rates:
+        out["mean"][f"{rate:g}"] = _r(np.mean([row[f"{rate:g}"] for row in out["domains"].values()]))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
@@ -771,13 +883,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-weight", type=float, default=SEED_WEIGHT,
                         help="domains' weight of the team's seed corpus, data.seed (default %(default)s; 0 leaves it out)")
     parser.add_argument("--domains", nargs="*", help="only these held-out domains")
+    parser.add_argument("--context-copies", type=int, default=CONTEXT_COPIES,
+                        help="copies of each seed sentence set in real context (default %(default)s; 0: none)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "transfer")
     parser.add_argument("--score", type=Path, metavar="MODEL_NPZ",
                         help="no training: score this embedded artifact on every domain with its own decision")
     parser.add_argument("--sweep", type=Path, metavar="LOGITS_NPZ",
                         help="no training: refit a saved run's fold decisions at other budgets (--budgets)")
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.02, 0.03, 0.04, 0.05, 0.08, 0.1, 0.15, 0.2, 0.25])
+    parser.add_argument("--ceiling", type=Path, metavar="LOGITS_NPZ",
+                        help="no training: recall of a saved run's folds with each held-out domain's own best "
+                             "threshold at the false-flag rates --budgets (an oracle bound)")
     args = parser.parse_args(argv)
+
+    if args.ceiling:
+        report = recall_ceiling(args.ceiling, args.budgets)
+        for domain, row in {**report["domains"], "mean": report["mean"]}.items():
+            print(f"  {domain:<24} recall at false-flag rate " + "  ".join(f"{k}: {_pct(v)}" for k, v in row.items()))
+        return 0
 
     if args.sweep:
         for row in sweep_budgets(args.sweep, args.budgets):
@@ -824,14 +947,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: leave one domain out", file=sys.stderr)
         logits: dict[str, np.ndarray] = {}
         report = leave_one_domain_out(corpus, make, screen=not args.no_screen, budget=args.budget,
-                                      domains=args.domains, keep_logits=logits, seed_weight=args.seed_weight)
+                                      domains=args.domains, keep_logits=logits, seed_weight=args.seed_weight,
+                                      context_copies=args.context_copies)
         np.savez_compressed(args.out / f"transfer_{name}_logits.npz", **logits)
         keep, screened = ((np.ones(len(corpus), bool), {}) if args.no_screen
                           else screen_single_harm(corpus, seed_weight=args.seed_weight))
         report.update(recipe=name, settings={**kw, "budget": args.budget, "review_budget": DEFAULT_REVIEW_BUDGET,
-                                             "screen": not args.no_screen, "seed_weight": args.seed_weight},
+                                             "screen": not args.no_screen, "seed_weight": args.seed_weight,
+                                             "context_copies": args.context_copies},
                       screened_for_the_all_domains_model=screened)
-        report["all_domains"] = all_domains_report(corpus, make, keep, args.budget, args.seed_weight)
+        report["all_domains"] = all_domains_report(corpus, make, keep, args.budget, args.seed_weight,
+                                                   args.context_copies)
         print(f"{name}: all domains: test {json.dumps(report['all_domains']['test'])}; functional suite "
               f"{json.dumps(report['all_domains']['functional']['overall'], default=str)[:400]}", file=sys.stderr)
         (args.out / f"transfer_{name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

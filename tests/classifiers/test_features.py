@@ -13,7 +13,8 @@ FRAMES = [
     "I can't stand {}",
     "my teacher said {} have a long history here",
 ]
-GROUPS = ["women", "Muslims", "Jews", "gay", "trans", "Black", "immigrants", "Asians", "Christians", "disabled"]
+GROUPS = ["women", "Muslims", "Jews", "gay", "trans", "Black", "immigrants", "Asians", "Christians", "disabled",
+          "gay people", "Black women", "disabled folks", "Muslim communities"]
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,10 @@ def model() -> EmbeddedClassifier:
 
 
 def test_identity_words_become_one_token_and_other_words_stay():
-    assert joined_text("Trans people are GREAT, women_rights!") == f" {IDENTITY_TOKEN} people are great , {IDENTITY_TOKEN} rights ! "
+    assert joined_text("Trans people are GREAT, women_rights!") == f" {IDENTITY_TOKEN} are great , {IDENTITY_TOKEN} rights ! "
+    # A group named in several words is one token, like a group named in one.
+    assert joined_text("Black women and the Muslim community") == f" {IDENTITY_TOKEN} and the {IDENTITY_TOKEN} "
+    assert joined_text("the blind man, people") == f" the {IDENTITY_TOKEN} man , people "  # "man" is not a group noun
     assert joined_text("blackboard womens mankind") == " blackboard womens mankind "  # whole words only
     assert {"women", "muslims", "jews", "gay", "immigrants", "disabled"} <= IDENTITY_TERMS
 

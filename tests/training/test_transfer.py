@@ -193,6 +193,25 @@ def test_a_budget_sweep_trades_false_flags_for_recall(tmp_path):
     assert rows[0]["false_flag_rate"] < rows[1]["false_flag_rate"] and rows[0]["recall"] < rows[1]["recall"]
 
 
+def test_the_recall_ceiling_is_what_a_threshold_set_on_the_held_out_labels_reaches(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 4000
+    labels = rng.integers(0, 4, size=n)
+    harmful = labels >= 2
+    blind = rng.normal(size=(n, 4))  # domain "blind": the logits know nothing, so recall = the false-flag rate
+    sharp = np.where(harmful[:, None], [0.0, 0.0, 4.0, 4.0], [4.0, 0.0, 0.0, 0.0]) + 0.1 * rng.normal(size=(n, 4))
+    arrays = {}
+    for domain, logits in (("blind", blind), ("sharp", sharp)):
+        arrays |= {f"{domain}/validation": logits, f"{domain}/validation_label": labels, f"{domain}/held": logits,
+                   f"{domain}/held_label": labels, f"{domain}/train_prior": np.full(4, 0.25)}
+    np.savez(tmp_path / "logits.npz", **arrays)
+    report = transfer.recall_ceiling(tmp_path / "logits.npz", [0.1, 0.5])
+    assert report["domains"]["blind"]["0.1"] == pytest.approx(0.1, abs=0.03)
+    assert report["domains"]["blind"]["0.5"] == pytest.approx(0.5, abs=0.04)
+    assert report["domains"]["sharp"] == {"0.1": 1.0, "0.5": 1.0}
+    assert report["mean"]["0.1"] == pytest.approx((report["domains"]["blind"]["0.1"] + 1.0) / 2, abs=1e-4)
+
+
 def test_scoring_a_shipped_artifact_uses_its_own_decision():
     from classifiers.embedded import EmbeddedClassifier
     from core.settings import DEFAULT_EMBEDDED_MODEL
@@ -203,3 +222,102 @@ def test_scoring_a_shipped_artifact_uses_its_own_decision():
     assert report["thresholds"]["harmful"] == EmbeddedClassifier(DEFAULT_EMBEDDED_MODEL).thresholds["harmful"]
     for domain in ("github", "tweets"):
         assert report["domains"][domain]["false_flag_rate"] == 0.0 and report["domains"][domain]["recall"] == 1.0
+
+
+def _seed_and_shared() -> Corpus:
+    rows = [(f"I will hurt you badly number {i:02d}.", 3, "team_seed", "train") for i in range(6)]
+    rows += [(f"people from there are vermin {i:02d}.", 2, "team_seed", "train") for i in range(3)]
+    rows += [(f"what a lovely day it is {i:02d}.", 0, "team_seed", "train") for i in range(12)]
+    rows += [(f"the council met on tuesday evening {i}", 0, "news", "train") for i in range(20)]
+    rows += [(f"you are a total idiot, friend {i}", 2, "news", "train") for i in range(5)]
+    rows += [("too short", 0, "news", "train"), ("x" * 400, 0, "news", "train")]
+    return corpus_of(rows)
+
+
+def test_seed_sentences_in_context_keep_the_seed_weight_and_teach_nothing_about_the_context():
+    c = _seed_and_shared()
+    w = balanced_weights(c)
+    texts, labels, weights = transfer.with_context(c, w, copies=2)
+    assert texts[: len(c)] == c.text and labels[: len(c)].tolist() == c.label.tolist()
+    # Every label keeps its total weight, so the label mix the decision shifts from is unchanged.
+    for label in (0, 2, 3):
+        assert weights[labels == label].sum() == pytest.approx(w[c.label == label].sum())
+    assert transfer.effective_prior(labels, weights) == pytest.approx(transfer.effective_prior(c.label, w))
+    added = list(zip(texts[len(c):], labels[len(c):], weights[len(c):]))
+    assert len(added) == 2 * 21  # copies x seed sentences, spread evenly over the seed's 3 labels
+    shared_safe = {t for t, label, s in zip(c.text, c.label, c.source) if label == 0 and s == "news"}
+    by_context: dict[str, dict[int, float]] = {}
+    for text, label, weight in added:
+        seed = [s for s in c.text[:21] if s in text]
+        assert len(seed) == 1  # a copy holds one seed sentence ...
+        context = text.replace(seed[0], "").strip()
+        assert context in shared_safe and 15 <= len(context) <= 160  # ... and one short safe text of the shared data
+        by_context.setdefault(context, {}).setdefault(int(label), 0.0)
+        by_context[context][int(label)] += weight
+    for per_label in by_context.values():  # each context weighs the same under every label: its words learn nothing
+        assert set(per_label) == {0, 2, 3} and max(per_label.values()) == pytest.approx(min(per_label.values()))
+
+
+def test_no_context_copies_without_a_seed_or_when_asked_for_none():
+    c = _seed_and_shared()
+    w = balanced_weights(c)
+    assert len(transfer.with_context(c, w, copies=0)[0]) == len(c)
+    shared = c.take(c.source == "news")
+    assert len(transfer.with_context(shared, balanced_weights(shared), copies=2)[0]) == len(shared)
+
+
+def test_the_held_out_domain_lends_no_context_to_its_fold():
+    rows = [(f"tweets says something fine {i}", 0, "tweets", "train") for i in range(20)]
+    rows += [(f"news says something fine {i}", 0, "news", "train") for i in range(20)]
+    rows += [(f"tweets bad {i}", 2, "tweets", "validation") for i in range(5)]
+    rows += [(f"news bad {i}", 2, "news", "validation") for i in range(5)]
+    rows += [(f"tweets fine {i}", 0, "tweets", "validation") for i in range(5)]
+    rows += [(f"news fine {i}", 0, "news", "validation") for i in range(5)]
+    rows += [(f"team_seed bad sentence {i}", 2, "team_seed", "train") for i in range(4)]
+    rows += [(f"team_seed fine sentence {i}", 0, "team_seed", "train") for i in range(4)]
+    Memorise.seen = set()
+    transfer.leave_one_domain_out(corpus_of(rows), Memorise, domains=["news"], screen=False, log=lambda m: None,
+                                  context_copies=2)
+    assert any("tweets says" in t and "team_seed" in t for t in Memorise.seen)  # seed sentences were set in context
+    assert not any("news" in t for t in Memorise.seen)
+
+
+def test_false_flags_on_single_harm_negatives_are_also_reported_on_those_our_guide_calls_safe(tmp_path):
+    items = [{"source": "edos", "text": f"guide safe {i}", "label": "safe"} for i in range(4)]
+    items += [{"source": "edos", "text": f"abusive {i}", "label": "harmful"} for i in range(4)]
+    items += [{"source": "other", "text": "elsewhere", "label": "safe"}]
+    path = tmp_path / "adjudicated.json"
+    path.write_text(__import__("json").dumps({"items": items}))
+    held = corpus_of([(it["text"], 0, it["source"], "test") for it in items[:8]] + [("unsampled", 0, "edos", "test")])
+    pred = np.array([2, 0, 0, 0] + [2, 3, 2, 0] + [2])  # one guide-safe text flagged, 3 of 4 abusive ones
+    report = transfer.adjudicated_report(held, pred, path)
+    assert report == {"edos": {"sample": 8, "guide_safe": 4, "false_flag_rate_as_labelled": 0.5,
+                               "false_flag_rate_guide_safe": 0.25}}
+    assert transfer.adjudicated_report(held, pred, tmp_path / "missing.json") == {}
+
+
+def test_the_shipped_adjudication_sample_is_what_its_description_says():
+    import json
+
+    doc = json.loads(transfer.ADJUDICATED.read_text(encoding="utf-8"))
+    sources = [it["source"] for it in doc["items"]]
+    assert sources.count("edos_semeval2023_sexism") == 240 and sources.count("reddit_online_misogyny_eacl2021") == 160
+    assert {it["label"] for it in doc["items"]} <= set(LABELS) and all(it["dataset_label"] == "safe" for it in doc["items"])
+    assert len({it["text"] for it in doc["items"]}) == 400
+
+
+def test_a_seed_sentence_a_shared_set_also_holds_stays_and_so_does_the_shared_copy(tmp_path, monkeypatch):
+    from data import seed as team
+    from tests.data.conftest import write_mini_shared
+
+    shared = write_mini_shared(tmp_path / "shared")
+    rows = [team.SeedText("RT @someone: that game was shit", "safe", "profanity", "t"),  # Davidson: potentially harmful
+            team.SeedText("rt @someone that game was SHIT", "safe", "profanity", "t"),  # the seed's own near-duplicate
+            team.SeedText("I hope you drop dead", "extremely_harmful", "threat", "t")]
+    monkeypatch.setattr(team, "load_seed", lambda **kw: rows)
+    corpus = transfer.load_corpus(shared, clean_sentences=0)
+    game = sorted((int(y), str(s), str(d)) for t, y, s, d in zip(corpus.text, corpus.label, corpus.source, corpus.split)
+                  if "that game was shit" in t.lower())
+    # The seed's label is trained on; the shared copy is still scored when its domain is held out; one split.
+    assert [g[:2] for g in game] == [(0, "team_seed"), (1, "davidson")] and game[0][2] == game[1][2]
+    assert sorted(str(s) for t, s in zip(corpus.text, corpus.source) if t == "I hope you drop dead") == ["team_seed"]
