@@ -15,8 +15,9 @@ the one whose transfer figures the README reports):
    model of the other sources finds harmful: they may be abusive in another way.
 3. Weights texts so that within each domain every label carries the same weight: a domain's style (tweets,
    news comments, a forum) then says nothing about harm.
-4. Sets each seed-corpus sentence in real context (`transfer.with_context`: joined to a short safe text of the
-   training split, sharing the sentence's weight), so what the seed teaches survives other words around it.
+4. With `--context-copies N` (off by default: measured, not shipped), sets each seed-corpus sentence in real
+   context N times (`transfer.with_context`: joined to a short safe text of the training split, sharing the
+   sentence's weight).
 5. Adds algospeak variants of potentially harmful and worse training texts (data.augment, with the pattern
    database), each sharing its parent's weight: the model learns coded forms as well as the normalizer's output.
 6. Fits a multinomial logistic regression on binary IDF-weighted word 1-2-grams and character 3-5-grams
@@ -54,6 +55,7 @@ OUT_ENCODER_MODEL = ROOT / "out" / "encoder" / "model.npz"
 STAGES = ("corpus", "screening", "variants", "fit", "decision", "serving check", "test", "robustness")
 from training.robustness import robustness_report
 from training.transfer import MAX_ITER, split_of  # noqa: F401  (split_of: the split every consumer of the corpus uses)
+from training.transfer import _count as transfer_count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-screen", action="store_true", help="keep single-harm sources' negatives as they come")
     parser.add_argument("--seed-weight", type=float, default=None,
                         help="domains' weight of the team's seed corpus, data.seed (default: transfer's; 0 leaves it out)")
-    parser.add_argument("--context-copies", type=int, default=None,
+    parser.add_argument("--context-copies", type=transfer_count, default=None,
                         help="copies of each seed sentence set in real context (default: transfer's; 0: none)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--quick", action="store_true", help="a small run: 8,000 texts")

@@ -194,6 +194,17 @@ def load_corpus(shared_root: Path, *, clean_sentences: int = 6000, seed: int = 1
     )
 
 
+def near_duplicate_keys(texts: Sequence[str]) -> np.ndarray:
+    """`data.readers.dedupe_key` of each text (what near-duplicates share)."""
+    import polars as pl
+
+    from data.readers import dedupe_key
+
+    if not len(texts):
+        return np.array([], dtype=object)
+    return pl.DataFrame({"text": list(texts)}).select(dedupe_key(pl.col("text")))["text"].to_numpy()
+
+
 def balanced_weights(corpus: Corpus, seed_weight: float = SEED_WEIGHT) -> np.ndarray:
     """Sample weights under which style says nothing about harm: within each domain every label it has carries
     the same total weight, and every domain the same total (times the number of labels it has). A model can then
@@ -545,9 +556,12 @@ class NgramRecipe(Recipe):
         self.choose_vocabulary(texts)
         self.tfidf = TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True).fit(self.binary(texts))
         self.model = LogisticRegression(C=self.c, max_iter=self.max_iter, tol=TOL)
-        with warnings.catch_warnings():  # MAX_ITER is a chosen budget, not a bug
+        with warnings.catch_warnings():  # said once, below, with the numbers
             warnings.simplefilter("ignore", ConvergenceWarning)
             self.model.fit(self.features(texts), labels, sample_weight=weights)
+        if int(np.max(self.model.n_iter_)) >= self.max_iter:
+            print(f"warning: the n-gram model did not converge in {self.max_iter} iterations (tol {TOL}); its figures "
+                  f"depend on where it stopped", file=sys.stderr)
 
     def logits(self, texts) -> np.ndarray:
         return _full_logits(self.model, self.features(texts))
@@ -684,6 +698,9 @@ def leave_one_domain_out(corpus: Corpus, make: Callable[[], Recipe], *, screen: 
         started = time.time()
         inside = corpus.domain == domain
         rest, held = corpus.take(~inside), corpus.take(inside)
+        # The seed is deduplicated apart from the shared sets (load_corpus), so it may hold a text of the held-out
+        # domain: that copy is left out of this fold, or the fold would be scored on a text it trained on.
+        rest = rest.take(~((rest.source == TEAM_SEED) & np.isin(near_duplicate_keys(rest.text), near_duplicate_keys(held.text))))
         keep = screen_single_harm(rest, seed_weight=seed_weight)[0] if screen else np.ones(len(rest), dtype=bool)
         train = rest.take((rest.split == "train") & keep)
         # Thresholds are fitted on validation texts screened like the training texts: the single-harm sources'
@@ -853,7 +870,7 @@ def sweep_budgets(logits_path: Path, budgets: Sequence[float]) -> list[dict[str,
 def recall_ceiling(logits_path: Path, false_flag_rates: Sequence[float]) -> dict[str, Any]:
     """What no threshold fitted elsewhere can beat: for each held-out domain of a saved run, the recall of
     harmful-or-worse texts when the threshold on P(harmful or worse) is set on that domain's own labels to flag
-    exactly the given share of its safe texts (an oracle, which a platform does not have). If even this misses a
+    at most the given share of its safe texts (an oracle, which a platform does not have). If even this misses a
     recall target at a false-flag rate, the ranking (the model), not the decision rule, is what falls short."""
     z = np.load(logits_path)
     domains = sorted({k.split("/")[0] for k in z.files})
@@ -868,8 +885,16 @@ def recall_ceiling(logits_path: Path, false_flag_rates: Sequence[float]) -> dict
         out["domains"][d] = {f"{rate:g}": _r(float((harmful > np.quantile(safe, 1 - rate)).mean()))
                              for rate in false_flag_rates}
     for rate in false_flag_rates:
-        out["mean"][f"{rate:g}"] = _r(np.mean([row[f"{rate:g}"] for row in out["domains"].values()]))
+        values = [row[f"{rate:g}"] for row in out["domains"].values()]
+        out["mean"][f"{rate:g}"] = _r(np.mean(values)) if values else None
     return out
+
+
+def _count(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{value}: a count, 0 or more")
+    return n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -883,7 +908,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-weight", type=float, default=SEED_WEIGHT,
                         help="domains' weight of the team's seed corpus, data.seed (default %(default)s; 0 leaves it out)")
     parser.add_argument("--domains", nargs="*", help="only these held-out domains")
-    parser.add_argument("--context-copies", type=int, default=CONTEXT_COPIES,
+    parser.add_argument("--context-copies", type=_count, default=CONTEXT_COPIES,
                         help="copies of each seed sentence set in real context (default %(default)s; 0: none)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "transfer")
     parser.add_argument("--score", type=Path, metavar="MODEL_NPZ",
@@ -896,6 +921,11 @@ def main(argv: list[str] | None = None) -> int:
                              "threshold at the false-flag rates --budgets (an oracle bound)")
     args = parser.parse_args(argv)
 
+    for path in (args.sweep, args.ceiling):
+        if path is not None and not (path.is_file() and any(k.endswith("/held") for k in np.load(path).files)):
+            parser.error(f"{path}: not the fold logits a leave-one-domain-out run saves (transfer_<recipe>_logits.npz)")
+    if not all(0 < b < 1 for b in args.budgets):
+        parser.error("--budgets are shares of safe texts, each between 0 and 1")
     if args.ceiling:
         report = recall_ceiling(args.ceiling, args.budgets)
         for domain, row in {**report["domains"], "mean": report["mean"]}.items():

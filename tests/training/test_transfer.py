@@ -201,8 +201,8 @@ def test_the_recall_ceiling_is_what_a_threshold_set_on_the_held_out_labels_reach
     blind = rng.normal(size=(n, 4))  # domain "blind": the logits know nothing, so recall = the false-flag rate
     sharp = np.where(harmful[:, None], [0.0, 0.0, 4.0, 4.0], [4.0, 0.0, 0.0, 0.0]) + 0.1 * rng.normal(size=(n, 4))
     arrays = {}
-    for domain, logits in (("blind", blind), ("sharp", sharp)):
-        arrays |= {f"{domain}/validation": logits, f"{domain}/validation_label": labels, f"{domain}/held": logits,
+    for domain, held, validation in (("blind", blind, sharp), ("sharp", sharp, blind)):  # scored on held, not validation
+        arrays |= {f"{domain}/validation": validation, f"{domain}/validation_label": labels, f"{domain}/held": held,
                    f"{domain}/held_label": labels, f"{domain}/train_prior": np.full(4, 0.25)}
     np.savez(tmp_path / "logits.npz", **arrays)
     report = transfer.recall_ceiling(tmp_path / "logits.npz", [0.1, 0.5])
@@ -210,6 +210,21 @@ def test_the_recall_ceiling_is_what_a_threshold_set_on_the_held_out_labels_reach
     assert report["domains"]["blind"]["0.5"] == pytest.approx(0.5, abs=0.04)
     assert report["domains"]["sharp"] == {"0.1": 1.0, "0.5": 1.0}
     assert report["mean"]["0.1"] == pytest.approx((report["domains"]["blind"]["0.1"] + 1.0) / 2, abs=1e-4)
+    # Ties: one threshold flags at most the rate, so a top tie of safe scores larger than the rate flags none.
+    tied = np.where(harmful[:, None], [0.0, 0.0, 2.0, 2.0], [4.0, 0.0, 0.0, 0.0])
+    tied[np.flatnonzero(~harmful)[:400]] = [0.0, 0.0, 9.0, 9.0]  # 400 safe texts above every harmful one
+    arrays = {f"t/{k}": v for k, v in (("validation", tied), ("validation_label", labels), ("held", tied),
+                                       ("held_label", labels), ("train_prior", np.full(4, 0.25)))}
+    np.savez(tmp_path / "tied.npz", **arrays)
+    assert transfer.recall_ceiling(tmp_path / "tied.npz", [0.1])["domains"]["t"] == {"0.1": 0.0}
+
+
+def test_the_ceiling_and_sweep_commands_refuse_what_is_not_fold_logits(tmp_path, capsys):
+    np.savez(tmp_path / "model.npz", weights=np.zeros(3))
+    for argv in (["--ceiling", str(tmp_path / "model.npz")], ["--sweep", str(tmp_path / "missing.npz")]):
+        with pytest.raises(SystemExit) as exc:
+            transfer.main(argv)
+        assert exc.value.code == 2 and "not the fold logits" in capsys.readouterr().err
 
 
 def test_scoring_a_shipped_artifact_uses_its_own_decision():
@@ -321,3 +336,30 @@ def test_a_seed_sentence_a_shared_set_also_holds_stays_and_so_does_the_shared_co
     # The seed's label is trained on; the shared copy is still scored when its domain is held out; one split.
     assert [g[:2] for g in game] == [(0, "team_seed"), (1, "davidson")] and game[0][2] == game[1][2]
     assert sorted(str(s) for t, s in zip(corpus.text, corpus.source) if t == "I hope you drop dead") == ["team_seed"]
+    assert [r for r in game if r[1] == "team_seed"] == [game[0]]  # the seed's own near-duplicate is dropped
+
+
+def test_shared_copies_of_one_text_leave_one_row_with_the_most_severe_label(tmp_path):
+    from tests.data.conftest import write_mini_shared
+
+    shared = write_mini_shared(tmp_path / "shared")
+    # Davidson says "have a lovely day & see you" is neither hate nor offensive (safe); the same text in Jigsaw's
+    # sample, marked toxic, is harmful there; Davidson's other rows (after it in source order) keep their own.
+    jigsaw = shared / "jigsaw_wikipedia_sample" / "test_examples.csv"
+    jigsaw.write_text(jigsaw.read_text(encoding="utf-8") + "Have a lovely day & see you!,1,0,0,0,0,0\n", encoding="utf-8")
+    corpus = transfer.load_corpus(shared, clean_sentences=0, team_seed=False)
+    key = transfer.near_duplicate_keys(["have a lovely day & see you"])[0]
+    rows = [(int(y), str(s)) for k, y, s in zip(transfer.near_duplicate_keys(corpus.text), corpus.label, corpus.source)
+            if k == key]
+    assert rows == [(2, "jigsaw_wikipedia")]
+
+
+def test_a_held_out_text_the_seed_also_holds_is_not_trained_on_in_its_fold():
+    rows = [(f"tweets fine {i}", 0, "tweets", "train") for i in range(6)] + [(f"tweets bad {i}", 2, "tweets", "validation") for i in range(3)]
+    rows += [(f"news fine {i}", 0, "news", "test") for i in range(3)] + [(f"news bad {i}", 2, "news", "train") for i in range(3)]
+    rows += [("news bad 1", 2, "team_seed", "train"), ("team_seed bad 9", 2, "team_seed", "train"),
+             ("tweets fine 0", 0, "team_seed", "train")]
+    Memorise.seen = set()
+    transfer.leave_one_domain_out(corpus_of(rows), Memorise, domains=["news"], screen=False, log=lambda m: None)
+    assert "team_seed bad 9" in Memorise.seen and "tweets fine 0" in Memorise.seen
+    assert "news bad 1" not in Memorise.seen  # the seed's copy of a held-out text
