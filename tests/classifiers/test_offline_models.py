@@ -136,13 +136,11 @@ def test_the_shipped_model_flags_the_suites_harm_and_spares_its_harmless_cases(s
     for family in ("threat", "sexual", "dehumanisation"):
         assert families[family]["hateful_flagged"] >= 0.5, family
     # 0.45 measured (the model of 2026-12-07, at the 2% false-flag budget; 0.65 for the one before, at 3%): the
-    # rest of the suite's self-harm statements reach review, not a flag
+    # rest of the suite's self-harm statements ("I want to kill myself tonight") reach review, not a flag
     assert families["self_harm"]["hateful_flagged"] >= 0.4
     # identity terms are blinded (classifiers/features.py): naming a group is not harm
     assert families["identity_neutral"]["non_hateful_flagged"] <= 0.12
-    # 0.227 measured: one negation frame ("I would never say that X are inferior"), for all ten groups alike;
-    # 0.0 for the model before. Blinded, a frame is flagged for every group or for none, so this moves in tenths.
-    assert families["negated_hate"]["non_hateful_flagged"] <= 0.25
+    assert families["negated_hate"]["non_hateful_flagged"] <= 0.1
 
 
 @pytest.mark.parametrize("text, label", [
