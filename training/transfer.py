@@ -58,11 +58,10 @@ SPLITS = ("train", "validation", "test")
 # (LABEL_PRIOR) moves it; thresholds are chosen under it.
 DEFAULT_PRIOR: dict[str, float] = {"safe": 0.80, "potentially_harmful": 0.12, "harmful": 0.06, "extremely_harmful": 0.02}
 # Share of safe texts a shipped model may flag harmful-or-worse on its validation split, chosen by
-# leave-one-domain-out (its model-selection figure): with the converged model of 2026-12-07, 3% flagged 17.5% of
-# the safe texts of one held-out domain (Reddit/Gab) and 5.6% on average; 2% keeps every held-out domain under
-# 15% (worst 13.8%, mean 4.0%) for 5 points of recall (27.6% -> 22.2%), and harmful texts that are not flagged
-# still reach review (review recall 43.8% -> 40.1%). `--sweep` shows the whole trade-off (README, "Embedded
-# classifier").
+# leave-one-domain-out (its model-selection figure; models/embedded/transfer.json's run, `--sweep` on its fold
+# logits): at 3% one held-out domain (Reddit/Gab) had 17.8% of its safe texts flagged and the mean was 5.5%; 2%
+# keeps every held-out domain under 15% (worst 13.4%, mean 4.0%) for 5 points of recall (27.5% -> 22.3%), and
+# harmful texts that are not flagged still reach review (review recall 43.7% -> 41.1%).
 DEFAULT_FALSE_FLAG_BUDGET = 0.02
 # Share of safe validation texts it may send to review (decided potentially_harmful; flags are the budget above):
 # a review queue that a quarter of all safe traffic reaches is no queue. The review threshold is the best
