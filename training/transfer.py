@@ -1,6 +1,6 @@
 """How the offline classifier generalises: the corpus, the decision rule it ships with, and leave-one-domain-out.
 
-    uv run --all-extras python -m training.transfer --recipe ngram               # about 17 minutes on 2 cores
+    uv run --all-extras python -m training.transfer --recipe ngram               # about 25 minutes on 2 cores
     uv run --all-extras python -m training.transfer --recipe ngram encoder combo --out out/transfer
     uv run --all-extras python -m training.transfer --sweep out/transfer/transfer_ngram_logits.npz   # other budgets
     uv run --all-extras python -m training.transfer --score old_model.npz      # a shipped artifact, per domain
