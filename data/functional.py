@@ -3,11 +3,12 @@
     from data.functional import coded_cases, load_suite, suite_report
     cases = load_suite()                     # plain cases, from data/dataset/functional_suite.json
     cases += coded_cases(cases, seed=13)     # an algospeak version of each flagged case (data.augment)
+    cases += disguised_cases(cases, seed=13) # a harmless case disguised the same way: it must stay harmless
     predicted = [...]                        # one label per case from any classifier, in order
     report = suite_report(cases, predicted)  # per family and overall; no model in here
 
     uv run --all-extras python -m data.functional --summary            # counts per family and side
-    uv run --all-extras python -m data.functional --jsonl cases.jsonl  # every case, plain then coded
+    uv run --all-extras python -m data.functional --jsonl cases.jsonl  # every case: plain, coded, disguised
 
 The suite file is the source of truth. A template with `{identity}` / `{Identity}` (the group, plural) or
 `{member}` / `{Member}` (one person) expands once per identity; one with `{slur}` / `{Slur}` once per slur
@@ -27,6 +28,8 @@ Report figures (for the plain cases of each family and overall):
   coded                 over coded cases whose plain case is also scored: flagged rate of the coded
                         versions and of their plain versions, the gap in points (plain minus coded:
                         positive = coding hides harm) and exact-label accuracy; overall also per technique
+  disguised             the same for the disguised versions of harmless cases (negative gap = the disguise
+                        itself was read as harm: "see you t.o.n.i.g.h.t" flagged where "see you tonight" is not)
 A share with nothing to divide by is None.
 """
 
@@ -56,6 +59,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SUITE = Path(__file__).resolve().parent / "dataset" / "functional_suite.json"
 FLAG_FROM = "harmful"  # flagged = this label or worse
 CODED_SUFFIX = ".coded"
+DISGUISED_SUFFIX = ".disguised"
 
 IDENTITY_SLOTS = frozenset({"identity", "Identity", "member", "Member"})
 SLUR_SLOTS = frozenset({"slur", "Slur"})
@@ -296,6 +300,23 @@ def coded_cases(cases: Sequence[Case], seed: int = 13, augmenter=None) -> list[C
     return coded
 
 
+def disguised_cases(cases: Sequence[Case], seed: int = 13) -> list[Case]:
+    """A disguised version of each harmless plain case: one generic technique of `data.augment` (spacing,
+    repetition, leetspeak, homoglyphs; never the pattern database, whose forms are coded harm). People write
+    "soooo good" and "h e l l o" too: a model that learned the disguise as harm flags them."""
+    from data.augment import Augmenter
+
+    augmenter = Augmenter.from_database(None, seed=seed)
+    out: list[Case] = []
+    for case in cases:
+        if case.flagged or case.coded_of is not None:
+            continue
+        for variant in augmenter.variants(case.text, parent_id=case.id, n=1):
+            out.append(replace(case, id=case.id + DISGUISED_SUFFIX, text=variant.text, coded_of=case.id,
+                               techniques=tuple(variant.techniques)))
+    return out
+
+
 # --------------------------------------------------------------------------------------------- scoring
 
 
@@ -343,6 +364,7 @@ def suite_report(cases: Sequence[Case], predicted: Sequence[str]) -> dict[str, A
 
     plain_rows: dict[str, list[tuple[Case, bool, bool]]] = {f: [] for f in families}
     coded_rows: dict[str, list[tuple[Case, tuple[bool, bool, bool]]]] = {f: [] for f in families}
+    disguised_rows: dict[str, list[tuple[Case, tuple[bool, bool, bool]]]] = {f: [] for f in families}
     for case, label in zip(cases, predicted):
         flagged, correct = is_flagged(label), label == case.label
         if case.coded_of is None:
@@ -352,19 +374,21 @@ def suite_report(cases: Sequence[Case], predicted: Sequence[str]) -> dict[str, A
                 raise ValueError(
                     f"coded case {case.id!r}: its plain case {case.coded_of!r} is not among the cases"
                 )
-            coded_rows[case.family].append((case, (flagged_of[case.coded_of], flagged, correct)))
+            rows = coded_rows if case.flagged else disguised_rows
+            rows[case.family].append((case, (flagged_of[case.coded_of], flagged, correct)))
 
-    def block(rows, coded) -> dict[str, Any]:
+    def block(rows, coded, disguised) -> dict[str, Any]:
         figures = _plain_figures([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
         figures["coded"] = _coded_figures([pair for _, pair in coded])
+        figures["disguised"] = _coded_figures([pair for _, pair in disguised])
         return figures
 
     report: dict[str, Any] = {
-        "families": {f: block(plain_rows[f], coded_rows[f]) for f in families if plain_rows[f]},
+        "families": {f: block(plain_rows[f], coded_rows[f], disguised_rows[f]) for f in families if plain_rows[f]},
     }
     all_plain = [row for f in families for row in plain_rows[f]]
     all_coded = [row for f in families for row in coded_rows[f]]
-    report["overall"] = block(all_plain, all_coded)
+    report["overall"] = block(all_plain, all_coded, [row for f in families for row in disguised_rows[f]])
     by_technique: dict[str, list[tuple[bool, bool, bool]]] = {}
     for case, pair in all_coded:
         for technique in case.techniques or ("none",):
@@ -409,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", type=Path, default=DEFAULT_SUITE, help="suite file (default: shipped)")
     parser.add_argument("--seed", type=int, default=13, help="seed of the coded versions")
     parser.add_argument("--summary", action="store_true", help="print counts per family and side")
-    parser.add_argument("--jsonl", type=Path, help="write every case (plain, then coded) to this JSONL file")
+    parser.add_argument("--jsonl", type=Path, help="write every case (plain, coded, disguised) to this JSONL file")
     args = parser.parse_args(argv)
     if not args.summary and not args.jsonl:
         args.summary = True
@@ -419,14 +443,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     coded, skipped = code_suite(cases, seed=args.seed)
+    disguised = disguised_cases(cases, seed=args.seed)
     if args.summary:
         print(f"functional suite {args.suite.name}: {len(cases)} plain cases")
         print("\n".join(summary_lines(cases, coded, skipped)))
+        print(f"disguised: {len(disguised)} of {sum(not c.flagged for c in cases)} harmless cases")
     if args.jsonl:
+        every = [*cases, *coded, *disguised]
         with args.jsonl.open("w", encoding="utf-8") as f:
-            for case in [*cases, *coded]:
+            for case in every:
                 f.write(json.dumps(asdict(case), ensure_ascii=False) + "\n")
-        print(f"wrote {len(cases) + len(coded)} cases to {args.jsonl}", file=sys.stderr)
+        print(f"wrote {len(every)} cases to {args.jsonl}", file=sys.stderr)
     return 0
 
 

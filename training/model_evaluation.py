@@ -149,14 +149,14 @@ def false_alarm_report(classifier, normalizer, sets: dict[str, list[str]]) -> di
 
 
 def functional_suite_report(classifier, normalizer) -> dict:
-    """The team's functional suite (data/dataset/functional_suite.json: 509 plain cases in 10 families, and a coded
-    version of each flagged case), labelled as the moderator labels (the more severe of raw and normalized),
+    """The team's functional suite (data/dataset/functional_suite.json: 509 plain cases in 10 families, a coded
+    version of each flagged case and a disguised version of each harmless one), labelled as the moderator labels (the more severe of raw and normalized),
     scored per family by `data.functional.suite_report`."""
-    from data.functional import coded_cases, load_suite, suite_report
+    from data.functional import coded_cases, disguised_cases, load_suite, suite_report
 
     timed = _as_timed(classifier)
     cases = load_suite()
-    cases += coded_cases(cases)
+    cases += coded_cases(cases) + disguised_cases(cases)
     texts = [c.text for c in cases]
     raw = timed.labels(texts)
     norm = timed.labels([normalizer.normalize(t).text for t in texts])
@@ -365,6 +365,7 @@ def evaluate(classifier, rows: list[dict], *, normalizer, augmenter, db, n_varia
         "functional_hateful_flagged": functional["overall"]["hateful_flagged"],
         "functional_non_hateful_flagged": functional["overall"]["non_hateful_flagged"],
         "functional_coded_gap_points": functional["overall"]["coded"]["gap_points"],
+        "functional_disguised_harmless_flagged": functional["overall"]["disguised"]["coded_flagged"],
     }
     if temperature is not None:
         summary["ece_calibrated"] = calibration["ece_calibrated"]
@@ -434,7 +435,8 @@ def gate(report: dict, baseline: dict | None, settings) -> dict[str, Any]:
         # The functional suite is the same for every run: no data fingerprint needed.
         allowed = settings.gate_max_functional_regression
         for key, worse, what in (("functional_hateful_flagged", -1, "harmful cases flagged"),
-                                 ("functional_non_hateful_flagged", 1, "harmless cases flagged")):
+                                 ("functional_non_hateful_flagged", 1, "harmless cases flagged"),
+                                 ("functional_disguised_harmless_flagged", 1, "disguised harmless cases flagged")):
             if s.get(key) is not None and b.get(key) is not None and worse * (s[key] - b[key]) > allowed:
                 reasons.append(f"functional suite: {what} {s[key]:.3f} against production's {b[key]:.3f} "
                                f"(allowed change {allowed:.3f}, GATE_MAX_FUNCTIONAL_REGRESSION)")
@@ -546,13 +548,16 @@ def render_markdown(report: dict, command: str | None = None) -> str:
         o = fs["overall"]
         lines += ["", f"Functional suite (`data/dataset/functional_suite.json`, through the normalizer): harmful cases "
                   f"flagged **{_f(o['hateful_flagged'])}**, harmless cases flagged **{_f(o['non_hateful_flagged'])}**, "
-                  f"coded versions {_f(o['coded']['coded_flagged'])} against their plain {_f(o['coded']['plain_flagged'])}.",
-                  "", "| family | cases | harmful flagged | harmless flagged | exact label | coded gap (points) |",
-                  "|---|---|---|---|---|---|"]
+                  f"coded versions {_f(o['coded']['coded_flagged'])} against their plain {_f(o['coded']['plain_flagged'])}; "
+                  f"harmless cases disguised (spacing, repetition, leetspeak, homoglyphs) flagged "
+                  f"{_f(o['disguised']['coded_flagged'])} against their plain {_f(o['disguised']['plain_flagged'])}.",
+                  "", "| family | cases | harmful flagged | harmless flagged | exact label | coded gap (points) "
+                  "| disguised harmless flagged |", "|---|---|---|---|---|---|---|"]
         for family, row in fs["families"].items():
             gap = row["coded"]["gap_points"]
             lines.append(f"| {family} | {row['n']} | {_f(row['hateful_flagged'])} | {_f(row['non_hateful_flagged'])} "
-                         f"| {_f(row['accuracy'])} | {'' if gap is None else f'{gap:+.1f}'} |")
+                         f"| {_f(row['accuracy'])} | {'' if gap is None else f'{gap:+.1f}'} "
+                         f"| {_f(row['disguised']['coded_flagged'])} |")
     c = report["calibration"]
     lines += ["", f"Calibration: ECE {c['ece']:.4f} ({c['bins']} equal-width bins of the top probability)"
               + (f", **{c['ece_at_prior']:.4f}** weighted to the label mix the model states ({c['prior']})"

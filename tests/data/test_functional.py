@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from core.labels import LABELS, SEVERITY
-from data.functional import DEFAULT_SUITE, Case, code_suite, coded_cases, load_suite, main, suite_report
+from data.functional import (DEFAULT_SUITE, Case, code_suite, coded_cases, disguised_cases, load_suite, main,
+                             suite_report)
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +123,21 @@ def test_coding_skips_what_the_augmenter_cannot_change(cases):
     some = [c for c in cases if c.flagged][:3] + [c for c in cases if not c.flagged][:2]
     coded, skipped = code_suite(some, augmenter=Stubborn())
     assert coded == [] and skipped == [c.id for c in some[:3]]
+
+
+def test_each_harmless_case_gets_a_disguised_version_without_coded_harm(cases):
+    disguised = disguised_cases(cases, seed=13)
+    assert disguised == disguised_cases(list(reversed(cases)), seed=13)[::-1]  # deterministic, order-free
+    plain = {c.id: c for c in cases}
+    harmless = [c for c in cases if not c.flagged]
+    assert len(disguised) >= 0.95 * len(harmless)
+    for case in disguised:
+        origin = plain[case.coded_of]
+        assert not origin.flagged and case.id == origin.id + ".disguised" and case.text != origin.text
+        assert (case.label, case.flagged, case.family) == (origin.label, origin.flagged, origin.family)
+        # generic techniques only: no database euphemism ("unalive") puts coded harm into a harmless case
+        assert set(case.techniques) <= {"leetspeak", "spacing", "repetition", "homoglyph"}
+        assert not case.pattern_ids
 
 
 # -------------------------------------------------------------------------------- malformed files
@@ -271,11 +287,27 @@ def test_a_mixed_predictor_hand_computed():
     assert by_technique["euphemism"]["gap_points"] == 0.0
 
 
+def test_disguised_harmless_cases_are_scored_apart_from_the_coded_harmful_ones():
+    cases = SMALL + [_case("a.3.disguised", "a", "safe", coded_of="a.3", techniques=("spacing",)),
+                     _case("b.1.disguised", "b", "safe", coded_of="b.1", techniques=("repetition",))]
+    # every plain case right; a.3's disguise flagged, b.1's not; the coded harmful cases caught
+    predicted = [c.label for c in SMALL] + ["harmful", "safe"]
+    report = suite_report(cases, predicted)
+    overall = report["overall"]
+    assert overall["non_hateful_flagged"] == 0.0  # the plain figures do not move
+    assert overall["coded"]["n"] == 2 and overall["coded"]["gap_points"] == 0.0
+    assert overall["disguised"] == {"n": 2, "plain_flagged": 0.0, "coded_flagged": 0.5, "gap_points": -50.0,
+                                    "accuracy": 0.5}
+    assert report["families"]["a"]["disguised"]["coded_flagged"] == 1.0
+    assert report["families"]["b"]["disguised"]["coded_flagged"] == 0.0
+
+
 def test_the_report_on_the_whole_suite(cases, coded):
-    everything = cases + coded
+    everything = cases + coded + disguised_cases(cases)
     perfect = suite_report(everything, [c.label for c in everything])
     assert perfect["overall"]["hateful_flagged"] == 1.0 and perfect["overall"]["non_hateful_flagged"] == 0.0
     assert perfect["overall"]["coded"]["gap_points"] == 0.0
+    assert perfect["overall"]["disguised"]["coded_flagged"] == 0.0
     assert set(perfect["families"]) == {c.family for c in cases}
     assert sum(f["n"] for f in perfect["families"].values()) == len(cases)
     lazy = suite_report(everything, ["safe"] * len(everything))
@@ -300,15 +332,17 @@ def test_summary_cli_prints_counts_per_family_and_side(capsys, cases):
     assert f"{len(cases)} plain cases" in out
     for family in {c.family for c in cases}:
         assert family in out
-    assert "coded:" in out
+    assert "coded:" in out and "disguised:" in out
 
 
 def test_jsonl_cli_writes_every_case(tmp_path, cases, coded):
     path = tmp_path / "cases.jsonl"
     assert main(["--jsonl", str(path)]) == 0
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    assert len(rows) == len(cases) + len(coded)
-    assert rows[0]["id"] == cases[0].id and rows[-1]["coded_of"] == coded[-1].coded_of
+    disguised = disguised_cases(cases)
+    assert len(rows) == len(cases) + len(coded) + len(disguised)
+    assert rows[0]["id"] == cases[0].id and rows[len(cases)]["id"] == coded[0].id
+    assert rows[-1]["id"] == disguised[-1].id
 
 
 def test_a_malformed_suite_is_one_error_line_from_the_cli(tmp_path, capsys):
