@@ -51,6 +51,9 @@ from core.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_ENCODER_MODEL, DEFAULT
 
 OUT_MODEL = ROOT / "out" / "embedded" / "model.npz"  # trained models go to out/; --promote ships one
 OUT_ENCODER_MODEL = ROOT / "out" / "encoder" / "model.npz"
+# Generic-technique variants per safe training text. Without them only harmful texts were ever disguised, and the
+# model learned the disguise itself as harm: "the r e s t of us" or "reeeest" made a harmless sentence harmful.
+SAFE_VARIANTS = 1
 # What a run does, in order (its progress bar counts these).
 STAGES = ("corpus", "screening", "variants", "fit", "decision", "serving check", "test", "robustness")
 from training.robustness import robustness_report
@@ -68,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patterns", type=Path, default=DEFAULT_PATTERN_DB, help="pattern database for augmentation")
     parser.add_argument("--clean-sentences", type=int, default=6000, help="Civil Comments clean sentences to add")
     parser.add_argument("--variants", type=int, default=1, help="algospeak variants per non-safe training text")
+    parser.add_argument("--safe-variants", type=int, default=SAFE_VARIANTS,
+                        help="variants per safe training text, generic techniques only (default %(default)s)")
     parser.add_argument("--max-features", type=int, default=200_000)
     parser.add_argument("--recipe", choices=("ngram", "combo"), default="ngram",
                         help="ngram: the default offline model; combo: n-grams + sentence encoder (the encoder tier, "
@@ -143,14 +148,18 @@ def main(argv: list[str] | None = None) -> int:
         args.context_copies = transfer.CONTEXT_COPIES
 
     augmenter = Augmenter.from_database(db, seed=args.seed)
+    # Safe texts are disguised with the generic techniques only (spacing, repetition, leetspeak, homoglyphs): no
+    # database euphemism turns "killed it at work" into "unalived it at work".
+    safe_augmenter = Augmenter.from_database(None, seed=args.seed)
     normalizer = Normalizer(db)
     base_text, base_label, base_weight = transfer.with_context(train, weights, args.context_copies, seed=args.seed)
     x_text, y, w = list(base_text), list(base_label), list(base_weight)
     for i, (text, label, weight) in enumerate(progress(zip(base_text, base_label, base_weight), total=len(base_text),
                                                        desc="algospeak variants", unit="texts")):
-        if label == 0 or args.variants <= 0:
+        variants = (safe_augmenter.variants(text, parent_id=f"train{i}", n=args.safe_variants) if label == 0
+                    else augmenter.variants(text, parent_id=f"train{i}", n=args.variants))
+        if not variants:
             continue
-        variants = augmenter.variants(text, parent_id=f"train{i}", n=args.variants)
         share = weight / (1 + len(variants))  # parent and variants together keep the parent's weight
         w[i] = share
         for variant in variants:
@@ -190,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "screened_out_of_training": screened,
         "seed_weight": seed_weight,
         "context_copies": args.context_copies,
+        "safe_variants": args.safe_variants,
         "pattern_db_version": db.version,
         "seed": args.seed,
         "decision": decision.as_dict(),
