@@ -1,7 +1,6 @@
 """Finding 6 of issue 13: control and format characters are removed before matching (by the API's own
 invisible-character rule), with offsets kept so every match span still points into the original text."""
 
-import sys
 import unicodedata
 
 import pytest
