@@ -13,6 +13,18 @@ learn what is said about a group, and what it learns from one group's sentences 
 counterfactual-fairness remedy of Dixon et al. (2018), applied as feature blinding. Slurs are not identity terms
 and stay as written.
 
+Disguises that change how a word looks but not what it says are undone first (`canonical_text`): look-alike and
+styled letters (Cyrillic "а" in a Latin word, "𝐤𝐢𝐥𝐥") as the normalizer reads them, a letter held three or more
+times ("sooooo", "wiiiill") shortened to two, and a word spelled out letter by letter with one separator
+("p-e-o-p-l-e", "T.o.n.i.g.h.t", "a_g_a_i_n") joined. The normalizer rewrites such a word only when it decodes to
+a known harmful term; every other disguised word reached the model as written, and a model that has seen
+disguises mostly in harmful training texts learns the disguise as harm ("see you t.o.n.i.g.h.t" flagged) while
+"Gay p-e-o-p-l-e are vermin" lost its words.
+
+Words in the scope of a negation (after "not", "never", "don't", ... up to the next punctuation mark or "but") are
+marked as negated (`NEGATED`, the classic recipe of Das and Chen 2001 and Pang et al. 2002): "I would never say
+that women are inferior" was flagged where "women are inferior" was not, because the words were the same.
+
 Each feature is a 64-bit hash, computed for a whole batch at once with numpy (polynomial hashes over the Unicode
 code points, modulo 2**64): Python touches each text once to tokenise it, never each n-gram. The model keeps a
 vocabulary of selected hashes; a text's features are the hashes found in it.
@@ -25,7 +37,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-VERSION = "hash64-w12-c345-v4-idblind2"
+from normalizer.unicode import canonicalize
+
+VERSION = "hash64-w12-c345-v6-neg"
 CHAR_NGRAMS = (3, 4, 5)
 _TOKEN = re.compile(r"[^\W_]+|[^\w\s\x00-\x1f]")  # words, and each symbol or emoji on its own
 _P = np.uint64(1_000_003)  # odd, so invertible modulo 2**64
@@ -86,14 +100,79 @@ _GROUP_NOUNS = frozenset({IDENTITY_TOKEN, "people", "person", "persons", "folk",
                           "communities"})
 
 
+_LETTER = r"[^\W\d_]"
+_NON_ASCII_WORD = re.compile(r"\S*[^\x00-\x7f]\S*")  # a whitespace-separated piece with a non-ASCII character
+_HELD = re.compile(rf"({_LETTER})\1{{2,}}")  # a letter three or more times in a row
+# Cheap tests that every text the exact patterns change passes (13% and 4% of real texts): the exact ones cost 2-4x
+# more per text, and most texts have nothing to change.
+_HELD_ANY = re.compile(r"(.)\1\1")
+_SPELLED_ANY = re.compile(r"[\W_]\w[ ._*·~-]\w[ ._*·~-]")
+_SPELLED_FIRST = re.compile(r"\w[ ._*·~-]\w[ ._*·~-]")  # .match: a spelled word that starts the text
+# Three or more single letters, each followed by the same separator as the first: "p-e-o-p-l-e", "k i l l".
+_SPELLED = re.compile(rf"(?<![^\W_]){_LETTER}([ ._*·~-])(?:{_LETTER}\1)+{_LETTER}(?![^\W_])")
+
+
+def canonical_text(text: str) -> str:
+    """`text` lower-cased, each piece with a non-ASCII character read as the normalizer reads it
+    (`normalizer.unicode.canonicalize`: styled letters plain, invisible characters and marks removed, look-alike
+    letters folded in mixed-script words, so Russian or Greek words stay as they are), held letters shortened to
+    two and spelled-out words joined."""
+    text = text.lower()
+    if not text.isascii():
+        text = _NON_ASCII_WORD.sub(_canonical_piece, text)
+    if _HELD_ANY.search(text):
+        text = _HELD.sub(_two, text)  # a function, not the template r"\1\1": 2.5x faster on "aaab" * 5000
+    if _SPELLED_ANY.search(text) or _SPELLED_FIRST.match(text):
+        text = _SPELLED.sub(_join_spelled, text)
+    return text
+
+
+def _canonical_piece(m: re.Match) -> str:
+    return canonicalize(m[0]).text
+
+
+def _two(m: re.Match) -> str:
+    return m[0][:2]
+
+
+def _join_spelled(m: re.Match) -> str:
+    return m.group(0).replace(m.group(1), "")
+
+
 def joined_text(text: str) -> str:
-    """The lower-cased words and symbols of `text`, identity terms blinded (a group named in several words is one
-    token), space-joined with a space each side."""
+    """The words and symbols of `canonical_text(text)`, identity terms blinded (a group named in several words is
+    one token), words in a negation's scope marked, space-joined with a space each side."""
     get = _BLIND.get
-    words = [get(w, w) for w in _TOKEN.findall(text.lower())]
+    words = [get(w, w) for w in _TOKEN.findall(canonical_text(text))]
     if IDENTITY_TOKEN in words:
         words = _one_token_per_group(words)
+    if "t" in words or not _NEGATORS.isdisjoint(words):
+        words = _mark_negated(words)
     return " " + " ".join(words) + " "
+
+
+_NEGATORS = frozenset("not no never nobody nothing nowhere neither nor cannot without dont doesnt didnt wont "
+                      "wouldnt cant couldnt shouldnt isnt arent wasnt werent aint".split())
+_SCOPE_END = frozenset(". , ; : ! ? but".split())
+_APOSTROPHES = ("'", "\u2019")
+NEGATED = "\u00ac"
+
+
+def _mark_negated(words: list[str]) -> list[str]:
+    """Words after a negation cue, up to the next punctuation mark or "but", prefixed with NEGATED (Das and Chen
+    2001; Pang et al. 2002): "never say that women are inferior" is not "women are inferior". An apostrophe
+    inside the scope ("don't ... it's") stays as it is."""
+    out = words[:]
+    negated = False
+    for i, word in enumerate(words):
+        if word in _SCOPE_END:
+            negated = False
+        elif negated:
+            if word != "'":
+                out[i] = NEGATED + word
+        elif word in _NEGATORS or (word == "t" and i >= 2 and words[i - 1] in _APOSTROPHES):
+            negated = True
+    return out
 
 
 def _one_token_per_group(words: list[str]) -> list[str]:

@@ -113,7 +113,7 @@ def test_the_shipped_models_describe_their_decision():
 # What the shipped model must still do on the team's functional suite (cases it never trained on: the seed corpus
 # leaves out anything close to them, data/seed.py), through the normalizer as the moderator runs it. Floors a
 # little under the measured figures in models/embedded/eval_report.json; a random or broken model fails them.
-FUNCTIONAL_FLOORS = {"hateful_flagged": 0.65, "non_hateful_flagged": 0.13, "coded_flagged": 0.70}
+FUNCTIONAL_FLOORS = {"hateful_flagged": 0.65, "non_hateful_flagged": 0.13, "coded_flagged": 0.65}
 
 
 @pytest.fixture(scope="module")
@@ -130,14 +130,18 @@ def test_the_shipped_model_flags_the_suites_harm_and_spares_its_harmless_cases(s
     overall = shipped_functional["overall"]
     assert overall["hateful_flagged"] >= FUNCTIONAL_FLOORS["hateful_flagged"]
     assert overall["non_hateful_flagged"] <= FUNCTIONAL_FLOORS["non_hateful_flagged"]
-    assert overall["coded"]["coded_flagged"] >= FUNCTIONAL_FLOORS["coded_flagged"]  # coding does not hide it
+    assert overall["coded"]["coded_flagged"] >= FUNCTIONAL_FLOORS["coded_flagged"]
+    assert abs(overall["coded"]["gap_points"]) <= 3  # coding neither hides harm nor, by itself, makes it
+    # nor does a disguise make harm: harmless cases spelled out, held or with look-alike letters ("see you
+    # t.o.n.i.g.h.t") are flagged about as often as written plainly (19.8% against 5.7% before the canonical text)
+    assert overall["disguised"]["coded_flagged"] <= overall["disguised"]["plain_flagged"] + 0.03
     families = shipped_functional["families"]
     # harms the shared sets barely label, which the seed corpus teaches: no longer missed outright
     for family in ("threat", "sexual", "dehumanisation"):
         assert families[family]["hateful_flagged"] >= 0.5, family
-    # 0.45 measured (the model of 2026-12-07, at the 2% false-flag budget; 0.65 for the one before, at 3%): the
+    # 0.60 measured (the model of 2026-12-07 with negation marked; 0.45 without, 0.65 at a 3% budget): the
     # rest of the suite's self-harm statements ("I want to kill myself tonight") reach review, not a flag
-    assert families["self_harm"]["hateful_flagged"] >= 0.4
+    assert families["self_harm"]["hateful_flagged"] >= 0.5
     # identity terms are blinded (classifiers/features.py): naming a group is not harm
     assert families["identity_neutral"]["non_hateful_flagged"] <= 0.12
     assert families["negated_hate"]["non_hateful_flagged"] <= 0.1

@@ -32,6 +32,8 @@ def test_training_writes_a_loadable_artifact_with_its_decision_and_report(tmp_pa
     assert card["test"]["n"] > 0 and card["test_by_source"] and card["robustness"]["by_technique"]
     assert card["test"]["false_flag_rate"] < 0.15  # the budget is fitted on validation; test is near it
     assert classifier.meta["test"] == card["test"]
+    # safe texts are disguised too (generic techniques), so a disguise is not learned as harm
+    assert card["safe_variants"] == 1 and card["train_variants"] > card["train_texts"] * 0.9
 
 
 def test_the_shipped_model_tells_plain_harm_from_harmless_talk():
