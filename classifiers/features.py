@@ -21,10 +21,6 @@ a known harmful term; every other disguised word reached the model as written, a
 disguises mostly in harmful training texts learns the disguise as harm ("see you t.o.n.i.g.h.t" flagged) while
 "Gay p-e-o-p-l-e are vermin" lost its words.
 
-Words in the scope of a negation (after "not", "never", "don't", ... up to the next punctuation mark or "but") are
-marked as negated (`NEGATED`, the classic recipe of Das and Chen 2001 and Pang et al. 2002): "I would never say
-that women are inferior" was flagged where "women are inferior" was not, because the words were the same.
-
 Each feature is a 64-bit hash, computed for a whole batch at once with numpy (polynomial hashes over the Unicode
 code points, modulo 2**64): Python touches each text once to tokenise it, never each n-gram. The model keeps a
 vocabulary of selected hashes; a text's features are the hashes found in it.
@@ -33,13 +29,14 @@ vocabulary of selected hashes; a text's features are the hashes found in it.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
 
 from normalizer.unicode import canonicalize
 
-VERSION = "hash64-w12-c345-v6-neg"
+VERSION = "hash64-w12-c345-v5-canon"
 CHAR_NGRAMS = (3, 4, 5)
 _TOKEN = re.compile(r"[^\W_]+|[^\w\s\x00-\x1f]")  # words, and each symbol or emoji on its own
 _P = np.uint64(1_000_003)  # odd, so invertible modulo 2**64
@@ -101,7 +98,9 @@ _GROUP_NOUNS = frozenset({IDENTITY_TOKEN, "people", "person", "persons", "folk",
 
 
 _LETTER = r"[^\W\d_]"
-_NON_ASCII_WORD = re.compile(r"\S*[^\x00-\x7f]\S*")  # a whitespace-separated piece with a non-ASCII character
+# A whitespace-separated piece with a non-ASCII character. The look-behind makes a match start only where a piece
+# starts: without it, "a" * 20000 + " é" was tried from every "a" and took 2 s (quadratic).
+_NON_ASCII_WORD = re.compile(r"(?<!\S)\S*[^\x00-\x7f]\S*")
 _HELD = re.compile(rf"({_LETTER})\1{{2,}}")  # a letter three or more times in a row
 # Cheap tests that every text the exact patterns change passes (13% and 4% of real texts): the exact ones cost 2-4x
 # more per text, and most texts have nothing to change.
@@ -128,7 +127,13 @@ def canonical_text(text: str) -> str:
 
 
 def _canonical_piece(m: re.Match) -> str:
-    return canonicalize(m[0]).text
+    """The piece as the normalizer reads it; a piece that would grow more than fourfold (compatibility forms such
+    as "\ufdfa", one character that decomposes into 18) stays as written, so no text costs the features more
+    than a few times its length."""
+    piece = m[0]
+    if len(unicodedata.normalize("NFKD", piece)) > 4 * len(piece):  # C speed: decides before the Python loop
+        return piece
+    return canonicalize(piece).text
 
 
 def _two(m: re.Match) -> str:
@@ -141,38 +146,12 @@ def _join_spelled(m: re.Match) -> str:
 
 def joined_text(text: str) -> str:
     """The words and symbols of `canonical_text(text)`, identity terms blinded (a group named in several words is
-    one token), words in a negation's scope marked, space-joined with a space each side."""
+    one token), space-joined with a space each side."""
     get = _BLIND.get
     words = [get(w, w) for w in _TOKEN.findall(canonical_text(text))]
     if IDENTITY_TOKEN in words:
         words = _one_token_per_group(words)
-    if "t" in words or not _NEGATORS.isdisjoint(words):
-        words = _mark_negated(words)
     return " " + " ".join(words) + " "
-
-
-_NEGATORS = frozenset("not no never nobody nothing nowhere neither nor cannot without dont doesnt didnt wont "
-                      "wouldnt cant couldnt shouldnt isnt arent wasnt werent aint".split())
-_SCOPE_END = frozenset(". , ; : ! ? but".split())
-_APOSTROPHES = ("'", "\u2019")
-NEGATED = "\u00ac"
-
-
-def _mark_negated(words: list[str]) -> list[str]:
-    """Words after a negation cue, up to the next punctuation mark or "but", prefixed with NEGATED (Das and Chen
-    2001; Pang et al. 2002): "never say that women are inferior" is not "women are inferior". An apostrophe
-    inside the scope ("don't ... it's") stays as it is."""
-    out = words[:]
-    negated = False
-    for i, word in enumerate(words):
-        if word in _SCOPE_END:
-            negated = False
-        elif negated:
-            if word != "'":
-                out[i] = NEGATED + word
-        elif word in _NEGATORS or (word == "t" and i >= 2 and words[i - 1] in _APOSTROPHES):
-            negated = True
-    return out
 
 
 def _one_token_per_group(words: list[str]) -> list[str]:

@@ -56,12 +56,10 @@ def test_a_safe_text_has_no_flagged_category_even_where_a_head_fires(shipped):
 
 
 def test_stage1_and_the_classifier_agree_on_the_shared_cases(shipped):
-    """Functional-suite coded cases where both found a category (99 with the shipped heads): they name the same
-    one in 70 (71%; 70 of 93 with the heads before negation marking), and wherever they agree, every category
-    Stage 1 named is among the classifier's (never a partial overlap). The disagreements are mostly the pattern
-    database calling misogynist slurs ("foids", "roasties") harassment where our taxonomy, like EDOS, calls
-    sexism hate; 7 of the 29 involve the drugs head, whose threshold (P >= 0.0063, fitted with no drug positives in the
-    data) flags derogation at P = 0.008."""
+    """Functional-suite coded cases where both found a category (97 with the shipped heads): they name the same
+    one in 75 (77%), and wherever they agree, every category Stage 1 named is among the classifier's (never a
+    partial overlap). The disagreements are mostly the pattern database calling misogynist slurs ("foids",
+    "roasties") harassment where our taxonomy, like EDOS, calls sexism hate."""
     from data.functional import coded_cases, load_suite
 
     cases = [c for c in coded_cases(load_suite()) if c.flagged]
@@ -80,7 +78,7 @@ def test_stage1_and_the_classifier_agree_on_the_shared_cases(shipped):
         if case.family == "threat" and "violence" in by_stage1:
             threats.append(evidence["violence"] == ["classifier", "stage1"])
     assert both >= 80
-    assert agree / both >= 0.68, f"{agree} of {both}"
+    assert agree / both >= 0.72, f"{agree} of {both}"
     assert partial == []
     # a coded threat whose decoded term is violence: the classifier's violence head says so too (3 of 4; the
     # fourth, "straaaangle", the classifier reads as self-harm)

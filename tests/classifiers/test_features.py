@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from classifiers.embedded import EmbeddedClassifier
-from classifiers.features import IDENTITY_TERMS, IDENTITY_TOKEN, NEGATED, canonical_text, joined_text
+from classifiers.features import IDENTITY_TERMS, IDENTITY_TOKEN, canonical_text, joined_text
 from core.settings import DEFAULT_EMBEDDED_MODEL
 
 FRAMES = [
@@ -79,19 +79,15 @@ def test_the_shipped_model_scores_a_disguised_sentence_as_its_plain_one(model):
         assert model.classify([disguised])[0] == pytest.approx(model.classify([plain])[0], abs=1e-9)
 
 
-def test_words_in_a_negations_scope_are_marked_up_to_punctuation_or_but():
-    n = NEGATED
-    assert joined_text("I would never say that women are inferior.") == \
-        f" i would never {n}say {n}that {n}{IDENTITY_TOKEN} {n}are {n}inferior . "
-    assert joined_text("I can't stand it, but ok") == f" i can ' t {n}stand {n}it , but ok "
-    assert joined_text("you are not welcome here but stay") == f" you are not {n}welcome {n}here but stay "
-    assert joined_text("women are inferior") == f" {IDENTITY_TOKEN} are inferior "  # no cue, nothing marked
-    assert joined_text("it's fine") == " it ' s fine "  # an apostrophe alone is no cue
+@pytest.mark.parametrize("text", [
+    "a" * 19_998 + " \u00e9",  # a long run beside a non-ASCII piece: was quadratic, 2 s
+    "\u00e9 " + "!" * 19_998,
+    "\ufdfa" * 20_000,  # one character that decomposes into 18: left as written, not blown up
+    "k\u0456ll " * 4_000,
+])
+def test_the_canonical_reading_of_a_20k_character_text_is_cheap(text):
+    import time
 
-
-def test_the_shipped_model_does_not_flag_a_denial_more_than_the_statement_it_denies(model):
-    def harmful_or_worse(text: str) -> float:
-        p = model.classify([text])[0]
-        return p["harmful"] + p["extremely_harmful"]
-
-    assert harmful_or_worse("I would never say that women are inferior.") < harmful_or_worse("Women are inferior.")
+    started = time.perf_counter()
+    joined_text(text)
+    assert time.perf_counter() - started < 0.5  # about 0.01 s each on the 2-core machine
