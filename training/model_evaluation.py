@@ -150,8 +150,8 @@ def false_alarm_report(classifier, normalizer, sets: dict[str, list[str]]) -> di
 
 def functional_suite_report(classifier, normalizer) -> dict:
     """The team's functional suite (data/dataset/functional_suite.json: 509 plain cases in 10 families, a coded
-    version of each flagged case and a disguised version of each harmless one), labelled as the moderator labels (the more severe of raw and normalized),
-    scored per family by `data.functional.suite_report`."""
+    version of each flagged case and a disguised version of each harmless one), labelled as the moderator labels
+    (the more severe of raw and normalized), scored per family by `data.functional.suite_report`."""
     from data.functional import coded_cases, disguised_cases, load_suite, suite_report
 
     timed = _as_timed(classifier)

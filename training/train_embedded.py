@@ -19,7 +19,9 @@ the one whose transfer figures the README reports):
    context N times (`transfer.with_context`: joined to a short safe text of the training split, sharing the
    sentence's weight).
 5. Adds algospeak variants of potentially harmful and worse training texts (data.augment, with the pattern
-   database), each sharing its parent's weight: the model learns coded forms as well as the normalizer's output.
+   database), and generic-technique variants (spacing, repetition, leetspeak, homoglyphs) of safe ones
+   (`--safe-variants`), each sharing its parent's weight: the model learns coded forms as well as the normalizer's
+   output, and does not learn a disguise alone as harm.
 6. Fits a multinomial logistic regression on binary IDF-weighted word 1-2-grams and character 3-5-grams
    (classifiers.features).
 7. Fits the decision on the validation split (`transfer.fit_decision`): a temperature, the shift from the
