@@ -9,7 +9,8 @@ Measured in one run, on one core, over the same 8,192 real texts from shared/dat
 - kernel: `EmbeddedClassifier.logits`, one numba loop per batch (`classifiers/kernel.py`);
 - numpy: `EmbeddedClassifier.reference_logits`, the vectorised numpy path (hashing, open-addressing lookup,
   sort-based deduplication, segmented sums) that served before the kernel and still defines the features.
-Both give the same logits (checked here too). Reported: texts per second (best of 3) and the ratio.
+Both give the same logits (checked here too). Reported: texts per second (best of 3) and the ratio, and the
+text reading alone (`classifiers.features.joined_text`: canonical text, tokens, identity blinding) in µs per text.
 With --baseline MODEL_NPZ: the served path (`classify`, the decision included) of the shipped model against that
 artifact, same texts, batches of 256. With --encoder: the sentence encoder (`classifiers.encoder`, what the
 encoder tier adds per text) on the same texts, on both cores, against the shipped model's `classify`.
@@ -25,6 +26,7 @@ import numpy as np
 
 from bench.common import pin_one_core, real_texts, write_result
 from classifiers.embedded import EmbeddedClassifier
+from classifiers.features import joined_text
 from core.settings import DEFAULT_EMBEDDED_MODEL
 
 
@@ -72,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"batch {batch:>3}: kernel {kernel:>9,.0f} texts/s   numpy {numpy_path:>9,.0f} texts/s   "
               f"{kernel / numpy_path:.1f}x")
+    # The text reading alone (canonical text, tokens, identity blinding), which both paths above include.
+    reading = rate(lambda part: [joined_text(t) for t in part], texts, 256)
+    results["reading_us_per_text"] = round(1e6 / reading, 1)
+    print(f"text reading (joined_text): {1e6 / reading:.1f} µs per text")
     if args.baseline:
         baseline = EmbeddedClassifier(args.baseline)
         for _ in range(2):  # alternate, so a slower moment of the machine does not fall on one side only

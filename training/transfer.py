@@ -781,8 +781,7 @@ def moderated_labels(logits_of: Callable[[list[str]], np.ndarray], decision: Dec
 
 def functional_report(logits_of: Callable[[list[str]], np.ndarray], decision: Decision, normalizer) -> dict[str, Any]:
     """The functional suite (data.functional: plain cases, a coded version of each flagged case and a disguised
-    version of each harmless one), labelled
-    through the moderator's rule, scored per family."""
+    version of each harmless one), labelled through the moderator's rule, scored per family."""
     from data.functional import coded_cases, disguised_cases, load_suite, suite_report
 
     cases = load_suite()
