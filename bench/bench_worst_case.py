@@ -72,10 +72,14 @@ def family_texts(name: str, size: int, seed: int) -> str:
         return _fill((rng.choice(pieces) + " " for _ in range(size)), size)
     if name == "at_ss":  # finding 3: "@ss " answered with 122.8 MB of matches
         return _fill(iter(lambda: "@ss ", None), size)
+    if name == "second_reading":  # texts that change again on a second reading, so both readings are composed
+        pieces = ["k.i.l.lsss", "🍑€", "❄#fvck", "s.u.i.c.i.d.e.sss", "k.i.l.led"]
+        return _fill((rng.choice(pieces) + " " for _ in range(size)), size)
     raise ValueError(name)
 
 
-FAMILIES = ("issue_unit", "spaced_random_leet", "spaced_near_words", "leet_tokens", "lookalike_mix", "at_ss")
+FAMILIES = ("issue_unit", "spaced_random_leet", "spaced_near_words", "leet_tokens", "lookalike_mix", "at_ss",
+            "second_reading")
 
 # ------------------------------------------------------------------------------------------ measuring
 WORKER = r"""
@@ -154,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", default=BEFORE, help="the commit to compare against (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="100 B and 1 KB only")
     parser.add_argument("--fuzz-seconds", type=float, default=0.0, help="climb on cost this long (on today's code)")
+    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES), help="only these families")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "worst_case.json"))
     args = parser.parse_args(argv)
     sizes = SIZES[:2] if args.quick else SIZES
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         before = Runner(export(args.before, Path(tmp)))
         after = Runner(ROOT)
-        texts = {family: {size: family_texts(family, size, 0) for size in sizes} for family in FAMILIES}
+        texts = {family: {size: family_texts(family, size, 0) for size in sizes} for family in args.families}
         if args.fuzz_seconds > 0:
             print(f"fuzzing {args.fuzz_seconds:.0f} s for the costliest 2 KB text (today's code) ...", file=sys.stderr)
             found = fuzz(after, args.fuzz_seconds)

@@ -163,27 +163,41 @@ def _compose(first: NormalizationResult, second: NormalizationResult) -> Normali
     one match on the original text, absorbing the first reading's matches it overlaps (their techniques
     included); the second reading's other matches are reported where the first had none."""
     text, mid = first.original, first.text
-    edits = [m for m in first.matches if m.replacement != m.original]  # sorted, non-overlapping
+    # Both lists are sorted and non-overlapping in the first reading's text, so their ends rise with their
+    # starts: a position's neighbours are found by bisection (a linear scan per match was quadratic in the
+    # number of matches: 0.5 s for a 20 KB text that changes on its second reading).
+    edits = [m for m in first.matches if m.replacement != m.original]
+    edit_ends = [m.norm_end for m in edits]
+    match_ends = [m.norm_end for m in first.matches]
 
     def to_original(pos: int, is_end: bool) -> int:
-        delta = 0
-        for m in edits:
-            inside = m.norm_start < pos < m.norm_end
-            at_edge = pos == (m.norm_end if is_end else m.norm_start) and m.norm_end > m.norm_start
-            if inside or at_edge:
-                return m.end if is_end else m.start
-            if m.norm_end <= pos:
-                delta = m.end - m.norm_end
-            else:
+        """A position of the first reading's text in the original: a position inside an edit, or at the edge
+        that belongs to it, maps to that edit's edge; any other is shifted by the edits before it."""
+        k = bisect_right(edit_ends, pos)  # edits[:k] end at or before pos
+        if is_end:  # an end at a non-empty edit's end is that edit's end, not after a deletion that follows it
+            for m in edits[bisect_left(edit_ends, pos) : k]:
+                if m.norm_end > m.norm_start:
+                    return m.end
+        if k < len(edits) and edits[k].norm_start < pos:  # inside edits[k]
+            return edits[k].end if is_end else edits[k].start
+        # shifted by the edits before pos (a start at an edit's start lands on that edit's start this way too)
+        return pos + (edits[k - 1].end - edits[k - 1].norm_end if k else 0)
+
+    def overlapping(a: int, b: int) -> list[Match]:
+        """The first reading's matches whose span meets [a, b), in order."""
+        out, matches = [], first.matches
+        for i in range(bisect_right(match_ends, a), len(matches)):  # those ending after a ...
+            if matches[i].norm_start >= b:  # ... and starting before b
                 break
-        return pos + delta
+            out.append(matches[i])
+        return out
 
     groups: list[list] = []  # [mid start, mid end, second-reading matches, first-reading matches absorbed]
     for m2 in second.matches:
         if m2.replacement == m2.original:
             continue
         a, b = m2.start, m2.end
-        absorbed = [m for m in first.matches if m.norm_start < b and a < m.norm_end]
+        absorbed = overlapping(a, b)
         for m in absorbed:
             a, b = min(a, m.norm_start), max(b, m.norm_end)
         if groups and a < groups[-1][1]:
@@ -219,9 +233,8 @@ def _compose(first: NormalizationResult, second: NormalizationResult) -> Normali
             techniques=techniques, category=lead.category, severity=max(m2.severity for m2 in changes),
             action=lead.action,
         )))  # fmt: skip
-    spans = [(m.norm_start, m.norm_end) for m in first.matches]
     for m2 in second.matches:
-        if m2.replacement == m2.original and not any(s < m2.end and m2.start < e for s, e in spans):
+        if m2.replacement == m2.original and not overlapping(m2.start, m2.end):
             start, end = to_original(m2.start, False), to_original(m2.end, True)
             pieces.append((start, end, Match(
                 start=start, end=end, norm_start=0, norm_end=0, original=text[start:end], replacement=text[start:end],

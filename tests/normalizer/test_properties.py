@@ -169,6 +169,25 @@ def test_two_rewrites_read_again_are_two_changes_each_with_its_severity(product)
                    ("k.i.l.lsss", "kills", "violence.unalive", 2, 15, 25, 10, 15)]  # fmt: skip
 
 
+def test_a_change_read_again_right_after_another_change_starts_where_its_own_characters_start(product):
+    result = check_invariants(product, "🔫k.i.l.lsss")
+    assert result.text == "gun kills"
+    got = [(m.original, m.replacement, m.start, m.end, m.norm_start, m.norm_end) for m in result.matches]
+    assert got == [("🔫", "gun ", 0, 1, 0, 4), ("k.i.l.lsss", "kills", 1, 11, 4, 9)]
+
+
+def test_many_changes_read_again_each_keep_their_place_in_the_original(product):
+    """A long text whose every coded word changes again on a second reading: each change maps back to its own
+    characters of the original (the composition looks positions up by bisection among hundreds of changes)."""
+    unit = "k.i.l.lsss 🍑€ ok ❄#fvck "
+    result = check_invariants(product, unit * 300)
+    assert result.text == product.normalize(unit).text * 300
+    rewrites = [m for m in result.matches if m.replacement != m.original]
+    assert len(rewrites) == 300 * len([m for m in product.normalize(unit).matches if m.replacement != m.original])
+    assert all(result.original[m.start : m.end] == m.original for m in result.matches)
+    assert [m.original for m in rewrites[-3:]] == [m.original for m in rewrites[:3]]
+
+
 def test_a_second_reading_keeps_the_annotations_and_safe_contexts_around_its_change(mini):
     """The second reading ("kill.sss" read "kills") reports the safe context and the annotation again; each keeps
     its place in the original text."""
