@@ -11,8 +11,10 @@ the positives as a whole the same total as the negatives. Probabilities are Plat
 split; each head's threshold is the lowest that flags at most FALSE_FLAG_BUDGET of the validation negatives
 (averaged over the shared sources, each counting the same). For the categories routed to urgent or support
 queues (MIN_RECALL: violence, self_harm) a threshold that leaves validation recall under 0.8 is lowered to the
-highest that reaches it: there a miss costs more than a text routed there by mistake. A category with too few positives to learn (fewer than MIN_POSITIVES: drugs has none)
-ships without a head and is said so: only Stage 1's decoded terms can raise it.
+highest that reaches it: there a miss costs more than a text routed there by mistake. A category with too few
+positives to learn (fewer than MIN_POSITIVES) ships without a head and is said so: only Stage 1's decoded terms can
+raise it. No shared set labels drugs: its head learns from the pattern database's examples alone (337 positives),
+so it knows the database's drug words and little else, and fires on some casual safe text (models/embedded/README.md).
 
 Reported, per category:
   transfer      for each source with at least 20 positives and 20 negatives of it: a head trained without that

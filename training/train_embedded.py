@@ -60,7 +60,7 @@ SAFE_VARIANTS = 1
 STAGES = ("corpus", "screening", "variants", "fit", "decision", "serving check", "test", "robustness")
 from training.robustness import robustness_report
 from training.transfer import MAX_ITER, split_of  # noqa: F401  (split_of: the split every consumer of the corpus uses)
-from training.transfer import _count as transfer_count
+from training.transfer import count_arg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-screen", action="store_true", help="keep single-harm sources' negatives as they come")
     parser.add_argument("--seed-weight", type=float, default=None,
                         help="domains' weight of the team's seed corpus, data.seed (default: transfer's; 0 leaves it out)")
-    parser.add_argument("--context-copies", type=transfer_count, default=None,
+    parser.add_argument("--context-copies", type=count_arg, default=None,
                         help="copies of each seed sentence set in real context (default: transfer's; 0: none)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--quick", action="store_true", help="a small run: 8,000 texts")

@@ -900,7 +900,8 @@ def recall_ceiling(logits_path: Path, false_flag_rates: Sequence[float]) -> dict
     return out
 
 
-def _count(value: str) -> int:
+def count_arg(value: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
     n = int(value)
     if n < 0:
         raise argparse.ArgumentTypeError(f"{value}: a count, 0 or more")
@@ -918,7 +919,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-weight", type=float, default=SEED_WEIGHT,
                         help="domains' weight of the team's seed corpus, data.seed (default %(default)s; 0 leaves it out)")
     parser.add_argument("--domains", nargs="*", help="only these held-out domains")
-    parser.add_argument("--context-copies", type=_count, default=CONTEXT_COPIES,
+    parser.add_argument("--context-copies", type=count_arg, default=CONTEXT_COPIES,
                         help="copies of each seed sentence set in real context (default %(default)s; 0: none)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "transfer")
     parser.add_argument("--score", type=Path, metavar="MODEL_NPZ",
