@@ -351,16 +351,16 @@ def read_civil_comments_spans(root: Path) -> pl.LazyFrame:
         annotations.select(
             "annotation", "comment_id", (pl.col("all toxic").str.to_lowercase() == "true").alias("all_toxic")
         )
-        .join(span_flags, on="annotation", how="left")
-        .group_by("comment_id", "annotation")
+        .join(span_flags, on="annotation", how="left", maintain_order="left")
+        .group_by("comment_id", "annotation", maintain_order=True)
         .agg(pl.col("all_toxic").first(), *[pl.col(s).fill_null(False).any() for s in _SPAN_TYPES.values()])
     )
-    per_post = per_rater.group_by("comment_id").agg(
+    per_post = per_rater.group_by("comment_id", maintain_order=True).agg(
         pl.col("all_toxic").mean().alias("all_toxic_share"),
         *[pl.col(s).mean() for s in _SPAN_TYPES.values()],
     )
     extreme = (pl.col("threat").fill_null(0) > 0) | (pl.col("all_toxic_share").fill_null(0) > 0.5)
-    lf = comments.join(per_post, on="comment_id", how="left").select(
+    lf = comments.join(per_post, on="comment_id", how="left", maintain_order="left").select(
         pl.col("comment_text").fill_null("").alias("text"),
         pl.when(extreme).then(pl.lit("extremely_harmful")).otherwise(pl.lit("harmful")).alias("label"),
         pl.col("comment_id").alias("source_id"),
@@ -780,6 +780,7 @@ def read_stormfront(root: Path) -> pl.LazyFrame:
             texts.select("file_id", pl.col("text").alias("_text"), pl.lit(True).alias("_found")),
             on="file_id",
             how="left",
+            maintain_order="left",  # the file's order: polars does not keep it by default, and row order matters
         )
         .filter(raw.is_null() | (raw != "idk/skip"))
         .select(
@@ -990,7 +991,7 @@ def read_strudel_github(root: Path) -> pl.LazyFrame:
     for lf, text, file in (
         (comments, pl.col("text"), "train_comments.csv"),
         (
-            issues.join(threads, on="_id", how="anti"),
+            issues.join(threads, on="_id", how="anti", maintain_order="left"),
             pl.concat_str(
                 [pl.col("title").fill_null(""), pl.col("total_text").fill_null("")], separator="\n"
             ),

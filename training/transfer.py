@@ -175,7 +175,9 @@ def load_corpus(shared_root: Path, *, clean_sentences: int = 6000, seed: int = 1
     before = df.height
     df = (
         df.with_columns(pl.col("label").replace_strict(SEVERITY).alias("sev"))
-        .sort("sev", descending=True)
+        # Stable: of copies equally severe, the first in SHARED_SOURCES and file order is kept, whatever the run
+        # (an unstable sort kept a different copy of about 10 near-duplicates each run).
+        .sort("sev", descending=True, maintain_order=True)
         # The seed is deduplicated apart from the shared sets: a seed sentence that a shared set also holds with
         # another label stays, and so does the shared copy. The seed is our label guide written down (a lone "No"
         # typed to a chatbot, extremely harmful in ConvAbuse by its conversation, is safe) and outweighs the copy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import polars as pl
 import pytest
@@ -365,6 +366,20 @@ def test_gab_hate_mapping_and_scores(tmp_path):
     assert [got["2"][c] for c in ("threat", "identity_attack", "obscene")] == [1.0, 0.0, 1.0]
     assert [got["1"][c] for c in ("threat", "identity_attack", "obscene")] == [0.0, 0.0, 0.0]
     assert got["5"]["problem"] == "line 2, field 'hd': expected 0 or 1, got '1' (test.jsonl)"
+
+
+def test_stormfront_rows_come_in_the_files_order(tmp_path):
+    """The rows keep annotations_metadata.csv's order, run after run: which copy of a near-duplicate training
+    keeps depends on it (polars' joins do not keep an order unless told)."""
+    ids = [f"{i}_1" for i in range(20_000)]
+    folder = tmp_path / "stormfront_vicomtech"
+    write_csv(folder / "annotations_metadata.csv", ["file_id", "user_id", "subforum_id", "num_contexts", "label"],
+              [[i, "7", "1346", "0", "noHate"] for i in ids])
+    shuffled = ids[:]
+    random.Random(3).shuffle(shuffled)
+    write_csv(folder / "all_files.csv", ["file_id", "text"], [[i, f"text {i}"] for i in shuffled])
+    for _ in range(3):
+        assert read_stormfront(tmp_path).collect()["source_id"].to_list() == ids
 
 
 def test_stormfront_mapping_drops_idk_and_detokenises(tmp_path):
