@@ -173,10 +173,9 @@ def load_category_corpus(shared_root: Path, *, sources=None, extra_safe: list[st
     every category) under the source name `extra_source`. `pattern_db`: the database whose examples join (None: the
 default one; False: none)."""
     from core.labels import SEVERITY
-    from data.readers import SHARED_SOURCES, clean_text, dedupe_key, load_shared_sources
+    from data.readers import SINGLE_HARM_SOURCES, clean_text, dedupe_key, load_shared_sources
 
-    single = {s.name for s in SHARED_SOURCES if s.single_harm}
-    df = targets(load_shared_sources(shared_root, sources=sources, with_scores=True), single)
+    df = targets(load_shared_sources(shared_root, sources=sources, with_scores=True), SINGLE_HARM_SOURCES)
     df = df.select("text", "label", "source", *CATEGORIES)
     if extra_safe:
         extra = pl.DataFrame({"text": extra_safe, "label": ["safe"] * len(extra_safe),

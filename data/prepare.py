@@ -57,6 +57,7 @@ from data.readers import (
     SCORE_COLUMNS,
     SHARED_SOURCE_NAMES,
     SHARED_SOURCES,
+    SINGLE_HARM_SOURCES,
     DataError,
     OnBadRows,
     check_problems,
@@ -496,8 +497,7 @@ def categories_expr(records: pl.DataFrame) -> pl.Series:
     from core.categories import CATEGORIES
     from data.categories import seed_targets, targets
 
-    single = {s.name for s in SHARED_SOURCES if s.single_harm}
-    judged = targets(records.select("source", "label", "_family", *SCORE_COLUMNS), single)
+    judged = targets(records.select("source", "label", "_family", *SCORE_COLUMNS), SINGLE_HARM_SOURCES)
     judged = seed_targets(judged, source=TEAM_SEED, family="_family")  # the seed: from its family, not scores
     return judged.select(pl.struct(*CATEGORIES).alias("categories")).to_series()
 

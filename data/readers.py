@@ -1309,6 +1309,8 @@ SHARED_SOURCES: tuple[SharedSource, ...] = (
 )
 JIGSAW_UB_LICENCE = "CC0 1.0; Jigsaw Unintended Bias in Toxicity Classification (Borkan et al. 2019)"
 SHARED_SOURCE_NAMES = tuple(s.name for s in SHARED_SOURCES)
+# Sets whose annotators judged one harm only (sexism, or hate): their "safe" rows may be abusive in another way.
+SINGLE_HARM_SOURCES = frozenset(s.name for s in SHARED_SOURCES if s.single_harm)
 
 
 @dataclass(frozen=True)

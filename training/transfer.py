@@ -663,9 +663,8 @@ def screen_single_harm(corpus: Corpus, make: Callable[[], Recipe] | None = None,
     training split scores them, and those it puts at P(harmful or worse) >= threshold (under the training mix)
     are left out of training. The screening model is the sentence-encoder recipe unless `make` is given: it is
     a fast, decent detector of abuse in general. Returns the mask of texts to keep and counts per source."""
-    from data.readers import SHARED_SOURCES
+    from data.readers import SINGLE_HARM_SOURCES as single
 
-    single = {s.name for s in SHARED_SOURCES if s.single_harm}
     is_single = np.isin(corpus.source, list(single))
     candidates = is_single & (corpus.label == 0)
     keep = np.ones(len(corpus), dtype=bool)

@@ -16,6 +16,7 @@ from data.readers import (
     JIGSAW_UB_COLUMNS,
     SHARED_SOURCE_NAMES,
     SHARED_SOURCES,
+    SINGLE_HARM_SOURCES,
     DataError,
     SharedSource,
     check_problems,
@@ -623,7 +624,7 @@ def test_mlma_mapping_drops_mixed_normal_and_decodes_escapes(tmp_path):
 def test_registry_names_domains_and_single_harm_sets():
     assert len(SHARED_SOURCES) == 13 and len(set(SHARED_SOURCE_NAMES)) == 13
     assert all(s.domain in DOMAINS and s.licence and s.files for s in SHARED_SOURCES)
-    assert {s.name for s in SHARED_SOURCES if s.single_harm} == {
+    assert SINGLE_HARM_SOURCES == {
         "fox_news_comments",
         "edos_semeval2023_sexism",
         "reddit_online_misogyny_eacl2021",
