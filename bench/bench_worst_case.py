@@ -75,11 +75,14 @@ def family_texts(name: str, size: int, seed: int) -> str:
     if name == "second_reading":  # texts that change again on a second reading, so both readings are composed
         pieces = ["k.i.l.lsss", "🍑€", "❄#fvck", "s.u.i.c.i.d.e.sss", "k.i.l.led"]
         return _fill((rng.choice(pieces) + " " for _ in range(size)), size)
+    if name == "unspaced_hashtags":  # one chunk without spaces: coded words joined by "#" (protected spans)
+        pieces = ["a1#", "k1ll#", "t-i-t-@ys#", "🌿s.c.4.m.p@gesss"]
+        return _fill((rng.choice(pieces) for _ in range(size)), size)
     raise ValueError(name)
 
 
 FAMILIES = ("issue_unit", "spaced_random_leet", "spaced_near_words", "leet_tokens", "lookalike_mix", "at_ss",
-            "second_reading")
+            "second_reading", "unspaced_hashtags")
 
 # ------------------------------------------------------------------------------------------ measuring
 WORKER = r"""

@@ -28,6 +28,7 @@ import itertools
 import json
 import math
 import re
+from bisect import bisect_left
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -384,6 +385,19 @@ def _protected_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+class _Spans:
+    """Spans sorted by start (they may overlap each other), asked in O(log n) whether one meets [a, b): among
+    those starting before b, does the furthest end reach past a?"""
+
+    def __init__(self, spans: list[tuple[int, int]]):
+        self.starts = [pa for pa, _ in spans]
+        self.reach = list(itertools.accumulate((pb for _, pb in spans), max))
+
+    def meets(self, a: int, b: int) -> bool:
+        k = bisect_left(self.starts, b)
+        return k > 0 and self.reach[k - 1] > a
+
+
 _HIT = re.compile(rf"[{re.escape(''.join(c for c in SUBSTITUTIONS if not c.isalnum()) + _MASK + '<>/^©µ')}\d]|[{re.escape(_JOINERS)}](?=[a-z])")
 
 
@@ -424,6 +438,8 @@ def candidate_tokens(text: str, is_word=None) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     last_end = -1
     code = [m.span() for m in _PROTECT_PARTS[3][1].finditer(text)] if "`" in text else []
+    chunk_start = chunk_end = -1  # the last token's chunk (the text between the spaces around it) ...
+    spans, many = [], None  # ... and its protected spans
     for i in hits:
         if i < last_end:
             continue
@@ -440,12 +456,19 @@ def candidate_tokens(text: str, is_word=None) -> list[tuple[int, int]]:
             continue
         if not (_STRONG.search(token) or (is_word is not None and _SOFT.search(token) and not is_word(token))):
             continue
-        chunk_start = text.rfind(" ", 0, a) + 1
-        chunk_end = text.find(" ", b)
-        chunk_end = len(text) if chunk_end < 0 else chunk_end
-        chunk = text[chunk_start:chunk_end]
-        if any(c in chunk for c in "/@#."):
-            if any(pa < b - chunk_start and a - chunk_start < pb for pa, pb in _protected_spans(chunk)):
+        if not (chunk_start <= a and b <= chunk_end):
+            # Found once per chunk, not once per token (a token has no space, so a token inside the last chunk has
+            # that chunk): a 20 KB text without spaces is one chunk with thousands of tokens, and searching it
+            # again for each ("a1#" * 6667) took 2.6 s.
+            chunk_start = text.rfind(" ", 0, a) + 1
+            chunk_end = text.find(" ", b)
+            chunk_end = len(text) if chunk_end < 0 else chunk_end
+            chunk = text[chunk_start:chunk_end]
+            spans = _protected_spans(chunk) if any(c in chunk for c in "/@#.") else []
+            many = _Spans(spans) if len(spans) > 8 else None  # bisection where a scan would cost
+        if spans:
+            ra, rb = a - chunk_start, b - chunk_start
+            if many.meets(ra, rb) if many is not None else any(pa < rb and ra < pb for pa, pb in spans):
                 continue
         if code and any(ca < b and a < cb for ca, cb in code):
             continue
