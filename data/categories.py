@@ -188,7 +188,7 @@ default one; False: none)."""
         df.with_columns(dedupe_key(pl.col("text")).alias("key"),
                         pl.col("label").replace_strict(SEVERITY).alias("sev"))
         .filter(pl.col("key").str.len_chars() > 0)
-        .sort("sev", descending=True)
+        .sort("sev", descending=True, maintain_order=True)  # stable: the first of equally severe copies, every run
         .group_by("key", maintain_order=True)
         .agg(pl.col("text").first(), pl.col("source").first(), pl.col("sev").first(), *[pl.col(c).max() for c in CATEGORIES])
         .sort("source", "key")
