@@ -4,6 +4,8 @@
     uv run --all-extras python -m training.transfer --recipe ngram encoder combo --out out/transfer
     uv run --all-extras python -m training.transfer --sweep out/transfer/transfer_ngram_logits.npz   # other budgets
     uv run --all-extras python -m training.transfer --score old_model.npz      # a shipped artifact, per domain
+    uv run --all-extras python -m training.transfer --score models/embedded/model.npz --split test --own-threshold
+                                                                   # its home ceiling: own-threshold recall
     uv run --all-extras python -m training.transfer --ceiling out/transfer/transfer_ngram_logits.npz --budgets 0.08 0.15
 
 A figure from a split of the training sources says how well a model learned those sources, style included, not
@@ -845,20 +847,45 @@ def all_domains_report(corpus: Corpus, make: Callable[[], Recipe], keep: np.ndar
     return {"test": home, "decision": decision.as_dict(), "functional": functional}
 
 
-def score_artifact(corpus: Corpus, path: Path) -> dict[str, Any]:
+def score_artifact(corpus: Corpus, path: Path, split: str | None = None,
+                   false_flag_rates: Sequence[float] = ()) -> dict[str, Any]:
     """An existing embedded artifact scored on every domain as it would serve (its own decision, or 0.5), with no
-    training: how a shipped model does on each domain (a transfer figure only for domains it never saw)."""
+    training: how a shipped model does on each domain (a transfer figure only for domains it never saw). With
+    `split`, only that split of each domain; with `false_flag_rates`, also each domain's recall at its own best
+    threshold (`own_threshold_recall`). On the test split of the domains the model trained on, that is a home
+    ceiling: what the model's ranking gives where it has seen the domain, with a threshold no platform has."""
     from classifiers.embedded import EmbeddedClassifier
+    from data.seed import SOURCE as TEAM_SEED
     from moderator import resolve_thresholds
 
     model = EmbeddedClassifier(path)
     thresholds = resolve_thresholds({}, model)
-    out: dict[str, Any] = {"model": str(path), "version": model.version, "thresholds": thresholds, "domains": {}}
+    out: dict[str, Any] = {"model": str(path), "version": model.version, "split": split or "all",
+                           "thresholds": thresholds, "domains": {}}
     for domain in sorted(np.unique(corpus.domain)):
-        held = corpus.take(corpus.domain == domain)
+        held = corpus.take((corpus.domain == domain) & ((corpus.split == split) if split else True))
+        if not len(held):
+            continue
         probs = np.array([[s[label] for label in LABELS] for s in model.classify(held.text)])
-        out["domains"][str(domain)] = decision_metrics(held.label, decide_many(probs, thresholds), probs)
+        row = decision_metrics(held.label, decide_many(probs, thresholds), probs)
+        if false_flag_rates:
+            row["own_threshold_recall"] = own_threshold_recall(probs[:, HARMFUL:].sum(axis=1), held.label,
+                                                               false_flag_rates)
+        out["domains"][str(domain)] = row
+    if false_flag_rates:  # the team's seed is its own templated sentences, not a domain anyone is judged on
+        rows = [r["own_threshold_recall"] for d, r in out["domains"].items() if d != TEAM_SEED]
+        out["mean_own_threshold_recall"] = {
+            k: _r(np.mean(v)) if (v := [r[k] for r in rows if r[k] is not None]) else None for k in rows[0]}
     return out
+
+
+def own_threshold_recall(p_harmful: np.ndarray, y: np.ndarray, false_flag_rates: Sequence[float]) -> dict[str, Any]:
+    """Recall of harmful-or-worse texts when the threshold on P(harmful or worse) is set on these very labels to
+    flag at most each given share of the safe texts (an oracle; None without both safe and harmful texts)."""
+    safe, harmful = p_harmful[y == 0], p_harmful[y >= HARMFUL]
+    if not len(safe) or not len(harmful):
+        return {f"{rate:g}": None for rate in false_flag_rates}
+    return {f"{rate:g}": _r(float((harmful >= _budget_threshold(safe, rate)).mean())) for rate in false_flag_rates}
 
 
 def sweep_budgets(logits_path: Path, budgets: Sequence[float]) -> list[dict[str, Any]]:
@@ -888,13 +915,10 @@ def recall_ceiling(logits_path: Path, false_flag_rates: Sequence[float]) -> dict
     out: dict[str, Any] = {"domains": {}, "mean": {}}
     for d in domains:
         decision = fit_decision(z[f"{d}/validation"], z[f"{d}/validation_label"], z[f"{d}/train_prior"])
-        p = decision.probs(z[f"{d}/held"])[:, HARMFUL:].sum(axis=1)
-        y = z[f"{d}/held_label"]
-        safe, harmful = p[y == 0], p[y >= HARMFUL]
-        if not len(safe) or not len(harmful):
-            continue
-        out["domains"][d] = {f"{rate:g}": _r(float((harmful > np.quantile(safe, 1 - rate)).mean()))
-                             for rate in false_flag_rates}
+        row = own_threshold_recall(decision.probs(z[f"{d}/held"])[:, HARMFUL:].sum(axis=1), z[f"{d}/held_label"],
+                                   false_flag_rates)
+        if all(v is not None for v in row.values()):
+            out["domains"][d] = row
     for rate in false_flag_rates:
         values = [row[f"{rate:g}"] for row in out["domains"].values()]
         out["mean"][f"{rate:g}"] = _r(np.mean(values)) if values else None
@@ -925,6 +949,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "transfer")
     parser.add_argument("--score", type=Path, metavar="MODEL_NPZ",
                         help="no training: score this embedded artifact on every domain with its own decision")
+    parser.add_argument("--split", choices=("train", "validation", "test"),
+                        help="--score: only this split of each domain (test: the home split)")
+    parser.add_argument("--own-threshold", action="store_true",
+                        help="--score: also each domain's recall at its own best threshold at the false-flag rates "
+                             "--budgets (an oracle; on the home test split, a ceiling for the model's ranking)")
     parser.add_argument("--sweep", type=Path, metavar="LOGITS_NPZ",
                         help="no training: refit a saved run's fold decisions at other budgets (--budgets)")
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.02, 0.03, 0.04, 0.05, 0.08, 0.1, 0.15, 0.2, 0.25])
@@ -967,10 +996,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"corpus: {len(corpus)} texts in {len(np.unique(corpus.domain))} domains", file=sys.stderr)
     if args.score:
-        report = score_artifact(corpus, args.score)
+        rates = args.budgets if args.own_threshold else ()
+        report = score_artifact(corpus, args.score, args.split, rates)
         for domain, row in report["domains"].items():
+            own = "".join(f"  at {k}: {_pct(v)}" for k, v in row.get("own_threshold_recall", {}).items())
             print(f"  {domain:<24} n={row['n']:>6}  false flags {_pct(row['false_flag_rate'])}  recall "
-                  f"{_pct(row['recall'])}  AUC {row['binary_auc']}", file=sys.stderr)
+                  f"{_pct(row['recall'])}  AUC {row['binary_auc']}" + (f"  own-threshold recall{own}" if own else ""),
+                  file=sys.stderr)
+        if rates:
+            print("  mean own-threshold recall (without the team seed)" + "".join(
+                f"  at {k}: {_pct(v)}" for k, v in report["mean_own_threshold_recall"].items()), file=sys.stderr)
         print(json.dumps(report, indent=2))
         return 0
     cache = EmbeddingCache() if {"encoder", "combo"} & set(args.recipe) else None

@@ -239,6 +239,27 @@ def test_scoring_a_shipped_artifact_uses_its_own_decision():
         assert report["domains"][domain]["false_flag_rate"] == 0.0 and report["domains"][domain]["recall"] == 1.0
 
 
+def test_the_home_ceiling_scores_one_split_and_sets_each_domains_threshold_on_its_own_labels():
+    from core.settings import DEFAULT_EMBEDDED_MODEL
+
+    rows = [("thanks, the build passed", 0, "github", "test"), ("you are a fucking idiot", 2, "github", "test"),
+            ("great work on the release", 0, "github", "test"), ("fix the flaky test please", 0, "github", "test"),
+            ("I will kill you", 3, "github", "train"),  # another split: not scored
+            ("have a lovely day", 0, "tweets", "test"), ("what a sunny morning", 0, "tweets", "test"),
+            ("I will hurt you badly", 3, "team_seed", "test"), ("hello there", 0, "team_seed", "test")]
+    report = transfer.score_artifact(corpus_of(rows), DEFAULT_EMBEDDED_MODEL, "test", [0.25, 0.5])
+    assert report["split"] == "test" and report["domains"]["github"]["n"] == 4
+    assert report["domains"]["github"]["own_threshold_recall"] == {"0.25": 1.0, "0.5": 1.0}
+    assert report["domains"]["tweets"]["own_threshold_recall"] == {"0.25": None, "0.5": None}  # no harmful text
+    # The team's seed is left out of the mean, a domain without harmful texts cannot count.
+    assert report["mean_own_threshold_recall"] == {"0.25": 1.0, "0.5": 1.0}
+    # At most the rate: a threshold between 0.2 and 0.3 would catch the harmful 0.29 but flag a third of the safe.
+    p = np.array([0.9, 0.1, 0.2, 0.3, 0.95, 0.29])
+    y = np.array([2, 0, 0, 0, 3, 2])
+    assert transfer.own_threshold_recall(p, y, [0.1, 0.34]) == {"0.1": pytest.approx(2 / 3, abs=1e-4),
+                                                                 "0.34": 1.0}
+
+
 def _seed_and_shared() -> Corpus:
     rows = [(f"I will hurt you badly number {i:02d}.", 3, "team_seed", "train") for i in range(6)]
     rows += [(f"people from there are vermin {i:02d}.", 2, "team_seed", "train") for i in range(3)]
