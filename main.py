@@ -319,7 +319,8 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
             app.state.processes = ModerationProcesses(settings, processes)
             pids = await asyncio.get_running_loop().run_in_executor(None, app.state.processes.start)
             log.info("moderating in %d child process(es): %s", processes, pids)
-        moderate_batch = split_by_length(app.state.moderator, app.state.processes, settings.moderation_process_min_chars)
+        app.state.offloaded = offload_rule(settings, app.state.processes)
+        moderate_batch = split_by_length(app.state.moderator, app.state.processes, app.state.offloaded)
         # put_timeout=0: a full log queue drops the record and counts it (algospeak_prediction_log_dropped_total),
         # it never makes a worker, let alone the event loop, wait for the database.
         app.state.prediction_log = PredictionLog.from_settings(settings, put_timeout=0.0)
@@ -329,10 +330,8 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
             return [orjson.dumps(r) for r in record(app, moderate_batch(texts, ids))]
 
         app.state.moderate_rendered = moderate_rendered
-        heavy = None
-        if app.state.processes is not None:
-            heavy = lambda text: len(text) >= settings.moderation_process_min_chars  # noqa: E731
-        app.state.batcher = MicroBatcher(moderate_rendered, app.state.pool, settings.max_batch_size, heavy)
+        app.state.batcher = MicroBatcher(moderate_rendered, app.state.pool, settings.max_batch_size,
+                                         app.state.offloaded)
         app.state.started = time.time()
         # What the first requests would otherwise import on the event loop (tens of milliseconds each without .pyc
         # files, a stall /health saw at the start of an attack): anyio's thread backend (sync dependencies and
@@ -441,10 +440,10 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         """Stage 1 alone: decode algospeak and report every match."""
         check_text(body.text)
         normalizer = request.app.state.moderator.normalizer.current()
-        processes = request.app.state.processes
+        processes, offloaded = request.app.state.processes, request.app.state.offloaded
 
         def work() -> bytes:
-            if processes is not None and len(body.text) >= settings.moderation_process_min_chars:  # as /moderate
+            if offloaded is not None and offloaded(body.text):  # as /moderate
                 result = processes.normalize(body.text, settings.max_matches_per_text)
             else:
                 result = normalizer.normalize(body.text).as_dict(settings.max_matches_per_text)
@@ -557,20 +556,30 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
     return app
 
 
-def split_by_length(moderator: Any, processes: Any, min_chars: int) -> Callable[[list[str], list[str]], list]:
-    """`moderate_batch` for the worker threads: texts of `min_chars` characters or more are moderated in a child
-    process (api/offload.py), the others on the calling thread meanwhile; results in the order of the texts."""
+def offload_rule(settings: Settings, processes: Any) -> Callable[[str], bool] | None:
+    """Which texts are moderated in a child process (api/offload.py): those of `moderation_process_min_chars`
+    characters or more, where there are child processes (None where there are none). One rule for every endpoint."""
     if processes is None:
+        return None
+    min_chars = settings.moderation_process_min_chars
+    return lambda text: len(text) >= min_chars
+
+
+def split_by_length(moderator: Any, processes: Any, offloaded: Callable[[str], bool] | None,
+                    ) -> Callable[[list[str], list[str]], list]:
+    """`moderate_batch` for the worker threads: the texts `offloaded` picks are moderated in a child process, the
+    others on the calling thread meanwhile; results in the order of the texts."""
+    if processes is None or offloaded is None:
         return moderator.moderate_batch
 
     def moderate_batch(texts: list[str], ids: list[str]) -> list:
-        long = [i for i, text in enumerate(texts) if len(text) >= min_chars]
+        long = [i for i, text in enumerate(texts) if offloaded(text)]
         if not long:
             return moderator.moderate_batch(texts, ids)
         if len(long) == len(texts):
             return processes.moderate_batch(texts, ids)
         handle = processes.submit_moderate([texts[i] for i in long], [ids[i] for i in long])
-        short = [i for i, text in enumerate(texts) if len(text) < min_chars]
+        short = [i for i, text in enumerate(texts) if not offloaded(text)]
         results: list = [None] * len(texts)
         for i, result in zip(short, moderator.moderate_batch([texts[i] for i in short], [ids[i] for i in short])):
             results[i] = result
