@@ -173,15 +173,19 @@ def category_scorer(classifier):
     with_categories, rule = getattr(base, "classify_with_categories", None), getattr(base, "categories", None)
     if with_categories is None or rule is None:
         return None
+    # What a TimedClassifier already heard while labelling these texts is not asked again.
+    known: dict[str, dict[str, float]] = classifier.categories_of if isinstance(classifier, TimedClassifier) else {}
 
     def score(texts: list[str]) -> np.ndarray:
-        out: list[list[float]] = []
-        for start in range(0, len(texts), 256):
-            _, categories = with_categories(texts[start:start + 256])
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        for start in range(0, len(missing), 256):
+            batch = missing[start:start + 256]
+            _, categories = with_categories(batch)
             if categories is None:
                 raise ValueError(f"{base.name} answered no categories")
-            out += [[row[c] for c in CATEGORIES] for row in categories]
-        return np.array(out, dtype=np.float64).reshape(-1, len(CATEGORIES))
+            known.update(zip(batch, categories))
+        return np.array([[known[t][c] for c in CATEGORIES] for t in texts], dtype=np.float64).reshape(
+            -1, len(CATEGORIES))
 
     # a category the rule does not ship (an embedded head too thin to train) never flags
     shipped = getattr(rule, "shipped", CATEGORIES)

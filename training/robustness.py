@@ -21,21 +21,31 @@ from training.metrics import HARMFUL
 
 @dataclass
 class TimedClassifier:
-    """Wraps a classifier: batches, probability matrices in LABELS order, and the wall time of every call."""
+    """Wraps a classifier: batches, probability matrices in LABELS order, and the wall time of every call. A
+    backend that answers harm categories with its labels (`classify_with_categories`) is asked for both, and the
+    categories are kept by text (`categories_of`), so the category report does not score those texts again (for an
+    LLM, a second pass over the evaluation)."""
 
     classifier: Any
     batch_size: int = 64
     calls: list[tuple[int, float]] = field(default_factory=list)  # (texts, seconds) per classify call
+    categories_of: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def probs(self, texts: Sequence[str], desc: str = "scoring") -> np.ndarray:
         from core.progress import progress
 
+        with_categories = getattr(self.classifier, "classify_with_categories", None)
         out = np.zeros((len(texts), len(LABELS)))
         starts = range(0, len(texts), self.batch_size)
         for i in progress(starts, desc=f"{desc} ({len(texts)} texts)", unit="batches"):
             batch = list(texts[i : i + self.batch_size])
             started = time.perf_counter()
-            scores = self.classifier.classify(batch)
+            if with_categories is None:
+                scores = self.classifier.classify(batch)
+            else:
+                scores, categories = with_categories(batch)
+                if categories is not None and len(categories) == len(batch):
+                    self.categories_of.update(zip(batch, categories))
             self.calls.append((len(batch), time.perf_counter() - started))
             if len(scores) != len(batch):
                 raise RuntimeError(f"{self.classifier.name} returned {len(scores)} results for {len(batch)} texts")

@@ -193,6 +193,34 @@ def test_category_figures_by_hand():
     assert ev.category_report(ev._as_timed(_NoCategories()), rows, normalizer) is None
 
 
+def test_the_category_report_does_not_ask_again_for_texts_the_labelling_pass_scored():
+    from normalizer import Normalizer, load_database
+    from normalizer.database import DEFAULT_PATTERN_DB
+
+    class Counting(KeywordCategories):
+        def __init__(self):
+            super().__init__()
+            self.asked: list[str] = []
+
+        def classify_with_categories(self, texts):
+            self.asked += list(texts)
+            return super().classify_with_categories(texts)
+
+    normalizer = Normalizer(load_database(DEFAULT_PATTERN_DB))
+    rows = [{"text": t, "label": S, "source": src, "categories": {"violence": v, "hate": h}}
+            for t, src, v, h in CATEGORY_ROWS]
+    fresh = ev.category_report(KeywordCategories(), rows, normalizer)
+    backend = Counting()
+    timed = ev._as_timed(backend)
+    timed.probs([r["text"] for r in rows])  # the evaluation's labelling pass
+    assert len(backend.asked) == len(rows)
+    report = ev.category_report(timed, rows, normalizer)
+    asked_again = backend.asked[len(rows):]
+    assert not set(asked_again) & {r["text"] for r in rows}  # each asked once, categories and labels together
+    assert len(asked_again) == len(set(asked_again))  # the suite's raw and normalized readings: no text twice
+    assert report == fresh  # the same figures as asking afresh
+
+
 class _NoCategories:
     name, version, thresholds = "plain", "p1", None
 
