@@ -967,6 +967,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{path}: not the fold logits a leave-one-domain-out run saves (transfer_<recipe>_logits.npz)")
     if not all(0 < b < 1 for b in args.budgets):
         parser.error("--budgets are shares of safe texts, each between 0 and 1")
+    if (args.split or args.own_threshold) and args.score is None:
+        parser.error("--split and --own-threshold go with --score MODEL_NPZ")
     if args.ceiling:
         report = recall_ceiling(args.ceiling, args.budgets)
         for domain, row in {**report["domains"], "mean": report["mean"]}.items():

@@ -225,6 +225,10 @@ def test_the_ceiling_and_sweep_commands_refuse_what_is_not_fold_logits(tmp_path,
         with pytest.raises(SystemExit) as exc:
             transfer.main(argv)
         assert exc.value.code == 2 and "not the fold logits" in capsys.readouterr().err
+    for argv in (["--own-threshold"], ["--split", "test", "--recipe", "ngram"]):  # would train for half an hour
+        with pytest.raises(SystemExit) as exc:
+            transfer.main(argv)
+        assert exc.value.code == 2 and "go with --score" in capsys.readouterr().err
 
 
 def test_scoring_a_shipped_artifact_uses_its_own_decision():
