@@ -181,8 +181,8 @@ def category_scorer(classifier):
         for start in range(0, len(missing), 256):
             batch = missing[start:start + 256]
             _, categories = with_categories(batch)
-            if categories is None:
-                raise ValueError(f"{base.name} answered no categories")
+            if categories is None or len(categories) != len(batch):
+                raise ValueError(f"{base.name} answered no categories, or not one per text")
             known.update(zip(batch, categories))
         return np.array([[known[t][c] for c in CATEGORIES] for t in texts], dtype=np.float64).reshape(
             -1, len(CATEGORIES))

@@ -356,7 +356,7 @@ def _budget_threshold(safe_scores: np.ndarray, budget: float, of: int | None = N
     if not len(safe_scores):
         return 0.5
     k = int(math.floor(budget * (len(safe_scores) if of is None else of)))
-    return float(np.nextafter(safe_scores[len(safe_scores) - k - 1], 1.0)) if k < len(safe_scores) else 0.0
+    return float(np.nextafter(safe_scores[len(safe_scores) - k - 1], np.inf)) if k < len(safe_scores) else 0.0
 
 
 def fit_decision(logits: np.ndarray, labels: np.ndarray, train_prior: np.ndarray, *,
@@ -875,7 +875,8 @@ def score_artifact(corpus: Corpus, path: Path, split: str | None = None,
     if false_flag_rates:  # the team's seed is its own templated sentences, not a domain anyone is judged on
         rows = [r["own_threshold_recall"] for d, r in out["domains"].items() if d != TEAM_SEED]
         out["mean_own_threshold_recall"] = {
-            k: _r(np.mean(v)) if (v := [r[k] for r in rows if r[k] is not None]) else None for k in rows[0]}
+            k: _r(np.mean(v)) if (v := [r[k] for r in rows if r[k] is not None]) else None
+            for k in (f"{rate:g}" for rate in false_flag_rates)}
     return out
 
 

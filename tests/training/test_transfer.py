@@ -262,6 +262,12 @@ def test_the_home_ceiling_scores_one_split_and_sets_each_domains_threshold_on_it
     y = np.array([2, 0, 0, 0, 3, 2])
     assert transfer.own_threshold_recall(p, y, [0.1, 0.34]) == {"0.1": pytest.approx(2 / 3, abs=1e-4),
                                                                  "0.34": 1.0}
+    # A sum of probabilities may land a hair above 1: the threshold still lets at most the rate through.
+    safe_high = np.array([0.1] * 8 + [1.0, 1.0 + 1e-12])
+    assert transfer.own_threshold_recall(np.append(safe_high, 1.0), np.array([0] * 10 + [2]), [0.1]) == {"0.1": 0.0}
+    only_seed = corpus_of([("I will hurt you badly", 3, "team_seed", "test"), ("hello there", 0, "team_seed", "test")])
+    assert transfer.score_artifact(only_seed, DEFAULT_EMBEDDED_MODEL, "test", [0.1])["mean_own_threshold_recall"] \
+        == {"0.1": None}
 
 
 def _seed_and_shared() -> Corpus:
