@@ -41,6 +41,8 @@ class FineTunedRecipe:
     def __init__(self, model_dir: Path | str | None = None, sample: int = 20_000, epochs: int = 1,
                  lr: float = 5e-5, batch_size: int = 32, max_length: int = 96, seed: int = 0,
                  log=lambda m: print(m, file=sys.stderr, flush=True)):
+        if sample < 1 or epochs < 1 or batch_size < 1:
+            raise ValueError("sample, epochs and batch_size are each 1 or more")
         import torch
         from transformers import AutoModel, AutoTokenizer
 

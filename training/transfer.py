@@ -982,6 +982,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{path}: not the fold logits a leave-one-domain-out run saves (transfer_<recipe>_logits.npz)")
     if not all(0 < b < 1 for b in args.budgets):
         parser.error("--budgets are shares of safe texts, each between 0 and 1")
+    if "finetuned" in args.recipe and (args.sample < 1 or args.epochs < 1):
+        parser.error("--sample and --epochs are 1 or more")
     if (args.split or args.own_threshold) and args.score is None:
         parser.error("--split and --own-threshold go with --score MODEL_NPZ")
     if args.ceiling:

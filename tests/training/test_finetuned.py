@@ -96,3 +96,11 @@ def test_the_transfer_command_builds_it_with_its_settings(tiny_bert):
     make = transfer.make_recipe("finetuned", sample=7, epochs=2, model_dir=tiny_bert)
     recipe = make()
     assert isinstance(recipe, FineTunedRecipe) and (recipe.sample, recipe.epochs) == (7, 2)
+
+
+def test_nothing_to_do_is_refused_before_any_training(tiny_bert, capsys):
+    with pytest.raises(ValueError, match="1 or more"):
+        FineTunedRecipe(tiny_bert, epochs=0)
+    with pytest.raises(SystemExit) as exc:
+        transfer.main(["--recipe", "finetuned", "--epochs", "0"])
+    assert exc.value.code == 2 and "1 or more" in capsys.readouterr().err
