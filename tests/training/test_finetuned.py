@@ -104,3 +104,8 @@ def test_nothing_to_do_is_refused_before_any_training(tiny_bert, capsys):
     with pytest.raises(SystemExit) as exc:
         transfer.main(["--recipe", "finetuned", "--epochs", "0"])
     assert exc.value.code == 2 and "1 or more" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not a model directory"):
+        FineTunedRecipe(tiny_bert / "missing")
+    with pytest.raises(SystemExit) as exc:
+        transfer.main(["--recipe", "finetuned", "--base-model", str(tiny_bert / "missing")])
+    assert exc.value.code == 2 and "not a model directory" in capsys.readouterr().err
