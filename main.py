@@ -569,7 +569,7 @@ def split_by_length(moderator: Any, processes: Any, offloaded: Callable[[str], b
                     ) -> Callable[[list[str], list[str]], list]:
     """`moderate_batch` for the worker threads: the texts `offloaded` picks are moderated in a child process, the
     others on the calling thread meanwhile; results in the order of the texts."""
-    if processes is None or offloaded is None:
+    if offloaded is None:  # no child processes (offload_rule)
         return moderator.moderate_batch
 
     def moderate_batch(texts: list[str], ids: list[str]) -> list:

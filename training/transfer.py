@@ -1038,7 +1038,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {}
     for name in args.recipe:
-        kw = {"c": args.c} if args.c and name != "finetuned" else {}
+        kw = {"c": args.c} if args.c else {}
         if name == "combo":
             kw["alpha"] = args.alpha
         if name == "finetuned":
