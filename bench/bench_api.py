@@ -9,10 +9,18 @@ Targets (issue 3) on the 2-core machine: >= 1,000 req/s with p99 < 25 ms; >= 10,
 The server runs with the prediction log on (SQLite), as it would in use. wrk runs on the other core.
 Also reported: the server's CPU time per request and per text (from /proc), which other load on the machine
 disturbs much less than the rates do.
+
+    uv run --extra data python -m bench.bench_api --baseline 0a104e6   # ~5 minutes: and a git revision's API
+
+With `--baseline REV`, the whole tree of a git revision (its code and models) is served the same way, on the same
+texts, alternating with ours (baseline, ours, baseline, ours; the better of each side's two runs kept): each
+figure as a ratio from one run, which this machine's drifting speed does not distort as much as figures from
+runs an hour apart.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -23,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import real_texts, serve_api, write_result
+from bench.common import ROOT, real_texts, revision_tree, serve_api, write_result
 
 
 def _lua(bodies: list[str]) -> str:
@@ -66,15 +74,12 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict:
     return _parse(output)
 
 
-def main() -> int:
-    if not shutil.which("wrk"):
-        print("error: wrk is not installed (apt-get install wrk)", file=sys.stderr)
-        return 1
-    texts = [t for t in real_texts(5000) if len(t) < 1000]
+def measure(texts: list[str], root: Path = ROOT) -> dict:
+    """/moderate and /moderate/batch of the API in `root` (a checkout), on one core, the prediction log on."""
     workdir = Path(tempfile.mkdtemp())
     env = {"PREDICTION_LOG_URL": f"sqlite:///{workdir / 'p.db'}", "LOG_LEVEL": "WARNING"}
     try:
-        with serve_api(env, cpu=0) as base:
+        with serve_api(env, cpu=0, root=root) as base:
             single = workdir / "single.lua"
             single.write_text(_lua([json.dumps({"text": t}) for t in texts[:2000]]), encoding="utf-8")
             batch = workdir / "batch.lua"
@@ -92,11 +97,62 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     batched["texts_per_second"] = round(batched["requests_per_second"] * 256)
-    print(f"/moderate        {moderate['requests_per_second']:>9,.0f} req/s   p50 {moderate['p50_ms']} ms   p99 {moderate['p99_ms']} ms   non-2xx {moderate['non_2xx']}")
-    print(f"/moderate/batch  {batched['texts_per_second']:>9,.0f} texts/s (256 per request)   p99 {batched['p99_ms']} ms   non-2xx {batched['non_2xx']}")
-    print(f"server CPU: {moderate['server_cpu_us_per_request']} µs per /moderate request, "
+    return {"moderate": moderate, "batch_256": batched}
+
+
+def better(a: dict, b: dict) -> dict:
+    """Of two runs of one server, the faster on each endpoint (other load only ever slows a run down)."""
+    return {k: max(a[k], b[k], key=lambda r: r["requests_per_second"]) for k in a}
+
+
+def report(name: str, run: dict) -> None:
+    moderate, batched = run["moderate"], run["batch_256"]
+    print(f"{name}")
+    print(f"  /moderate        {moderate['requests_per_second']:>9,.0f} req/s   p50 {moderate['p50_ms']} ms   "
+          f"p99 {moderate['p99_ms']} ms   non-2xx {moderate['non_2xx']}")
+    print(f"  /moderate/batch  {batched['texts_per_second']:>9,.0f} texts/s (256 per request)   p99 {batched['p99_ms']} ms"
+          f"   non-2xx {batched['non_2xx']}")
+    print(f"  server CPU: {moderate['server_cpu_us_per_request']} µs per /moderate request, "
           f"{batched['server_cpu_us_per_text']} µs per text through /moderate/batch")
-    path = write_result("api", {"moderate": moderate, "batch_256": batched, "texts_mean_chars": round(sum(map(len, texts)) / len(texts), 1)})
+
+
+def ratios(ours: dict, baseline: dict) -> dict:
+    m, bm = ours["moderate"], baseline["moderate"]
+    b, bb = ours["batch_256"], baseline["batch_256"]
+    return {
+        "moderate_requests_per_second": round(m["requests_per_second"] / bm["requests_per_second"], 3),
+        "moderate_p99": round(m["p99_ms"] / bm["p99_ms"], 3),
+        "moderate_server_cpu_per_request": round(m["server_cpu_us_per_request"] / bm["server_cpu_us_per_request"], 3),
+        "batch_texts_per_second": round(b["texts_per_second"] / bb["texts_per_second"], 3),
+        "batch_server_cpu_per_text": round(b["server_cpu_us_per_text"] / bb["server_cpu_us_per_text"], 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--baseline", metavar="REV", help="also serve this git revision, alternating with ours")
+    args = parser.parse_args(argv)
+    if not shutil.which("wrk"):
+        print("error: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 1
+    texts = [t for t in real_texts(5000) if len(t) < 1000]
+    payload: dict = {}
+    if args.baseline:
+        with revision_tree(args.baseline, ()) as tree:
+            runs = [(side, measure(texts, tree if side == "baseline" else ROOT))
+                    for side in ("baseline", "ours", "baseline", "ours")]
+        baseline = better(*[r for side, r in runs if side == "baseline"])
+        ours = better(*[r for side, r in runs if side == "ours"])
+        report(f"baseline {args.baseline}", baseline)
+        payload["baseline"] = {"revision": args.baseline, **baseline}
+    else:
+        ours = measure(texts)
+    report("ours", ours)
+    payload.update(ours)
+    if args.baseline:
+        payload["ours_over_baseline"] = ratios(ours, payload["baseline"])
+        print("ours / baseline: " + ", ".join(f"{k} {v}x" for k, v in payload["ours_over_baseline"].items()))
+    path = write_result("api", {**payload, "texts_mean_chars": round(sum(map(len, texts)) / len(texts), 1)})
     print(f"wrote {path}")
     return 0
 

@@ -94,6 +94,43 @@ def test_headers_in_time_and_a_slow_body_are_still_served(deadline_server):
     assert answer.startswith(b"HTTP/1.1 200 ") and b"kill myself" in answer
 
 
+def test_a_body_that_stops_half_way_gets_408_within_the_body_deadline():
+    """A client that sends its headers and part of its body, then nothing: the body deadline (0.2 s here) answers
+    408 and asks to close the connection, instead of holding it (and the part already sent) forever."""
+    import asyncio
+
+    from main import create_app
+
+    settings = Settings(environment="test", pattern_db_path=DEFAULT_PATTERN_DB, pattern_db_reload_seconds=0,
+                        prediction_log_url="", body_read_timeout_seconds=0.2, moderation_processes=0,
+                        _env_file=None)  # fmt: skip
+    app = create_app(settings, moderator=object())  # the body is read before any moderation: no lifespan needed
+    chunks = [{"type": "http.request", "body": b'{"text": "hel', "more_body": True}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if chunks:
+            return chunks.pop()
+        await asyncio.sleep(3600)  # the rest never comes
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/moderate", "raw_path": b"/moderate", "root_path": "", "query_string": b"",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", b"40")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}  # fmt: skip
+    started = time.monotonic()
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    assert time.monotonic() - started < 5
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 408
+    assert (b"connection", b"close") in [(k.lower(), v) for k, v in start["headers"]]
+    body = json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+    assert body["detail"] == "the request body did not arrive within 0.2 s" and body["request_id"]
+
+
 def test_many_slow_clients_neither_block_health_nor_stay_connected(deadline_server):
     server, client = deadline_server
     sockets = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(100)]
