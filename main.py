@@ -14,7 +14,9 @@ import asyncio
 import gc
 import hmac
 import logging
+import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -31,6 +33,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.lifeline import on_parent_exit
 from core.result import Match, ModerationResult
 from core.settings import Settings, get_settings
 
@@ -351,6 +354,9 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         gc.freeze()
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)  # the loop is not starved by a long text
+        # A worker of `main.py --workers N` whose supervisor was killed outright shuts down as on SIGTERM instead of
+        # serving the inherited port on its own (api/lifeline.py); a server run directly has no such parent.
+        on_parent_exit(lambda: os.kill(os.getpid(), signal.SIGTERM))
         m = app.state.moderator
         if m.mock_mode:
             log.warning(
@@ -519,8 +525,6 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics_endpoint() -> Response:
         """Prometheus metrics."""
-        import os
-
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
         from monitoring.metrics import REGISTRY

@@ -18,12 +18,15 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
+
+from api.lifeline import on_parent_exit
 
 log = logging.getLogger("api")
 
@@ -34,6 +37,7 @@ def _start(settings: Any) -> None:
     """A child's start: its own moderator; Ctrl-C is for the server, which stops the children itself."""
     global _moderator
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    on_parent_exit(lambda: os._exit(0))  # a server killed outright cannot stop us (api/lifeline.py)
     from moderator import Moderator
 
     _moderator = Moderator.from_settings(settings)
@@ -42,8 +46,6 @@ def _start(settings: Any) -> None:
 
 
 def _ready() -> int:
-    import os
-
     return os.getpid()
 
 

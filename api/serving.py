@@ -6,7 +6,8 @@
 Each worker process is a whole server: its own event loop, worker threads, micro-batcher, prediction-log writer
 (all writing to the same database) and pattern-database reload thread (each picks up an edit within
 PATTERN_DB_RELOAD_SECONDS). The parent only supervises: it restarts a worker that dies and stops them all on
-SIGINT/SIGTERM, each draining its prediction-log queue first.
+SIGINT/SIGTERM, each draining its prediction-log queue first. A worker whose parent is killed outright shuts itself
+down (api/lifeline.py).
 
 uvicorn has no deadline for the request line and headers: a client that opens a connection and sends its headers
 a byte at a time (slowloris) holds the connection forever, and a few hundred of them use up the file descriptors.

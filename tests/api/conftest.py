@@ -4,6 +4,7 @@ import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +12,47 @@ import uvicorn
 
 from api.serving import server_config
 from core.settings import DEFAULT_PATTERN_DB, Settings
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (Linux /proc; none once it has gone)."""
+    out = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return []
+    for task in tasks:
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, children first."""
+    out, todo = [], [pid]
+    while todo:
+        found = children(todo.pop())
+        out += found
+        todo += found
+    return out
+
+
+def running(pid: int) -> bool:
+    """The process exists and has not exited (a zombie that nobody has reaped yet has exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def wait_gone(pids: list[int], seconds: float) -> list[int]:
+    """The processes of `pids` still running after up to `seconds` (empty when all are gone)."""
+    deadline = time.monotonic() + seconds
+    while (left := [p for p in pids if running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
 
 
 def _free_port() -> int:

@@ -14,7 +14,7 @@ import pytest
 
 from core.settings import ROOT
 from monitoring.prediction_log import PredictionLog
-from tests.api.conftest import _free_port
+from tests.api.conftest import _free_port, descendants, wait_gone
 
 
 def _request_ids(db: Path) -> list[str]:
@@ -58,8 +58,13 @@ def test_a_killed_server_loses_no_answered_record_with_the_journal(tmp_path, dur
                 batch = client.post("/moderate/batch", json={"texts": ["a", "b", "c"]}, headers={"X-Request-ID": "b"})
                 assert batch.status_code == 200
                 answered += ["b-0", "b-1", "b-2"]
+            below = descendants(server.pid)  # its moderation child (api/offload.py) and multiprocessing's helper
+            assert below
             server.send_signal(signal.SIGKILL)
             server.wait(timeout=30)
+            # Killed outright, the server cannot stop its child: the child notices (api/lifeline.py) and exits,
+            # instead of holding a moderator's memory forever (one leaked per crash of a supervised server).
+            assert not wait_gone(below, 20), "processes outlived their killed server"
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from core.settings import DEFAULT_PATTERN_DB, ROOT, Settings
-from tests.api.conftest import LiveServer, _free_port
+from tests.api.conftest import LiveServer, _free_port, children, descendants, running, wait_gone
 
 HEADERS = b"GET /health HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow\r\nAccept: */*\r\n"
 
@@ -146,13 +146,6 @@ def test_many_slow_clients_neither_block_health_nor_stay_connected(deadline_serv
 
 
 # ---------------------------------------------------------------------------------------------- several processes
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(c) for c in (task / "children").read_text().split()]
-    return out
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_several_server_processes_share_one_port_the_metrics_and_the_log(tmp_path):
     """python main.py --workers 2: two processes answer on one port; /metrics adds up both; a worker killed with
@@ -194,7 +187,10 @@ def test_several_server_processes_share_one_port_the_metrics_and_the_log(tmp_pat
             assert time.monotonic() < deadline, f"{_logged(db)} of {len(texts)} records logged"
             time.sleep(0.2)
 
+        orphans = descendants(workers[0])  # its moderation child
+        assert orphans
         os.kill(workers[0], signal.SIGKILL)
+        assert not wait_gone(orphans, 20), "the killed worker's moderation child outlived it"
         deadline = time.monotonic() + 180
         while workers[0] in _children_serving(server.pid) or len(_children_serving(server.pid)) < 2:
             assert time.monotonic() < deadline, "the killed worker was not replaced"
@@ -219,6 +215,40 @@ def test_several_server_processes_share_one_port_the_metrics_and_the_log(tmp_pat
     assert _logged(db) == len(texts) + 1  # the last one too: a graceful stop drains the queue
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_a_killed_supervisor_takes_its_workers_and_their_children_with_it(tmp_path):
+    """The supervisor of `main.py --workers 2` killed outright (SIGKILL, the out-of-memory killer) cannot stop its
+    workers: each notices (api/lifeline.py) and shuts down as on SIGTERM, and so goes its moderation child. Before,
+    they went on serving the port on their own, and a restarted server ran beside them."""
+    port = _free_port()
+    env = {**os.environ, "PORT": str(port), "PREDICTION_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}",
+           "PATTERN_DB_RELOAD_SECONDS": "0", "ENVIRONMENT": "test", "LOG_LEVEL": "WARNING"}  # fmt: skip
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    server = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--workers", "2"], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    below: list[int] = []
+    try:
+        deadline = time.monotonic() + 180
+        while len(_children_serving(server.pid)) < 2 or not _answers(base):
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.5)
+        assert httpx.post(base + "/moderate", json={"text": "hello"}, timeout=60).status_code == 200
+        below = descendants(server.pid)
+        assert len(below) >= 4  # two workers, a moderation child each (and multiprocessing's helper)
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=30)
+        assert not wait_gone(below, 60), "processes outlived their killed supervisor"
+        assert not _answers(base, timeout=2)  # nobody serves the port any more
+    finally:
+        if server.poll() is None:
+            server.kill()
+        for pid in below:  # whatever a failed run left behind
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 def _logged(db: Path) -> int:
     import sqlite3
 
@@ -229,7 +259,7 @@ def _logged(db: Path) -> int:
 def _children_serving(pid: int) -> list[int]:
     """The server's worker processes (the multiprocessing helper that tracks resources is not one)."""
     out = []
-    for child in _children(pid):
+    for child in children(pid):
         try:
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
         except FileNotFoundError:
