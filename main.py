@@ -355,7 +355,8 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)  # the loop is not starved by a long text
         # A worker of `main.py --workers N` whose supervisor was killed outright shuts down as on SIGTERM instead of
-        # serving the inherited port on its own (api/lifeline.py); a server run directly has no such parent.
+        # serving the inherited port on its own (api/lifeline.py); a server run directly has no such parent. This
+        # relies on uvicorn owning SIGTERM in the worker's main thread (graceful: requests answered, log drained).
         on_parent_exit(lambda: os.kill(os.getpid(), signal.SIGTERM))
         m = app.state.moderator
         if m.mock_mode:

@@ -55,6 +55,19 @@ def wait_gone(pids: list[int], seconds: float) -> list[int]:
     return left
 
 
+def kill_all(pids: list[int]) -> None:
+    """SIGKILL whichever of `pids` still run: what a failed test would otherwise leave behind."""
+    import os
+    import signal
+
+    for pid in pids:
+        if running(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -14,7 +14,7 @@ import pytest
 
 from core.settings import ROOT
 from monitoring.prediction_log import PredictionLog
-from tests.api.conftest import _free_port, descendants, wait_gone
+from tests.api.conftest import _free_port, descendants, kill_all, wait_gone
 
 
 def _request_ids(db: Path) -> list[str]:
@@ -33,6 +33,7 @@ def test_a_killed_server_loses_no_answered_record_with_the_journal(tmp_path, dur
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     answered: list[str] = []
+    below: list[int] = []
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -72,6 +73,7 @@ def test_a_killed_server_loses_no_answered_record_with_the_journal(tmp_path, dur
         if server.poll() is None:
             server.kill()
             server.wait(timeout=30)
+        kill_all(below)
 
     # The next start (here: the log alone, as the server's start-up opens it) replays what the dead one left.
     plog = PredictionLog(f"sqlite:///{db}", journal_dir=journal if durable else None, hash_key="k" * 32)

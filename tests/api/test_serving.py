@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from core.settings import DEFAULT_PATTERN_DB, ROOT, Settings
-from tests.api.conftest import LiveServer, _free_port, children, descendants, running, wait_gone
+from tests.api.conftest import LiveServer, _free_port, children, descendants, kill_all, wait_gone
 
 HEADERS = b"GET /health HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow\r\nAccept: */*\r\n"
 
@@ -159,6 +159,7 @@ def test_several_server_processes_share_one_port_the_metrics_and_the_log(tmp_pat
     server = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--workers", "2"], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
+    orphans: list[int] = []
     try:
         deadline = time.monotonic() + 180
         while len(_children_serving(server.pid)) < 2 or not _answers(base):
@@ -212,6 +213,7 @@ def test_several_server_processes_share_one_port_the_metrics_and_the_log(tmp_pat
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=90)
+        kill_all(orphans)
     assert _logged(db) == len(texts) + 1  # the last one too: a graceful stop drains the queue
 
 
@@ -221,22 +223,26 @@ def test_a_killed_supervisor_takes_its_workers_and_their_children_with_it(tmp_pa
     workers: each notices (api/lifeline.py) and shuts down as on SIGTERM, and so goes its moderation child. Before,
     they went on serving the port on their own, and a restarted server ran beside them."""
     port = _free_port()
+    metrics = tmp_path / "metrics"  # the supervisor's own folder would outlive it: its clean-up never runs
+    metrics.mkdir()
     env = {**os.environ, "PORT": str(port), "PREDICTION_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}",
-           "PATTERN_DB_RELOAD_SECONDS": "0", "ENVIRONMENT": "test", "LOG_LEVEL": "WARNING"}  # fmt: skip
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+           "PATTERN_DB_RELOAD_SECONDS": "0", "ENVIRONMENT": "test", "LOG_LEVEL": "WARNING",
+           "PROMETHEUS_MULTIPROC_DIR": str(metrics)}  # fmt: skip
     server = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--workers", "2"], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     below: list[int] = []
     try:
         deadline = time.monotonic() + 180
-        while len(_children_serving(server.pid)) < 2 or not _answers(base):
+        # Both workers up, each with its moderation child (started before the worker serves).
+        while (len(workers := _children_serving(server.pid)) < 2 or not all(children(w) for w in workers)
+               or not _answers(base)):  # fmt: skip
             assert server.poll() is None, server.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.5)
         assert httpx.post(base + "/moderate", json={"text": "hello"}, timeout=60).status_code == 200
         below = descendants(server.pid)
-        assert len(below) >= 4  # two workers, a moderation child each (and multiprocessing's helper)
+        assert all(set(children(w)) <= set(below) for w in workers)
         server.send_signal(signal.SIGKILL)
         server.wait(timeout=30)
         assert not wait_gone(below, 60), "processes outlived their killed supervisor"
@@ -244,9 +250,7 @@ def test_a_killed_supervisor_takes_its_workers_and_their_children_with_it(tmp_pa
     finally:
         if server.poll() is None:
             server.kill()
-        for pid in below:  # whatever a failed run left behind
-            if running(pid):
-                os.kill(pid, signal.SIGKILL)
+        kill_all(below)
 
 
 def _logged(db: Path) -> int:
