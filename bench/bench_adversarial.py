@@ -41,7 +41,7 @@ import httpx
 
 from bench.bench_api import _lua, _parse
 from bench.bench_worst_case import FAMILIES, family_texts
-from bench.common import export, load_texts, serve_api, write_result
+from bench.common import export, git_revision, load_texts, serve_api, write_result
 from core.settings import ROOT
 
 BEFORE = "0bb5311"  # the server before moderation moved to child processes (MODERATION_PROCESSES)
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", nargs="+", default=["before:1", "1"],
                         help="process counts, each optionally with :KEY=VALUE settings, 'before:' for the code of "
                              "--before (default %(default)s)")  # fmt: skip
-    parser.add_argument("--before", default=BEFORE, help="the commit 'before:' runs serve (default %(default)s)")
+    parser.add_argument("--before", default=BEFORE, type=git_revision, help="the commit 'before:' runs serve (default %(default)s)")
     parser.add_argument("--seconds", type=float, default=6, help="per phase (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="clean/attacked pairs per run (default %(default)s)")
     args = parser.parse_args(argv)

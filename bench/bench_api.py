@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, real_texts, revision_tree, serve_api, write_result
+from bench.common import ROOT, git_revision, real_texts, revision_tree, serve_api, write_result
 
 
 def _lua(bodies: list[str]) -> str:
@@ -130,7 +130,7 @@ def ratios(ours: dict, baseline: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--baseline", metavar="REV", help="also serve this git revision, alternating with ours")
+    parser.add_argument("--baseline", metavar="REV", type=git_revision, help="also serve this git revision, alternating with ours")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         print("error: wrk is not installed (apt-get install wrk)", file=sys.stderr)

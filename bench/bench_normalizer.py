@@ -30,7 +30,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.common import pin_one_core, real_texts, revision_tree, write_result
+from bench.common import git_revision, pin_one_core, real_texts, revision_tree, write_result
 from normalizer import Normalizer, load_database
 from normalizer.database import Entry
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--baseline", metavar="REV", help="also measure this git revision's normalizer, same texts")
+    parser.add_argument("--baseline", metavar="REV", type=git_revision, help="also measure this git revision's normalizer, same texts")
     args = parser.parse_args(argv)
     pin_one_core()
 

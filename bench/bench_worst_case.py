@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import export
+from bench.common import export, git_revision
 from core.settings import ROOT
 
 BEFORE = "f8a605f"  # the last commit with unbounded spaced-word decoding
@@ -158,7 +158,7 @@ def fuzz(runner: Runner, seconds: float, size: int = 2_000, seed: int = 0) -> st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--before", default=BEFORE, help="the commit to compare against (default %(default)s)")
+    parser.add_argument("--before", default=BEFORE, type=git_revision, help="the commit to compare against (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="100 B and 1 KB only")
     parser.add_argument("--fuzz-seconds", type=float, default=0.0, help="climb on cost this long (on today's code)")
     parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES), help="only these families")

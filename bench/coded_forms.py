@@ -20,7 +20,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from bench.common import revision_tree, write_result
+from bench.common import git_revision, revision_tree, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARK = ROOT / "data" / "dataset" / "coded_forms_benchmark.json"
@@ -118,7 +118,7 @@ def _print(name: str, report: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", help="a git revision whose normalizer is measured on the same items")
+    parser.add_argument("--baseline", type=git_revision, help="a git revision whose normalizer is measured on the same items")
     parser.add_argument("--misses", action="store_true", help="print examples of coded forms not decoded")
     args = parser.parse_args(argv)
     items = load_benchmark()

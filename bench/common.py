@@ -55,6 +55,18 @@ def load_texts(count: int) -> tuple[list[str], str]:
 STAGE1_PATHS = ("normalizer", "core", "data/dataset")  # what Stage 1 needs to run at another revision
 
 
+def git_revision(value: str) -> str:
+    """An argparse `type` for a git revision of this checkout: refused with a clear message (not a traceback from
+    `git archive` minutes into a run) when git does not know it as a commit."""
+    import argparse
+
+    found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{value}^{{commit}}"], cwd=ROOT,
+                           capture_output=True, text=True)  # fmt: skip
+    if found.returncode != 0 or value.startswith("-"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a commit of this repository ({ROOT})")
+    return value
+
+
 def export(revision: str, into: Path, paths: tuple[str, ...] = STAGE1_PATHS) -> Path:
     """The files of `revision` (`paths` of it; () for the whole tree) extracted under `into` (created)."""
     archive = subprocess.run(["git", "archive", revision, *paths], cwd=ROOT, check=True, capture_output=True).stdout

@@ -27,7 +27,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from bench.common import export as export_tree
+from bench.common import export as export_tree, git_revision
 from bench.common import write_result
 from core.settings import ROOT
 
@@ -181,7 +181,7 @@ def describe(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", default=BEFORE, help=f"the revision before the fixes (default {BEFORE})")
+    parser.add_argument("--before", default=BEFORE, type=git_revision, help=f"the revision before the fixes (default {BEFORE})")
     parser.add_argument("--only", nargs="*", help="findings to run (e.g. 1 2 8a); default all")
     parser.add_argument("--timeout", type=float, default=150, help="seconds per test process (default 150)")
     parser.add_argument("--out", default="findings_before_after", help="result name under bench/results/")
