@@ -153,20 +153,11 @@ def test_several_server_processes_share_one_port_the_metrics_and_the_log(tmp_pat
     port = _free_port()
     db, patterns = tmp_path / "log.db", tmp_path / "patterns.json"
     shutil.copy(DEFAULT_PATTERN_DB, patterns)
-    env = {**os.environ, "PORT": str(port), "PREDICTION_LOG_URL": f"sqlite:///{db}", "PATTERN_DB_PATH": str(patterns),
-           "PATTERN_DB_RELOAD_SECONDS": "0.2", "ENVIRONMENT": "test", "LOG_LEVEL": "WARNING"}  # fmt: skip
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    server = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--workers", "2"], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    server, base = _two_workers(tmp_path, port, {"PREDICTION_LOG_URL": f"sqlite:///{db}", "PATTERN_DB_PATH": str(patterns),
+                                                 "PATTERN_DB_RELOAD_SECONDS": "0.2"})  # fmt: skip
     orphans: list[int] = []
     try:
-        deadline = time.monotonic() + 180
-        while len(_children_serving(server.pid)) < 2 or not _answers(base):
-            assert server.poll() is None, server.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.5)
-        workers = _children_serving(server.pid)
+        workers = _wait_for_two_workers(server, base)
         texts = [f"time to unalive myself {i}" for i in range(40)]
 
         def send(part: list[str]) -> None:
@@ -225,21 +216,11 @@ def test_a_killed_supervisor_takes_its_workers_and_their_children_with_it(tmp_pa
     port = _free_port()
     metrics = tmp_path / "metrics"  # the supervisor's own folder would outlive it: its clean-up never runs
     metrics.mkdir()
-    env = {**os.environ, "PORT": str(port), "PREDICTION_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}",
-           "PATTERN_DB_RELOAD_SECONDS": "0", "ENVIRONMENT": "test", "LOG_LEVEL": "WARNING",
-           "PROMETHEUS_MULTIPROC_DIR": str(metrics)}  # fmt: skip
-    server = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--workers", "2"], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    server, base = _two_workers(tmp_path, port, {"PREDICTION_LOG_URL": f"sqlite:///{tmp_path / 'log.db'}",
+                                                 "PATTERN_DB_RELOAD_SECONDS": "0", "PROMETHEUS_MULTIPROC_DIR": str(metrics)})
     below: list[int] = []
     try:
-        deadline = time.monotonic() + 180
-        # Both workers up, each with its moderation child (started before the worker serves).
-        while (len(workers := _children_serving(server.pid)) < 2 or not all(children(w) for w in workers)
-               or not _answers(base)):  # fmt: skip
-            assert server.poll() is None, server.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.5)
+        workers = _wait_for_two_workers(server, base)
         assert httpx.post(base + "/moderate", json={"text": "hello"}, timeout=60).status_code == 200
         below = descendants(server.pid)
         assert all(set(children(w)) <= set(below) for w in workers)
@@ -251,6 +232,27 @@ def test_a_killed_supervisor_takes_its_workers_and_their_children_with_it(tmp_pa
         if server.poll() is None:
             server.kill()
         kill_all(below)
+
+
+def _two_workers(tmp_path: Path, port: int, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """`python main.py --workers 2` on `port` with `env` (a fresh metrics folder unless it names one); its base URL."""
+    inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = {**inherited, "PORT": str(port), "ENVIRONMENT": "test", "LOG_LEVEL": "WARNING", **env}
+    server = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--workers", "2"], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    return server, f"http://127.0.0.1:{port}"
+
+
+def _wait_for_two_workers(server: subprocess.Popen, base: str) -> list[int]:
+    """The two worker processes, once both are up with their moderation child (started before a worker serves)
+    and the port answers."""
+    deadline = time.monotonic() + 180
+    while (len(workers := _children_serving(server.pid)) < 2 or not all(children(w) for w in workers)
+           or not _answers(base)):  # fmt: skip
+        assert server.poll() is None, server.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.5)
+    return workers
 
 
 def _logged(db: Path) -> int:
