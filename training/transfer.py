@@ -44,6 +44,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -606,6 +607,49 @@ class ComboRecipe(NgramRecipe):
         return hstack([super().features(texts), csr_matrix(self.alpha * self.cache.vectors(texts))]).tocsr()
 
 
+# Where one sentence ends and the next begins: end punctuation, then white space.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+
+
+def sentences_of(texts: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """(owner, sentence) for every sentence of each text that has more than one (a one-sentence text has none)."""
+    owner: list[int] = []
+    parts: list[str] = []
+    for i, text in enumerate(texts):
+        found = [s for s in _SENTENCE_BREAK.split(text) if s.strip()]
+        if len(found) > 1:
+            owner += [i] * len(found)
+            parts += found
+    return np.asarray(owner, dtype=np.int64), parts
+
+
+class SentenceMax(Recipe):
+    """A recipe whose texts are also scored sentence by sentence: each text keeps the logits of whichever reading,
+    the whole text or one of its sentences, is likeliest harmful-or-worse (under the training mix). A harmful
+    sentence inside harmless ones is then not diluted by their n-grams ("I'm going to stab you. See you tomorrow").
+    `--sentence-max` in leave-one-domain-out measures it; it is not how the shipped model serves."""
+
+    def __init__(self, inner: Recipe):
+        self.inner = inner
+        self.name = f"{inner.name}+sentence-max"
+
+    def fit(self, texts, labels, weights) -> None:
+        self.inner.fit(texts, labels, weights)
+
+    def logits(self, texts) -> np.ndarray:
+        z = self.inner.logits(texts)
+        owner, parts = sentences_of(texts)
+        if not parts:
+            return z
+        zs = self.inner.logits(parts)
+        best = softmax(z)[:, HARMFUL:].sum(axis=1)
+        for row, (i, harm) in enumerate(zip(owner, softmax(zs)[:, HARMFUL:].sum(axis=1))):
+            if harm > best[i]:
+                best[i] = harm
+                z[i] = zs[row]
+        return z
+
+
 def _full_logits(model, x) -> np.ndarray:
     """Decision values for all four labels in LABELS order (a label missing from training gets -inf-ish)."""
     raw = model.decision_function(x)
@@ -952,6 +996,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-weight", type=float, default=SEED_WEIGHT,
                         help="domains' weight of the team's seed corpus, data.seed (default %(default)s; 0 leaves it out)")
     parser.add_argument("--domains", nargs="*", help="only these held-out domains")
+    parser.add_argument("--sentence-max", action="store_true",
+                        help="score each text as a whole and sentence by sentence, keeping the likeliest harmful "
+                             "reading (SentenceMax; measured, not how the shipped model serves)")
     parser.add_argument("--context-copies", type=count_arg, default=CONTEXT_COPIES,
                         help="copies of each seed sentence set in real context (default %(default)s; 0: none)")
     parser.add_argument("--sample", type=count_arg, default=20_000,
@@ -1044,6 +1091,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "finetuned":
             kw = {"sample": args.sample, "epochs": args.epochs, "model_dir": args.base_model}
         make = make_recipe(name, cache=cache, store=store, **kw)
+        if args.sentence_max:
+            make = functools.partial(lambda inner: SentenceMax(inner()), make)
         print(f"{name}: leave one domain out", file=sys.stderr)
         logits: dict[str, np.ndarray] = {}
         report = leave_one_domain_out(corpus, make, screen=not args.no_screen, budget=args.budget,
@@ -1053,7 +1102,8 @@ def main(argv: list[str] | None = None) -> int:
         report.update(recipe=name, settings={**{k: str(v) if isinstance(v, Path) else v for k, v in kw.items()},
                                              "budget": args.budget, "review_budget": DEFAULT_REVIEW_BUDGET,
                                              "screen": not args.no_screen, "seed_weight": args.seed_weight,
-                                             "context_copies": args.context_copies})
+                                             "context_copies": args.context_copies,
+                                             "sentence_max": args.sentence_max})
         if not args.no_all_domains:
             keep, screened = ((np.ones(len(corpus), bool), {}) if args.no_screen
                               else screen_single_harm(corpus, seed_weight=args.seed_weight))

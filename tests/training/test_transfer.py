@@ -394,3 +394,41 @@ def test_a_held_out_text_the_seed_also_holds_is_not_trained_on_in_its_fold():
     transfer.leave_one_domain_out(corpus_of(rows), Memorise, domains=["news"], screen=False, log=lambda m: None)
     assert "team_seed bad 9" in Memorise.seen and "tweets fine 0" in Memorise.seen
     assert "news bad 1" not in Memorise.seen  # the seed's copy of a held-out text
+
+
+# ---------------------------------------------------------------------------------------------- sentence max
+class _Threats(transfer.Recipe):
+    """Logits that call a text harmful exactly when it is the bare threat; every other text safe."""
+
+    name = "threats"
+
+    def __init__(self):
+        self.fitted_on: list[str] = []
+
+    def fit(self, texts, labels, weights) -> None:
+        self.fitted_on = list(texts)
+
+    def logits(self, texts) -> np.ndarray:
+        z = np.tile(np.array([3.0, 0.0, -3.0, -3.0]), (len(texts), 1))
+        for i, text in enumerate(texts):
+            if text == "I will stab you.":
+                z[i] = [-3.0, 0.0, 3.0, 0.0]
+        return z
+
+
+def test_sentences_of_splits_only_texts_of_several_sentences():
+    owner, parts = transfer.sentences_of(["One line only", "Hi there. I will stab you.  Bye!", "Why? Because."])
+    assert owner.tolist() == [1, 1, 1, 2, 2]
+    assert parts == ["Hi there.", "I will stab you.", "Bye!", "Why?", "Because."]
+
+
+def test_sentence_max_keeps_the_harshest_sentence_and_trains_on_whole_texts():
+    inner = _Threats()
+    recipe = transfer.SentenceMax(inner)
+    recipe.fit(["Hi there. I will stab you."], np.array([2]), np.ones(1))
+    assert inner.fitted_on == ["Hi there. I will stab you."]  # training is unchanged: whole texts
+    z = recipe.logits(["Hi there. I will stab you. See you tomorrow.", "Hi there. Lovely day.", "I will stab you."])
+    assert z[0].tolist() == [-3.0, 0.0, 3.0, 0.0]  # diluted as a whole, harmful as a sentence
+    assert z[1].tolist() == [3.0, 0.0, -3.0, -3.0]  # no harmful sentence: the whole text's logits
+    assert z[2].tolist() == [-3.0, 0.0, 3.0, 0.0]  # one sentence: scored once, as a whole
+    assert recipe.name == "threats+sentence-max"
