@@ -136,21 +136,19 @@ def main(argv: list[str] | None = None) -> int:
         print("error: wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 1
     texts = [t for t in real_texts(5000) if len(t) < 1000]
-    payload: dict = {}
-    if args.baseline:
+    if not args.baseline:
+        ours = measure(texts)
+        report("ours", ours)
+        payload: dict = dict(ours)
+    else:
         with revision_tree(args.baseline, ()) as tree:
             runs = [(side, measure(texts, tree if side == "baseline" else ROOT))
                     for side in ("baseline", "ours", "baseline", "ours")]
         baseline = better(*[r for side, r in runs if side == "baseline"])
         ours = better(*[r for side, r in runs if side == "ours"])
         report(f"baseline {args.baseline}", baseline)
-        payload["baseline"] = {"revision": args.baseline, **baseline}
-    else:
-        ours = measure(texts)
-    report("ours", ours)
-    payload.update(ours)
-    if args.baseline:
-        payload["ours_over_baseline"] = ratios(ours, payload["baseline"])
+        report("ours", ours)
+        payload = {**ours, "baseline": {"revision": args.baseline, **baseline}, "ours_over_baseline": ratios(ours, baseline)}
         print("ours / baseline: " + ", ".join(f"{k} {v}x" for k, v in payload["ours_over_baseline"].items()))
     path = write_result("api", {**payload, "texts_mean_chars": round(sum(map(len, texts)) / len(texts), 1)})
     print(f"wrote {path}")

@@ -60,9 +60,9 @@ def git_revision(value: str) -> str:
     `git archive` minutes into a run) when git does not know it as a commit."""
     import argparse
 
-    found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{value}^{{commit}}"], cwd=ROOT,
-                           capture_output=True, text=True)  # fmt: skip
-    if found.returncode != 0 or value.startswith("-"):
+    known = not value.startswith("-") and subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{value}^{{commit}}"], cwd=ROOT, capture_output=True).returncode == 0
+    if not known:  # an option-like value never reaches git
         raise argparse.ArgumentTypeError(f"{value!r} is not a commit of this repository ({ROOT})")
     return value
 

@@ -27,8 +27,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from bench.common import export as export_tree, git_revision
-from bench.common import write_result
+from bench.common import export as export_tree, git_revision, write_result
 from core.settings import ROOT
 
 BEFORE = "f8a605f"  # the parent of 06cbabe, the first issue-13 commit

@@ -1092,7 +1092,7 @@ def main(argv: list[str] | None = None) -> int:
             kw = {"sample": args.sample, "epochs": args.epochs, "model_dir": args.base_model}
         make = make_recipe(name, cache=cache, store=store, **kw)
         if args.sentence_max:
-            make = functools.partial(lambda inner: SentenceMax(inner()), make)
+            make = lambda inner=make: SentenceMax(inner())  # noqa: E731
         print(f"{name}: leave one domain out", file=sys.stderr)
         logits: dict[str, np.ndarray] = {}
         report = leave_one_domain_out(corpus, make, screen=not args.no_screen, budget=args.budget,

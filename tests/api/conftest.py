@@ -1,6 +1,8 @@
 """A real server: uvicorn on a free loopback port in a thread, the shipped model and pattern database."""
 
+import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -57,9 +59,6 @@ def wait_gone(pids: list[int], seconds: float) -> list[int]:
 
 def kill_all(pids: list[int]) -> None:
     """SIGKILL whichever of `pids` still run: what a failed test would otherwise leave behind."""
-    import os
-    import signal
-
     for pid in pids:
         if running(pid):
             try:

@@ -430,5 +430,5 @@ def test_sentence_max_keeps_the_harshest_sentence_and_trains_on_whole_texts():
     z = recipe.logits(["Hi there. I will stab you. See you tomorrow.", "Hi there. Lovely day.", "I will stab you."])
     assert z[0].tolist() == [-3.0, 0.0, 3.0, 0.0]  # diluted as a whole, harmful as a sentence
     assert z[1].tolist() == [3.0, 0.0, -3.0, -3.0]  # no harmful sentence: the whole text's logits
-    assert z[2].tolist() == [-3.0, 0.0, 3.0, 0.0]  # one sentence: scored once, as a whole
+    assert z[2].tolist() == [-3.0, 0.0, 3.0, 0.0]  # one sentence: its own logits
     assert recipe.name == "threats+sentence-max"
