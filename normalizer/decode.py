@@ -8,6 +8,7 @@ That gate is what keeps IDs, prices, years, coordinates and "sooo good" untouche
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from bisect import bisect_right
 import re
 
@@ -284,8 +285,12 @@ def decode_spaced(
     index: KnownTrie | None = None,
     cache: dict[str, object] | None = None,
     budget: Budget | None = None,
+    is_word: Callable[[str], bool] | None = None,
 ) -> list[tuple[int, int, str, list[str]]]:
     """Spaced-out words inside a run of single characters: "a k i l l" -> [(2, 9, "kill", ["spacing"])].
+
+    A run that spells one ordinary word (`is_word`, and not itself a known term) is that word, not the known
+    term inside it: "S K I L L" is "skill", not "s kill"; "t h e r a p i s t" and "p.a.s.s" stay as written.
 
     Offsets are relative to the run. The longest known word wins. Bounded: a run has at most 40 characters,
     the trie filter (`KnownTrie`) passes only sub-runs that can still spell a known word, `decode_token`
@@ -300,6 +305,10 @@ def decode_spaced(
     if cache is None:
         cache = {}
     letters = [c for _, c in chars]
+    if is_word is not None:
+        whole = "".join(letters)
+        if whole not in known and is_word(whole):
+            return []
     found: list[tuple[int, int, str, list[str]]] = []
     calls = 0
     i = 0

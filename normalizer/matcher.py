@@ -388,7 +388,8 @@ class Normalizer:
         spaced, tokens = find_candidates(canon)
         cache = self._token_cache
         for start, end in spaced:
-            for a, b, word, techniques in decode_spaced(canon[start:end], known, self._known_trie, cache, budget):
+            for a, b, word, techniques in decode_spaced(canon[start:end], known, self._known_trie, cache, budget,
+                                                            self._open.is_word):
                 kind, entry = known[word]
                 found.append(_Decoding(start + a, start + b, word, techniques, kind, entry))
         for start, end in tokens:

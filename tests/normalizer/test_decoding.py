@@ -286,3 +286,26 @@ def test_a_known_three_letter_word_with_a_trailing_symbol_stays_itself(product):
 
     assert product._known["bud"][0] != "part" and "buds" in product._known
     assert decode_token("bud$", product._known) is None
+
+
+@pytest.mark.parametrize("text", ["S K I L L", "s.k.i.l.l", "p.a.s.s", "my t h e r a p i s t is great",
+                                  "c.o.c.k.t.a.i.l", "a s s e t s", "h.e.l.l.o", "m-a-s-s-a-g-e"])
+def test_a_spelled_out_ordinary_word_is_not_read_as_the_harm_word_inside_it(product, text):
+    """"S K I L L" once read "S kill" (extremely harmful) and "t h e r a p i s t" "t h e rapist": the longest known
+    word inside the run won even when the whole run spells an ordinary word."""
+    result = product.normalize(text)
+    assert result.text == text and not result.matches
+
+
+@pytest.mark.parametrize("text, expected", [("k i l l yourself", "kill yourself"), ("a s s", "ass"),
+                                            ("k.i.l.l.e.r", "killer"), ("s u i c i d e", "suicide")])
+def test_a_spelled_out_harm_word_is_still_read(product, text, expected):
+    assert product.normalize(text).text == expected
+
+
+@pytest.mark.parametrize("text", ["10 kms tonight", "we biked 40 kms today", "only 2.5kms to go"])
+def test_a_distance_in_kms_is_not_kill_myself(product, text):
+    result = product.normalize(text)
+    assert result.text == text
+    assert [m.as_dict()["entry_id"] for m in result.matches] == ["safe_context.distance_kms"]
+    assert product.normalize("ugh kms i hate everything").text == "ugh kill myself i hate everything"
