@@ -24,6 +24,7 @@ Cost is linear in the text length and independent of the database size: the auto
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
@@ -257,6 +258,16 @@ def _compose(first: NormalizationResult, second: NormalizationResult) -> Normali
         last = end
     out_text.append(text[last:])
     return NormalizationResult(text, "".join(out_text), matches, first.db_version)
+
+
+
+@lru_cache(maxsize=4096)
+def _kinds_of_terms(terms: frozenset[str]) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]:
+    """A context's terms as (single words, phrases padded with spaces, emoji or symbol terms), split once: an emoji
+    entry lists dozens of terms, and a text of 2,000 emoji asked each of them of every hit (110 ms)."""
+    words = frozenset(t for t in terms if t[0].isalnum() and " " not in t)
+    phrases = tuple(f" {t} " for t in terms if t[0].isalnum() and " " in t)
+    return words, phrases, tuple(t for t in terms if not t[0].isalnum())
 
 
 class Normalizer:
@@ -636,13 +647,16 @@ class Normalizer:
         after = _WORD_RE.findall(right)[: ctx.window]
         nearby = before + after
         near_text = " " + " ".join(nearby) + " "
-        def present(term: str) -> bool:
-            if not term[0].isalnum():  # an emoji or symbol term: anywhere in the window's characters
-                return term in left[-ctx.window * 2 :] or term in right[: ctx.window * 2]
-            return (" " + term + " ") in near_text if " " in term else term in nearby
-        if ctx.require_any and not any(present(t) for t in ctx.require_any):
+
+        def any_present(terms: frozenset[str]) -> bool:
+            words, phrases, symbols = _kinds_of_terms(terms)
+            if not words.isdisjoint(nearby) or any(p in near_text for p in phrases):
+                return True
+            # an emoji or symbol term: anywhere in the window's characters
+            return any(t in left[-ctx.window * 2 :] or t in right[: ctx.window * 2] for t in symbols)
+        if ctx.require_any and not any_present(ctx.require_any):
             return False
-        if ctx.forbid_any and any(present(t) for t in ctx.forbid_any):
+        if ctx.forbid_any and any_present(ctx.forbid_any):
             return False
         return True
 

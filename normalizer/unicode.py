@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ _INVISIBLE_RANGES = (
 )
 
 
+@lru_cache(maxsize=1 << 16)  # per character: emoji and other astral text ask again for every occurrence
 def is_invisible(char: str) -> bool:
     """Removed before matching: control characters (U+0000-U+001F, U+007F-U+009F) other than whitespace, every
     format character (category Cf: zero-width, bidi, tags, ...) and the fillers and selectors listed above.
@@ -79,6 +81,7 @@ class Canonical:
         return self.starts[start], self.ends[end - 1]  # type: ignore[index]
 
 
+@lru_cache(maxsize=1 << 16)
 def _fold_char(char: str) -> str:
     if is_invisible(char):
         return ""
