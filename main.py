@@ -245,13 +245,16 @@ class RequestContext:
         received = 0
 
         body_done = False
+        # One deadline for the whole body, from the request's start: a client trickling a byte at a time must not
+        # hold a connection (and its buffer) forever by resetting a per-chunk timer.
+        deadline = asyncio.get_running_loop().time() + self.read_timeout
 
         async def limited_receive():
             nonlocal received, body_done
             if body_done:
                 return await receive()
             try:  # a client that stops sending half-way does not hold a connection (and its memory) forever
-                async with asyncio.timeout(self.read_timeout):  # no task per message, as wait_for made
+                async with asyncio.timeout_at(deadline):  # no task per message, as wait_for made
                     message = await receive()
             except TimeoutError:
                 raise HTTPException(
@@ -496,6 +499,15 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
         if failure is not None:
             body["reason"] = scrub(f"classifier probe failed: {failure}")
         return JSONResponse(body, status_code=status)
+
+    # HEAD for uptime checkers that ask only for the status (a 405 read as down); not in the schema: no body.
+    @app.head("/health", include_in_schema=False)
+    async def health_head() -> Response:
+        return Response(status_code=200)
+
+    @app.head("/ready", include_in_schema=False)
+    def ready_head(request: Request) -> Response:
+        return Response(status_code=ready(request).status_code)
 
     probe_lock = threading.Lock()
     last_probe: dict[str, Any] = {"finished": 0.0, "failure": None}

@@ -178,6 +178,15 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("api_key")
+    @classmethod
+    def _api_key_is_sendable(cls, value: str | None) -> str | None:
+        # An HTTP header carries bytes that servers read as Latin-1 and clients send as UTF-8: a key outside
+        # printable ASCII could never match what a client sends.
+        if value is not None and not all("!" <= c <= "~" for c in value):
+            raise ValueError("API_KEY must be printable ASCII without spaces (it travels in an HTTP header)")
+        return value
+
     @model_validator(mode="after")
     def _production_is_guarded(self) -> "Settings":
         if self.environment == "production" and not self.api_key:

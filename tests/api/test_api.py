@@ -281,3 +281,11 @@ def test_the_schema_states_the_typed_result_with_the_labels_from_labels(client):
     assert schemas["Scores"]["required"] == list(LABELS)
     body = moderate(client, "have a nice day")
     assert list(body) == list(ModerationResult.__annotations__) and list(body["scores"]) == list(LABELS)
+
+
+def test_head_asks_health_and_readiness_for_their_status_alone(client):
+    """Uptime checkers often send HEAD; a 405 there reads as "down"."""
+    for path in ("/health", "/ready"):
+        answer = client.head(path)
+        assert answer.status_code == 200 and answer.content == b""
+    assert "head" not in client.get("/openapi.json").json()["paths"]["/health"]

@@ -81,6 +81,14 @@ def test_production_refuses_to_start_without_a_key():
         Settings(environment="production", _env_file=None)
 
 
+@pytest.mark.parametrize("key", ["clé-secrète-1234567", "a key with spaces 123", "tab\tseparated-123456"])
+def test_an_api_key_no_client_could_send_is_refused_at_start(key):
+    """Header values travel as bytes a server reads as Latin-1 and clients send as UTF-8: "clé..." could never match."""
+    with pytest.raises(ValueError, match="printable ASCII"):
+        Settings(api_key=key, _env_file=None)
+    assert Settings(api_key="s3cret-K3Y_with.punct!", _env_file=None).api_key == "s3cret-K3Y_with.punct!"
+
+
 @pytest.mark.parametrize(
     "scores, label",
     [

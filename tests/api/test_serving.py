@@ -94,6 +94,41 @@ def test_headers_in_time_and_a_slow_body_are_still_served(deadline_server):
     assert answer.startswith(b"HTTP/1.1 200 ") and b"kill myself" in answer
 
 
+def test_a_body_trickled_a_byte_at_a_time_gets_408_within_the_body_deadline():
+    """The body deadline is counted from the request's start, not from the last byte: a client sending one byte
+    every 0.1 s (a 40-byte body, 4 s) is cut after the 0.5 s deadline. A per-chunk timer let such a client hold the
+    connection for as long as it liked."""
+    import asyncio
+
+    from main import create_app
+
+    settings = Settings(environment="test", pattern_db_path=DEFAULT_PATTERN_DB, pattern_db_reload_seconds=0,
+                        prediction_log_url="", body_read_timeout_seconds=0.5, moderation_processes=0,
+                        _env_file=None)  # fmt: skip
+    app = create_app(settings, moderator=object())
+    body = b'{"text": "a body that takes its time.."}'
+    pending = [body[i : i + 1] for i in range(len(body))]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        await asyncio.sleep(0.1)
+        chunk = pending.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(pending)}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/normalize", "raw_path": b"/normalize", "root_path": "", "query_string": b"",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}  # fmt: skip
+    started = time.monotonic()
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    assert time.monotonic() - started < 2
+    assert next(m for m in sent if m["type"] == "http.response.start")["status"] == 408
+    assert pending, "the whole body was read"
+
+
 def test_a_body_that_stops_half_way_gets_408_within_the_body_deadline():
     """A client that sends its headers and part of its body, then nothing: the body deadline (0.2 s here) answers
     408 and asks to close the connection, instead of holding it (and the part already sent) forever."""
