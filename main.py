@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hmac
+import json
 import logging
 import os
 import re
@@ -566,7 +567,12 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
             if isinstance(exc.__cause__, BodyTooLarge) or isinstance(exc.__context__, BodyTooLarge):
                 exc = HTTPException(413, f"request body is larger than the {settings.max_body_bytes}-byte limit")
             else:
-                exc = HTTPException(422, "the request body is not valid JSON in UTF-8")
+                cause = exc.__cause__ or exc.__context__
+                why = (": it is nested too deeply" if isinstance(cause, RecursionError) else
+                       ": a number in it has too many digits" if isinstance(cause, ValueError)
+                       and not isinstance(cause, (json.JSONDecodeError, UnicodeDecodeError)) and "digits" in str(cause)
+                       else " in UTF-8")
+                exc = HTTPException(422, f"the request body is not valid JSON{why}")
         return JSONResponse(
             {"detail": exc.detail, "request_id": request_id(request)},
             status_code=exc.status_code,

@@ -22,7 +22,8 @@ _MAX_VARIANTS = 64
 _MAX_TOKEN = 40  # longer "words" are not words: never decoded
 
 _TRAILING_SYMBOLS = "!.*$@|+"
-_SEPARATORS = " .-_*·•,~/\\"  # what may stand between the letters of a spaced-out word: "k.i.l.l", "k_i_l_l"
+_SEPARATORS = " .-_*·•,~/\\\u2010\u2011\u2013\u2014"  # what may stand between the letters of a spaced-out word:
+# "k.i.l.l", "k_i_l_l", "k—i—l—l" (hyphens and dashes of every width)
 _SEP_CLASS = re.escape(_SEPARATORS)
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_" + "".join(LEET))
 # Cheap scans find the few places worth decoding; most texts have none or one or two.

@@ -298,7 +298,9 @@ def test_a_spelled_out_ordinary_word_is_not_read_as_the_harm_word_inside_it(prod
 
 
 @pytest.mark.parametrize("text, expected", [("k i l l yourself", "kill yourself"), ("a s s", "ass"),
-                                            ("k.i.l.l.e.r", "killer"), ("s u i c i d e", "suicide")])
+                                            ("k.i.l.l.e.r", "killer"), ("s u i c i d e", "suicide"),
+                                            ("k—i—l—l you", "kill you"), ("k–i–l–l", "kill"), ("k‐i‐l‐l", "kill"),
+                                            ("pages 3–5 and 7—9", "pages 3–5 and 7—9")])
 def test_a_spelled_out_harm_word_is_still_read(product, text, expected):
     assert product.normalize(text).text == expected
 
