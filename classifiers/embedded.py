@@ -26,10 +26,10 @@ import numpy as np
 
 from classifiers.base import ClassifierError, LabelScores
 from classifiers.features import VERSION as FEATURE_VERSION
-from classifiers.features import FeatureIndex, feature_matrix_indices
+from classifiers.features import FeatureIndex, feature_matrix_indices, sentences_of
 from classifiers.kernel import Scorer
 from core.categories import CATEGORIES
-from core.labels import LABELS
+from core.labels import LABELS, SEVERITY
 
 _REQUIRED = ("labels", "feature_version", "vocab", "weights", "idf2", "intercept", "meta")
 
@@ -80,28 +80,50 @@ class EmbeddedClassifier:
             heads = self.categories
             self._scorer = Scorer(self._index, np.hstack([weights, heads.weights]), idf2,
                                   np.concatenate([intercept, heads.intercept]))
+        # Also each sentence on its own, the harshest reading kept (`harshest_reading`): set by training, since the
+        # decision below was fitted on readings made the same way.
+        self.sentence_max = self.meta.get("sentence_max") is True
         self.temperature, self.bias, self.thresholds = decision_of(self.meta, self.path, prior)
         # The label mix the served probabilities describe (None: as trained); evaluation weighs calibration by it.
         decision = self.meta.get("decision")
         self.prior = list(prior) if prior is not None else (decision["prior"] if decision else None)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Logits from the compiled kernel (`classifiers.kernel`)."""
-        return self._scorer.logits(texts)[:, : len(LABELS)]
+        """Logits from the compiled kernel (`classifiers.kernel`), of each text's reading (`outputs`)."""
+        return self.outputs(texts)[:, : len(LABELS)]
+
+    def outputs(self, texts: Sequence[str]) -> np.ndarray:
+        """Every output of the kernel (severity logits, then the category heads') for each text as it is read: the
+        whole text, or with `sentence_max` the harshest of the whole text and its sentences, all in one pass."""
+        if not self.sentence_max:
+            return self._scorer.logits(texts)
+        owner, parts = sentences_of(texts)
+        if not parts:
+            return self._scorer.logits(texts)
+        z = self._scorer.logits([*texts, *parts])
+        return harshest_reading(z[: len(texts)], owner, z[len(texts) :])
 
     def classify_with_categories(self, texts: Sequence[str]) -> tuple[list[LabelScores], list[dict[str, float]] | None]:
         """Severity scores (as `classify`) and, when the model ships category heads, {category: probability} for
         each text, from one pass of the kernel."""
         if not texts:
             return [], ([] if self.categories is not None else None)
-        z = self._scorer.logits(texts)
+        z = self.outputs(texts)
         scores = self._severity(z[:, : len(LABELS)])
         if self.categories is None:
             return scores, None
         return scores, self.categories.probabilities(z[:, len(LABELS) :])
 
     def reference_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Logits computed with numpy from `classifiers.features`, the definition the kernel must match."""
+        """Logits computed with numpy from `classifiers.features`, the definition the kernel must match: of each
+        text's reading, as `outputs` reads it."""
+        z = self._numpy_logits(texts)
+        if not self.sentence_max:
+            return z
+        owner, parts = sentences_of(texts)
+        return harshest_reading(z, owner, self._numpy_logits(parts)) if parts else z
+
+    def _numpy_logits(self, texts: Sequence[str]) -> np.ndarray:
         rows, cols = feature_matrix_indices(texts, self._index)
         out = np.tile(self._intercept, (len(texts), 1))
         if len(rows):
@@ -124,6 +146,32 @@ class EmbeddedClassifier:
         if not np.isfinite(p).all():
             raise ClassifierError("embedded model produced non-finite probabilities")
         return [dict(zip(LABELS, row)) for row in p.tolist()]
+
+
+def harshest_reading(whole: np.ndarray, owner: np.ndarray, parts: np.ndarray) -> np.ndarray:
+    """For each row of `whole` (a text's outputs, the severity logits first), the row of whichever reading is likeliest
+    harmful-or-worse: the whole text, or one of its sentences (`parts`, row k a sentence of text `owner[k]`, from
+    `features.sentences_of`); the earliest on a tie. Judged on the logits as trained (no temperature or prior shift),
+    so the choice does not depend on the served label mix. One harmful sentence among harmless ones is then not
+    diluted by their n-grams: "I'm going to stab you. Thanks for reading!" reads as its first sentence."""
+    if not len(owner):
+        return whole
+    harm, harm_parts = _harm_log_odds(whole), _harm_log_odds(parts)
+    order = np.lexsort((-harm_parts, owner))  # by text, harshest sentence first (stable: the earliest on a tie)
+    grouped = owner[order]
+    first = order[np.concatenate(([True], grouped[1:] != grouped[:-1]))]
+    texts = owner[first]
+    harsher = harm_parts[first] > harm[texts]
+    out = whole.copy()
+    out[texts[harsher]] = parts[first[harsher]]
+    return out
+
+
+def _harm_log_odds(z: np.ndarray) -> np.ndarray:
+    """log P(harmful or worse) - log P(safe or potentially harmful) under softmax of the severity logits."""
+    harmful = SEVERITY["harmful"]  # LABELS are ordered by severity: harmful and worse are the last columns
+    return (np.logaddexp.reduce(z[:, harmful : len(LABELS)], axis=1)
+            - np.logaddexp.reduce(z[:, :harmful], axis=1))
 
 
 CATEGORY_ARTIFACT = "categories.npz"
@@ -258,6 +306,8 @@ class EncoderTierClassifier(EmbeddedClassifier):
                 f"no encoder-tier model at {path}: none ships (it measured no better than the embedded model; README, "
                 "'Which offline model'); build one with: uv run --all-extras python -m training.train_embedded --recipe combo")
         super().__init__(path, prior)
+        if self.sentence_max:  # its logits add a whole-text vector to the n-grams' reading: one reading per text
+            raise ClassifierError(f"{self.path}: sentence_max is not supported by the encoder tier; retrain without it")
         try:
             with np.load(self.path, allow_pickle=False) as npz:
                 if "encoder_weights" not in npz.files:

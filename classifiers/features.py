@@ -144,6 +144,23 @@ def _join_spelled(m: re.Match) -> str:
     return m.group(0).replace(m.group(1), "")
 
 
+# Where one sentence ends and the next begins: end punctuation and white space, or a line break.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
+
+
+def sentences_of(texts: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """(owner, sentence) for every sentence of each text that has more than one (a one-sentence text has none).
+    A model that serves "sentence max" (`classifiers.embedded.harshest_reading`) scores these beside the texts."""
+    owner: list[int] = []
+    parts: list[str] = []
+    for i, text in enumerate(texts):
+        found = [s for s in _SENTENCE_BREAK.split(text) if s.strip()]
+        if len(found) > 1:
+            owner += [i] * len(found)
+            parts += found
+    return np.asarray(owner, dtype=np.int64), parts
+
+
 def joined_text(text: str) -> str:
     """The words and symbols of `canonical_text(text)`, identity terms blinded (a group named in several words is
     one token), space-joined with a space each side."""

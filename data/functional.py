@@ -4,6 +4,7 @@
     cases = load_suite()                     # plain cases, from data/dataset/functional_suite.json
     cases += coded_cases(cases, seed=13)     # an algospeak version of each flagged case (data.augment)
     cases += disguised_cases(cases, seed=13) # a harmless case disguised the same way: it must stay harmless
+    cases += padded_cases(cases)             # each plain case beside a friendly sentence: the same label
     predicted = [...]                        # one label per case from any classifier, in order
     report = suite_report(cases, predicted)  # per family and overall; no model in here
 
@@ -30,6 +31,9 @@ Report figures (for the plain cases of each family and overall):
                         positive = coding hides harm) and exact-label accuracy; overall also per technique
   disguised             the same for the disguised versions of harmless cases (negative gap = the disguise
                         itself was read as harm: "see you t.o.n.i.g.h.t" flagged where "see you tonight" is not)
+  padded                the same for each flagged case with a friendly sentence before or after it (positive
+                        gap = the padding hid harm), and `padded_harmless` for the harmless cases (negative gap =
+                        the padding made harm)
 A share with nothing to divide by is None.
 """
 
@@ -46,6 +50,7 @@ import json
 import logging
 import string
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -60,6 +65,13 @@ DEFAULT_SUITE = Path(__file__).resolve().parent / "dataset" / "functional_suite.
 FLAG_FROM = "harmful"  # flagged = this label or worse
 CODED_SUFFIX = ".coded"
 DISGUISED_SUFFIX = ".disguised"
+PADDED_SUFFIX = ".padded"
+# Friendly sentences an evader puts beside the harm: none names a group, a threat, a body or a feeling.
+PADDING = (
+    "Thanks for reading, let me know what you think in the comments below.",
+    "Anyway, have a great weekend everyone!",
+    "The weather here has been lovely lately.",
+)
 
 IDENTITY_SLOTS = frozenset({"identity", "Identity", "member", "Member"})
 SLUR_SLOTS = frozenset({"slur", "Slur"})
@@ -317,6 +329,21 @@ def disguised_cases(cases: Sequence[Case], seed: int = 13) -> list[Case]:
     return out
 
 
+def padded_cases(cases: Sequence[Case]) -> list[Case]:
+    """Each plain case with one of PADDING before or after it (both chosen by a hash of the case id): the cheapest
+    evasion there is. A model that reads a text only as a whole lets the friendly words dilute the harm's: with
+    "Thanks for reading, ..." after it, 9.6% of the suite's harmful cases stayed flagged against 66.7% alone."""
+    out: list[Case] = []
+    for case in cases:
+        if case.coded_of is not None:
+            continue
+        pick = zlib.crc32(case.id.encode("utf-8"))
+        pad = PADDING[pick % len(PADDING)]
+        text = f"{case.text} {pad}" if pick // len(PADDING) % 2 else f"{pad} {case.text}"
+        out.append(replace(case, id=case.id + PADDED_SUFFIX, text=text, coded_of=case.id, techniques=("padding",)))
+    return out
+
+
 # --------------------------------------------------------------------------------------------- scoring
 
 
@@ -365,6 +392,7 @@ def suite_report(cases: Sequence[Case], predicted: Sequence[str]) -> dict[str, A
     plain_rows: dict[str, list[tuple[Case, bool, bool]]] = {f: [] for f in families}
     coded_rows: dict[str, list[tuple[Case, tuple[bool, bool, bool]]]] = {f: [] for f in families}
     disguised_rows: dict[str, list[tuple[Case, tuple[bool, bool, bool]]]] = {f: [] for f in families}
+    padded_rows: dict[str, list[tuple[Case, tuple[bool, bool, bool]]]] = {f: [] for f in families}
     for case, label in zip(cases, predicted):
         flagged, correct = is_flagged(label), label == case.label
         if case.coded_of is None:
@@ -374,21 +402,25 @@ def suite_report(cases: Sequence[Case], predicted: Sequence[str]) -> dict[str, A
                 raise ValueError(
                     f"coded case {case.id!r}: its plain case {case.coded_of!r} is not among the cases"
                 )
-            rows = coded_rows if case.flagged else disguised_rows
+            rows = padded_rows if case.id.endswith(PADDED_SUFFIX) else coded_rows if case.flagged else disguised_rows
             rows[case.family].append((case, (flagged_of[case.coded_of], flagged, correct)))
 
-    def block(rows, coded, disguised) -> dict[str, Any]:
+    def block(rows, coded, disguised, padded) -> dict[str, Any]:
         figures = _plain_figures([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
         figures["coded"] = _coded_figures([pair for _, pair in coded])
         figures["disguised"] = _coded_figures([pair for _, pair in disguised])
+        figures["padded"] = _coded_figures([pair for case, pair in padded if case.flagged])
+        figures["padded_harmless"] = _coded_figures([pair for case, pair in padded if not case.flagged])
         return figures
 
     report: dict[str, Any] = {
-        "families": {f: block(plain_rows[f], coded_rows[f], disguised_rows[f]) for f in families if plain_rows[f]},
+        "families": {f: block(plain_rows[f], coded_rows[f], disguised_rows[f], padded_rows[f])
+                     for f in families if plain_rows[f]},
     }
     all_plain = [row for f in families for row in plain_rows[f]]
     all_coded = [row for f in families for row in coded_rows[f]]
-    report["overall"] = block(all_plain, all_coded, [row for f in families for row in disguised_rows[f]])
+    report["overall"] = block(all_plain, all_coded, [row for f in families for row in disguised_rows[f]],
+                              [row for f in families for row in padded_rows[f]])
     by_technique: dict[str, list[tuple[bool, bool, bool]]] = {}
     for case, pair in all_coded:
         for technique in case.techniques or ("none",):
@@ -433,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", type=Path, default=DEFAULT_SUITE, help="suite file (default: shipped)")
     parser.add_argument("--seed", type=int, default=13, help="seed of the coded versions")
     parser.add_argument("--summary", action="store_true", help="print counts per family and side")
-    parser.add_argument("--jsonl", type=Path, help="write every case (plain, coded, disguised) to this JSONL file")
+    parser.add_argument("--jsonl", type=Path, help="write every case (plain, coded, disguised, padded) to this JSONL file")
     args = parser.parse_args(argv)
     if not args.summary and not args.jsonl:
         args.summary = True
@@ -444,12 +476,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     coded, skipped = code_suite(cases, seed=args.seed)
     disguised = disguised_cases(cases, seed=args.seed)
+    padded = padded_cases(cases)
     if args.summary:
         print(f"functional suite {args.suite.name}: {len(cases)} plain cases")
         print("\n".join(summary_lines(cases, coded, skipped)))
         print(f"disguised: {len(disguised)} of {sum(not c.flagged for c in cases)} harmless cases")
+        print(f"padded: {len(padded)}, each plain case beside a friendly sentence")
     if args.jsonl:
-        every = [*cases, *coded, *disguised]
+        every = [*cases, *coded, *disguised, *padded]
         with args.jsonl.open("w", encoding="utf-8") as f:
             for case in every:
                 f.write(json.dumps(asdict(case), ensure_ascii=False) + "\n")

@@ -150,13 +150,13 @@ def false_alarm_report(classifier, normalizer, sets: dict[str, list[str]]) -> di
 
 def functional_suite_report(classifier, normalizer) -> dict:
     """The team's functional suite (data/dataset/functional_suite.json: 509 plain cases in 10 families, a coded
-    version of each flagged case and a disguised version of each harmless one), labelled as the moderator labels
+    version of each flagged case, a disguised version of each harmless one and a padded version of each), labelled as the moderator labels
     (the more severe of raw and normalized), scored per family by `data.functional.suite_report`."""
-    from data.functional import coded_cases, disguised_cases, load_suite, suite_report
+    from data.functional import coded_cases, disguised_cases, load_suite, padded_cases, suite_report
 
     timed = _as_timed(classifier)
     cases = load_suite()
-    cases += coded_cases(cases) + disguised_cases(cases)
+    cases += coded_cases(cases) + disguised_cases(cases) + padded_cases(cases)
     texts = [c.text for c in cases]
     raw = timed.labels(texts)
     norm = timed.labels([normalizer.normalize(t).text for t in texts])
@@ -370,6 +370,7 @@ def evaluate(classifier, rows: list[dict], *, normalizer, augmenter, db, n_varia
         "functional_non_hateful_flagged": functional["overall"]["non_hateful_flagged"],
         "functional_coded_gap_points": functional["overall"]["coded"]["gap_points"],
         "functional_disguised_harmless_flagged": functional["overall"]["disguised"]["coded_flagged"],
+        "functional_padded_gap_points": functional["overall"].get("padded", {}).get("gap_points"),
     }
     if temperature is not None:
         summary["ece_calibrated"] = calibration["ece_calibrated"]
@@ -554,14 +555,19 @@ def render_markdown(report: dict, command: str | None = None) -> str:
                   f"flagged **{_f(o['hateful_flagged'])}**, harmless cases flagged **{_f(o['non_hateful_flagged'])}**, "
                   f"coded versions {_f(o['coded']['coded_flagged'])} against their plain {_f(o['coded']['plain_flagged'])}; "
                   f"harmless cases disguised (spacing, repetition, leetspeak, homoglyphs) flagged "
-                  f"{_f(o['disguised']['coded_flagged'])} against their plain {_f(o['disguised']['plain_flagged'])}.",
+                  f"{_f(o['disguised']['coded_flagged'])} against their plain {_f(o['disguised']['plain_flagged'])}"
+                  + (f"; each case beside a friendly sentence (`data.functional.PADDING`): harmful flagged "
+                     f"{_f(o['padded']['coded_flagged'])}, harmless flagged {_f(o['padded_harmless']['coded_flagged'])}"
+                     if o.get("padded") else "") + ".",
                   "", "| family | cases | harmful flagged | harmless flagged | exact label | coded gap (points) "
-                  "| disguised harmless flagged |", "|---|---|---|---|---|---|---|"]
+                  "| disguised harmless flagged | padded: harmful, harmless flagged |", "|---|---|---|---|---|---|---|---|"]
         for family, row in fs["families"].items():
             gap = row["coded"]["gap_points"]
             lines.append(f"| {family} | {row['n']} | {_f(row['hateful_flagged'])} | {_f(row['non_hateful_flagged'])} "
                          f"| {_f(row['accuracy'])} | {'' if gap is None else f'{gap:+.1f}'} "
-                         f"| {_f(row['disguised']['coded_flagged'])} |")
+                         f"| {_f(row['disguised']['coded_flagged'])} "
+                         f"| {_f(row.get('padded', {}).get('coded_flagged'))}, "
+                         f"{_f(row.get('padded_harmless', {}).get('coded_flagged'))} |")
     c = report["calibration"]
     lines += ["", f"Calibration: ECE {c['ece']:.4f} ({c['bins']} equal-width bins of the top probability)"
               + (f", **{c['ece_at_prior']:.4f}** weighted to the label mix the model states ({c['prior']})"

@@ -26,7 +26,9 @@ the one whose transfer figures the README reports):
    (classifiers.features).
 7. Fits the decision on the validation split (`transfer.fit_decision`): a temperature, the shift from the
    training label mix to the stated traffic mix (DEFAULT_PRIOR), and thresholds for a false-flag budget; all
-   stored in the artifact, which serving applies.
+   stored in the artifact, which serving applies. With `--sentence-max` (the default) each validation text is
+   read as serving reads it: the harshest of the whole text and its sentences (`classifiers.embedded.
+   harshest_reading`), so one friendly sentence after a threat does not dilute it.
 8. Reports on the test split, per source, and robustness to algospeak (recall of harmful-or-worse texts plain,
    as variants, and as variants after normalization), into the artifact's meta and model_card.json.
 """
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--c", type=float, default=8.0, help="inverse regularisation")
     parser.add_argument("--max-iter", type=int, default=MAX_ITER, help="L-BFGS iterations (default %(default)s)")
     parser.add_argument("--budget", type=float, default=None, help="validation false-flag budget (default: transfer's)")
+    parser.add_argument("--sentence-max", action=argparse.BooleanOptionalAction, default=True,
+                        help="ngram: serve each text as its harshest reading, the whole text or one of its sentences; "
+                             "the decision is fitted on readings made so (default: on)")
     parser.add_argument("--no-screen", action="store_true", help="keep single-harm sources' negatives as they come")
     parser.add_argument("--seed-weight", type=float, default=None,
                         help="domains' weight of the team's seed corpus, data.seed (default: transfer's; 0 leaves it out)")
@@ -96,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.recipe == "combo" and args.out == OUT_MODEL:
         args.out = OUT_ENCODER_MODEL
+    if args.recipe == "combo":  # the encoder tier reads each text once (EncoderTierClassifier)
+        args.sentence_max = False
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     try:
@@ -177,12 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     stages.update(1, done="fit")
     train_prior = transfer.effective_prior(y_arr, w_arr)
     budget = transfer.DEFAULT_FALSE_FLAG_BUDGET if args.budget is None else args.budget
-    val_logits = model.logits(val.text)
+    # The texts as serving reads them: with sentence max, each as its harshest sentence or whole (classifiers.embedded).
+    reader = transfer.SentenceMax(model) if args.sentence_max else model
+    val_logits = reader.logits(val.text)
     decision = transfer.fit_decision(val_logits, val.label, train_prior, false_flag_budget=budget,
                                      fitted_on={"split": "validation", "texts": len(val)})
     log(f"decision: T={decision.temperature:.3f}, thresholds {decision.thresholds}")
     if args.save_logits:
-        np.savez_compressed(args.save_logits, val_logits=val_logits, val_labels=val.label, test_logits=model.logits(test.text),
+        np.savez_compressed(args.save_logits, val_logits=val_logits, val_labels=val.label, test_logits=reader.logits(test.text),
                             test_labels=test.label, test_source=test.source, train_prior=train_prior)
     stages.update(1, done="decision")
 
@@ -202,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed_weight": seed_weight,
         "context_copies": args.context_copies,
         "safe_variants": args.safe_variants,
+        "sentence_max": args.sentence_max,
         "pattern_db_version": db.version,
         "seed": args.seed,
         "decision": decision.as_dict(),

@@ -44,7 +44,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 import time
 import warnings
@@ -607,27 +606,12 @@ class ComboRecipe(NgramRecipe):
         return hstack([super().features(texts), csr_matrix(self.alpha * self.cache.vectors(texts))]).tocsr()
 
 
-# Where one sentence ends and the next begins: end punctuation, then white space.
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
-
-
-def sentences_of(texts: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """(owner, sentence) for every sentence of each text that has more than one (a one-sentence text has none)."""
-    owner: list[int] = []
-    parts: list[str] = []
-    for i, text in enumerate(texts):
-        found = [s for s in _SENTENCE_BREAK.split(text) if s.strip()]
-        if len(found) > 1:
-            owner += [i] * len(found)
-            parts += found
-    return np.asarray(owner, dtype=np.int64), parts
-
-
 class SentenceMax(Recipe):
     """A recipe whose texts are also scored sentence by sentence: each text keeps the logits of whichever reading,
-    the whole text or one of its sentences, is likeliest harmful-or-worse (under the training mix). A harmful
-    sentence inside harmless ones is then not diluted by their n-grams ("I'm going to stab you. See you tomorrow").
-    `--sentence-max` in leave-one-domain-out measures it; it is not how the shipped model serves."""
+    the whole text or one of its sentences, is likeliest harmful-or-worse (`classifiers.embedded.harshest_reading`,
+    the rule the served model applies when its artifact says `sentence_max`). A harmful sentence inside harmless
+    ones is then not diluted by their n-grams ("I'm going to stab you. See you tomorrow"). Training is unchanged.
+    `--sentence-max` in leave-one-domain-out measures it; `train_embedded` ships it by default."""
 
     def __init__(self, inner: Recipe):
         self.inner = inner
@@ -637,17 +621,12 @@ class SentenceMax(Recipe):
         self.inner.fit(texts, labels, weights)
 
     def logits(self, texts) -> np.ndarray:
+        from classifiers.embedded import harshest_reading
+        from classifiers.features import sentences_of
+
         z = self.inner.logits(texts)
         owner, parts = sentences_of(texts)
-        if not parts:
-            return z
-        zs = self.inner.logits(parts)
-        best = softmax(z)[:, HARMFUL:].sum(axis=1)
-        for row, (i, harm) in enumerate(zip(owner, softmax(zs)[:, HARMFUL:].sum(axis=1))):
-            if harm > best[i]:
-                best[i] = harm
-                z[i] = zs[row]
-        return z
+        return harshest_reading(z, owner, self.inner.logits(parts)) if parts else z
 
 
 def _full_logits(model, x) -> np.ndarray:
@@ -829,12 +808,13 @@ def moderated_labels(logits_of: Callable[[list[str]], np.ndarray], decision: Dec
 
 
 def functional_report(logits_of: Callable[[list[str]], np.ndarray], decision: Decision, normalizer) -> dict[str, Any]:
-    """The functional suite (data.functional: plain cases, a coded version of each flagged case and a disguised
-    version of each harmless one), labelled through the moderator's rule, scored per family."""
-    from data.functional import coded_cases, disguised_cases, load_suite, suite_report
+    """The functional suite (data.functional: plain cases, a coded version of each flagged case, a disguised
+    version of each harmless one and a padded version of each), labelled through the moderator's rule, scored per
+    family."""
+    from data.functional import coded_cases, disguised_cases, load_suite, padded_cases, suite_report
 
     cases = load_suite()
-    cases += coded_cases(cases) + disguised_cases(cases)
+    cases += coded_cases(cases) + disguised_cases(cases) + padded_cases(cases)
     pred = moderated_labels(logits_of, decision, [c.text for c in cases], normalizer)
     return suite_report(cases, [LABELS[k] for k in pred])
 

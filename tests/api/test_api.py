@@ -192,8 +192,7 @@ def test_valid_json_the_parser_refuses_is_told_why(client):
     """JSON nested too deeply or with a number of over 4,300 digits is valid JSON that Python's parser refuses: the
     answer says so, instead of calling the body invalid JSON."""
     for raw, why in ((b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
-                     (b'{"text": "hi", "n": ' + b"9" * 5000 + b"}", "too many digits"),
-                     (b'{"text": "unterminated', "not valid JSON in UTF-8")):
+                     (b'{"text": "hi", "n": ' + b"9" * 5000 + b"}", "too many digits")):
         response = client.post("/moderate", content=raw, headers={"content-type": "application/json"})
         assert response.status_code == 422 and why in response.json()["detail"], (why, response.text)
 

@@ -91,3 +91,12 @@ def test_the_canonical_reading_of_a_20k_character_text_is_cheap(text):
     started = time.perf_counter()
     joined_text(text)
     assert time.perf_counter() - started < 0.5  # about 0.01 s each on the 2-core machine
+
+
+def test_sentences_of_splits_only_texts_of_several_sentences():
+    from classifiers.features import sentences_of
+
+    owner, parts = sentences_of(["One line only", "Hi there. I will stab you.  Bye!", "Why? Because.",
+                                 "first line\n\nsecond line", "3.5 stars, fine", ""])
+    assert owner.tolist() == [1, 1, 1, 2, 2, 3, 3]
+    assert parts == ["Hi there.", "I will stab you.", "Bye!", "Why?", "Because.", "first line", "second line"]

@@ -302,6 +302,35 @@ def test_disguised_harmless_cases_are_scored_apart_from_the_coded_harmful_ones()
     assert report["families"]["b"]["disguised"]["coded_flagged"] == 0.0
 
 
+def test_each_plain_case_gets_one_padded_version_beside_a_friendly_sentence(cases):
+    from data.functional import PADDING, padded_cases
+
+    padded = padded_cases(cases)
+    assert padded == padded_cases(list(reversed(cases)))[::-1]  # deterministic, order-free
+    plain = [c for c in cases if c.coded_of is None]
+    assert len(padded) == len(plain)
+    origin = {c.id: c for c in plain}
+    for case in padded:
+        o = origin[case.coded_of]
+        assert case.id == o.id + ".padded" and case.label == o.label and case.techniques == ("padding",)
+        assert any(case.text in (f"{o.text} {p}", f"{p} {o.text}") for p in PADDING)
+    assert {c.text.startswith(PADDING) for c in padded} == {True, False}  # before some cases, after others
+    assert padded_cases(padded) == []  # a padded case is not padded again
+
+
+def test_padded_cases_are_scored_apart_for_harmful_and_harmless_cases():
+    cases = SMALL + [_case("a.1.padded", "a", "harmful", coded_of="a.1", techniques=("padding",)),
+                     _case("a.3.padded", "a", "safe", coded_of="a.3", techniques=("padding",))]
+    # every plain case right; the padding hid a.1's harm and left a.3 alone
+    report = suite_report(cases, [c.label for c in SMALL] + ["safe", "safe"])
+    overall = report["overall"]
+    assert overall["hateful_flagged"] == 1.0  # the plain figures do not move
+    assert overall["padded"] == {"n": 1, "plain_flagged": 1.0, "coded_flagged": 0.0, "gap_points": 100.0,
+                                 "accuracy": 0.0}
+    assert overall["padded_harmless"]["coded_flagged"] == 0.0 and overall["padded_harmless"]["n"] == 1
+    assert overall["coded"]["n"] == 2 and overall["disguised"]["n"] == 0
+
+
 def test_the_report_on_the_whole_suite(cases, coded):
     everything = cases + coded + disguised_cases(cases)
     perfect = suite_report(everything, [c.label for c in everything])
@@ -339,10 +368,12 @@ def test_jsonl_cli_writes_every_case(tmp_path, cases, coded):
     path = tmp_path / "cases.jsonl"
     assert main(["--jsonl", str(path)]) == 0
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    disguised = disguised_cases(cases)
-    assert len(rows) == len(cases) + len(coded) + len(disguised)
+    from data.functional import padded_cases
+
+    disguised, padded = disguised_cases(cases), padded_cases(cases)
+    assert len(rows) == len(cases) + len(coded) + len(disguised) + len(padded)
     assert rows[0]["id"] == cases[0].id and rows[len(cases)]["id"] == coded[0].id
-    assert rows[-1]["id"] == disguised[-1].id
+    assert rows[-len(padded) - 1]["id"] == disguised[-1].id and rows[-1]["id"] == padded[-1].id
 
 
 def test_a_malformed_suite_is_one_error_line_from_the_cli(tmp_path, capsys):

@@ -416,12 +416,6 @@ class _Threats(transfer.Recipe):
         return z
 
 
-def test_sentences_of_splits_only_texts_of_several_sentences():
-    owner, parts = transfer.sentences_of(["One line only", "Hi there. I will stab you.  Bye!", "Why? Because."])
-    assert owner.tolist() == [1, 1, 1, 2, 2]
-    assert parts == ["Hi there.", "I will stab you.", "Bye!", "Why?", "Because."]
-
-
 def test_sentence_max_keeps_the_harshest_sentence_and_trains_on_whole_texts():
     inner = _Threats()
     recipe = transfer.SentenceMax(inner)
