@@ -312,6 +312,12 @@ RequestId = Annotated[str, Depends(_request_id)]
 def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
     """The application. `moderator` may be given (tests); otherwise it is built from settings at start-up."""
     settings = settings or get_settings()
+    if settings.pattern_db_last_good_path is None and moderator is None:
+        # A server process or moderation child that starts during a broken edit serves the last good database
+        # (normalizer.reload): every process of this server keeps and finds the copy at the same place.
+        from normalizer.reload import default_last_good
+
+        settings = settings.model_copy(update={"pattern_db_last_good_path": default_last_good(settings.pattern_db_path)})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -99,7 +99,8 @@ class Moderator:
         from classifiers.registry import create_classifier
 
         settings = settings or get_settings()
-        normalizer = ReloadingNormalizer(settings.pattern_db_path, settings.pattern_db_reload_seconds)
+        normalizer = ReloadingNormalizer(settings.pattern_db_path, settings.pattern_db_reload_seconds,
+                                         settings.pattern_db_last_good_path)
         classifier = create_classifier(settings)
         fallback = None
         if classifier.name not in OFFLINE_BACKENDS and settings.fallback_policy == "embedded":

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     pattern_db_path: Path = DEFAULT_PATTERN_DB
     # Seconds between checks of the pattern database file for changes (0 disables hot reload).
     pattern_db_reload_seconds: float = 2.0
+    # Where a server keeps a copy of the last database it loaded: a server process (or a moderation child) that
+    # starts while the file holds a broken edit serves that copy instead of failing to start. Unset: the server
+    # uses a private folder under the system's temp folder (normalizer.reload.default_last_good).
+    pattern_db_last_good_path: Path | None = None
 
     # --- Stage 2: the classifier
     # embedded: the shipped n-gram model (offline). sagemaker: the endpoint. transformers: in-process model.

@@ -9,12 +9,19 @@ editing mistake never takes moderation down. Pattern checks never run a backtrac
 (normalizer.regex_safety), so a reload cannot hang either; at worst it is slow, and only the thread waits.
 
 `check()` and `reload()` do the same work synchronously (tests, the CLI).
+
+With `last_good` (a server's processes), every database put in force is also copied there, and a start that finds
+the file broken serves that copy (with `last_error` saying so): a server process restarted, or a moderation child
+started, while someone's edit is half-done keeps moderating instead of failing to start.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import weakref
 from pathlib import Path
@@ -28,14 +35,43 @@ MAX_DATABASE_BYTES = 64 << 20  # the shipped file is about 0.5 MB
 _MIN_POLL_SECONDS = 0.02
 
 
+def default_last_good(path: Path | str) -> Path | None:
+    """A private place (a folder of this user's, mode 0700, under the temp folder) for the last good copy of the
+    database at `path`; None when there is none to be had (no such folder can be made, or another user owns it)."""
+    resolved = str(Path(path).resolve())
+    folder = Path(tempfile.gettempdir()) / f"algospeak-patterns-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = folder.stat()
+    except OSError:
+        return None
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:  # not ours alone: nothing in it is to be trusted
+        return None
+    return folder / f"{hashlib.sha256(resolved.encode('utf-8')).hexdigest()[:16]}-{Path(path).name}"
+
+
 class ReloadingNormalizer:
-    def __init__(self, path: Path | str, interval: float = 2.0):
+    def __init__(self, path: Path | str, interval: float = 2.0, last_good: Path | str | None = None):
         self.path = Path(path)
         self.interval = interval
+        self.last_good = Path(last_good) if last_good is not None else None
         self._lock = threading.Lock()  # one load at a time; current() never takes it
-        self._normalizer = Normalizer(load_database(self.path))  # the first load must succeed
-        self._stamp = self._file_stamp()
         self.last_error: str | None = None
+        try:
+            self._normalizer = Normalizer(load_database(self.path))  # the first load must succeed ...
+        except PatternDatabaseError as exc:
+            if self.last_good is None or not self.last_good.is_file():
+                raise
+            try:  # ... or the copy of the last database a server process put in force
+                self._normalizer = Normalizer(load_database(self.last_good))
+            except PatternDatabaseError:
+                raise exc from None
+            self.last_error = f"{exc} (serving the last good copy, version {self._normalizer.version})"
+            log.error("pattern database refused at start; serving the last good copy %s (version %s): %s",
+                      self.last_good, self._normalizer.version, exc)
+        else:
+            self._keep()
+        self._stamp = self._file_stamp()
         self.reloads = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -98,8 +134,23 @@ class ReloadingNormalizer:
         self._normalizer = fresh  # one reference assignment: requests see the old or the new database, whole
         self.last_error = None
         self.reloads += 1
+        self._keep()
         log.info("pattern database %s loaded (%d entries)", fresh.version, len(fresh.db))
         return True
+
+
+    def _keep(self) -> None:
+        """Copy the file just put in force to `last_good` (written whole, then renamed). Not validated here: a file
+        changed between the load and the copy is validated when the copy is read, and refused then."""
+        if self.last_good is None:
+            return
+        tmp = self.last_good.with_name(f".{self.last_good.name}.{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(self.path, tmp)
+            os.replace(tmp, self.last_good)
+        except OSError as exc:
+            log.warning("cannot keep a last good copy of the pattern database at %s: %s", self.last_good, exc)
+            tmp.unlink(missing_ok=True)
 
 
 def _watch(ref: weakref.ref, stop: threading.Event, poll: float) -> None:

@@ -976,9 +976,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-weight", type=float, default=SEED_WEIGHT,
                         help="domains' weight of the team's seed corpus, data.seed (default %(default)s; 0 leaves it out)")
     parser.add_argument("--domains", nargs="*", help="only these held-out domains")
-    parser.add_argument("--sentence-max", action="store_true",
+    parser.add_argument("--sentence-max", action=argparse.BooleanOptionalAction, default=None,
                         help="score each text as a whole and sentence by sentence, keeping the likeliest harmful "
-                             "reading (SentenceMax; measured, not how the shipped model serves)")
+                             "reading (SentenceMax, as the shipped n-gram model serves; default: on for ngram)")
     parser.add_argument("--context-copies", type=count_arg, default=CONTEXT_COPIES,
                         help="copies of each seed sentence set in real context (default %(default)s; 0: none)")
     parser.add_argument("--sample", type=count_arg, default=20_000,
@@ -1071,7 +1071,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "finetuned":
             kw = {"sample": args.sample, "epochs": args.epochs, "model_dir": args.base_model}
         make = make_recipe(name, cache=cache, store=store, **kw)
-        if args.sentence_max:
+        sentence_max = args.sentence_max if args.sentence_max is not None else name == "ngram"  # as each serves
+        if sentence_max:
             make = lambda inner=make: SentenceMax(inner())  # noqa: E731
         print(f"{name}: leave one domain out", file=sys.stderr)
         logits: dict[str, np.ndarray] = {}
@@ -1083,7 +1084,7 @@ def main(argv: list[str] | None = None) -> int:
                                              "budget": args.budget, "review_budget": DEFAULT_REVIEW_BUDGET,
                                              "screen": not args.no_screen, "seed_weight": args.seed_weight,
                                              "context_copies": args.context_copies,
-                                             "sentence_max": args.sentence_max})
+                                             "sentence_max": sentence_max})
         if not args.no_all_domains:
             keep, screened = ((np.ones(len(corpus), bool), {}) if args.no_screen
                               else screen_single_harm(corpus, seed_weight=args.seed_weight))

@@ -150,3 +150,43 @@ def test_the_reload_thread_ends_with_its_normalizer(tmp_path):
     thread.join(timeout=5)
     assert not thread.is_alive()
     assert ReloadingNormalizer(path, interval=0)._thread is None  # interval 0: no thread at all
+
+
+def test_a_start_during_a_broken_edit_serves_the_last_good_copy(tmp_path):
+    """A server process or moderation child that (re)starts while the file holds a broken edit: before, it failed to
+    start (uvicorn then stopped the whole server; a dead child made every long text a 503 until the edit was fixed)."""
+    path, copy = tmp_path / "patterns.json", tmp_path / "kept" / "last-good.json"
+    copy.parent.mkdir()
+    doc = json.loads(MINI_DB.read_text(encoding="utf-8"))
+    doc["version"] = "9.9.9"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    first = ReloadingNormalizer(path, 0, last_good=copy)
+    assert first.version == "9.9.9" and first.last_error is None and copy.is_file()  # kept on start
+    path.write_text("{ half an edit", encoding="utf-8")
+    restarted = ReloadingNormalizer(path, 0, last_good=copy)
+    assert restarted.version == "9.9.9" and restarted.current().normalize("unalive").changed
+    assert "not valid JSON" in restarted.last_error and "last good copy" in restarted.last_error
+    with pytest.raises(reload_module.PatternDatabaseError):  # without a copy, a broken file still stops a start
+        ReloadingNormalizer(path, 0)
+    # a good reload is kept too, and a later start with the file broken again serves it
+    doc["version"] = "9.9.10"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    assert restarted.reload() and json.loads(copy.read_text(encoding="utf-8"))["version"] == "9.9.10"
+    path.write_text("[]", encoding="utf-8")
+    assert ReloadingNormalizer(path, 0, last_good=copy).version == "9.9.10"
+    copy.write_text("{ a copy that rotted", encoding="utf-8")
+    with pytest.raises(reload_module.PatternDatabaseError, match="patterns.json"):  # the file's own error
+        ReloadingNormalizer(path, 0, last_good=copy)
+
+
+def test_the_default_last_good_place_is_private_to_the_user(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    monkeypatch.setattr(reload_module.tempfile, "gettempdir", lambda: str(tmp_path))
+    place = reload_module.default_last_good(MINI_DB)
+    assert place.parent.parent == tmp_path and place.name.endswith("mini_patterns.json")
+    assert stat.S_IMODE(place.parent.stat().st_mode) == 0o700
+    assert reload_module.default_last_good(MINI_DB) == place  # every process of a server finds the same copy
+    os.chmod(place.parent, 0o777)  # a folder others can write to: nothing in it is trusted
+    assert reload_module.default_last_good(MINI_DB) is None
