@@ -332,7 +332,8 @@ def disguised_cases(cases: Sequence[Case], seed: int = 13) -> list[Case]:
 def padded_cases(cases: Sequence[Case]) -> list[Case]:
     """Each plain case with one of PADDING before or after it (both chosen by a hash of the case id): the cheapest
     evasion there is. A model that reads a text only as a whole lets the friendly words dilute the harm's: with
-    "Thanks for reading, ..." after it, 9.6% of the suite's harmful cases stayed flagged against 66.7% alone."""
+    "Thanks for reading, ..." after it, 9.6% of the suite's harmful cases stayed flagged against 66.7% alone. The
+    padding is always a sentence of its own: friendly words run on in the harm's sentence are not measured here."""
     out: list[Case] = []
     for case in cases:
         if case.coded_of is not None:

@@ -291,7 +291,8 @@ def decode_spaced(
     """Spaced-out words inside a run of single characters: "a k i l l" -> [(2, 9, "kill", ["spacing"])].
 
     A run that spells one ordinary word (`is_word`, and not itself a known term) is that word, not the known
-    term inside it: "S K I L L" is "skill", not "s kill"; "t h e r a p i s t" and "p.a.s.s" stay as written.
+    term inside it: "S K I L L" is "skill", not "s kill"; the whole run is returned as that word (the caller keeps
+    it only when it is a harm word: "k i l l e r s", not "t h e r a p i s t" or "p.a.s.s").
 
     Offsets are relative to the run. The longest known word wins. Bounded: a run has at most 40 characters,
     the trie filter (`KnownTrie`) passes only sub-runs that can still spell a known word, `decode_token`
@@ -309,7 +310,7 @@ def decode_spaced(
     if is_word is not None:
         whole = "".join(letters)
         if whole not in known and is_word(whole):
-            return []
+            return [(chars[0][0], chars[-1][0] + 1, whole, ["spacing"])]
     found: list[tuple[int, int, str, list[str]]] = []
     calls = 0
     i = 0

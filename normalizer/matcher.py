@@ -401,7 +401,13 @@ class Normalizer:
         for start, end in spaced:
             for a, b, word, techniques in decode_spaced(canon[start:end], known, self._known_trie, cache, budget,
                                                             self._open.is_word):
-                kind, entry = known[word]
+                if word in known:
+                    kind, entry = known[word]
+                else:  # an ordinary word spelled out: read only when it is a harm word ("k i l l e r s")
+                    category = self._open.category(word)
+                    if category is None:
+                        continue
+                    kind, entry = "open", self._open_entries[category]
                 found.append(_Decoding(start + a, start + b, word, techniques, kind, entry))
         for start, end in tokens:
             token = canon[start:end]

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import weakref
@@ -42,10 +43,13 @@ def default_last_good(path: Path | str) -> Path | None:
     folder = Path(tempfile.gettempdir()) / f"algospeak-patterns-{os.getuid()}"
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
-        st = folder.stat()
-    except OSError:
+        st = os.lstat(folder)  # the folder itself: a symlink planted under that name is refused, not followed
+    except OSError as exc:
+        log.warning("no last good copy of the pattern database will be kept: %s", exc)
         return None
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:  # not ours alone: nothing in it is to be trusted
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        log.warning("no last good copy of the pattern database will be kept: %s is not a folder of this user's "
+                    "alone (mode 0700); set PATTERN_DB_LAST_GOOD_PATH", folder)
         return None
     return folder / f"{hashlib.sha256(resolved.encode('utf-8')).hexdigest()[:16]}-{Path(path).name}"
 
@@ -140,16 +144,17 @@ class ReloadingNormalizer:
 
 
     def _keep(self) -> None:
-        """Copy the file just put in force to `last_good` (written whole, then renamed). Not validated here: a file
-        changed between the load and the copy is validated when the copy is read, and refused then."""
+        """Copy the file just put in force to `last_good`: copied, validated, then renamed over the old copy, so a
+        broken edit saved between the load and the copy never replaces a good copy."""
         if self.last_good is None:
             return
         tmp = self.last_good.with_name(f".{self.last_good.name}.{os.getpid()}.tmp")
         try:
             shutil.copyfile(self.path, tmp)
+            load_database(tmp)
             os.replace(tmp, self.last_good)
-        except OSError as exc:
-            log.warning("cannot keep a last good copy of the pattern database at %s: %s", self.last_good, exc)
+        except (OSError, PatternDatabaseError) as exc:
+            log.warning("the last good copy of the pattern database at %s was not updated: %s", self.last_good, exc)
             tmp.unlink(missing_ok=True)
 
 

@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                                      fitted_on={"split": "validation", "texts": len(val)})
     log(f"decision: T={decision.temperature:.3f}, thresholds {decision.thresholds}")
     if args.save_logits:
-        np.savez_compressed(args.save_logits, val_logits=val_logits, val_labels=val.label, test_logits=reader.logits(test.text),
+        np.savez_compressed(args.save_logits, val_logits=val_logits, val_labels=val.label, val_text=np.array(list(val.text)),
+                            test_logits=reader.logits(test.text),
                             test_labels=test.label, test_source=test.source, train_prior=train_prior)
     stages.update(1, done="decision")
 

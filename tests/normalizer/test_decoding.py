@@ -298,6 +298,7 @@ def test_a_spelled_out_ordinary_word_is_not_read_as_the_harm_word_inside_it(prod
 
 
 @pytest.mark.parametrize("text, expected", [("k i l l yourself", "kill yourself"), ("a s s", "ass"),
+                                            ("k i l l e r s", "killers"), ("m u r d e r s", "murders"),
                                             ("k.i.l.l.e.r", "killer"), ("s u i c i d e", "suicide"),
                                             ("k—i—l—l you", "kill you"), ("k–i–l–l", "kill"), ("k‐i‐l‐l", "kill"),
                                             ("pages 3–5 and 7—9", "pages 3–5 and 7—9")])
@@ -311,3 +312,4 @@ def test_a_distance_in_kms_is_not_kill_myself(product, text):
     assert result.text == text
     assert [m.as_dict()["entry_id"] for m in result.matches] == ["safe_context.distance_kms"]
     assert product.normalize("ugh kms i hate everything").text == "ugh kill myself i hate everything"
+    assert product.normalize("i want 2 kms").text == "i want 2 kill myself"  # a lone 2 or 4 is "to", "for"

@@ -174,6 +174,9 @@ def test_a_start_during_a_broken_edit_serves_the_last_good_copy(tmp_path):
     assert restarted.reload() and json.loads(copy.read_text(encoding="utf-8"))["version"] == "9.9.10"
     path.write_text("[]", encoding="utf-8")
     assert ReloadingNormalizer(path, 0, last_good=copy).version == "9.9.10"
+    path.write_text("{ an edit saved between a load and its copy", encoding="utf-8")
+    restarted._keep()  # the copy is validated before it replaces the good one
+    assert json.loads(copy.read_text(encoding="utf-8"))["version"] == "9.9.10"
     copy.write_text("{ a copy that rotted", encoding="utf-8")
     with pytest.raises(reload_module.PatternDatabaseError, match="patterns.json"):  # the file's own error
         ReloadingNormalizer(path, 0, last_good=copy)
@@ -189,4 +192,9 @@ def test_the_default_last_good_place_is_private_to_the_user(tmp_path, monkeypatc
     assert stat.S_IMODE(place.parent.stat().st_mode) == 0o700
     assert reload_module.default_last_good(MINI_DB) == place  # every process of a server finds the same copy
     os.chmod(place.parent, 0o777)  # a folder others can write to: nothing in it is trusted
+    assert reload_module.default_last_good(MINI_DB) is None
+    os.rmdir(place.parent)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    place.parent.symlink_to(elsewhere)  # a symlink planted under the folder's name is refused, not followed
     assert reload_module.default_last_good(MINI_DB) is None

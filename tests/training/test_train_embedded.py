@@ -19,7 +19,9 @@ from training.train_embedded import main, split_of
 @pytest.mark.slow
 def test_training_writes_a_loadable_artifact_with_its_decision_and_report(tmp_path, capsys):
     out = tmp_path / "model.npz"
-    assert main(["--limit", "4000", "--clean-sentences", "300", "--out", str(out), "--c", "8", "--budget", "0.05"]) == 0
+    logits = tmp_path / "logits.npz"
+    assert main(["--limit", "4000", "--clean-sentences", "300", "--out", str(out), "--c", "8", "--budget", "0.05",
+                 "--save-logits", str(logits)]) == 0
     err = capsys.readouterr().err  # not a terminal: plain progress lines with totals
     assert "train_embedded: 8/8 stages (100%)" in err and re.search(r"^algospeak variants: (\d+)/\1 texts", err, re.M)
     classifier = EmbeddedClassifier(out)
@@ -34,6 +36,12 @@ def test_training_writes_a_loadable_artifact_with_its_decision_and_report(tmp_pa
     assert classifier.meta["test"] == card["test"]
     # safe texts are disguised too (generic techniques), so a disguise is not learned as harm
     assert card["safe_variants"] == 1 and card["train_variants"] > card["train_texts"] * 0.9
+    # the decision was fitted on the readings serving makes: each text whole or its harshest sentence
+    assert card["sentence_max"] is True and classifier.sentence_max
+    with np.load(logits) as saved:
+        texts, fitted_on = saved["val_text"].tolist(), saved["val_logits"]
+    assert sum("\n" in t or ". " in t for t in texts) > 50  # texts of several sentences are there to tell
+    np.testing.assert_allclose(classifier.logits(texts), fitted_on, atol=0.05)  # float16 weights served
 
 
 def test_the_shipped_model_tells_plain_harm_from_harmless_talk():
