@@ -78,11 +78,14 @@ def family_texts(name: str, size: int, seed: int) -> str:
     if name == "unspaced_hashtags":  # one chunk without spaces: coded words joined by "#" (protected spans)
         pieces = ["a1#", "k1ll#", "t-i-t-@ys#", "🌿s.c.4.m.p@gesss"]
         return _fill((rng.choice(pieces) for _ in range(size)), size)
+    if name == "emoji_codes":  # emoji codes with harmful-context rules, back to back: each hit's context is judged
+        pieces = ["🌿", "💦🍆", "🥕", "🚌", "🍫", "☝", "🖕🚀", "❄", "🍑"]  # (a review helper's costliest, 2026-12-07)
+        return _fill((rng.choice(pieces) for _ in range(size)), size)
     raise ValueError(name)
 
 
 FAMILIES = ("issue_unit", "spaced_random_leet", "spaced_near_words", "leet_tokens", "lookalike_mix", "at_ss",
-            "second_reading", "unspaced_hashtags")
+            "second_reading", "unspaced_hashtags", "emoji_codes")
 
 # ------------------------------------------------------------------------------------------ measuring
 WORKER = r"""
