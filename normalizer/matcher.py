@@ -491,16 +491,23 @@ class Normalizer:
         return out
 
     def _unicode_decodings(self, text: str, canon) -> list[_Decoding]:
-        """Known words that only Unicode folding revealed ("kіll" with a Cyrillic і, "k\u200bill", "ｋｉｌｌ")."""
+        """Known words that only Unicode folding revealed ("kіll" with a Cyrillic і, "k\u200bill", "ｋｉｌｌ"), and
+        harm words of the open vocabulary revealed the same way ("tеrrоrіst" with Cyrillic letters, "ｍｅｔｈ")."""
         found: list[_Decoding] = []
         for m in _WORD_RE.finditer(canon.text):
             word = m.group()
             known = self._known.get(word)
-            if known is None or known[0] != "replacement":
+            if known is not None and known[0] != "replacement":
+                continue
+            if known is None and (len(word) < 3 or word.isascii() is False):
                 continue
             o_start, o_end = canon.original_span(m.start(), m.end())
-            if text[o_start:o_end].casefold() != word:
+            if text[o_start:o_end].casefold() == word:
+                continue
+            if known is not None:
                 found.append(_Decoding(m.start(), m.end(), word, [], known[0], known[1]))
+            elif (category := self._open.category(word)) is not None:
+                found.append(_Decoding(m.start(), m.end(), word, [], "open", self._open_entries[category]))
         return found
 
     @staticmethod

@@ -313,3 +313,16 @@ def test_a_distance_in_kms_is_not_kill_myself(product, text):
     assert [m.as_dict()["entry_id"] for m in result.matches] == ["safe_context.distance_kms"]
     assert product.normalize("ugh kms i hate everything").text == "ugh kill myself i hate everything"
     assert product.normalize("i want 2 kms").text == "i want 2 kill myself"  # a lone 2 or 4 is "to", "for"
+
+
+@pytest.mark.parametrize("text, expected, technique", [("he is a tеrrоrіst", "he is a terrorist", "homoglyph"),
+                                                       ("buy ｍｅｔｈ here", "buy meth here", "unicode_style"),
+                                                       ("buy 𝐦𝐞𝐭𝐡 here", "buy meth here", "unicode_style")])
+def test_a_harm_word_that_only_unicode_folding_reveals_is_read_like_its_leet_form(product, text, expected, technique):
+    """"t3rr0r1st" was read and flagged, "tеrrоrіst" (Cyrillic е, о, і) and "ｍｅｔｈ" were not: look-alike and styled
+    letters revealed only the database's own words, not the open vocabulary's harm words."""
+    result = product.normalize(text)
+    assert result.text == expected
+    [match] = [m.as_dict() for m in result.matches]
+    assert match["entry_id"].startswith("open_vocabulary.") and technique in match["techniques"]
+    assert product.normalize("hello ｗｏｒｌｄ").text == "hello ｗｏｒｌｄ"  # an ordinary word stays as written
