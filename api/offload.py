@@ -78,7 +78,7 @@ class ModerationProcesses:
         return [f.result() for f in futures]
 
     def _call(self, fn: Any, *args: Any) -> Any:
-        return self.result(*self._submit(fn, *args))
+        return self.result(*self._submit(fn, *args), (fn, args))
 
     def _submit(self, fn: Any, *args: Any) -> tuple[Any, ProcessPoolExecutor, BaseException | None]:
         executor = self._executor
@@ -89,9 +89,14 @@ class ModerationProcesses:
 
     def submit_moderate(self, texts: Sequence[str], request_ids: Sequence[str]) -> tuple:
         """Start moderating in a child; `result(*handle)` waits for the answer."""
-        return self._submit(_moderate, list(texts), list(request_ids))
+        args = (list(texts), list(request_ids))
+        return (*self._submit(_moderate, *args), (_moderate, args))
 
-    def result(self, future: Any, executor: ProcessPoolExecutor, error: BaseException | None = None) -> Any:
+    def result(self, future: Any, executor: ProcessPoolExecutor, error: BaseException | None = None,
+               again: tuple[Any, tuple] | None = None) -> Any:
+        """The job's answer. When its child died, the pool starts again and the job (`again`: the function and its
+        arguments) is sent once more: a child killed from outside (a SIGTERM to the server's whole process group,
+        the OOM killer) costs no request; a job whose child dies twice gets ModerationUnavailable (a 503)."""
         from moderator import ModerationUnavailable
 
         try:
@@ -104,6 +109,10 @@ class ModerationProcesses:
                     log.error("a moderation process died (%s); starting the pool again", exc)
                     executor.shutdown(wait=False, cancel_futures=True)
                     self._executor = self._new_executor()
+            if again is not None:
+                fn, args = again
+                log.warning("sending a job whose moderation process died to the new one")
+                return self.result(*self._submit(fn, *args))
             raise ModerationUnavailable("a moderation process died while handling this request") from exc
 
     def moderate_batch(self, texts: Sequence[str], request_ids: Sequence[str]) -> list:
