@@ -157,9 +157,18 @@ def serve(config: Any) -> None:
     if config.workers > 1:
         from uvicorn.supervisors import Multiprocess
 
+        class Supervisor(Multiprocess):
+            def terminate_all(self) -> None:
+                # The shutdown begins: this process's copy of the listening socket goes first. Each worker closes
+                # its own as it starts to shut down; if this copy stayed open, new connections would wait in the
+                # kernel's queue, accepted by nobody, and be reset when this process exits, instead of refused.
+                for listening in self.sockets:
+                    listening.close()
+                super().terminate_all()
+
         sock = config.bind_socket()
         try:
-            Multiprocess(config, sockets=[sock]).run()
+            Supervisor(config, sockets=[sock]).run()
         except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C
             pass
     else:

@@ -269,6 +269,52 @@ def test_a_killed_supervisor_takes_its_workers_and_their_children_with_it(tmp_pa
         kill_all(below)
 
 
+def test_a_stopping_server_of_several_workers_refuses_new_connections_at_once(tmp_path):
+    """SIGTERM to the supervisor of `main.py --workers 2` while a long request is answered: the workers stop
+    accepting, and so does the supervisor's copy of the listening socket, so a new client is refused at once.
+    Before, its connection waited in the kernel's queue, accepted by nobody, and was reset when the supervisor
+    exited (32 of them in a helper's load test)."""
+    port = _free_port()
+    server, base = _two_workers(tmp_path, port, {"PREDICTION_LOG_URL": "", "PATTERN_DB_RELOAD_SECONDS": "0",
+                                                 "MODERATION_PROCESSES": "0"})
+    below: list[int] = []
+    try:
+        _wait_for_two_workers_without_children(server, base)
+        below = descendants(server.pid)
+        answered: list[int] = []
+        slow = threading.Thread(target=lambda: answered.append(httpx.post(
+            base + "/moderate/batch", timeout=120, json={"texts": ["💜" * 20000] * 16}).status_code))
+        slow.start()
+        time.sleep(1.0)  # the batch is being moderated (several seconds)
+        server.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        while True:  # the workers close their listening sockets first; then nobody may accept
+            with socket.socket() as probe:
+                probe.settimeout(2)
+                try:
+                    probe.connect(("127.0.0.1", port))
+                except ConnectionRefusedError:
+                    break
+            assert time.monotonic() < deadline, "new connections were still queued while the server stopped"
+            time.sleep(0.1)
+        assert slow.is_alive()  # refused while the batch in flight is still being answered
+        slow.join(120)
+        assert answered == [200]  # and that batch is answered: a graceful stop
+        server.wait(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+        kill_all(below)
+
+
+def _wait_for_two_workers_without_children(server: subprocess.Popen, base: str) -> None:
+    deadline = time.monotonic() + 180
+    while len(_children_serving(server.pid)) < 2 or not _answers(base):
+        assert server.poll() is None, server.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.5)
+
+
 def _two_workers(tmp_path: Path, port: int, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     """`python main.py --workers 2` on `port` with `env` (a fresh metrics folder unless it names one); its base URL."""
     inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
