@@ -80,9 +80,11 @@ def test_stage1_and_the_classifier_agree_on_the_shared_cases(shipped):
     assert both >= 80
     assert agree / both >= 0.72, f"{agree} of {both}"
     assert partial == []
-    # a coded threat whose decoded term is violence: the classifier's violence head says so too (3 of 4; the
-    # fourth, "straaaangle", the classifier reads as self-harm)
-    assert len(threats) >= 4 and sum(threats) >= len(threats) - 1, threats
+    # a coded threat whose decoded term is violence: the classifier's violence head says so too (5 of 7 since
+    # Stage 1 also reads spelled-out and look-alike harm words, "p u n c h e s" and "bullеt"; the classifier reads
+    # "straaaangle ... with my bare hands" as self-harm, and its violence head stays under threshold on "a bullеt
+    # in you")
+    assert len(threats) >= 6 and sum(threats) >= len(threats) - 2, threats
 
 
 def test_a_backend_without_heads_reports_stage1_categories_only(normalizer_settings):
