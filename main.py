@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import hmac
-import json
 import logging
 import os
 import re
@@ -574,10 +573,12 @@ def create_app(settings: Settings | None = None, moderator=None) -> FastAPI:
                 exc = HTTPException(413, f"request body is larger than the {settings.max_body_bytes}-byte limit")
             else:
                 cause = exc.__cause__ or exc.__context__
-                why = (": it is nested too deeply" if isinstance(cause, RecursionError) else
-                       ": a number in it has too many digits" if isinstance(cause, ValueError)
-                       and not isinstance(cause, (json.JSONDecodeError, UnicodeDecodeError)) and "digits" in str(cause)
-                       else " in UTF-8")
+                if isinstance(cause, RecursionError):
+                    why = ": it is nested too deeply"
+                elif isinstance(cause, ValueError) and "digits" in str(cause):  # int() past sys.int_info's limit
+                    why = ": a number in it has too many digits"
+                else:
+                    why = " in UTF-8"
                 exc = HTTPException(422, f"the request body is not valid JSON{why}")
         return JSONResponse(
             {"detail": exc.detail, "request_id": request_id(request)},

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -95,13 +95,7 @@ class EmbeddedClassifier:
     def outputs(self, texts: Sequence[str]) -> np.ndarray:
         """Every output of the kernel (severity logits, then the category heads') for each text as it is read: the
         whole text, or with `sentence_max` the harshest of the whole text and its sentences, all in one pass."""
-        if not self.sentence_max:
-            return self._scorer.logits(texts)
-        owner, parts = sentences_of(texts)
-        if not parts:
-            return self._scorer.logits(texts)
-        z = self._scorer.logits([*texts, *parts])
-        return harshest_reading(z[: len(texts)], owner, z[len(texts) :])
+        return read_by_sentence(self._scorer.logits, texts) if self.sentence_max else self._scorer.logits(texts)
 
     def classify_with_categories(self, texts: Sequence[str]) -> tuple[list[LabelScores], list[dict[str, float]] | None]:
         """Severity scores (as `classify`) and, when the model ships category heads, {category: probability} for
@@ -117,11 +111,7 @@ class EmbeddedClassifier:
     def reference_logits(self, texts: Sequence[str]) -> np.ndarray:
         """Logits computed with numpy from `classifiers.features`, the definition the kernel must match: of each
         text's reading, as `outputs` reads it."""
-        z = self._numpy_logits(texts)
-        if not self.sentence_max:
-            return z
-        owner, parts = sentences_of(texts)
-        return harshest_reading(z, owner, self._numpy_logits(parts)) if parts else z
+        return read_by_sentence(self._numpy_logits, texts) if self.sentence_max else self._numpy_logits(texts)
 
     def _numpy_logits(self, texts: Sequence[str]) -> np.ndarray:
         rows, cols = feature_matrix_indices(texts, self._index)
@@ -146,6 +136,15 @@ class EmbeddedClassifier:
         if not np.isfinite(p).all():
             raise ClassifierError("embedded model produced non-finite probabilities")
         return [dict(zip(LABELS, row)) for row in p.tolist()]
+
+
+def read_by_sentence(logits_of: Callable[[list[str]], np.ndarray], texts: Sequence[str]) -> np.ndarray:
+    """`logits_of` each text as sentence max reads it (`harshest_reading`): the texts and the sentences of those that
+    have several (`features.sentences_of`) scored in one call. Serving, its numpy reference and training's
+    `transfer.SentenceMax` all read this way."""
+    owner, parts = sentences_of(texts)
+    z = logits_of([*texts, *parts])
+    return harshest_reading(z[: len(texts)], owner, z[len(texts) :])
 
 
 def harshest_reading(whole: np.ndarray, owner: np.ndarray, parts: np.ndarray) -> np.ndarray:

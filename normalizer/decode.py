@@ -8,9 +8,9 @@ That gate is what keeps IDs, prices, years, coordinates and "sooo good" untouche
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
-from bisect import bisect_right
 import re
+from bisect import bisect_right
+from collections.abc import Callable
 
 # Each look-alike digit or symbol and the letters it can stand for. "*" masks a vowel ("f*ck").
 LEET: dict[str, str] = {

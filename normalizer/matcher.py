@@ -24,8 +24,8 @@ Cost is linear in the text length and independent of the database size: the auto
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from bisect import bisect_left, bisect_right
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 import ahocorasick
@@ -258,7 +258,6 @@ def _compose(first: NormalizationResult, second: NormalizationResult) -> Normali
         last = end
     out_text.append(text[last:])
     return NormalizationResult(text, "".join(out_text), matches, first.db_version)
-
 
 
 @lru_cache(maxsize=4096)
@@ -499,7 +498,7 @@ class Normalizer:
             known = self._known.get(word)
             if known is not None and known[0] != "replacement":
                 continue
-            if known is None and (len(word) < 3 or word.isascii() is False):
+            if known is None and (len(word) < 3 or not word.isascii()):
                 continue
             o_start, o_end = canon.original_span(m.start(), m.end())
             if text[o_start:o_end].casefold() == word:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import stat
 import tempfile
 import threading
@@ -61,6 +60,7 @@ class ReloadingNormalizer:
         self.last_good = Path(last_good) if last_good is not None else None
         self._lock = threading.Lock()  # one load at a time; current() never takes it
         self.last_error: str | None = None
+        loaded = self._read()
         try:
             self._normalizer = Normalizer(load_database(self.path))  # the first load must succeed ...
         except PatternDatabaseError as exc:
@@ -74,7 +74,7 @@ class ReloadingNormalizer:
             log.error("pattern database refused at start; serving the last good copy %s (version %s): %s",
                       self.last_good, self._normalizer.version, exc)
         else:
-            self._keep()
+            self._keep(loaded)
         self._stamp = self._file_stamp()
         self.reloads = 0
         self._stop = threading.Event()
@@ -126,6 +126,7 @@ class ReloadingNormalizer:
         try:
             if stamp is not None and stamp[1] > MAX_DATABASE_BYTES:
                 raise PatternDatabaseError(self.path, [f"the file has {stamp[1]} bytes; the limit is {MAX_DATABASE_BYTES}"])
+            loaded = self._read()
             fresh = Normalizer(load_database(self.path))
         except PatternDatabaseError as exc:
             self.last_error = str(exc)
@@ -138,22 +139,30 @@ class ReloadingNormalizer:
         self._normalizer = fresh  # one reference assignment: requests see the old or the new database, whole
         self.last_error = None
         self.reloads += 1
-        self._keep()
+        self._keep(loaded)
         log.info("pattern database %s loaded (%d entries)", fresh.version, len(fresh.db))
         return True
 
-
-    def _keep(self) -> None:
-        """Copy the file just put in force to `last_good`: copied, validated, then renamed over the old copy, so a
-        broken edit saved between the load and the copy never replaces a good copy."""
+    def _read(self) -> bytes | None:
+        """The file's bytes, read just before a load, for `_keep` (None without `last_good`, or when unreadable)."""
         if self.last_good is None:
+            return None
+        try:
+            return self.path.read_bytes()
+        except OSError:
+            return None
+
+    def _keep(self, loaded: bytes | None) -> None:
+        """Write the bytes just put in force to `last_good` (whole, then renamed over the old copy). Only when the
+        file still holds them after the load: an edit saved during the load (perhaps a broken one) is not what
+        was validated, and never replaces a good copy. No second parse."""
+        if self.last_good is None or loaded is None or self._read() != loaded:
             return
         tmp = self.last_good.with_name(f".{self.last_good.name}.{os.getpid()}.tmp")
         try:
-            shutil.copyfile(self.path, tmp)
-            load_database(tmp)
+            tmp.write_bytes(loaded)
             os.replace(tmp, self.last_good)
-        except (OSError, PatternDatabaseError) as exc:
+        except OSError as exc:
             log.warning("the last good copy of the pattern database at %s was not updated: %s", self.last_good, exc)
             tmp.unlink(missing_ok=True)
 

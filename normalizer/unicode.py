@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 _CONFUSABLES: dict[str, str] = json.loads(

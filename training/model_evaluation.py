@@ -150,8 +150,9 @@ def false_alarm_report(classifier, normalizer, sets: dict[str, list[str]]) -> di
 
 def functional_suite_report(classifier, normalizer) -> dict:
     """The team's functional suite (data/dataset/functional_suite.json: 509 plain cases in 10 families, a coded
-    version of each flagged case, a disguised version of each harmless one and a padded version of each), labelled as the moderator labels
-    (the more severe of raw and normalized), scored per family by `data.functional.suite_report`."""
+    version of each flagged case, a disguised version of each harmless one and a padded version of each), labelled
+    as the moderator labels (the more severe of raw and normalized), scored per family by
+    `data.functional.suite_report`."""
     from data.functional import coded_cases, disguised_cases, load_suite, padded_cases, suite_report
 
     timed = _as_timed(classifier)
@@ -370,7 +371,7 @@ def evaluate(classifier, rows: list[dict], *, normalizer, augmenter, db, n_varia
         "functional_non_hateful_flagged": functional["overall"]["non_hateful_flagged"],
         "functional_coded_gap_points": functional["overall"]["coded"]["gap_points"],
         "functional_disguised_harmless_flagged": functional["overall"]["disguised"]["coded_flagged"],
-        "functional_padded_gap_points": functional["overall"].get("padded", {}).get("gap_points"),
+        "functional_padded_gap_points": functional["overall"]["padded"]["gap_points"],
     }
     if temperature is not None:
         summary["ece_calibrated"] = calibration["ece_calibrated"]

@@ -621,12 +621,9 @@ class SentenceMax(Recipe):
         self.inner.fit(texts, labels, weights)
 
     def logits(self, texts) -> np.ndarray:
-        from classifiers.embedded import harshest_reading
-        from classifiers.features import sentences_of
+        from classifiers.embedded import read_by_sentence
 
-        z = self.inner.logits(texts)
-        owner, parts = sentences_of(texts)
-        return harshest_reading(z, owner, self.inner.logits(parts)) if parts else z
+        return read_by_sentence(self.inner.logits, list(texts))
 
 
 def _full_logits(model, x) -> np.ndarray:

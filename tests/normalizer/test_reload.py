@@ -174,8 +174,10 @@ def test_a_start_during_a_broken_edit_serves_the_last_good_copy(tmp_path):
     assert restarted.reload() and json.loads(copy.read_text(encoding="utf-8"))["version"] == "9.9.10"
     path.write_text("[]", encoding="utf-8")
     assert ReloadingNormalizer(path, 0, last_good=copy).version == "9.9.10"
+    doc["version"] = "9.9.11"
+    loaded = json.dumps(doc).encode("utf-8")  # what a load read, then an edit was saved before its copy
     path.write_text("{ an edit saved between a load and its copy", encoding="utf-8")
-    restarted._keep()  # the copy is validated before it replaces the good one
+    restarted._keep(loaded)  # only the bytes that were loaded, and only while the file still holds them, are kept
     assert json.loads(copy.read_text(encoding="utf-8"))["version"] == "9.9.10"
     copy.write_text("{ a copy that rotted", encoding="utf-8")
     with pytest.raises(reload_module.PatternDatabaseError, match="patterns.json"):  # the file's own error
