@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from classifiers.base import ClassifierError, LabelScores
+from classifiers.features import CUTS, DEFAULT_CUT, FeatureIndex, feature_matrix_indices, sentences_of
 from classifiers.features import VERSION as FEATURE_VERSION
-from classifiers.features import FeatureIndex, feature_matrix_indices, sentences_of
 from classifiers.kernel import Scorer
 from core.categories import CATEGORIES
 from core.labels import LABELS, SEVERITY
@@ -80,9 +80,13 @@ class EmbeddedClassifier:
             heads = self.categories
             self._scorer = Scorer(self._index, np.hstack([weights, heads.weights]), idf2,
                                   np.concatenate([intercept, heads.intercept]))
-        # Also each sentence on its own, the harshest reading kept (`harshest_reading`): set by training, since the
-        # decision below was fitted on readings made the same way.
-        self.sentence_max = self.meta.get("sentence_max") is True
+        # Also each sentence (or clause: `cut`) on its own, the harshest reading kept (`harshest_reading`): set by
+        # training, since the decision below was fitted on readings made the same way. A model that names no cut
+        # was fitted on sentences.
+        self.cut = self.meta.get("cut", "sentences") if self.meta.get("sentence_max") is True else None
+        if self.cut is not None and self.cut not in CUTS:
+            raise ClassifierError(f"{self.path}: unknown cut {self.cut!r} (this code knows {', '.join(CUTS)})")
+        self.sentence_max = self.cut is not None
         self.temperature, self.bias, self.thresholds = decision_of(self.meta, self.path, prior)
         # The label mix the served probabilities describe (None: as trained); evaluation weighs calibration by it.
         decision = self.meta.get("decision")
@@ -94,8 +98,10 @@ class EmbeddedClassifier:
 
     def outputs(self, texts: Sequence[str]) -> np.ndarray:
         """Every output of the kernel (severity logits, then the category heads') for each text as it is read: the
-        whole text, or with `sentence_max` the harshest of the whole text and its sentences, all in one pass."""
-        return read_by_sentence(self._scorer.logits, texts) if self.sentence_max else self._scorer.logits(texts)
+        whole text, or with `sentence_max` the harshest of the whole text and its parts (`cut`), all in one pass."""
+        if self.sentence_max:
+            return read_by_sentence(self._scorer.logits, texts, self.cut)
+        return self._scorer.logits(texts)
 
     def classify_with_categories(self, texts: Sequence[str]) -> tuple[list[LabelScores], list[dict[str, float]] | None]:
         """Severity scores (as `classify`) and, when the model ships category heads, {category: probability} for
@@ -111,7 +117,7 @@ class EmbeddedClassifier:
     def reference_logits(self, texts: Sequence[str]) -> np.ndarray:
         """Logits computed with numpy from `classifiers.features`, the definition the kernel must match: of each
         text's reading, as `outputs` reads it."""
-        return read_by_sentence(self._numpy_logits, texts) if self.sentence_max else self._numpy_logits(texts)
+        return read_by_sentence(self._numpy_logits, texts, self.cut) if self.sentence_max else self._numpy_logits(texts)
 
     def _numpy_logits(self, texts: Sequence[str]) -> np.ndarray:
         rows, cols = feature_matrix_indices(texts, self._index)
@@ -138,25 +144,26 @@ class EmbeddedClassifier:
         return [dict(zip(LABELS, row)) for row in p.tolist()]
 
 
-def read_by_sentence(logits_of: Callable[[list[str]], np.ndarray], texts: Sequence[str]) -> np.ndarray:
-    """`logits_of` each text as sentence max reads it (`harshest_reading`): the texts and the sentences of those that
-    have several (`features.sentences_of`) scored in one call. Serving, its numpy reference and training's
-    `transfer.SentenceMax` all read this way."""
-    owner, parts = sentences_of(texts)
+def read_by_sentence(logits_of: Callable[[list[str]], np.ndarray], texts: Sequence[str],
+                     cut: str = DEFAULT_CUT) -> np.ndarray:
+    """`logits_of` each text as sentence max reads it (`harshest_reading`): the texts and the parts of those that
+    have several (`features.sentences_of`, cut at sentences or clauses) scored in one call. Serving, its numpy
+    reference and training's `transfer.SentenceMax` all read this way."""
+    owner, parts = sentences_of(texts, cut)
     z = logits_of([*texts, *parts])
     return harshest_reading(z[: len(texts)], owner, z[len(texts) :])
 
 
 def harshest_reading(whole: np.ndarray, owner: np.ndarray, parts: np.ndarray) -> np.ndarray:
     """For each row of `whole` (a text's outputs, the severity logits first), the row of whichever reading is likeliest
-    harmful-or-worse: the whole text, or one of its sentences (`parts`, row k a sentence of text `owner[k]`, from
-    `features.sentences_of`); the earliest on a tie. Judged on the logits as trained (no temperature or prior shift),
-    so the choice does not depend on the served label mix. One harmful sentence among harmless ones is then not
-    diluted by their n-grams: "I'm going to stab you. Thanks for reading!" reads as its first sentence."""
+    harmful-or-worse: the whole text, or one of its parts (`parts`, row k a sentence or clause of text `owner[k]`,
+    from `features.sentences_of`); the earliest on a tie. Judged on the logits as trained (no temperature or prior
+    shift), so the choice does not depend on the served label mix. One harmful sentence among harmless ones is then
+    not diluted by their n-grams: "I'm going to stab you. Thanks for reading!" reads as its first sentence."""
     if not len(owner):
         return whole
     harm, harm_parts = _harm_log_odds(whole), _harm_log_odds(parts)
-    order = np.lexsort((-harm_parts, owner))  # by text, harshest sentence first (stable: the earliest on a tie)
+    order = np.lexsort((-harm_parts, owner))  # by text, harshest part first (stable: the earliest on a tie)
     grouped = owner[order]
     first = order[np.concatenate(([True], grouped[1:] != grouped[:-1]))]
     texts = owner[first]

@@ -144,20 +144,37 @@ def _join_spelled(m: re.Match) -> str:
     return m.group(0).replace(m.group(1), "")
 
 
-# Where one sentence ends and the next begins: end punctuation and white space, or a line break.
+# Where "sentence max" cuts a text into the parts it reads beside the whole (`sentences_of`), by the name a model's
+# meta stores as `cut`: a model is served with the cut its decision was fitted on. Each cut is a list of levels,
+# each level cutting the parts of the one before.
+# - "sentences": end punctuation and white space, or a line break (the models of 2026-12-07 14:30);
+# - "clauses": each sentence, and each clause of a sentence (after a comma, semicolon or colon and white space, or
+#   at a dash between spaces). Friendly words run on in the harm's own sentence then no longer dilute it: "great
+#   stream today, kys" was safe.
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
+_CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+|\s+[-\u2013\u2014]+\s+")
+CUTS = {"sentences": (_SENTENCE_BREAK,), "clauses": (_SENTENCE_BREAK, _CLAUSE_BREAK)}
+DEFAULT_CUT = "clauses"
 
 
-def sentences_of(texts: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """(owner, sentence) for every sentence of each text that has more than one (a one-sentence text has none).
-    A model that serves "sentence max" (`classifiers.embedded.harshest_reading`) scores these beside the texts."""
+def sentences_of(texts: Sequence[str], cut: str = DEFAULT_CUT) -> tuple[np.ndarray, list[str]]:
+    """(owner, part) for the parts of each text at every level of `CUTS[cut]`: its sentences when it has several,
+    then the clauses of each sentence that has several, and so on (a text of one part has none). A model that
+    serves "sentence max" (`classifiers.embedded.harshest_reading`) scores these beside the texts."""
+    levels = CUTS[cut]
     owner: list[int] = []
     parts: list[str] = []
     for i, text in enumerate(texts):
-        found = [s for s in _SENTENCE_BREAK.split(text) if s.strip()]
-        if len(found) > 1:
-            owner += [i] * len(found)
-            parts += found
+        level = [text]
+        for pattern in levels:
+            cut_level: list[str] = []
+            for piece in level:
+                found = [s for s in pattern.split(piece) if s.strip()]
+                if len(found) > 1:
+                    owner += [i] * len(found)
+                    parts += found
+                cut_level += found
+            level = cut_level
     return np.asarray(owner, dtype=np.int64), parts
 
 

@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from classifiers.features import CUTS, DEFAULT_CUT
 from core.labels import LABELS, SEVERITY
 from core.settings import ROOT
 
@@ -611,10 +612,12 @@ class SentenceMax(Recipe):
     the whole text or one of its sentences, is likeliest harmful-or-worse (`classifiers.embedded.harshest_reading`,
     the rule the served model applies when its artifact says `sentence_max`). A harmful sentence inside harmless
     ones is then not diluted by their n-grams ("I'm going to stab you. See you tomorrow"). Training is unchanged.
-    `--sentence-max` in leave-one-domain-out measures it; `train_embedded` ships it by default."""
+    `--sentence-max` in leave-one-domain-out measures it; `train_embedded` ships it by default. `cut` names where a
+    text is cut into parts (`classifiers.features.CUTS`: sentences, or clauses as well)."""
 
-    def __init__(self, inner: Recipe):
+    def __init__(self, inner: Recipe, cut: str | None = None):
         self.inner = inner
+        self.cut = cut or DEFAULT_CUT
         self.name = f"{inner.name}+sentence-max"
 
     def fit(self, texts, labels, weights) -> None:
@@ -623,7 +626,7 @@ class SentenceMax(Recipe):
     def logits(self, texts) -> np.ndarray:
         from classifiers.embedded import read_by_sentence
 
-        return read_by_sentence(self.inner.logits, list(texts))
+        return read_by_sentence(self.inner.logits, list(texts), self.cut)
 
 
 def _full_logits(model, x) -> np.ndarray:
@@ -976,6 +979,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentence-max", action=argparse.BooleanOptionalAction, default=None,
                         help="score each text as a whole and sentence by sentence, keeping the likeliest harmful "
                              "reading (SentenceMax, as the shipped n-gram model serves; default: on for ngram)")
+    parser.add_argument("--cut", choices=sorted(CUTS), default=DEFAULT_CUT,
+                        help="with sentence max, where a text is cut into parts (default %(default)s)")
     parser.add_argument("--context-copies", type=count_arg, default=CONTEXT_COPIES,
                         help="copies of each seed sentence set in real context (default %(default)s; 0: none)")
     parser.add_argument("--sample", type=count_arg, default=20_000,
@@ -1070,7 +1075,7 @@ def main(argv: list[str] | None = None) -> int:
         make = make_recipe(name, cache=cache, store=store, **kw)
         sentence_max = args.sentence_max if args.sentence_max is not None else name == "ngram"  # as each serves
         if sentence_max:
-            make = lambda inner=make: SentenceMax(inner())  # noqa: E731
+            make = lambda inner=make: SentenceMax(inner(), args.cut)  # noqa: E731
         print(f"{name}: leave one domain out", file=sys.stderr)
         logits: dict[str, np.ndarray] = {}
         report = leave_one_domain_out(corpus, make, screen=not args.no_screen, budget=args.budget,
@@ -1081,7 +1086,8 @@ def main(argv: list[str] | None = None) -> int:
                                              "budget": args.budget, "review_budget": DEFAULT_REVIEW_BUDGET,
                                              "screen": not args.no_screen, "seed_weight": args.seed_weight,
                                              "context_copies": args.context_copies,
-                                             "sentence_max": sentence_max})
+                                             "sentence_max": sentence_max,
+                                             **({"cut": args.cut} if sentence_max else {})})
         if not args.no_all_domains:
             keep, screened = ((np.ones(len(corpus), bool), {}) if args.no_screen
                               else screen_single_harm(corpus, seed_weight=args.seed_weight))

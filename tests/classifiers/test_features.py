@@ -97,6 +97,17 @@ def test_sentences_of_splits_only_texts_of_several_sentences():
     from classifiers.features import sentences_of
 
     owner, parts = sentences_of(["One line only", "Hi there. I will stab you.  Bye!", "Why? Because.",
-                                 "first line\n\nsecond line", "3.5 stars, fine", ""])
+                                 "first line\n\nsecond line", "3.5 stars, fine", ""], "sentences")
     assert owner.tolist() == [1, 1, 1, 2, 2, 3, 3]
     assert parts == ["Hi there.", "I will stab you.", "Bye!", "Why?", "Because.", "first line", "second line"]
+
+
+def test_clauses_are_read_as_well_as_sentences_cut_at_commas_semicolons_colons_and_spaced_dashes():
+    from classifiers.features import DEFAULT_CUT, sentences_of
+
+    assert DEFAULT_CUT == "clauses"
+    owner, parts = sentences_of(["great stream today, now go kill yourself", "3.5 stars,fine", "well-known",
+                                 "one; two: three \u2014 four - five", "Hi. You, there"])
+    assert owner.tolist() == [0, 0, 3, 3, 3, 3, 3, 4, 4, 4, 4]
+    assert parts == ["great stream today,", "now go kill yourself", "one;", "two:", "three", "four", "five",
+                     "Hi.", "You, there", "You,", "there"]  # each sentence, then each clause of one of several
