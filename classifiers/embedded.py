@@ -83,9 +83,11 @@ class EmbeddedClassifier:
         # Also each sentence (or clause: `cut`) on its own, the harshest reading kept (`harshest_reading`): set by
         # training, since the decision below was fitted on readings made the same way. A model that names no cut
         # was fitted on sentences.
-        self.cut = self.meta.get("cut", "sentences") if self.meta.get("sentence_max") is True else None
-        if self.cut is not None and self.cut not in CUTS:
-            raise ClassifierError(f"{self.path}: unknown cut {self.cut!r} (this code knows {', '.join(CUTS)})")
+        self.cut: str | None = None
+        if self.meta.get("sentence_max") is True:
+            self.cut = self.meta.get("cut", "sentences")
+            if not isinstance(self.cut, str) or self.cut not in CUTS:
+                raise ClassifierError(f"{self.path}: unknown cut {self.cut!r} (this code knows {', '.join(CUTS)})")
         self.sentence_max = self.cut is not None
         self.temperature, self.bias, self.thresholds = decision_of(self.meta, self.path, prior)
         # The label mix the served probabilities describe (None: as trained); evaluation weighs calibration by it.

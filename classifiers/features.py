@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -146,22 +147,41 @@ def _join_spelled(m: re.Match) -> str:
 
 # Where "sentence max" cuts a text into the parts it reads beside the whole (`sentences_of`), by the name a model's
 # meta stores as `cut`: a model is served with the cut its decision was fitted on. Each cut is a list of levels,
-# each level cutting the parts of the one before.
-# - "sentences": end punctuation and white space, or a line break (the models of 2026-12-07 14:30);
+# each level cutting the parts of the one before, and whether a part must say something (`says_something`) to be
+# read alone.
+# - "sentences": end punctuation and white space, or a line break (the shipped model, of 2026-12-07 14:30);
 # - "clauses": each sentence, and each clause of a sentence (after a comma, semicolon or colon and white space, or
-#   at a dash between spaces). Friendly words run on in the harm's own sentence then no longer dilute it: "great
-#   stream today, kys" was safe.
+#   at a dash between spaces), each of two words or more. Friendly words run on in the harm's own sentence then no
+#   longer dilute it ("great stream today, kys" is safe read by sentence). Measured, not shipped: the false-flag
+#   budget refitted on clause readings raised the threshold so far that "kys." went under it (README).
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
 _CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+|\s+[-\u2013\u2014]+\s+")
-CUTS = {"sentences": (_SENTENCE_BREAK,), "clauses": (_SENTENCE_BREAK, _CLAUSE_BREAK)}
-DEFAULT_CUT = "clauses"
+
+
+class Cut(NamedTuple):
+    levels: tuple[re.Pattern, ...]
+    says_something: bool
+
+
+CUTS = {"sentences": Cut((_SENTENCE_BREAK,), False), "clauses": Cut((_SENTENCE_BREAK, _CLAUSE_BREAK), True)}
+DEFAULT_CUT = "sentences"
+
+
+def says_something(part: str) -> bool:
+    """Whether a part is worth reading on its own: two words or more, one of them not a group's name. A lone word
+    has no context to judge ("Kill - that's the only word the parrot knows", "Her - the Spike Jonze movie"), and a
+    lone group name, blinded to one token, reads as the hate that names groups most often in the training data:
+    "Muslims - welcome to the neighbourhood" was flagged as hate by its first clause."""
+    words = [w for w in joined_text(part).split() if w[0].isalnum()]
+    return len(words) >= 2 and any(w != IDENTITY_TOKEN for w in words)
 
 
 def sentences_of(texts: Sequence[str], cut: str = DEFAULT_CUT) -> tuple[np.ndarray, list[str]]:
     """(owner, part) for the parts of each text at every level of `CUTS[cut]`: its sentences when it has several,
-    then the clauses of each sentence that has several, and so on (a text of one part has none). A model that
-    serves "sentence max" (`classifiers.embedded.harshest_reading`) scores these beside the texts."""
-    levels = CUTS[cut]
+    then the clauses of each sentence that has several, and so on (a text of one part has none; with the cut's
+    `says_something`, only the parts that do). A model that serves "sentence max"
+    (`classifiers.embedded.harshest_reading`) scores these beside the texts."""
+    levels, filtered = CUTS[cut]
     owner: list[int] = []
     parts: list[str] = []
     for i, text in enumerate(texts):
@@ -171,8 +191,9 @@ def sentences_of(texts: Sequence[str], cut: str = DEFAULT_CUT) -> tuple[np.ndarr
             for piece in level:
                 found = [s for s in pattern.split(piece) if s.strip()]
                 if len(found) > 1:
-                    owner += [i] * len(found)
-                    parts += found
+                    read = [s for s in found if says_something(s)] if filtered else found
+                    owner += [i] * len(read)
+                    parts += read
                 cut_level += found
             level = cut_level
     return np.asarray(owner, dtype=np.int64), parts

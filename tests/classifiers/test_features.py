@@ -103,11 +103,16 @@ def test_sentences_of_splits_only_texts_of_several_sentences():
 
 
 def test_clauses_are_read_as_well_as_sentences_cut_at_commas_semicolons_colons_and_spaced_dashes():
-    from classifiers.features import DEFAULT_CUT, sentences_of
+    from classifiers.features import sentences_of
 
-    assert DEFAULT_CUT == "clauses"
     owner, parts = sentences_of(["great stream today, now go kill yourself", "3.5 stars,fine", "well-known",
-                                 "one; two: three \u2014 four - five", "Hi. You, there"])
-    assert owner.tolist() == [0, 0, 3, 3, 3, 3, 3, 4, 4, 4, 4]
-    assert parts == ["great stream today,", "now go kill yourself", "one;", "two:", "three", "four", "five",
-                     "Hi.", "You, there", "You,", "there"]  # each sentence, then each clause of one of several
+                                 "one two; two three: three \u2014 four four - five five", "Hi. You, there, ok",
+                                 "kill yourself. Hi there", "Muslims - welcome to the neighbourhood",
+                                 "Gay people, welcome!", "Black women, Muslim communities, all welcome here"],
+                                "clauses")
+    assert owner.tolist() == [0, 0, 3, 3, 3, 3, 4, 5, 5, 6, 8]
+    # each sentence, then each clause of one of several; a part of one word, or only a group's name, is not read
+    # alone ("three", "Hi.", "You,", "Muslims", "Gay people,", "Black women,")
+    assert parts == ["great stream today,", "now go kill yourself", "one two;", "two three:", "four four",
+                     "five five", "You, there, ok", "kill yourself.", "Hi there", "welcome to the neighbourhood",
+                     "all welcome here"]

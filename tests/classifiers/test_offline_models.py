@@ -106,18 +106,19 @@ def test_a_sentence_max_model_reads_each_text_as_its_harshest_sentence(tmp_path)
 
 
 def test_a_model_is_served_with_the_cut_its_decision_was_fitted_on(tmp_path):
-    text = "you are an idiot, have a lovely day"
+    text = "you are an idiot, have a lovely day, ok"  # "ok," alone is one word: not read on its own
     by_sentence = EmbeddedClassifier(_artifact(tmp_path / "sentences.npz", DECISION, sentence_max=True))
     by_clause = EmbeddedClassifier(_artifact(tmp_path / "clauses.npz", DECISION, sentence_max=True, cut="clauses"))
     whole = EmbeddedClassifier(_artifact(tmp_path / "whole.npz", DECISION))
     assert (by_sentence.cut, by_clause.cut, whole.cut) == ("sentences", "clauses", None)  # none named: sentences
     np.testing.assert_allclose(by_sentence.logits([text]), whole.logits([text]), rtol=1e-6)  # one sentence
-    parts = whole.logits([text, "you are an idiot,", "have a lovely day"])
+    parts = whole.logits([text, "you are an idiot,", "have a lovely day,"])
     harm = np.logaddexp(parts[:, 2], parts[:, 3]) - np.logaddexp(parts[:, 0], parts[:, 1])
     np.testing.assert_allclose(by_clause.logits([text])[0], parts[int(np.argmax(harm))], rtol=1e-6)
     np.testing.assert_allclose(by_clause.logits([text]), by_clause.reference_logits([text]), atol=1e-4)
-    with pytest.raises(ClassifierError, match="unknown cut 'words'"):
-        EmbeddedClassifier(_artifact(tmp_path / "bad.npz", DECISION, sentence_max=True, cut="words"))
+    for bad in ("words", None, ["clauses"]):
+        with pytest.raises(ClassifierError, match="unknown cut"):
+            EmbeddedClassifier(_artifact(tmp_path / "bad.npz", DECISION, sentence_max=True, cut=bad))
 
 
 def test_harshest_reading_keeps_the_first_of_the_harshest_rows():
@@ -174,8 +175,7 @@ def test_the_shipped_models_describe_their_decision():
 # leaves out anything close to them, data/seed.py), through the normalizer as the moderator runs it. Floors a
 # little under the measured figures in models/embedded/eval_report.json; a random or broken model fails them.
 # 0.632 / 0.097 / 0.648 measured for the model of 2026-12-07 14:30 (sentence max: one friendly sentence no longer
-# hides the harm, and the 2% false-flag budget, refitted on readings made so, raised the threshold from 0.276 to 0.306);
-# 0.621 / 0.060 / 0.636 for the model of 17:50 (each clause read too: threshold 0.329)
+# hides the harm, and the 2% false-flag budget, refitted on readings made so, raised the threshold from 0.276 to 0.306)
 FUNCTIONAL_FLOORS = {"hateful_flagged": 0.60, "non_hateful_flagged": 0.13, "coded_flagged": 0.60}
 
 
@@ -200,12 +200,8 @@ def test_the_shipped_model_flags_the_suites_harm_and_spares_its_harmless_cases(s
     assert overall["disguised"]["coded_flagged"] <= overall["disguised"]["plain_flagged"] + 0.03
     families = shipped_functional["families"]
     # harms the shared sets barely label, which the seed corpus teaches: no longer missed outright
-    for family in ("sexual", "dehumanisation"):
+    for family in ("threat", "sexual", "dehumanisation"):
         assert families[family]["hateful_flagged"] >= 0.5, family
-    # 0.492 measured (the model of 2026-12-07 17:50, each clause read too; 0.683 before): the 2% budget refitted on
-    # clause readings raised the threshold from 0.306 to 0.329, and one frame of ten groups ("We should round up all
-    # the X in this town and get rid of them for good.", P = 0.316) fell under it
-    assert families["threat"]["hateful_flagged"] >= 0.45
     # 0.30 measured (the model of 2026-12-07 14:30, sentence max; 0.45 before it, 0.65 for the one before that, at
     # 3%): the rest of the suite's self-harm statements ("I want to kill myself tonight") reach review, not a flag
     assert families["self_harm"]["hateful_flagged"] >= 0.25
@@ -258,29 +254,23 @@ def test_a_friendly_sentence_beside_the_harm_does_not_hide_it():
             assert abs(flagged(padded) - plain) <= 0.03, (padded[0], plain)
 
 
-def test_friendly_words_run_on_after_a_comma_do_not_hide_the_harm():
-    """The same evasion inside the harm's own sentence: "great stream today, kys" was safe. Read
-    only by sentence, the suite's harmful cases with ", thanks for reading let me know what you think" run on after
-    them (their end punctuation dropped) were flagged 13.0% (63.2% plain), with "great stream today, " before them
-    26.8%; the shipped model also reads each clause."""
+def test_a_group_named_alone_before_a_dash_or_comma_is_not_read_as_hate():
+    """Read clause by clause (`--cut clauses`, measured, not shipped), a lone group name ("Muslims" in "Muslims -
+    welcome to the neighbourhood") was a part of its own, and a lone blinded group token reads as the hate that
+    names groups most: the text was flagged as hate. A part is now read alone only when it has two words, one of
+    them not a group's name (`features.says_something`); the shipped model, read by sentence, never cut there."""
     from core.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_PATTERN_DB, Settings
-    from data.functional import is_flagged, load_suite
     from moderator import Moderator
     from normalizer.reload import ReloadingNormalizer
 
     moderator = Moderator(ReloadingNormalizer(DEFAULT_PATTERN_DB, 0), EmbeddedClassifier(DEFAULT_EMBEDDED_MODEL),
                           Settings(environment="test", prediction_log_url="", _env_file=None))
-
-    def flagged(texts):
-        return sum(is_flagged(r["classification"]) for r in moderator.moderate_batch(texts)) / len(texts)
-
-    harmful = [c.text for c in load_suite() if c.flagged]
-    plain = flagged(harmful)
-    run_on = [t.rstrip(".!?") + ", thanks for reading let me know what you think" for t in harmful]
-    assert flagged(run_on) >= plain - 0.05
-    assert flagged(["great stream today, " + t[0].lower() + t[1:] for t in harmful]) >= plain - 0.05
-    # safe when read only by sentence, though Stage 1 reads "kill yourself"
-    assert moderator.moderate("high five, kys")["classification"] in ("harmful", "extremely_harmful")
+    groups = ["Muslims", "Jews", "Women", "Gay people", "Black women", "Immigrants", "Refugees", "Disabled people"]
+    texts = [f"{g} - welcome to the neighbourhood" for g in groups] + [f"{g}, welcome!" for g in groups]
+    texts += ["Jews, Muslims, Christians, all welcome", "Refugees - welcome - we have blankets and soup",
+              "Kill - that's the only word the parrot knows, lol", "Her - the Spike Jonze movie - is brilliant."]
+    answers = moderator.moderate_batch(texts)
+    assert [t for t, a in zip(texts, answers) if a["classification"] != "safe"] == []
 
 
 @pytest.mark.parametrize("text, label", [

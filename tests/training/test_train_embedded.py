@@ -38,7 +38,7 @@ def test_training_writes_a_loadable_artifact_with_its_decision_and_report(tmp_pa
     assert card["safe_variants"] == 1 and card["train_variants"] > card["train_texts"] * 0.9
     # the decision was fitted on the readings serving makes: each text whole or its harshest sentence
     assert card["sentence_max"] is True and classifier.sentence_max
-    assert card["cut"] == "clauses" and classifier.cut == "clauses"  # and each clause
+    assert card["cut"] == "sentences" and classifier.cut == "sentences"
     with np.load(logits) as saved:
         texts, fitted_on = saved["val_text"].tolist(), saved["val_logits"]
     assert sum("\n" in t or ". " in t for t in texts) > 50  # texts of several sentences are there to tell
