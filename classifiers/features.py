@@ -147,8 +147,8 @@ def _join_spelled(m: re.Match) -> str:
 
 # Where "sentence max" cuts a text into the parts it reads beside the whole (`sentences_of`), by the name a model's
 # meta stores as `cut`: a model is served with the cut its decision was fitted on. Each cut is a list of levels,
-# each level cutting the parts of the one before, and whether a part must say something (`says_something`) to be
-# read alone.
+# each level cutting the parts of the one before, and whether a part must pass `says_something` to be read
+# alone (`filtered`).
 # - "sentences": end punctuation and white space, or a line break (the shipped model, of 2026-12-07 14:30);
 # - "clauses": each sentence, and each clause of a sentence (after a comma, semicolon or colon and white space, or
 #   at a dash between spaces), each of two words or more. Friendly words run on in the harm's own sentence then no
@@ -160,7 +160,7 @@ _CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+|\s+[-\u2013\u2014]+\s+")
 
 class Cut(NamedTuple):
     levels: tuple[re.Pattern, ...]
-    says_something: bool
+    filtered: bool
 
 
 CUTS = {"sentences": Cut((_SENTENCE_BREAK,), False), "clauses": Cut((_SENTENCE_BREAK, _CLAUSE_BREAK), True)}
@@ -178,8 +178,8 @@ def says_something(part: str) -> bool:
 
 def sentences_of(texts: Sequence[str], cut: str = DEFAULT_CUT) -> tuple[np.ndarray, list[str]]:
     """(owner, part) for the parts of each text at every level of `CUTS[cut]`: its sentences when it has several,
-    then the clauses of each sentence that has several, and so on (a text of one part has none; with the cut's
-    `says_something`, only the parts that do). A model that serves "sentence max"
+    then the clauses of each sentence that has several, and so on (a text of one part has none; with a `filtered`
+    cut, only the parts that pass `says_something`). A model that serves "sentence max"
     (`classifiers.embedded.harshest_reading`) scores these beside the texts."""
     levels, filtered = CUTS[cut]
     owner: list[int] = []

@@ -175,11 +175,12 @@ def validate(document: Any) -> list[str]:
     return problems
 
 
-def load_database(path: Path | str | None = None) -> PatternDatabase:
-    """Load and validate a database file; raise PatternDatabaseError listing every problem."""
+def load_database(path: Path | str | None = None, raw: bytes | None = None) -> PatternDatabase:
+    """Load and validate a database file (or `raw`, its bytes already read); raise PatternDatabaseError listing
+    every problem."""
     path = Path(path) if path else DEFAULT_PATTERN_DB
     try:
-        raw_bytes = path.read_bytes()
+        raw_bytes = path.read_bytes() if raw is None else raw
     except OSError as exc:
         raise PatternDatabaseError(path, [f"cannot read the file: {exc.strerror or exc}"]) from exc
     try:

@@ -62,7 +62,7 @@ class ReloadingNormalizer:
         self.last_error: str | None = None
         loaded = self._read()
         try:
-            self._normalizer = Normalizer(load_database(self.path))  # the first load must succeed ...
+            self._normalizer = Normalizer(load_database(self.path, loaded))  # the first load must succeed ...
         except PatternDatabaseError as exc:
             if self.last_good is None or not self.last_good.is_file():
                 raise
@@ -127,7 +127,7 @@ class ReloadingNormalizer:
             if stamp is not None and stamp[1] > MAX_DATABASE_BYTES:
                 raise PatternDatabaseError(self.path, [f"the file has {stamp[1]} bytes; the limit is {MAX_DATABASE_BYTES}"])
             loaded = self._read()
-            fresh = Normalizer(load_database(self.path))
+            fresh = Normalizer(load_database(self.path, loaded))
         except PatternDatabaseError as exc:
             self.last_error = str(exc)
             log.error("pattern database refused, keeping version %s: %s", self._normalizer.version, exc)
@@ -144,7 +144,8 @@ class ReloadingNormalizer:
         return True
 
     def _read(self) -> bytes | None:
-        """The file's bytes, read just before a load, for `_keep` (None without `last_good`, or when unreadable)."""
+        """The file's bytes, read once for a load and for `_keep` (None without `last_good`, or when unreadable: the
+        load then reads the file itself and reports why it cannot)."""
         if self.last_good is None:
             return None
         try:

@@ -615,9 +615,9 @@ class SentenceMax(Recipe):
     `--sentence-max` in leave-one-domain-out measures it; `train_embedded` ships it by default. `cut` names where a
     text is cut into parts (`classifiers.features.CUTS`: sentences, or clauses as well)."""
 
-    def __init__(self, inner: Recipe, cut: str | None = None):
+    def __init__(self, inner: Recipe, cut: str = DEFAULT_CUT):
         self.inner = inner
-        self.cut = cut or DEFAULT_CUT
+        self.cut = cut
         self.name = f"{inner.name}+sentence-max"
 
     def fit(self, texts, labels, weights) -> None:

@@ -254,16 +254,19 @@ def test_a_friendly_sentence_beside_the_harm_does_not_hide_it():
             assert abs(flagged(padded) - plain) <= 0.03, (padded[0], plain)
 
 
-def test_a_group_named_alone_before_a_dash_or_comma_is_not_read_as_hate():
+@pytest.mark.parametrize("cut", ["sentences", "clauses"])
+def test_a_group_named_alone_before_a_dash_or_comma_is_not_read_as_hate(cut):
     """Read clause by clause (`--cut clauses`, measured, not shipped), a lone group name ("Muslims" in "Muslims -
     welcome to the neighbourhood") was a part of its own, and a lone blinded group token reads as the hate that
     names groups most: the text was flagged as hate. A part is now read alone only when it has two words, one of
-    them not a group's name (`features.says_something`); the shipped model, read by sentence, never cut there."""
+    them not a group's name (`features.says_something`). The shipped weights are read with each cut."""
     from core.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_PATTERN_DB, Settings
     from moderator import Moderator
     from normalizer.reload import ReloadingNormalizer
 
-    moderator = Moderator(ReloadingNormalizer(DEFAULT_PATTERN_DB, 0), EmbeddedClassifier(DEFAULT_EMBEDDED_MODEL),
+    classifier = EmbeddedClassifier(DEFAULT_EMBEDDED_MODEL)
+    classifier.cut = cut
+    moderator = Moderator(ReloadingNormalizer(DEFAULT_PATTERN_DB, 0), classifier,
                           Settings(environment="test", prediction_log_url="", _env_file=None))
     groups = ["Muslims", "Jews", "Women", "Gay people", "Black women", "Immigrants", "Refugees", "Disabled people"]
     texts = [f"{g} - welcome to the neighbourhood" for g in groups] + [f"{g}, welcome!" for g in groups]

@@ -92,10 +92,10 @@ def test_a_slow_reload_never_blocks_current(tmp_path, monkeypatch):
         started_loading = threading.Event()
         real_load = reload_module.load_database
 
-        def slow_load(p):
+        def slow_load(*args):
             started_loading.set()
             time.sleep(1.5)  # a huge or slow file: only the reload thread waits
-            return real_load(p)
+            return real_load(*args)
 
         monkeypatch.setattr(reload_module, "load_database", slow_load)
         _edited(path, "0.0.2", "secks")
