@@ -37,7 +37,7 @@ _REQUIRED = ("labels", "feature_version", "vocab", "weights", "idf2", "intercept
 class EmbeddedClassifier:
     name = "embedded"
 
-    def __init__(self, path: Path | str, prior: Sequence[float] | None = None):
+    def __init__(self, path: Path | str, prior: Sequence[float] | None = None, guide: bool = True):
         self.path = Path(path)
         try:
             raw = self.path.read_bytes()
@@ -74,12 +74,20 @@ class EmbeddedClassifier:
         self.version = sha[:12]
         # Harm-category heads over the same features (training.categories), scored in the same kernel pass.
         self.categories = load_category_heads(self.path.with_name(CATEGORY_ARTIFACT), sha, len(vocab))
-        if self.categories is None:
-            self._scorer = Scorer(self._index, weights, idf2, intercept)
-        else:
-            heads = self.categories
-            self._scorer = Scorer(self._index, np.hstack([weights, heads.weights]), idf2,
-                                  np.concatenate([intercept, heads.intercept]))
+        # The label guide's head (training.guide), which may raise a text's P(harmful or worse): the last output.
+        # (guide=False: the severity model alone, as training.guide fits against it, even beside a stale guide.npz)
+        self.guide = load_guide_head(self.path.with_name(GUIDE_ARTIFACT), sha, len(vocab)) if guide else None
+        columns, intercepts = [weights], [intercept]
+        if self.categories is not None:
+            columns.append(self.categories.weights)
+            intercepts.append(self.categories.intercept)
+        if self.guide is not None:
+            columns.append(self.guide.weights[:, None])
+            intercepts.append(np.array([self.guide.intercept], dtype=np.float32))
+        # every output's weights, scored in one pass of the kernel (and by the numpy reference)
+        self._all_weights = np.hstack(columns) if len(columns) > 1 else weights
+        self._all_intercept = np.concatenate(intercepts) if len(intercepts) > 1 else intercept
+        self._scorer = Scorer(self._index, self._all_weights, idf2, self._all_intercept)
         # Also each sentence (or clause: `cut`) on its own, the harshest reading kept (`harshest_reading`): set by
         # training, since the decision below was fitted on readings made the same way. A model that names no cut
         # was fitted on sentences.
@@ -93,16 +101,26 @@ class EmbeddedClassifier:
         # The label mix the served probabilities describe (None: as trained); evaluation weighs calibration by it.
         decision = self.meta.get("decision")
         self.prior = list(prior) if prior is not None else (decision["prior"] if decision else None)
+        if self.guide is not None and self.prior is None:
+            raise ClassifierError(f"{self.path}: a guide head needs a model with a fitted decision; retrain the model")
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Logits from the compiled kernel (`classifiers.kernel`), of each text's reading (`outputs`)."""
-        return self.outputs(texts)[:, : len(LABELS)]
+        """Severity logits of each text's reading (`outputs`), raised where the guide head fires (`raised_by_guide`):
+        what the served probabilities are computed from."""
+        return self._severity_logits(self.outputs(texts))
+
+    def _severity_logits(self, z: np.ndarray) -> np.ndarray:
+        if self.guide is None:
+            return z[:, : len(LABELS)]
+        return raised_by_guide(z[:, : len(LABELS)], z[:, -1], self.guide, self.temperature, self.bias,
+                               harm_share=float(sum(self.prior[SEVERITY["harmful"] :])))
 
     def outputs(self, texts: Sequence[str]) -> np.ndarray:
-        """Every output of the kernel (severity logits, then the category heads') for each text as it is read: the
-        whole text, or with `sentence_max` the harshest of the whole text and its parts (`cut`), all in one pass."""
+        """Every output of the kernel (severity logits, the category heads', then the guide head's) for each text as
+        it is read: the whole text, or with `sentence_max` the harshest of the whole text and its parts (`cut`),
+        all in one pass; the guide's output is its highest over those readings."""
         if self.sentence_max:
-            return read_by_sentence(self._scorer.logits, texts, self.cut)
+            return read_by_sentence(self._scorer.logits, texts, self.cut, max_columns=int(self.guide is not None))
         return self._scorer.logits(texts)
 
     def classify_with_categories(self, texts: Sequence[str]) -> tuple[list[LabelScores], list[dict[str, float]] | None]:
@@ -111,22 +129,24 @@ class EmbeddedClassifier:
         if not texts:
             return [], ([] if self.categories is not None else None)
         z = self.outputs(texts)
-        scores = self._severity(z[:, : len(LABELS)])
+        scores = self._severity(self._severity_logits(z))
         if self.categories is None:
             return scores, None
-        return scores, self.categories.probabilities(z[:, len(LABELS) :])
+        return scores, self.categories.probabilities(z[:, len(LABELS) : len(LABELS) + len(CATEGORIES)])
 
     def reference_logits(self, texts: Sequence[str]) -> np.ndarray:
         """Logits computed with numpy from `classifiers.features`, the definition the kernel must match: of each
-        text's reading, as `outputs` reads it."""
-        return read_by_sentence(self._numpy_logits, texts, self.cut) if self.sentence_max else self._numpy_logits(texts)
+        text's reading, as `outputs` reads it, raised by the guide head as `logits` is."""
+        z = (read_by_sentence(self._numpy_logits, texts, self.cut, max_columns=int(self.guide is not None))
+             if self.sentence_max else self._numpy_logits(texts))
+        return self._severity_logits(z)
 
     def _numpy_logits(self, texts: Sequence[str]) -> np.ndarray:
         rows, cols = feature_matrix_indices(texts, self._index)
-        out = np.tile(self._intercept, (len(texts), 1))
+        out = np.tile(self._all_intercept, (len(texts), 1))
         if len(rows):
             starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
-            sums = np.add.reduceat(self._weights[cols], starts, axis=0)
+            sums = np.add.reduceat(self._all_weights[cols], starts, axis=0)
             norms = np.sqrt(np.add.reduceat(self._idf2[cols], starts))
             out[rows[starts]] += sums / norms[:, None]
         return out
@@ -147,13 +167,20 @@ class EmbeddedClassifier:
 
 
 def read_by_sentence(logits_of: Callable[[list[str]], np.ndarray], texts: Sequence[str],
-                     cut: str = DEFAULT_CUT) -> np.ndarray:
+                     cut: str = DEFAULT_CUT, max_columns: int = 0) -> np.ndarray:
     """`logits_of` each text as sentence max reads it (`harshest_reading`): the texts and the parts of those that
     have several (`features.sentences_of`, cut at sentences or clauses) scored in one call. Serving, its numpy
-    reference and training's `transfer.SentenceMax` all read this way."""
+    reference and training's `transfer.SentenceMax` all read this way. The last `max_columns` outputs (the guide
+    head's) are each the highest over all readings, not the harshest reading's."""
     owner, parts = sentences_of(texts, cut)
     z = logits_of([*texts, *parts])
-    return harshest_reading(z[: len(texts)], owner, z[len(texts) :])
+    whole, z_parts = z[: len(texts)], z[len(texts) :]
+    out = harshest_reading(whole, owner, z_parts)
+    if max_columns and len(owner):
+        highest = whole[:, -max_columns:].copy()
+        np.maximum.at(highest, owner, z_parts[:, -max_columns:])
+        out[:, -max_columns:] = highest
+    return out
 
 
 def harshest_reading(whole: np.ndarray, owner: np.ndarray, parts: np.ndarray) -> np.ndarray:
@@ -236,6 +263,66 @@ def load_category_heads(path: Path, model_sha256: str, n_vocab: int) -> Category
     return CategoryHeads(weights, intercept, thresholds, a, b, list(meta.get("shipped", [])))
 
 
+GUIDE_ARTIFACT = "guide.npz"
+
+
+class GuideHead:
+    """The label guide's head of a `guide.npz` (training.guide): one binary logistic regression over the severity
+    model's features (weights with the IDF folded in), trained on the team's seed corpus (our label guide written
+    down) against it and the shared sets' safe texts. `a * logit + b` is its calibrated log-likelihood ratio of
+    harmful-or-worse (Platt scaling, classes balanced); it may raise a text only at or above `threshold` (its raw
+    logit), set so that it flags at most `budget` of the validation split's safe texts beyond the severity
+    model's own flags."""
+
+    def __init__(self, weights: np.ndarray, intercept: float, a: float, b: float, threshold: float, budget: float):
+        self.weights, self.intercept = weights, intercept
+        self.a, self.b, self.threshold, self.budget = a, b, threshold, budget
+
+
+def raised_by_guide(z: np.ndarray, h: np.ndarray, guide: GuideHead, temperature: float, bias: np.ndarray,
+                    harm_share: float) -> np.ndarray:
+    """Severity logits `z` where the guide head's logit `h` reaches its threshold, with the harmful and extremely
+    harmful logits raised together (their ratio kept) until the served P(harmful or worse), softmax(z / T + bias),
+    is the guide's own calibrated probability under the served label mix (`harm_share` harmful-or-worse), when that
+    is the higher. Never lowers a text; below the threshold nothing changes. Serving and leave-one-domain-out both
+    apply it, after the decision (T, bias) was fitted on the severity model alone."""
+    harmful = SEVERITY["harmful"]
+    served = np.asarray(z, dtype=np.float64) / temperature + bias
+    model_log_odds = _harm_log_odds(served)
+    guide_log_odds = guide.a * np.asarray(h, dtype=np.float64) + guide.b + np.log(harm_share / (1.0 - harm_share))
+    lift = np.where(h >= guide.threshold, np.maximum(guide_log_odds - model_log_odds, 0.0), 0.0)
+    out = np.array(z, dtype=np.float64)
+    out[:, harmful : len(LABELS)] += (temperature * lift)[:, None]
+    return out
+
+
+def load_guide_head(path: Path, model_sha256: str, n_vocab: int) -> GuideHead | None:
+    """The guide head beside a model (None when there is none); ClassifierError when it belongs to another model
+    or is malformed."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            weights = npz["weights"].astype(np.float32)
+            meta = json.loads(str(npz["meta"]))
+        if any(isinstance(meta[k], bool) for k in ("intercept", "a", "b", "threshold", "budget")):
+            raise TypeError("a boolean where a number belongs")
+        values = {k: float(meta[k]) for k in ("intercept", "a", "b", "threshold", "budget")}
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ClassifierError(f"cannot load the guide head {path}: {exc}") from exc
+    if meta.get("model_sha256") != model_sha256:
+        raise ClassifierError(
+            f"{path}: trained on the features of another model (sha256 {str(meta.get('model_sha256'))[:12]}, this "
+            f"model {model_sha256[:12]}); retrain it: uv run --all-extras python -m training.guide")
+    if weights.shape != (n_vocab,):
+        raise ClassifierError(f"{path}: weights do not match the model's vocabulary ({weights.shape}, {n_vocab})")
+    if not all(np.isfinite(v) for v in values.values()) or not np.isfinite(weights).all():
+        raise ClassifierError(f"{path}: non-finite values")
+    if values["a"] <= 0:
+        raise ClassifierError(f"{path}: the calibration slope must be positive, got {values['a']}")
+    return GuideHead(weights, values["intercept"], values["a"], values["b"], values["threshold"], values["budget"])
+
+
 def decision_of(meta: dict, path: Path, prior: Sequence[float] | None = None
                 ) -> tuple[float, np.ndarray, dict[str, float] | None]:
     """(temperature, logit bias, thresholds) from an artifact's `decision`; an artifact without one is served
@@ -313,7 +400,7 @@ class EncoderTierClassifier(EmbeddedClassifier):
             raise ClassifierError(
                 f"no encoder-tier model at {path}: none ships (it measured no better than the embedded model; README, "
                 "'Which offline model'); build one with: uv run --all-extras python -m training.train_embedded --recipe combo")
-        super().__init__(path, prior)
+        super().__init__(path, prior, guide=False)  # its lift would be computed without the sentence vector's part
         if self.sentence_max:  # its logits add a whole-text vector to the n-grams' reading: one reading per text
             raise ClassifierError(f"{self.path}: sentence_max is not supported by the encoder tier; retrain without it")
         try:

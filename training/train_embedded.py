@@ -231,10 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         coef, extra = coef[:, : len(model.vocab)], {"encoder_weights": coef[:, len(model.vocab):], "encoder_alpha": args.alpha}
     tmp = args.out.with_suffix(".tmp.npz")
     save_artifact(tmp, model.vocab, coef, model.tfidf.idf_, intercept, meta, **extra)
-    load = EncoderTierClassifier if args.recipe == "combo" else EmbeddedClassifier
-
-    # Evaluate the saved artifact itself, through the serving code, so the figures describe what ships.
-    classifier = load(tmp)
+    # Evaluate the saved artifact itself, through the serving code, so the figures describe what ships (the severity
+    # model: a guide head, training.guide, is fitted on it afterwards; one left beside it from before is stale).
+    classifier = EncoderTierClassifier(tmp) if args.recipe == "combo" else EmbeddedClassifier(tmp, guide=False)
     served = np.array([[s[label] for label in LABELS] for s in classifier.classify(val.text)])
     trained = decision.probs(val_logits)
     # Served as trained, but for near-ties: where two readings of a text (sentence max) are about equally harsh on

@@ -713,12 +713,14 @@ def leave_one_domain_out(corpus: Corpus, make: Callable[[], Recipe], *, screen: 
                          budget: float = DEFAULT_FALSE_FLAG_BUDGET, domains: Sequence[str] | None = None,
                          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
                          keep_logits: dict | None = None, seed_weight: float = SEED_WEIGHT,
-                         context_copies: int = CONTEXT_COPIES) -> dict[str, Any]:
+                         context_copies: int = CONTEXT_COPIES, guide_budget: float | None = None) -> dict[str, Any]:
     """For each domain: train on the other domains' train split, fit the decision on their validation split,
     score every text of the held-out domain. Per domain and per source, plus the mean over domains.
     With `screen`, each fold screens the single-harm negatives of its own training domains (`screen_single_harm`
     on them alone, so the held-out domain never shapes what is trained on); the held-out domain is scored on its
-    labels as they come. `keep_logits`, a dict, receives each fold's validation and held-out logits."""
+    labels as they come. `keep_logits`, a dict, receives each fold's validation and held-out logits. With
+    `guide_budget`, each fold also fits the label guide's head (training.guide) on its own data and features, and
+    its logits are raised by it as served."""
     from data.seed import SOURCE as TEAM_SEED
 
     results: dict[str, Any] = {}
@@ -744,7 +746,11 @@ def leave_one_domain_out(corpus: Corpus, make: Callable[[], Recipe], *, screen: 
         val_logits = model.logits(val.text)
         decision = fit_decision(val_logits, val.label, effective_prior(train.label, weights),
                                 false_flag_budget=budget)
-        z = model.logits(held.text)
+        logits_of = model.logits
+        if guide_budget is not None:
+            logits_of = guided(model, train, val, val_logits, decision, guide_budget)
+            val_logits = logits_of(val.text)
+        z = logits_of(held.text)
         if keep_logits is not None:
             keep_logits[f"{domain}/validation"] = val_logits
             keep_logits[f"{domain}/validation_label"] = val.label
@@ -771,6 +777,28 @@ def leave_one_domain_out(corpus: Corpus, make: Callable[[], Recipe], *, screen: 
 
 
 ADJUDICATED = ROOT / "data" / "dataset" / "single_harm_adjudicated.json"
+
+
+def guided(model: Recipe, train: Corpus, val: Corpus, val_logits: np.ndarray, decision: Decision,
+           budget: float) -> Callable[[list[str]], np.ndarray]:
+    """`model.logits` raised by a guide head (training.guide) fitted on this model's features, `train` and `val`,
+    after its `decision` was fitted (as served: classifiers.embedded.raised_by_guide). N-gram recipes only."""
+    from classifiers.embedded import GuideHead, raised_by_guide
+    from training.guide import fit_guide, logits_of
+
+    inner = model.inner if isinstance(model, SentenceMax) else model
+    cut = model.cut if isinstance(model, SentenceMax) else None
+    if not isinstance(inner, NgramRecipe):
+        raise ValueError("the guide head is fitted on the n-gram features: use it with the ngram recipe")
+    guide = fit_guide(inner.features, train, val, decision.labels(val_logits) >= HARMFUL, cut, budget)
+    head = GuideHead(np.zeros(0), guide.intercept, guide.a, guide.b, guide.threshold, guide.budget)
+    harm_share = float(sum(decision.prior[HARMFUL:]))
+
+    def raised(texts: list[str]) -> np.ndarray:
+        h = logits_of(inner.features, guide.coef, guide.intercept, texts, cut)
+        return raised_by_guide(model.logits(texts), h, head, decision.temperature, decision.bias, harm_share)
+
+    return raised
 
 
 @functools.lru_cache(maxsize=4)
@@ -855,9 +883,10 @@ def make_recipe(name: str, *, cache: EmbeddingCache | None = None, store: NgramS
 
 def all_domains_report(corpus: Corpus, make: Callable[[], Recipe], keep: np.ndarray,
                        budget: float = DEFAULT_FALSE_FLAG_BUDGET, seed_weight: float = SEED_WEIGHT,
-                       context_copies: int = CONTEXT_COPIES) -> dict[str, Any]:
+                       context_copies: int = CONTEXT_COPIES, guide_budget: float | None = None) -> dict[str, Any]:
     """A model trained on every domain (as shipped, without augmentation): its own test split (a home figure,
-    not a transfer one), calibration at the stated prior, and the functional suite through the normalizer."""
+    not a transfer one), calibration at the stated prior, and the functional suite through the normalizer. With
+    `guide_budget`, raised by a guide head as leave-one-domain-out's folds are."""
     from normalizer import Normalizer, load_database
     from core.settings import DEFAULT_PATTERN_DB
 
@@ -866,14 +895,15 @@ def all_domains_report(corpus: Corpus, make: Callable[[], Recipe], keep: np.ndar
     weights = balanced_weights(train, seed_weight)
     model = make()
     model.fit(*with_context(train, weights, context_copies))
-    decision = fit_decision(model.logits(val.text), val.label, effective_prior(train.label, weights),
-                            false_flag_budget=budget)
-    z = model.logits(test.text)
+    val_logits = model.logits(val.text)
+    decision = fit_decision(val_logits, val.label, effective_prior(train.label, weights), false_flag_budget=budget)
+    logits_of = model.logits if guide_budget is None else guided(model, train, val, val_logits, decision, guide_budget)
+    z = logits_of(test.text)
     probs = decision.probs(z)
     home = decision_metrics(test.label, decision.labels(z), probs)
     home["ece_at_prior"] = _r(weighted_ece(probs, test.label, prior_weights(test.label, decision.prior)))
     home["ece_as_sampled"] = _r(weighted_ece(probs, test.label))
-    functional = functional_report(model.logits, decision, Normalizer(load_database(DEFAULT_PATTERN_DB)))
+    functional = functional_report(logits_of, decision, Normalizer(load_database(DEFAULT_PATTERN_DB)))
     return {"test": home, "decision": decision.as_dict(), "functional": functional}
 
 
@@ -965,6 +995,8 @@ def count_arg(value: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training.guide import GUIDE_BUDGET
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--recipe", nargs="+", default=["ngram"], choices=("ngram", "encoder", "combo", "finetuned"),
@@ -983,6 +1015,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with sentence max, where a text is cut into parts (default %(default)s)")
     parser.add_argument("--context-copies", type=count_arg, default=CONTEXT_COPIES,
                         help="copies of each seed sentence set in real context (default %(default)s; 0: none)")
+    parser.add_argument("--guide-budget", type=float, default=None, metavar="SHARE",
+                        help="ngram: fit the label guide's head in every fold (training.guide) with this budget "
+                             f"(validation safe texts it may flag beyond the model's; as shipped: {GUIDE_BUDGET})")
     parser.add_argument("--sample", type=count_arg, default=20_000,
                         help="finetuned: training texts drawn per fold, by weight (default %(default)s)")
     parser.add_argument("--epochs", type=count_arg, default=1, help="finetuned: passes over them (default %(default)s)")
@@ -1015,6 +1050,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sample and --epochs are 1 or more")
     if args.base_model is not None and not (args.base_model / "config.json").is_file():
         parser.error(f"--base-model {args.base_model}: not a model directory (no config.json)")
+    if args.guide_budget is not None and not (0 <= args.guide_budget < 0.5 and set(args.recipe) == {"ngram"}):
+        parser.error("--guide-budget is a share in [0, 0.5) and goes with --recipe ngram")
     if (args.split or args.own_threshold) and args.score is None:
         parser.error("--split and --own-threshold go with --score MODEL_NPZ")
     if args.ceiling:
@@ -1080,20 +1117,20 @@ def main(argv: list[str] | None = None) -> int:
         logits: dict[str, np.ndarray] = {}
         report = leave_one_domain_out(corpus, make, screen=not args.no_screen, budget=args.budget,
                                       domains=args.domains, keep_logits=logits, seed_weight=args.seed_weight,
-                                      context_copies=args.context_copies)
+                                      context_copies=args.context_copies, guide_budget=args.guide_budget)
         np.savez_compressed(args.out / f"transfer_{name}_logits.npz", **logits)
         report.update(recipe=name, settings={**{k: str(v) if isinstance(v, Path) else v for k, v in kw.items()},
                                              "budget": args.budget, "review_budget": DEFAULT_REVIEW_BUDGET,
                                              "screen": not args.no_screen, "seed_weight": args.seed_weight,
                                              "context_copies": args.context_copies,
-                                             "sentence_max": sentence_max,
+                                             "sentence_max": sentence_max, "guide_budget": args.guide_budget,
                                              **({"cut": args.cut} if sentence_max else {})})
         if not args.no_all_domains:
             keep, screened = ((np.ones(len(corpus), bool), {}) if args.no_screen
                               else screen_single_harm(corpus, seed_weight=args.seed_weight))
             report["screened_for_the_all_domains_model"] = screened
             report["all_domains"] = all_domains_report(corpus, make, keep, args.budget, args.seed_weight,
-                                                       args.context_copies)
+                                                       args.context_copies, args.guide_budget)
             print(f"{name}: all domains: test {json.dumps(report['all_domains']['test'])}; functional suite "
                   f"{json.dumps(report['all_domains']['functional']['overall'], default=str)[:400]}", file=sys.stderr)
         (args.out / f"transfer_{name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

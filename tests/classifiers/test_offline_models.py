@@ -174,9 +174,9 @@ def test_the_shipped_models_describe_their_decision():
 # What the shipped model must still do on the team's functional suite (cases it never trained on: the seed corpus
 # leaves out anything close to them, data/seed.py), through the normalizer as the moderator runs it. Floors a
 # little under the measured figures in models/embedded/eval_report.json; a random or broken model fails them.
-# 0.632 / 0.097 / 0.648 measured for the model of 2026-12-07 14:30 (sentence max: one friendly sentence no longer
-# hides the harm, and the 2% false-flag budget, refitted on readings made so, raised the threshold from 0.276 to 0.306)
-FUNCTIONAL_FLOORS = {"hateful_flagged": 0.60, "non_hateful_flagged": 0.13, "coded_flagged": 0.60}
+# 0.724 / 0.056 / 0.728 measured for the model of 2026-12-07 20:20 (seed corpus 1.3.0) with the label guide's head
+# (0.632 / 0.097 / 0.648 for the model before, which had none: a guide that is not applied fails the first floor)
+FUNCTIONAL_FLOORS = {"hateful_flagged": 0.70, "non_hateful_flagged": 0.13, "coded_flagged": 0.70}
 
 
 @pytest.fixture(scope="module")
@@ -202,16 +202,16 @@ def test_the_shipped_model_flags_the_suites_harm_and_spares_its_harmless_cases(s
     # harms the shared sets barely label, which the seed corpus teaches: no longer missed outright
     for family in ("threat", "sexual", "dehumanisation"):
         assert families[family]["hateful_flagged"] >= 0.5, family
-    # 0.30 measured (the model of 2026-12-07 14:30, sentence max; 0.45 before it, 0.65 for the one before that, at
-    # 3%): the rest of the suite's self-harm statements ("I want to kill myself tonight") reach review, not a flag
-    assert families["self_harm"]["hateful_flagged"] >= 0.25
+    # 0.80 measured with the guide head (0.30 for the model before: "I want to kill myself tonight." reached only review)
+    assert families["self_harm"]["hateful_flagged"] >= 0.70
+    assert families["threat"]["hateful_flagged"] >= 0.75  # 0.778 with the guide, 0.683 for the model before
     # a friendly sentence before or after the harm hides none of it (9.6% of the harmful cases stayed flagged with
     # "Thanks for reading, ..." after them before sentence max), nor makes harm of the harmless cases
     assert abs(overall["padded"]["gap_points"]) <= 3 and abs(overall["padded_harmless"]["gap_points"]) <= 3
     # identity terms are blinded (classifiers/features.py): naming a group is not harm
     assert families["identity_neutral"]["non_hateful_flagged"] <= 0.12
-    # 0.227 measured: one frame ("I would never say that X are inferior.", ten groups) crosses the threshold at
-    # P = 0.33 against 0.28; 0% for the model before the canonical reading
+    # 0.0 measured (0.227 for the model before: "I would never say that X are inferior.", ten groups, crossed the
+    # threshold at P = 0.34 against 0.31)
     assert families["negated_hate"]["non_hateful_flagged"] <= 0.25
 
 
