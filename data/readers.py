@@ -35,11 +35,12 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from core.labels import LABELS, SEVERITY
@@ -145,6 +146,13 @@ def dedupe_key(clean: pl.Expr) -> pl.Expr:
         .str.strip_chars()
         .str.strip_prefix("rt ")
     )
+
+
+def near_duplicate_keys(texts: Sequence[str]) -> np.ndarray:
+    """`dedupe_key` of each text (what near-duplicates share), for texts outside a frame."""
+    if not len(texts):
+        return np.array([], dtype=object)
+    return pl.DataFrame({"text": list(texts)}).select(dedupe_key(pl.col("text")))["text"].to_numpy()
 
 
 # --------------------------------------------------------------------------------------------- CSV helpers

@@ -56,6 +56,7 @@ import numpy as np
 
 from classifiers.features import CUTS, DEFAULT_CUT
 from core.labels import LABELS, SEVERITY
+from data.readers import near_duplicate_keys
 from core.settings import ROOT
 
 HARMFUL = SEVERITY["harmful"]
@@ -199,17 +200,6 @@ def load_corpus(shared_root: Path, *, clean_sentences: int = 6000, seed: int = 1
         split=np.array([split_of(k) for k in keys]),
         info={"texts": df.height, "near_duplicates_removed": before - df.height},
     )
-
-
-def near_duplicate_keys(texts: Sequence[str]) -> np.ndarray:
-    """`data.readers.dedupe_key` of each text (what near-duplicates share)."""
-    import polars as pl
-
-    from data.readers import dedupe_key
-
-    if not len(texts):
-        return np.array([], dtype=object)
-    return pl.DataFrame({"text": list(texts)}).select(dedupe_key(pl.col("text")))["text"].to_numpy()
 
 
 def balanced_weights(corpus: Corpus, seed_weight: float = SEED_WEIGHT) -> np.ndarray:
@@ -784,7 +774,7 @@ def guided(model: Recipe, train: Corpus, val: Corpus, val_logits: np.ndarray, de
     """`model.logits` raised by a guide head (training.guide) fitted on this model's features, `train` and `val`,
     after its `decision` was fitted (as served: classifiers.embedded.raised_by_guide). N-gram recipes only."""
     from classifiers.embedded import GuideHead, raised_by_guide
-    from training.guide import fit_guide, logits_of
+    from training.label_guide import fit_guide, logits_of
 
     inner = model.inner if isinstance(model, SentenceMax) else model
     cut = model.cut if isinstance(model, SentenceMax) else None
@@ -995,7 +985,7 @@ def count_arg(value: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.guide import GUIDE_BUDGET
+    from training.label_guide import GUIDE_BUDGET
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")

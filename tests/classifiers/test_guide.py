@@ -1,4 +1,4 @@
-"""The label guide's head (training.guide, classifiers.embedded.raised_by_guide): it may only raise a text, only at
+"""The label guide's head (training.label_guide, training.guide, classifiers.embedded.raised_by_guide): it may only raise a text, only at
 or above its threshold, to its own calibrated probability under the served label mix; it is bound to the model
 whose features it reads; and the shipped one catches plain harm the severity model lets through."""
 
@@ -12,7 +12,8 @@ import pytest
 from classifiers.base import ClassifierError
 from classifiers.embedded import GUIDE_ARTIFACT, EmbeddedClassifier, GuideHead, raised_by_guide, save_artifact
 from classifiers.features import hash_features
-from training.guide import Guide, fit_guide, logits_of, save
+from training.guide import save
+from training.label_guide import Guide, fit_guide, logits_of
 from training.transfer import Corpus, softmax
 
 T, BIAS = 1.3, np.log(np.array([0.8, 0.12, 0.06, 0.02])) - np.log(np.array([0.3, 0.2, 0.3, 0.2]))
