@@ -67,9 +67,7 @@ class EmbeddedClassifier:
         if len(vocab) > 1 and not bool(np.all(vocab[1:] > vocab[:-1])):
             raise ClassifierError(f"{self.path}: the vocabulary is not sorted")
         self._index = FeatureIndex(vocab)
-        self._weights = weights
         self._idf2 = idf2
-        self._intercept = intercept
         sha = hashlib.sha256(raw).hexdigest()
         self.version = sha[:12]
         # Harm-category heads over the same features (training.categories), scored in the same kernel pass.

@@ -72,15 +72,15 @@ def _balanced(y: np.ndarray, from_seed: np.ndarray) -> np.ndarray:
     return w * (len(w) / w.sum())
 
 
-def guide_harm(texts: Sequence[str], families: Sequence[str] = GUIDE_FAMILIES) -> np.ndarray:
+def guide_harm(texts: Sequence[str], families: Sequence[str] = GUIDE_FAMILIES, seed: int = 13) -> np.ndarray:
     """Which of these seed texts are harmful sentences of the guide's `families` (matched by near-duplicate key
-    to data.seed's expansion)."""
+    to data.seed's expansion with `seed`, the one the corpus holds: another expansion shares a quarter of them)."""
     from data.readers import near_duplicate_keys
     from data.seed import load_seed
 
-    rows = load_seed()
-    keys = near_duplicate_keys([r.text for r in rows])
-    wanted = {k for k, r in zip(keys, rows) if r.family in families and SEVERITY[r.label] >= HARMFUL}
+    expansion = load_seed(seed=seed)
+    keys = near_duplicate_keys([r.text for r in expansion])
+    wanted = {k for k, r in zip(keys, expansion) if r.family in families and SEVERITY[r.label] >= HARMFUL}
     return np.array([k in wanted for k in near_duplicate_keys(list(texts))], dtype=bool)
 
 
@@ -92,8 +92,11 @@ def rows(corpus, seed_source: str, families: Sequence[str] | None = GUIDE_FAMILI
     from_seed = corpus.source == seed_source
     positive = np.zeros(len(corpus), dtype=bool)
     seed_harm = np.flatnonzero(from_seed & (corpus.label >= HARMFUL))
-    positive[seed_harm] = (True if families is None
-                           else guide_harm([corpus.text[i] for i in seed_harm], families))
+    positive[seed_harm] = (True if families is None else guide_harm(
+        [corpus.text[i] for i in seed_harm], families, seed=corpus.info.get("seed", 13)))
+    if families is not None and len(seed_harm) and not positive.any():
+        raise ValueError("none of the corpus's harmful seed sentences is one of the guide's families: was the corpus "
+                         "expanded with another seed than its info says?")
     mask = positive | (corpus.label == 0)
     return mask, positive[mask].astype(int), from_seed[mask]
 
@@ -136,5 +139,12 @@ def fit_guide(features: Callable[[list[str]], Any], train, val, flagged_val: np.
         raise ValueError("no validation safe text is left unflagged by the model: the guide's budget has nothing to "
                          "count against (check the model's decision and the validation split)")
     k = int(np.floor(budget * safe.sum()))
-    threshold = float(np.nextafter(candidates[k], np.inf)) if k < len(candidates) else float(candidates.min())
+    if k >= len(candidates):
+        threshold = float(candidates.min())
+    elif k > 0 and candidates[k - 1] > candidates[k]:
+        # halfway between the last text let through and the first held back: serving computes the logit in
+        # float32, so a threshold a float64 ulp above a text could land on either side of it
+        threshold = float((candidates[k - 1] + candidates[k]) / 2)
+    else:
+        threshold = float(np.nextafter(candidates[k], np.inf))
     return Guide(coef, intercept, a, b, threshold, budget)

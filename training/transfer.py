@@ -198,7 +198,8 @@ def load_corpus(shared_root: Path, *, clean_sentences: int = 6000, seed: int = 1
         source=np.array(df["source"].to_list()),
         domain=np.array([domains[s] for s in df["source"].to_list()]),
         split=np.array([split_of(k) for k in keys]),
-        info={"texts": df.height, "near_duplicates_removed": before - df.height},
+        # `seed`: which expansion of the seed corpus this holds (training.label_guide reads its families by it)
+        info={"texts": df.height, "near_duplicates_removed": before - df.height, "seed": seed},
     )
 
 
@@ -738,6 +739,8 @@ def leave_one_domain_out(corpus: Corpus, make: Callable[[], Recipe], *, screen: 
                                 false_flag_budget=budget)
         logits_of = model.logits
         if guide_budget is not None:
+            if keep_logits is not None:  # what the decision was fitted on, before the guide raised any
+                keep_logits[f"{domain}/validation_unraised"] = val_logits
             logits_of = guided(model, train, val, val_logits, decision, guide_budget)
             val_logits = logits_of(val.text)
         z = logits_of(held.text)
@@ -778,7 +781,7 @@ def guided(model: Recipe, train: Corpus, val: Corpus, val_logits: np.ndarray, de
 
     inner = model.inner if isinstance(model, SentenceMax) else model
     cut = model.cut if isinstance(model, SentenceMax) else None
-    if not isinstance(inner, NgramRecipe):
+    if type(inner) is not NgramRecipe:  # not the combo recipe either: serving has no guide on the encoder tier
         raise ValueError("the guide head is fitted on the n-gram features: use it with the ngram recipe")
     guide = fit_guide(inner.features, train, val, decision.labels(val_logits) >= HARMFUL, cut, budget)
     head = GuideHead(np.zeros(0), guide.intercept, guide.a, guide.b, guide.threshold, guide.budget)

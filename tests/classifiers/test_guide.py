@@ -187,3 +187,42 @@ def test_the_shipped_guide_flags_plain_harm_the_severity_model_lets_through():
     assert all(label in ("harmful", "extremely_harmful") for label in labels(guided, PLAIN_HARM))
     assert not any(label in ("harmful", "extremely_harmful") for label in labels(alone, PLAIN_HARM))
     assert labels(guided, LOOKS_LIKE_IT) == ["safe"] * len(LOOKS_LIKE_IT)
+
+
+def test_a_text_the_model_already_flags_does_not_count_against_the_budget():
+    """The budget is what the guide adds: safe texts the severity model flags anyway are not charged to it."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rows = [(f"i will hurt you {i}", 2, "team_seed", split) for split in ("train", "validation") for i in range(60)]
+    rows += [(f"i will help you {i}", 0, "team_seed", split) for split in ("train", "validation") for i in range(60)]
+    # safe texts that look like the seed's harm: the guide scores them high
+    rows += [(f"we will hurt them at chess {i}", 0, "tweets", "validation") for i in range(40)]
+    rows += [(f"the build {i} passed", 0, "tweets", split) for split in ("train", "validation") for i in range(200)]
+    text, label, source, split = zip(*rows)
+    c = Corpus(list(text), np.array(label), np.array(source), np.array(source), np.array(split))
+    vec = TfidfVectorizer().fit(c.text)
+    train, val = c.take(c.split == "train"), c.take(c.split == "validation")
+    features = lambda t: vec.transform(t)  # noqa: E731
+    look_alikes = np.array([t.startswith("we will hurt") for t in val.text])
+    charged = fit_guide(features, train, val, np.zeros(len(val), bool), None, 0.01, families=None)
+    free = fit_guide(features, train, val, look_alikes, None, 0.01, families=None)
+    h = logits_of(features, free.coef, free.intercept, val.text, None)
+    safe = val.label == 0
+    assert free.threshold < charged.threshold  # the look-alikes no longer hold it up
+    assert ((h >= free.threshold) & safe & ~look_alikes).sum() <= 0.01 * safe.sum()
+
+
+def test_training_and_serving_compute_the_same_guide_logit():
+    """The fit reads tf-idf features (training.categories.Features, IDF applied); the artifact folds the IDF into
+    the weights the kernel sums. The shipped head's logit from either path agrees, each sentence read too."""
+    from core.settings import DEFAULT_EMBEDDED_MODEL
+    from training.categories import Features
+
+    model = EmbeddedClassifier(DEFAULT_EMBEDDED_MODEL)
+    features = Features(DEFAULT_EMBEDDED_MODEL)
+    assert np.ptp(features.idf) > 1  # the IDF varies: a missing or doubled fold would show
+    texts = ["I'm going to find you tonight. Have a nice day", "you're dead the moment you step outside",
+             "lovely weather", "send me a pic of you naked. lol. ok"]
+    coef = model.guide.weights.astype(np.float64) / features.idf
+    np.testing.assert_allclose(logits_of(features, coef, model.guide.intercept, texts, model.cut),
+                               model.outputs(texts)[:, -1], atol=1e-4)

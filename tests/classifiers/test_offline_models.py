@@ -174,7 +174,7 @@ def test_the_shipped_models_describe_their_decision():
 # What the shipped model must still do on the team's functional suite (cases it never trained on: the seed corpus
 # leaves out anything close to them, data/seed.py), through the normalizer as the moderator runs it. Floors a
 # little under the measured figures in models/embedded/eval_report.json; a random or broken model fails them.
-# 0.724 / 0.056 / 0.728 measured for the model of 2026-12-07 20:20 (seed corpus 1.3.0) with the label guide's head
+# 0.716 / 0.056 / 0.720 measured for the model of 2026-12-07 20:20 (seed corpus 1.3.0) with the label guide's head
 # (0.632 / 0.097 / 0.648 for the model before, which had none: a guide that is not applied fails the first floor)
 FUNCTIONAL_FLOORS = {"hateful_flagged": 0.70, "non_hateful_flagged": 0.13, "coded_flagged": 0.70}
 
@@ -204,7 +204,7 @@ def test_the_shipped_model_flags_the_suites_harm_and_spares_its_harmless_cases(s
         assert families[family]["hateful_flagged"] >= 0.5, family
     # 0.80 measured with the guide head (0.30 for the model before: "I want to kill myself tonight." reached only review)
     assert families["self_harm"]["hateful_flagged"] >= 0.70
-    assert families["threat"]["hateful_flagged"] >= 0.75  # 0.778 with the guide, 0.683 for the model before
+    assert families["threat"]["hateful_flagged"] >= 0.72  # 0.762 with the guide, 0.683 for the model before
     # a friendly sentence before or after the harm hides none of it (9.6% of the harmful cases stayed flagged with
     # "Thanks for reading, ..." after them before sentence max), nor makes harm of the harmless cases
     assert abs(overall["padded"]["gap_points"]) <= 3 and abs(overall["padded_harmless"]["gap_points"]) <= 3
