@@ -174,10 +174,17 @@ def read_by_sentence(logits_of: Callable[[list[str]], np.ndarray], texts: Sequen
     z = logits_of([*texts, *parts])
     whole, z_parts = z[: len(texts)], z[len(texts) :]
     out = harshest_reading(whole, owner, z_parts)
-    if max_columns and len(owner):
-        highest = whole[:, -max_columns:].copy()
-        np.maximum.at(highest, owner, z_parts[:, -max_columns:])
-        out[:, -max_columns:] = highest
+    if max_columns:
+        out[:, -max_columns:] = highest_reading(whole[:, -max_columns:], owner, z_parts[:, -max_columns:])
+    return out
+
+
+def highest_reading(whole: np.ndarray, owner: np.ndarray, parts: np.ndarray) -> np.ndarray:
+    """For each row of `whole`, the highest value, column by column, over it and the rows of `parts` it owns
+    (row k of `parts` belongs to text `owner[k]`, as `features.sentences_of` gives them)."""
+    out = np.array(whole, dtype=np.float64)
+    if len(owner):
+        np.maximum.at(out, owner, parts)
     return out
 
 
@@ -277,13 +284,14 @@ class GuideHead:
         self.a, self.b, self.threshold, self.budget = a, b, threshold, budget
 
 
-def raised_by_guide(z: np.ndarray, h: np.ndarray, guide: GuideHead, temperature: float, bias: np.ndarray,
+def raised_by_guide(z: np.ndarray, h: np.ndarray, guide, temperature: float, bias: np.ndarray,
                     harm_share: float) -> np.ndarray:
     """Severity logits `z` where the guide head's logit `h` reaches its threshold, with the harmful and extremely
     harmful logits raised together (their ratio kept) until the served P(harmful or worse), softmax(z / T + bias),
     is the guide's own calibrated probability under the served label mix (`harm_share` harmful-or-worse), when that
     is the higher. Never lowers a text; below the threshold nothing changes. Serving and leave-one-domain-out both
-    apply it, after the decision (T, bias) was fitted on the severity model alone."""
+    apply it, after the decision (T, bias) was fitted on the severity model alone. `guide` is anything with the
+    head's `a`, `b` and `threshold`: a served `GuideHead` or a fitted `training.label_guide.Guide`."""
     harmful = SEVERITY["harmful"]
     served = np.asarray(z, dtype=np.float64) / temperature + bias
     model_log_odds = _harm_log_odds(served)

@@ -81,12 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     test = corpus.take(corpus.split == "test")
     print(f"{len(train)} training, {len(val)} validation texts ({time.time() - t0:.0f} s)", flush=True)
 
-    def served_harm(texts: list[str]) -> np.ndarray:
-        p = np.array([[s[label] for label in ("harmful", "extremely_harmful")] for s in severity.classify(texts)])
-        return p.sum(axis=1)
+    def served_harm(z: np.ndarray) -> np.ndarray:
+        """P(harmful or worse) as served from severity logits `z`."""
+        return transfer.softmax(z / severity.temperature + severity.bias)[:, HARMFUL:].sum(axis=1)
 
     t_harm = severity.thresholds["harmful"]
-    flagged_val = served_harm(val.text) >= t_harm
+    flagged_val = served_harm(severity.logits(val.text)) >= t_harm
     try:
         guide = fit_guide(features, train, val, flagged_val, severity.cut, args.budget, args.c)
     except ValueError as exc:
@@ -94,17 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     # What it adds, on the validation split it was fitted on and the test split it was not.
-    from classifiers.embedded import GuideHead, raised_by_guide
-
-    head = GuideHead(guide.coef * features.idf, guide.intercept, guide.a, guide.b, guide.threshold, guide.budget)
+    from classifiers.embedded import raised_by_guide
 
     def figures(part) -> dict[str, Any]:
-        before = served_harm(part.text) >= t_harm
+        z = severity.logits(part.text)
         h = logits_of(features, guide.coef, guide.intercept, part.text, severity.cut)
-        z = raised_by_guide(severity.logits(part.text), h, head, severity.temperature, severity.bias,
-                            harm_share=float(sum(severity.prior[HARMFUL:])))
-        p = transfer.softmax(z / severity.temperature + severity.bias)
-        raised = p[:, HARMFUL:].sum(axis=1) >= t_harm
+        before = served_harm(z) >= t_harm
+        raised = served_harm(raised_by_guide(z, h, guide, severity.temperature, severity.bias,
+                                             harm_share=float(sum(severity.prior[HARMFUL:])))) >= t_harm
         safe, harm = part.label == 0, part.label >= HARMFUL
         return {"texts": len(part), "false_flags_before": round(float(before[safe].mean()), 4),
                 "false_flags_after": round(float(raised[safe].mean()), 4),
@@ -116,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
               "threshold": round(guide.threshold, 4), "platt": [round(guide.a, 4), round(guide.b, 4)],
               "validation": figures(val), "test": figures(test), "seconds": round(time.time() - t0)}
     out.mkdir(parents=True, exist_ok=True)
-    save(out / GUIDE_ARTIFACT, head.weights, guide, features.model_sha)
+    save(out / GUIDE_ARTIFACT, guide.coef * features.idf, guide, features.model_sha)  # the IDF folded in
     (out / "guide.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(report, indent=1))
     print(f"wrote {out / GUIDE_ARTIFACT} and guide.json ({report['seconds']} s)")

@@ -47,6 +47,7 @@ def logits_of(features: Callable[[list[str]], Any], coef: np.ndarray, intercept:
               cut: str | None) -> np.ndarray:
     """The guide's raw logit of each text: its highest over the whole text and, with a `cut`, each part
     (`classifiers.features.sentences_of`), as served."""
+    from classifiers.embedded import highest_reading
     from classifiers.features import sentences_of
 
     texts = list(texts)
@@ -54,10 +55,7 @@ def logits_of(features: Callable[[list[str]], Any], coef: np.ndarray, intercept:
         return np.zeros(0)
     owner, parts = sentences_of(texts, cut) if cut else (np.zeros(0, dtype=np.int64), [])
     z = np.asarray(features([*texts, *parts]) @ coef).ravel() + intercept
-    h = z[: len(texts)].copy()
-    if len(parts):
-        np.maximum.at(h, owner, z[len(texts) :])
-    return h
+    return highest_reading(z[: len(texts)], owner, z[len(texts) :])
 
 
 def _balanced(y: np.ndarray, from_seed: np.ndarray) -> np.ndarray:

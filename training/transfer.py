@@ -776,7 +776,7 @@ def guided(model: Recipe, train: Corpus, val: Corpus, val_logits: np.ndarray, de
            budget: float) -> Callable[[list[str]], np.ndarray]:
     """`model.logits` raised by a guide head (training.guide) fitted on this model's features, `train` and `val`,
     after its `decision` was fitted (as served: classifiers.embedded.raised_by_guide). N-gram recipes only."""
-    from classifiers.embedded import GuideHead, raised_by_guide
+    from classifiers.embedded import raised_by_guide
     from training.label_guide import fit_guide, logits_of
 
     inner = model.inner if isinstance(model, SentenceMax) else model
@@ -784,12 +784,11 @@ def guided(model: Recipe, train: Corpus, val: Corpus, val_logits: np.ndarray, de
     if type(inner) is not NgramRecipe:  # not the combo recipe either: serving has no guide on the encoder tier
         raise ValueError("the guide head is fitted on the n-gram features: use it with the ngram recipe")
     guide = fit_guide(inner.features, train, val, decision.labels(val_logits) >= HARMFUL, cut, budget)
-    head = GuideHead(np.zeros(0), guide.intercept, guide.a, guide.b, guide.threshold, guide.budget)
     harm_share = float(sum(decision.prior[HARMFUL:]))
 
     def raised(texts: list[str]) -> np.ndarray:
         h = logits_of(inner.features, guide.coef, guide.intercept, texts, cut)
-        return raised_by_guide(model.logits(texts), h, head, decision.temperature, decision.bias, harm_share)
+        return raised_by_guide(model.logits(texts), h, guide, decision.temperature, decision.bias, harm_share)
 
     return raised
 
