@@ -6,13 +6,13 @@ safe texts that look like them). The file is data/dataset/seed_corpus.json; this
     rows = load_seed()            # [SeedText(text, label, family, template)], the same list on every run
 
     uv run --all-extras python -m data.seed --summary     # counts per family and label
-    uv run --all-extras python -m data.seed --overlap     # the seed sentences closest to a functional-suite case
+    uv run --all-extras python -m data.seed --overlap     # the seed sentences closest to a held-out text
 
 The seed trains the offline model (training.transfer adds it as its own domain, "team_seed", which is always
 in training and never a held-out domain: a figure on it would be a home figure). It is written apart from the
 functional suite (other sentence frames, other identity groups), and a sentence that still comes close to a
-suite case (stock phrases such as "I hope you die" are in both) is left out, so that the suite measures what
-the model was not shown; `--overlap` shows the closest pairs and tests/data/test_seed.py holds the bound.
+suite case or an outside probe (stock phrases such as "I hope you die" are in both) is left out, so that both
+measure what the model was not shown; `--overlap` shows the closest pairs and tests/data/test_seed.py holds the bound.
 """
 
 from __future__ import annotations
@@ -35,10 +35,12 @@ from pathlib import Path
 from core.labels import LABELS
 
 DEFAULT_SEED_CORPUS = Path(__file__).resolve().parent / "dataset" / "seed_corpus.json"
+OUTSIDE_PROBES = DEFAULT_SEED_CORPUS.parent / "outside_probes.json"
 SOURCE = "team_seed"
 _SLOT = re.compile(r"\{(\w+)\}")
 _EXPANSION_LIMIT = 50_000
-# Seed sentences this close to a functional-suite case (Jaccard of word 3-grams) are left out of training.
+# Seed sentences this close to a held-out text (a functional-suite case or an outside probe; Jaccard of word
+# 3-grams) are left out of training.
 MAX_SUITE_SIMILARITY = 0.4  # combinations of one template; the file is refused beyond it
 
 
@@ -81,9 +83,9 @@ def _styled(text: str, rng: random.Random) -> str:
 def load_seed(path: Path = DEFAULT_SEED_CORPUS, *, seed: int = 13,
               max_suite_similarity: float | None = MAX_SUITE_SIMILARITY) -> list[SeedText]:
     """The expanded seed corpus: up to each template's `max` fillings, chosen with `seed`, less every sentence
-    whose word 3-grams overlap a functional-suite case by `max_suite_similarity` (Jaccard) or more: stock
-    phrases ("I hope you die") are in both, and the suite must stay unseen. A malformed file is refused with a
-    ValueError naming the template."""
+    whose word 3-grams overlap a held-out text (a functional-suite case or an outside probe, `held_out_texts`) by
+    `max_suite_similarity` (Jaccard) or more: stock phrases ("I hope you die") are in both, and what measures the
+    model must stay unseen. A malformed file is refused with a ValueError naming the template."""
     try:
         spec = json.loads(Path(path).read_text(encoding="utf-8"))
         slots, templates = spec["slots"], spec["templates"]
@@ -105,6 +107,9 @@ def load_seed(path: Path = DEFAULT_SEED_CORPUS, *, seed: int = 13,
             raise ValueError(f"{where}: max must be a positive integer")
         filled = _expand(t["template"], slots, where)
         for text in rng.sample(filled, min(t["max"], len(filled))):
+            text = text.strip()  # an empty slot value at either end leaves a space there
+            if not text:
+                raise ValueError(f"{where}: a filling is empty")
             text = _styled(text[0].upper() + text[1:], rng)
             if text.lower() not in seen:
                 seen.add(text.lower())
@@ -120,11 +125,22 @@ def _grams(text: str) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + 3]) for i in range(max(0, len(words) - 2))} or {tuple(words)}
 
 
-def suite_similarity(texts: list[str]) -> list[tuple[float, str]]:
-    """For each text, the functional-suite case sharing most of its word 3-grams (Jaccard) and that share."""
+def held_out_texts() -> list[str]:
+    """The texts the seed must not come close to: the functional suite's cases and the outside probes
+    (data/dataset/outside_probes.json, written by a helper that had read nothing of the project). Both measure
+    the model on what it was not shown, and a seed writer can land on a probe's very words without reading it
+    (1.4.0's draft, by a helper that had not seen the probes, held "ana buddy here, we keep each other from eating"
+    beside the probe "ana buddies needed!! we keep each other from eating, dm me")."""
     from data.functional import load_suite
 
-    cases = [(_grams(c.text), c.text) for c in load_suite()]
+    probes = json.loads(OUTSIDE_PROBES.read_text(encoding="utf-8"))
+    return [c.text for c in load_suite()] + list(probes["benign"]) + list(probes["harmful"])
+
+
+def suite_similarity(texts: list[str]) -> list[tuple[float, str]]:
+    """For each text, the held-out text (`held_out_texts`: a functional-suite case or an outside probe) sharing
+    most of its word 3-grams (Jaccard) and that share."""
+    cases = [(_grams(t), t) for t in held_out_texts()]
     index: dict[tuple[str, ...], list[int]] = {}
     for k, (g, _) in enumerate(cases):
         for gram in g:
@@ -142,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--path", type=Path, default=DEFAULT_SEED_CORPUS)
     parser.add_argument("--summary", action="store_true", help="counts per family and label")
-    parser.add_argument("--overlap", action="store_true", help="the functional-suite cases closest to a seed sentence")
+    parser.add_argument("--overlap", action="store_true", help="the held-out texts (suite cases, outside probes) closest to a seed sentence")
     parser.add_argument("--jsonl", type=Path, help="write every expanded sentence here")
     args = parser.parse_args(argv)
     try:
@@ -162,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.overlap:
         near = sorted(zip(suite_similarity([r.text for r in rows]), (r.text for r in rows)), reverse=True)[:10]
         for (score, case), seed_text in near:
-            print(f"{score:.3f}  seed:  {seed_text!r}\n       suite: {case!r}")
+            print(f"{score:.3f}  seed:  {seed_text!r}\n       held out: {case!r}")
     return 0
 
 

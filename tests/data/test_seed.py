@@ -28,6 +28,9 @@ def test_the_seed_covers_each_harm_and_its_safe_look_alikes(rows):
     # would teach their every word ("this fucking weather" once made "nice weather today" potentially harmful)
     assert min(Counter(r.label for r in rows).values()) >= 50
     assert len({r.text.lower() for r in rows}) == len(rows)  # no sentence twice
+    # an empty slot value at either end of a template leaves no stray space: training data keeps the text as it is,
+    # so " ima smoke u" would reach prepare as another text than the one its dedupe key and the loader's name
+    assert all(r.text == r.text.strip() and r.text for r in rows)
 
 
 def test_the_same_corpus_on_every_run_and_another_with_another_seed(rows):
@@ -35,12 +38,17 @@ def test_the_same_corpus_on_every_run_and_another_with_another_seed(rows):
     assert [r.text for r in load_seed(seed=14)] != [r.text for r in rows]
 
 
-def test_no_seed_sentence_is_a_functional_suite_case_in_other_words(rows):
-    """The suite measures what the model was not shown: the seed is left out where it comes close to a case."""
+def test_no_seed_sentence_is_a_functional_suite_case_or_an_outside_probe_in_other_words(rows):
+    """The suite and the outside probes measure what the model was not shown: the seed is left out where it comes
+    close to one of their texts."""
     scores = [score for score, _ in suite_similarity([r.text for r in rows])]
     assert max(scores) < MAX_SUITE_SIMILARITY
     suite_texts = {c.text.lower().rstrip(".!") for c in load_suite()}
     assert not suite_texts & {r.text.lower().rstrip(".!") for r in rows}
+    probes = json.loads((DEFAULT_SEED_CORPUS.parent / "outside_probes.json").read_text(encoding="utf-8"))
+    probe_texts = {t.lower().rstrip(".!") for t in probes["benign"] + probes["harmful"]}
+    assert not probe_texts & {r.text.lower().rstrip(".!") for r in rows}
+    assert "kys" in probe_texts and "kys" in {r.text.lower() for r in load_seed(max_suite_similarity=None)}
     # and the filter is what keeps it so: unfiltered, the stock phrases shared with the suite come back
     unfiltered = load_seed(max_suite_similarity=None)
     assert max(score for score, _ in suite_similarity([r.text for r in unfiltered])) >= MAX_SUITE_SIMILARITY
@@ -60,6 +68,8 @@ def test_the_suites_identity_groups_never_appear_in_the_seed(rows):
     (lambda d: d["templates"].append({"family": "x", "label": "safe", "template": "hi"}), "needs exactly"),
     (lambda d: d["slots"].update(group=[]), "non-empty lists"),
     (lambda d: d.pop("slots"), "unreadable"),
+    (lambda d: d["templates"].append({"family": "x", "label": "safe", "template": "{e}", "max": 1})
+     or d["slots"].update(e=[" "]), "filling is empty"),
 ])
 def test_a_malformed_file_is_refused_naming_the_problem(tmp_path, change, message, capsys):
     spec = json.loads(DEFAULT_SEED_CORPUS.read_text(encoding="utf-8"))
