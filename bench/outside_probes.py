@@ -6,7 +6,10 @@
 that had read nothing of the project (its description says so). Each text goes through the moderator (Stage 1,
 then the embedded model) twice: as served, and with the guide head switched off (`guide=False`), so the guide's
 gain and its cost are read side by side: harmful texts flagged (harmful or worse), safe texts flagged, and the safe
-texts only the guide flags. Writes bench/results/outside_probes.json.
+texts only the guide flags. The same figures are given on the probes far from every seed sentence (word 3-gram
+Jaccard below FAR with each, `data.seed.nearest`): the seed's writers are the same kind of model as the probes'
+writer and can land on a probe's words without reading it, so these are the figures no seed sentence explains.
+Writes bench/results/outside_probes.json.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from core.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_PATTERN_DB, ROOT
 
 PROBES = ROOT / "data" / "dataset" / "outside_probes.json"
 FLAGS = ("harmful", "extremely_harmful")
+FAR = 0.1  # a probe this far from every seed sentence (word 3-gram Jaccard) counts as far
 
 
 def flagged(moderator, texts: list[str]) -> list[bool]:
@@ -35,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from classifiers.base import ClassifierError
     from classifiers.embedded import EmbeddedClassifier
     from core.settings import Settings
+    from data.seed import load_seed, nearest
     from moderator import Moderator
     from normalizer.reload import ReloadingNormalizer
 
@@ -46,15 +51,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = Settings(environment="development", prediction_log_url="", _env_file=None)
-    report: dict = {"model": str(args.model), "benign": len(benign), "harmful": len(harmful)}
+    seed = [r.text for r in load_seed()]
+    far_benign, far_harmful = ([score < FAR for score, _ in nearest(texts, seed)] for texts in (benign, harmful))
+    report: dict = {"model": str(args.model), "benign": len(benign), "harmful": len(harmful),
+                    "far_from_the_seed": {"below": FAR, "benign": sum(far_benign), "harmful": sum(far_harmful)}}
     flags = {}
     for name, classifier in readings.items():
         moderator = Moderator(ReloadingNormalizer(DEFAULT_PATTERN_DB, 0), classifier, settings)
         flags[name] = (flagged(moderator, benign), flagged(moderator, harmful))
+        far_safe = [f for f, far in zip(flags[name][0], far_benign) if far]
+        far_harm = [f for f, far in zip(flags[name][1], far_harmful) if far]
         report[name] = {"safe_flagged": round(sum(flags[name][0]) / len(benign), 4),
-                        "harmful_flagged": round(sum(flags[name][1]) / len(harmful), 4)}
+                        "harmful_flagged": round(sum(flags[name][1]) / len(harmful), 4),
+                        "far_safe_flagged": round(sum(far_safe) / max(len(far_safe), 1), 4),
+                        "far_harmful_flagged": round(sum(far_harm) / max(len(far_harm), 1), 4)}
         print(f"{name:14s} safe texts flagged {sum(flags[name][0])}/{len(benign)}, harmful texts flagged "
-              f"{sum(flags[name][1])}/{len(harmful)}")
+              f"{sum(flags[name][1])}/{len(harmful)}; far from the seed: {sum(far_safe)}/{len(far_safe)} and "
+              f"{sum(far_harm)}/{len(far_harm)}")
     report["safe_flagged_only_by_the_guide"] = [t for t, a, b in zip(benign, *(f[0] for f in flags.values())) if a and not b]
     report["harmful_missed_with_the_guide"] = [t for t, a in zip(harmful, flags["with_guide"][1]) if not a]
     for text in report["safe_flagged_only_by_the_guide"]:

@@ -140,7 +140,12 @@ def held_out_texts() -> list[str]:
 def suite_similarity(texts: list[str]) -> list[tuple[float, str]]:
     """For each text, the held-out text (`held_out_texts`: a functional-suite case or an outside probe) sharing
     most of its word 3-grams (Jaccard) and that share."""
-    cases = [(_grams(t), t) for t in held_out_texts()]
+    return nearest(texts, held_out_texts())
+
+
+def nearest(texts: list[str], others: list[str]) -> list[tuple[float, str]]:
+    """For each of `texts`, the one of `others` sharing most of its word 3-grams (Jaccard) and that share."""
+    cases = [(_grams(t), t) for t in others]
     index: dict[tuple[str, ...], list[int]] = {}
     for k, (g, _) in enumerate(cases):
         for gram in g:
