@@ -10,7 +10,7 @@ vectors cached in out/cache/embeddings.npz), once on the guide's four families a
 lets it raise the served model (severity model and n-gram guide) the way the n-gram guide raises the severity
 model (`classifiers.embedded.raised_by_guide`). Each text is read whole (the encoder pools over its 128 first word
 pieces). Reported: the functional suite per family, the outside probes (`data/dataset/outside_probes.json`), the
-home test split, and the texts it newly flags. Writes bench/results/encoder_guide.json. About 4 minutes once the
+home test split, and the texts it newly flags. Writes bench/results/encoder_guide.json. About a minute once the
 corpus's vectors are cached (the first run encodes the corpus, 20 minutes or more).
 """
 

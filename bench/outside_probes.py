@@ -6,9 +6,11 @@
 that had read nothing of the project (its description says so). Each text goes through the moderator (Stage 1,
 then the embedded model) twice: as served, and with the guide head switched off (`guide=False`), so the guide's
 gain and its cost are read side by side: harmful texts flagged (harmful or worse), safe texts flagged, and the safe
-texts only the guide flags. The same figures are given on the probes far from every seed sentence (word 3-gram
-Jaccard below FAR with each, `data.seed.nearest`): the seed's writers are the same kind of model as the probes'
-writer and can land on a probe's words without reading it, so these are the figures no seed sentence explains.
+texts only the guide flags. The same figures are given on the probes far from every sentence the seed file
+expands to before its held-out filter (word 3-gram Jaccard below FAR with each, `data.seed.nearest`), so also far
+from what a model trained before that filter saw: the seed's writers are the same kind of model as the probes'
+writer and can land on a probe's words without reading it. Word overlap does not see spelling ("u" for "you") or
+algospeak ("kys" for "kill yourself"), so a far probe can still be a seed sentence in other spelling.
 Writes bench/results/outside_probes.json.
 """
 
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = Settings(environment="development", prediction_log_url="", _env_file=None)
-    seed = [r.text for r in load_seed()]
+    seed = [r.text for r in load_seed(max_suite_similarity=None)]
     far_benign, far_harmful = ([score < FAR for score, _ in nearest(texts, seed)] for texts in (benign, harmful))
     report: dict = {"model": str(args.model), "benign": len(benign), "harmful": len(harmful),
                     "far_from_the_seed": {"below": FAR, "benign": sum(far_benign), "harmful": sum(far_harmful)}}
@@ -63,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         far_harm = [f for f, far in zip(flags[name][1], far_harmful) if far]
         report[name] = {"safe_flagged": round(sum(flags[name][0]) / len(benign), 4),
                         "harmful_flagged": round(sum(flags[name][1]) / len(harmful), 4),
-                        "far_safe_flagged": round(sum(far_safe) / max(len(far_safe), 1), 4),
-                        "far_harmful_flagged": round(sum(far_harm) / max(len(far_harm), 1), 4)}
+                        "far_safe_flagged": round(sum(far_safe) / len(far_safe), 4) if far_safe else None,
+                        "far_harmful_flagged": round(sum(far_harm) / len(far_harm), 4) if far_harm else None}
         print(f"{name:14s} safe texts flagged {sum(flags[name][0])}/{len(benign)}, harmful texts flagged "
               f"{sum(flags[name][1])}/{len(harmful)}; far from the seed: {sum(far_safe)}/{len(far_safe)} and "
               f"{sum(far_harm)}/{len(far_harm)}")

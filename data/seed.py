@@ -121,20 +121,30 @@ def load_seed(path: Path = DEFAULT_SEED_CORPUS, *, seed: int = 13,
 
 
 def _grams(text: str) -> set[tuple[str, ...]]:
+    """Word 3-grams; a text of one or two words is its words; a text without words (emoji only) has none, so it is
+    near nothing (two emoji-only texts are not copies of each other)."""
     words = re.findall(r"[a-z0-9']+", text.lower())
+    if not words:
+        return set()
     return {tuple(words[i : i + 3]) for i in range(max(0, len(words) - 2))} or {tuple(words)}
 
 
 def held_out_texts() -> list[str]:
     """The texts the seed must not come close to: the functional suite's cases and the outside probes
     (data/dataset/outside_probes.json, written by a helper that had read nothing of the project). Both measure
-    the model on what it was not shown, and a seed writer can land on a probe's very words without reading it
-    (1.4.0's draft, by a helper that had not seen the probes, held "ana buddy here, we keep each other from eating"
-    beside the probe "ana buddies needed!! we keep each other from eating, dm me")."""
+    the model on what it was not shown, and a seed writer can land on a probe's very words without reading it (a
+    helper that had not seen the probes wrote near-copies of four of them; the README has the story, which a
+    helper writing seed sentences must not read). A missing or malformed probes file is a ValueError naming it."""
     from data.functional import load_suite
 
-    probes = json.loads(OUTSIDE_PROBES.read_text(encoding="utf-8"))
-    return [c.text for c in load_suite()] + list(probes["benign"]) + list(probes["harmful"])
+    try:
+        probes = json.loads(OUTSIDE_PROBES.read_text(encoding="utf-8"))
+        texts = [*probes["benign"], *probes["harmful"]]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"outside probes {OUTSIDE_PROBES}: unreadable ({exc})") from exc
+    if not all(isinstance(t, str) for t in texts):
+        raise ValueError(f"outside probes {OUTSIDE_PROBES}: benign and harmful must be lists of texts")
+    return [c.text for c in load_suite()] + texts
 
 
 def suite_similarity(texts: list[str]) -> list[tuple[float, str]]:

@@ -7,7 +7,7 @@ import pytest
 
 from core.labels import LABELS
 from data.functional import load_suite
-from data.seed import DEFAULT_SEED_CORPUS, MAX_SUITE_SIMILARITY, load_seed, main, suite_similarity
+from data.seed import DEFAULT_SEED_CORPUS, MAX_SUITE_SIMILARITY, load_seed, main, nearest, suite_similarity
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,14 @@ def test_no_seed_sentence_is_a_functional_suite_case_or_an_outside_probe_in_othe
     suite_texts = {c.text.lower().rstrip(".!") for c in load_suite()}
     assert not suite_texts & {r.text.lower().rstrip(".!") for r in rows}
     probes = json.loads((DEFAULT_SEED_CORPUS.parent / "outside_probes.json").read_text(encoding="utf-8"))
-    probe_texts = {t.lower().rstrip(".!") for t in probes["benign"] + probes["harmful"]}
+    probe_list = probes["benign"] + probes["harmful"]
+    probe_texts = {t.lower().rstrip(".!") for t in probe_list}
     assert not probe_texts & {r.text.lower().rstrip(".!") for r in rows}
+    # read from the files themselves, not through the filter's own list: a filter that lost the benign probes or
+    # the suite would agree with itself
+    texts = [r.text for r in rows]
+    assert max(score for score, _ in nearest(texts, probe_list)) < MAX_SUITE_SIMILARITY
+    assert max(score for score, _ in nearest(texts, [c.text for c in load_suite()])) < MAX_SUITE_SIMILARITY
     assert "kys" in probe_texts and "kys" in {r.text.lower() for r in load_seed(max_suite_similarity=None)}
     # and the filter is what keeps it so: unfiltered, the stock phrases shared with the suite come back
     unfiltered = load_seed(max_suite_similarity=None)
@@ -89,3 +95,22 @@ def test_a_template_that_explodes_is_refused(tmp_path):
     path.write_text(json.dumps(spec), encoding="utf-8")
     with pytest.raises(ValueError, match="combinations"):
         load_seed(path, max_suite_similarity=None)
+
+
+def test_similarity_is_word_overlap_and_texts_without_words_are_near_nothing():
+    assert nearest(["I hope you have a lovely day"], ["i hope you have a lovely day!!"])[0][0] == 1.0
+    assert nearest(["kys"], ["Kys", "kys fr"])[0] == (1.0, "Kys")
+    assert nearest(["🔪🔪"], ["💀", "🔪🔪"])[0][0] == 0.0  # emoji only: no words, no copy
+    assert nearest(["a b c d"], [])[0] == (0.0, "")
+
+
+def test_an_unreadable_probes_file_is_a_clear_error(tmp_path, monkeypatch):
+    import data.seed as seed
+
+    monkeypatch.setattr(seed, "OUTSIDE_PROBES", tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="outside probes .*missing.json"):
+        load_seed()
+    (tmp_path / "bad.json").write_text('{"benign": ["ok"]}', encoding="utf-8")
+    monkeypatch.setattr(seed, "OUTSIDE_PROBES", tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="unreadable"):
+        load_seed()
