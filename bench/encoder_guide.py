@@ -45,24 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     from data.readers import DEFAULT_SHARED_ROOT, DataError
     from normalizer import Normalizer, load_database
     from training import transfer
+    from training.guide import splits
     from training.label_guide import HARMFUL, fit_guide, logits_of
 
     t0 = time.time()
     try:
         served = EmbeddedClassifier(args.model)
         probes = json.loads(PROBES.read_text(encoding="utf-8"))
-        corpus = transfer.load_corpus(DEFAULT_SHARED_ROOT, clean_sentences=6000, seed=served.meta.get("seed", 13),
-                                      team_seed=True)
+        if served.guide is None:
+            print(f"error: {args.model} has no guide head beside it (python -m training.guide)", file=sys.stderr)
+            return 2
+        train, val, test = splits(DEFAULT_SHARED_ROOT, served.meta)
     except (OSError, ValueError, KeyError, ClassifierError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if served.guide is None:
-        print(f"error: {args.model} has no guide head beside it (python -m training.guide)", file=sys.stderr)
-        return 2
-    keep, _ = transfer.screen_single_harm(corpus, seed_weight=served.meta.get("seed_weight", transfer.SEED_WEIGHT))
-    train = corpus.take((corpus.split == "train") & keep)
-    val = corpus.take((corpus.split == "validation") & keep)
-    test = corpus.take(corpus.split == "test")
     vectors = transfer.EmbeddingCache().vectors
     share = float(sum(served.prior[HARMFUL:]))
     threshold = served.thresholds["harmful"]

@@ -67,18 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         features = Features(args.model)
         severity = EmbeddedClassifier(args.model, guide=False)  # fitted against the severity model alone
-        corpus = transfer.load_corpus(args.shared, clean_sentences=6000, seed=severity.meta.get("seed", 13),
-                                      team_seed=True)
+        if severity.thresholds is None:
+            print(f"error: {args.model} has no fitted decision; retrain it with training.train_embedded",
+                  file=sys.stderr)
+            return 2
+        train, val, test = splits(args.shared, severity.meta)
     except (OSError, ValueError, ClassifierError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if severity.thresholds is None:
-        print(f"error: {args.model} has no fitted decision; retrain it with training.train_embedded", file=sys.stderr)
-        return 2
-    keep, _ = transfer.screen_single_harm(corpus, seed_weight=severity.meta.get("seed_weight", transfer.SEED_WEIGHT))
-    train = corpus.take((corpus.split == "train") & keep)
-    val = corpus.take((corpus.split == "validation") & keep)
-    test = corpus.take(corpus.split == "test")
     print(f"{len(train)} training, {len(val)} validation texts ({time.time() - t0:.0f} s)", flush=True)
 
     def served_harm(z: np.ndarray) -> np.ndarray:
@@ -118,6 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report, indent=1))
     print(f"wrote {out / GUIDE_ARTIFACT} and guide.json ({report['seconds']} s)")
     return 0
+
+
+def splits(shared: Path, meta: dict[str, Any]):
+    """(train, validation, test) as the model with `meta` was trained on them: the corpus with its seed expansion,
+    train and validation screened as its training screened them (`transfer.screen_single_harm`), test as it comes.
+    Raises what `transfer.load_corpus` raises (OSError, ValueError, DataError)."""
+    from training import transfer
+
+    corpus = transfer.load_corpus(shared, clean_sentences=6000, seed=meta.get("seed", 13), team_seed=True)
+    keep, _ = transfer.screen_single_harm(corpus, seed_weight=meta.get("seed_weight", transfer.SEED_WEIGHT))
+    return (corpus.take((corpus.split == "train") & keep), corpus.take((corpus.split == "validation") & keep),
+            corpus.take(corpus.split == "test"))
 
 
 def seed_version() -> str:
