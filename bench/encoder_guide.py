@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import write_result
-from core.settings import DEFAULT_EMBEDDED_MODEL, ROOT
+from core.settings import DEFAULT_EMBEDDED_MODEL
+from data.seed import OUTSIDE_PROBES as PROBES
 
-PROBES = ROOT / "data" / "dataset" / "outside_probes.json"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 
 from bench.common import write_result
-from core.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_PATTERN_DB, ROOT
+from core.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_PATTERN_DB
+from data.seed import OUTSIDE_PROBES as PROBES
 
-PROBES = ROOT / "data" / "dataset" / "outside_probes.json"
 FLAGS = ("harmful", "extremely_harmful")
 FAR = 0.1  # a probe this far from every seed sentence (word 3-gram Jaccard) counts as far
 
